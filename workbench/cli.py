@@ -1,0 +1,22 @@
+"""`workbench` command line: subcommands are added as features land."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        from workbench import __version__
+
+        print(__version__)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
