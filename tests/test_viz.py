@@ -1,0 +1,150 @@
+"""Rerun logging, overlays and video export on StepRecords (no model needed: records are plain data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.records import ActionChunk, Camera, GroundTruth, Observation, PolicyStep, StepRecord
+from workbench.spatial import Box, Frame, Point, SpatialAnswer, Trace
+from workbench.viz import blueprints, overlay
+from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+from workbench.viz.video import read_frames, write_mp4
+
+
+def make_record(step: int, *, policies=("A", "B"), branch: str = "main", seed: int = 0) -> StepRecord:
+    """A full StepRecord with every field a sink draws (a textured image so JPEG sizes are realistic)."""
+    rng = np.random.default_rng(seed + step)
+    yy, xx = np.mgrid[0:224, 0:224]
+    image = np.stack([(xx + 3 * step) % 256, (yy * 2) % 256, ((xx + yy) // 2) % 256], -1).astype(np.uint8)
+    image[60:100, 80:130] = (200, 40, 40)
+    cam = Camera(np.array([[200.0, 0, 112], [0, 200.0, 112], [0, 0, 1]]), np.eye(4), 224, 224)
+    gt = GroundTruth(
+        objects=[Box(80, 60, 130, 100, "carrot"), Box(150, 140, 200, 190, "plate")],
+        key_points=[Point(105, 80, "carrot")],
+        target=Box(150, 140, 200, 190, "plate"),
+        source_label="carrot",
+        target_label="plate",
+        expert_trace=Trace(((105.0, 80.0), (130.0, 120.0), (175.0, 165.0)), "gripper"),
+    )
+    obs = Observation(
+        {"main": image},
+        "put the carrot on the plate",
+        {"main": cam},
+        np.r_[0.0, 0, 0.5, 1, 0, 0, 0],
+        None,
+        gt,
+    )
+    ps = {}
+    for i, name in enumerate(policies):
+        actions = rng.normal(size=(8, 7)).astype(np.float32)
+        chunk = ActionChunk(
+            normalized=np.clip(actions, -1, 1),
+            actions=actions,
+            ee_path_3d=rng.normal(size=(9, 3)),
+            ee_path_2d=Trace(tuple((100.0 + 5 * k + i, 90.0 + 3 * k) for k in range(9))),
+            attention={"main": rng.random((8, 8)).astype(np.float32)},
+            timings={"dit": 0.01},
+        )
+        spatial = SpatialAnswer(
+            '[{"label": "carrot", "bbox_2d": [80, 60, 130, 100]}]',
+            [Box(82.0 + i, 61, 128, 99, "carrot"), Point(104.0, 81.0, "carrot")],
+            Frame(224, 224, 224, 224),
+            [] if i == 0 else ["trailing text ignored"],
+        )
+        ps[name] = PolicyStep(
+            name, obs.instruction, spatial, chunk, actions[0], {"iou": 0.9 - 0.1 * i}, {"spatial": 0.02}
+        )
+    return StepRecord(
+        step=step,
+        observation=obs,
+        policies=ps,
+        executed_action=rng.normal(size=7),
+        recorded_action=None,
+        reward=0.0,
+        info={"success": False, "grasped": np.bool_(False), "dist": np.float32(0.25)},
+        timings={"env": 0.005, "policy/A": 0.05, "sinks": 0.001},
+        branch=branch,
+    )
+
+
+def test_rrd_holds_expected_entities_at_every_step(tmp_path):
+    path = tmp_path / "rec.rrd"
+    logger = RerunLogger(rrd_path=path, stream=True, blueprint=blueprints.side_by_side(["A", "B"]))
+    records = [make_record(s) for s in range(4)]
+    streamed = 0
+    for r in records:
+        logger.write(r)
+        streamed += len(logger.read())
+    logger.close()
+    assert streamed > 0, "the binary stream must carry the data for the app"
+    by_step = rrd_entities_by_step(path)
+    assert sorted(by_step) == [0, 1, 2, 3]
+    for r in records:
+        want = expected_entities(r)
+        assert "world/camera/image" in want and "world/camera/B/spatial/boxes" in want
+        assert "world/camera/A/rollout" in want and "actions/A/gripper" in want and "log/B" in want
+        assert by_step[r.step] == want
+
+
+def test_branch_records_live_under_their_own_root(tmp_path):
+    path = tmp_path / "rec.rrd"
+    logger = RerunLogger(rrd_path=path, stream=False)
+    logger.write(make_record(0, policies=("A",)))
+    logger.write(make_record(0, policies=("A",), branch="paraphrase"))
+    logger.close()
+    ents = rrd_entities_by_step(path)[0]
+    assert "world/camera/image" in ents and "branches/paraphrase/world/camera/image" in ents
+
+
+def test_logger_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="somewhere to write"):
+        RerunLogger(stream=False)
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        RerunLogger(jpeg_quality=0)
+    bad = make_record(0, policies=())
+    bad.executed_action = np.zeros(6)
+    logger = RerunLogger(stream=True)
+    with pytest.raises(ValueError, match="7 dims"):
+        logger.write(bad)
+
+
+def test_blueprints_build_and_validate():
+    assert blueprints.one_policy("A") is not None
+    assert blueprints.instruction_ab("A", "B", instruction_a="pick carrot", instruction_b="grab the carrot")
+    assert blueprints.side_by_side(["A", "B"], branches=["A", "B"])
+    with pytest.raises(ValueError, match="one branch per policy"):
+        blueprints.side_by_side(["A", "B"], branches=["A"])
+
+
+def test_overlay_draws_in_policy_and_ground_truth_colours():
+    r = make_record(0, policies=("A",))
+    out = overlay.draw_step(r, scale=2, caption=False)
+    assert out.shape == (448, 448, 3) and out.dtype == np.uint8
+    # the ground-truth carrot box's bottom edge (y=100, x=80..130, scaled x2) is drawn green
+    edge = out[200, 166:220]
+    assert (np.abs(edge.astype(int) - overlay.GROUND_TRUTH).sum(-1) < 60).mean() > 0.8
+    # the target (plate) box is drawn in the target colour
+    edge = out[280, 310:390]
+    assert (np.abs(edge.astype(int) - overlay.TARGET).sum(-1) < 60).mean() > 0.8
+    # the rollout trace dots are drawn in slot A's colour
+    x, y = 2 * 120, 2 * 102
+    assert np.abs(out[y, x].astype(int) - overlay.policy_color(0)).sum() < 60
+    with pytest.raises(ValueError, match="uint8"):
+        overlay.draw_geometry(np.zeros((4, 4), np.float32), [], (0, 0, 0))
+
+
+def test_mp4_export_has_one_frame_per_step(tmp_path):
+    records = [make_record(s, policies=("A",)) for s in range(5)]
+    path = write_mp4(records, tmp_path / "ep.mp4", fps=5)
+    frames = read_frames(path)
+    assert len(frames) == 5 and frames[0].shape == (448, 448, 3)
+    # overlays survive encoding: the decoded frame is close to the drawn frame, not to the plain image
+    drawn = overlay.draw_step(records[0], scale=2).astype(int)
+    plain = np.kron(records[0].observation.images["main"], np.ones((2, 2, 1), np.uint8)).astype(int)
+    mask = np.abs(drawn - plain).sum(-1) > 60  # pixels the overlay changed
+    assert mask.sum() > 500
+    got = frames[0].astype(int)
+    assert np.abs(got - drawn)[mask].mean() < 0.5 * np.abs(got - plain)[mask].mean()
+    with pytest.raises(ValueError, match=".mp4"):
+        write_mp4(records, tmp_path / "ep.avi")

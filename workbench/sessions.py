@@ -1,0 +1,450 @@
+"""Saved sessions: append-only, flushed every step, readable after a crash up to the last complete step.
+
+    sessions/<id>/session.json   what was loaded (source, slots) and the edits made (instructions, branches)
+    sessions/<id>/steps.jsonl    one StepRecord per line, appended and fsync'ed per step
+    sessions/<id>/images/        the step images (PNG: lossless, so a session replays bit-exact)
+    sessions/<id>/recording.rrd  the Rerun recording (written by a RerunLogger pointed at `rrd_path`)
+
+A step's images are written before its line, so a complete line always has its images; a torn last
+line (the process died mid-write) is skipped with a note. Nothing here unpickles: JSON and PNG only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from workbench.records import ActionChunk, Camera, GroundTruth, Observation, PolicyStep, StepRecord
+from workbench.spatial import Box, Frame, Geometry, Point, SpatialAnswer, Trace
+
+FORMAT_VERSION = 1
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class SessionError(ValueError):
+    """A session path or file that cannot be used as asked (the message says why and what to do)."""
+
+
+# -- paths ---------------------------------------------------------------------------------------
+
+
+def session_dir(root: str | Path, session_id: str) -> Path:
+    """The directory of `session_id` under `root`, refusing anything that would leave `root`."""
+    if not isinstance(session_id, str) or not _ID.match(session_id) or ".." in session_id:
+        raise SessionError(
+            f"invalid session id {session_id!r}: use letters, digits, '_', '-', '.' (no '/', no '..')"
+        )
+    root_r = Path(root).resolve()
+    path = (root_r / session_id).resolve()
+    if root_r not in path.parents:
+        raise SessionError(f"session {session_id!r} resolves outside the sessions root {root_r}")
+    return path
+
+
+# -- JSON codec for records ----------------------------------------------------------------------
+
+
+def _arr(a: np.ndarray | None) -> dict | None:
+    if a is None:
+        return None
+    a = np.asarray(a)
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+def _unarr(d: dict | None) -> np.ndarray | None:
+    if d is None:
+        return None
+    return np.asarray(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"])
+
+
+def _geom(g: Geometry) -> dict:
+    kind = {Box: "box", Point: "point", Trace: "trace"}[type(g)]
+    d = dataclasses.asdict(g)
+    if isinstance(g, Trace):
+        d["points"] = [list(p) for p in g.points]
+    return {"type": kind, **d}
+
+
+def _ungeom(d: dict) -> Geometry:
+    d = dict(d)
+    kind = d.pop("type")
+    if kind == "box":
+        return Box(**d)
+    if kind == "point":
+        return Point(**d)
+    if kind == "trace":
+        return Trace(tuple((float(x), float(y)) for x, y in d["points"]), d.get("label", ""))
+    raise SessionError(f"unknown geometry type {kind!r} in session file")
+
+
+def _jsonable(v: Any) -> Any:
+    """Env info can hold numpy scalars/arrays; keep what JSON can say, stringify the rest."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    return repr(v)
+
+
+def _gt(gt: GroundTruth | None) -> dict | None:
+    if gt is None:
+        return None
+    return {
+        "objects": [_geom(b) for b in gt.objects],
+        "key_points": [_geom(p) for p in gt.key_points],
+        "target": _geom(gt.target) if gt.target else None,
+        "source_label": gt.source_label,
+        "target_label": gt.target_label,
+        "expert_trace": _geom(gt.expert_trace) if gt.expert_trace else None,
+    }
+
+
+def _ungt(d: dict | None) -> GroundTruth | None:
+    if d is None:
+        return None
+    return GroundTruth(
+        objects=[_ungeom(b) for b in d["objects"]],
+        key_points=[_ungeom(p) for p in d["key_points"]],
+        target=_ungeom(d["target"]) if d["target"] else None,
+        source_label=d["source_label"],
+        target_label=d["target_label"],
+        expert_trace=_ungeom(d["expert_trace"]) if d["expert_trace"] else None,
+    )
+
+
+def _spatial(s: SpatialAnswer | None) -> dict | None:
+    if s is None:
+        return None
+    frame = dataclasses.asdict(s.frame) if s.frame else None
+    return {
+        "text": s.text,
+        "geometry": [_geom(g) for g in s.geometry],
+        "frame": frame,
+        "problems": s.problems,
+    }
+
+
+def _unspatial(d: dict | None) -> SpatialAnswer | None:
+    if d is None:
+        return None
+    frame = Frame(**d["frame"]) if d["frame"] else None
+    return SpatialAnswer(d["text"], [_ungeom(g) for g in d["geometry"]], frame, list(d["problems"]))
+
+
+def _chunk(c: ActionChunk | None) -> dict | None:
+    if c is None:
+        return None
+    return {
+        "normalized": _arr(c.normalized),
+        "actions": _arr(c.actions),
+        "ee_path_3d": _arr(c.ee_path_3d),
+        "ee_path_2d": _geom(c.ee_path_2d) if c.ee_path_2d else None,
+        "attention": {k: _arr(v) for k, v in c.attention.items()} if c.attention else None,
+        "timings": c.timings,
+    }
+
+
+def _unchunk(d: dict | None) -> ActionChunk | None:
+    if d is None:
+        return None
+    return ActionChunk(
+        normalized=_unarr(d["normalized"]),
+        actions=_unarr(d["actions"]),
+        ee_path_3d=_unarr(d["ee_path_3d"]),
+        ee_path_2d=_ungeom(d["ee_path_2d"]) if d["ee_path_2d"] else None,
+        attention={k: _unarr(v) for k, v in d["attention"].items()} if d["attention"] else None,
+        timings=dict(d["timings"]),
+    )
+
+
+def record_to_dict(record: StepRecord, image_files: dict[str, str]) -> dict:
+    """A StepRecord as JSON, with images replaced by file names relative to the session dir."""
+    obs = record.observation
+    cams = {
+        k: {
+            "intrinsic": _arr(c.intrinsic),
+            "extrinsic": _arr(c.extrinsic),
+            "width": c.width,
+            "height": c.height,
+        }
+        for k, c in obs.cameras.items()
+    }
+    policies = {
+        name: {
+            "policy": ps.policy,
+            "instruction": ps.instruction,
+            "spatial": _spatial(ps.spatial),
+            "chunk": _chunk(ps.chunk),
+            "executed": _arr(ps.executed),
+            "metrics": _jsonable(ps.metrics),
+            "timings": ps.timings,
+        }
+        for name, ps in record.policies.items()
+    }
+    return {
+        "step": record.step,
+        "branch": record.branch,
+        "observation": {
+            "images": image_files,
+            "instruction": obs.instruction,
+            "cameras": cams,
+            "tcp_pose": _arr(obs.tcp_pose),
+            "state": _arr(obs.state),
+            "ground_truth": _gt(obs.ground_truth),
+        },
+        "policies": policies,
+        "executed_action": _arr(record.executed_action),
+        "recorded_action": _arr(record.recorded_action),
+        "reward": float(record.reward),
+        "terminated": bool(record.terminated),
+        "truncated": bool(record.truncated),
+        "info": _jsonable(record.info),
+        "timings": record.timings,
+    }
+
+
+def record_from_dict(d: dict, images: dict[str, np.ndarray]) -> StepRecord:
+    o = d["observation"]
+    cams = {
+        k: Camera(_unarr(c["intrinsic"]), _unarr(c["extrinsic"]), int(c["width"]), int(c["height"]))
+        for k, c in o["cameras"].items()
+    }
+    obs = Observation(
+        images=images,
+        instruction=o["instruction"],
+        cameras=cams,
+        tcp_pose=_unarr(o["tcp_pose"]),
+        state=_unarr(o["state"]),
+        ground_truth=_ungt(o["ground_truth"]),
+    )
+    policies = {
+        name: PolicyStep(
+            policy=p["policy"],
+            instruction=p["instruction"],
+            spatial=_unspatial(p["spatial"]),
+            chunk=_unchunk(p["chunk"]),
+            executed=_unarr(p["executed"]),
+            metrics=dict(p["metrics"]),
+            timings=dict(p["timings"]),
+        )
+        for name, p in d["policies"].items()
+    }
+    return StepRecord(
+        step=int(d["step"]),
+        observation=obs,
+        policies=policies,
+        executed_action=_unarr(d["executed_action"]),
+        recorded_action=_unarr(d["recorded_action"]),
+        reward=float(d["reward"]),
+        terminated=bool(d["terminated"]),
+        truncated=bool(d["truncated"]),
+        info=dict(d["info"]),
+        timings=dict(d["timings"]),
+        branch=d["branch"],
+    )
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _safe_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64] or "_"
+
+
+class SessionWriter:
+    """A sink that writes a session as it runs. Sink protocol: write(record), note(event), close()."""
+
+    def __init__(self, path: Path, meta: dict | None = None, *, image_format: str = "png") -> None:
+        if image_format not in ("png", "jpg"):
+            raise SessionError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        self.path = Path(path)
+        if (self.path / "steps.jsonl").exists():
+            raise SessionError(
+                f"session {self.path} already exists: pick a new id or load it with load_session"
+            )
+        (self.path / "images").mkdir(parents=True, exist_ok=True)
+        self.image_format = image_format
+        self.meta = {
+            "format_version": FORMAT_VERSION,
+            "id": self.path.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "loaded": _jsonable(meta or {}),
+            "edits": [],
+            "closed": False,
+        }
+        _write_json_atomic(self.path / "session.json", self.meta)
+        self._steps = open(self.path / "steps.jsonl", "a")  # noqa: SIM115 - held open for the session
+
+    @property
+    def rrd_path(self) -> Path:
+        return self.path / "recording.rrd"
+
+    def write(self, record: StepRecord) -> None:
+        files = {}
+        for cam, image in record.observation.images.items():
+            rel = (
+                f"images/{_safe_part(record.branch)}/{record.step:06d}_{_safe_part(cam)}.{self.image_format}"
+            )
+            _write_image(self.path / rel, image)
+            files[cam] = rel
+        line = json.dumps(record_to_dict(record, files), separators=(",", ":"))
+        self._steps.write(line + "\n")
+        self._steps.flush()
+        os.fsync(self._steps.fileno())  # the step is on disk before the runner goes on
+
+    def note(self, event: dict) -> None:
+        self.meta["edits"].append(_jsonable(event))
+        _write_json_atomic(self.path / "session.json", self.meta)
+
+    def close(self) -> None:
+        if self._steps.closed:
+            return
+        self._steps.close()
+        self.meta["closed"] = True
+        _write_json_atomic(self.path / "session.json", self.meta)
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise SessionError(f"could not encode image for {path} (shape {image.shape}, dtype {image.dtype})")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    path: Path
+    meta: dict
+    records: list[StepRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the loader had to skip, and why
+
+    @property
+    def edits(self) -> list[dict]:
+        return self.meta.get("edits", [])
+
+    def branch(self, name: str = "main") -> list[StepRecord]:
+        return [r for r in self.records if r.branch == name]
+
+
+def _read_image(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(path)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_session(path: str | Path) -> Session:
+    """Read a session directory; after a crash, every complete step is returned (see Session.notes)."""
+    path = Path(path)
+    meta_file, steps_file = path / "session.json", path / "steps.jsonl"
+    if not meta_file.is_file():
+        raise SessionError(f"{path} is not a session: it has no session.json")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise SessionError(f"{path}: session format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    session = Session(path=path, meta=meta)
+    if not steps_file.is_file():
+        session.notes.append("no steps.jsonl: the session has no steps")
+        return session
+    lines = steps_file.read_bytes().split(b"\n")
+    torn_tail = lines[-1] != b""  # a complete file ends with a newline
+    lines = lines[:-1] if not torn_tail else lines
+    for i, raw in enumerate(lines):
+        last = i == len(lines) - 1
+        try:
+            d = json.loads(raw)
+            if last and torn_tail:
+                raise ValueError("no newline at the end")
+            images = {cam: _read_image(path / rel) for cam, rel in d["observation"]["images"].items()}
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            if last:
+                session.notes.append(f"line {i + 1} of steps.jsonl is incomplete ({e}); ignored")
+                break
+            raise SessionError(
+                f"{steps_file}: line {i + 1} is corrupt ({e}); the file was edited or damaged"
+            ) from e
+        session.records.append(record_from_dict(d, images))
+    return session
+
+
+class SessionStore:
+    """The sessions root: creates, lists and opens sessions by id, never outside the root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, session_id: str) -> Path:
+        return session_dir(self.root, session_id)
+
+    def create(self, session_id: str | None = None, meta: dict | None = None, **kw: Any) -> SessionWriter:
+        session_id = session_id or time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+        return SessionWriter(self.path(session_id), meta, **kw)
+
+    def open(self, session_id: str) -> Session:
+        return load_session(self.path(session_id))
+
+    def list(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "session.json").is_file())
+
+
+# -- replay and export ---------------------------------------------------------------------------
+
+
+def replay_to_rerun(
+    session: Session, *, rrd_path: str | Path | None = None, stream: bool = False, blueprint=None
+):
+    """Log a saved session into a new Rerun recording with no model loaded. Returns the RerunLogger
+    (drain `.read()` for the app); closed already when stream=False."""
+    from workbench.viz.rerun_log import RerunLogger
+
+    logger = RerunLogger(rrd_path=rrd_path, stream=stream, blueprint=blueprint)
+    for record in session.records:
+        logger.write(record)
+    for event in session.edits:
+        logger.note(event)
+    if not stream:
+        logger.close()
+    return logger
+
+
+def export_mp4(session: Session, out: str | Path, *, fps: float = 5.0, branch: str = "main") -> Path:
+    """Write the session's steps of `branch` to an MP4 with the overlays drawn."""
+    from workbench.viz.video import write_mp4
+
+    records = session.branch(branch)
+    if not records:
+        raise SessionError(f"session {session.path} has no steps on branch {branch!r}")
+    return write_mp4(records, out, fps=fps)

@@ -1,0 +1,85 @@
+"""Rerun blueprints, declared in one place: one policy; policies side by side; instruction A vs B.
+
+Each camera view shows the image plus ground truth, and only the chosen policy's overlays, so
+side-by-side views compare like with like. Paths follow workbench.viz.rerun_log's layout.
+"""
+
+from __future__ import annotations
+
+import rerun.blueprint as rrb
+
+from workbench.viz.rerun_log import ACTION_DIMS, branch_root, policy_part
+
+
+def camera_view(policy: str, *, branch: str = "main", name: str | None = None) -> rrb.Spatial2DView:
+    r = branch_root(branch)
+    cam = f"{r}world/camera"
+    p = policy_part(policy)
+    return rrb.Spatial2DView(
+        origin=f"/{cam}",
+        contents=[f"+ /{cam}/image", f"+ /{cam}/ground_truth/**", f"+ /{cam}/{p}/**"],
+        name=name or f"{policy} · camera",
+    )
+
+
+def actions_view(
+    policies: list[str], *, branch: str = "main", dims: tuple[str, ...] = ACTION_DIMS[:3]
+) -> rrb.TimeSeriesView:
+    r = branch_root(branch)
+    contents = [f"+ /{r}actions/{policy_part(p)}/{d}" for p in policies for d in dims]
+    contents += [f"+ /{r}actions/executed/{d}" for d in dims] + [f"+ /{r}actions/recorded/{d}" for d in dims]
+    return rrb.TimeSeriesView(origin=f"/{r}actions", contents=contents, name="actions")
+
+
+def _bottom(branches_and_policies: list[tuple[str, str]]) -> rrb.Tabs:
+    policies = sorted({p for _, p in branches_and_policies})
+    branches = sorted({b for b, _ in branches_and_policies})
+    views: list = [actions_view(policies, branch=b) for b in branches]
+    views += [
+        rrb.TextLogView(origin="/", contents=[f"+ /{branch_root(b)}log/**" for b in branches], name="log"),
+        rrb.TimeSeriesView(origin="/timings", name="timings"),
+        rrb.TimeSeriesView(
+            origin="/", contents=[f"+ /{branch_root(b)}metrics/**" for b in branches], name="metrics"
+        ),
+    ]
+    return rrb.Tabs(*views)
+
+
+def one_policy(policy: str, *, branch: str = "main") -> rrb.Blueprint:
+    return rrb.Blueprint(
+        rrb.Vertical(camera_view(policy, branch=branch), _bottom([(branch, policy)]), row_shares=[3, 2]),
+        collapse_panels=True,
+    )
+
+
+def side_by_side(policies: list[str], *, branches: list[str] | None = None) -> rrb.Blueprint:
+    """One camera view per policy. In shared mode all read the same branch; in independent mode pass
+    branches (one per policy: each policy drives its own copy)."""
+    if not policies:
+        raise ValueError("side_by_side needs at least one policy name")
+    branches = branches or ["main"] * len(policies)
+    if len(branches) != len(policies):
+        raise ValueError(
+            f"got {len(policies)} policies but {len(branches)} branches: pass one branch per policy"
+        )
+    pairs = list(zip(branches, policies, strict=True))
+    cams = [camera_view(p, branch=b, name=p if b == "main" else f"{p} · {b}") for b, p in pairs]
+    return rrb.Blueprint(
+        rrb.Vertical(rrb.Horizontal(*cams), _bottom(pairs), row_shares=[3, 2]), collapse_panels=True
+    )
+
+
+def instruction_ab(
+    policy_a: str, policy_b: str, *, instruction_a: str = "A", instruction_b: str = "B"
+) -> rrb.Blueprint:
+    """The same checkpoint asked with two instructions: two slots, views titled by their instruction."""
+    cams = [
+        camera_view(policy_a, name=f"{policy_a}: {instruction_a}"[:60]),
+        camera_view(policy_b, name=f"{policy_b}: {instruction_b}"[:60]),
+    ]
+    return rrb.Blueprint(
+        rrb.Vertical(
+            rrb.Horizontal(*cams), _bottom([("main", policy_a), ("main", policy_b)]), row_shares=[3, 2]
+        ),
+        collapse_panels=True,
+    )
