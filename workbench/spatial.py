@@ -8,11 +8,28 @@ Text format (Qwen2.5-VL style, absolute pixels of the model's input frame):
     {"label": "carrot", "point_2d": [x, y]}
     {"label": "gripper", "trace_2d": [[x, y], ...]}
 The point and trace keys are this project's choice: upstream never published its stage-1 formats.
+
+Coordinates convention: `format` writes integers in the model frame (what a model emits), so
+`parse(format(g, frame), frame) == g` exactly for geometry whose model-frame coordinates lie on the
+integer grid (that is, `g == to_original(g_model, frame)` with integer `g_model`). Pass `decimals=d`
+to write d decimals instead; round trips are then exact on the 10**-d grid.
+Pixel coordinates are continuous: the left edge of the image is x=0, the right edge x=width, and a
+frame change scales x by orig_width/width and y by orig_height/height (no half-pixel offsets),
+which is how Qwen2.5-VL answers are mapped back to the original image.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # records.py imports this module; import its types for annotations only
+    from workbench.records import GroundTruth
 
 # ---------------------------------------------------------------------------------------------
 # Geometry
@@ -54,6 +71,7 @@ class Trace:
 
 
 Geometry = Point | Box | Trace
+GEOMETRY_KEYS = ("bbox_2d", "point_2d", "trace_2d")
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,11 @@ class Frame:
     orig_width: int
     orig_height: int
 
+    def __post_init__(self) -> None:
+        sizes = (self.width, self.height, self.orig_width, self.orig_height)
+        if not all(isinstance(s, int | np.integer) and s > 0 for s in sizes):
+            raise ValueError(f"Frame sizes must be positive integers, got {sizes}")
+
     @property
     def scale_x(self) -> float:
         return self.orig_width / self.width
@@ -76,6 +99,41 @@ class Frame:
     @property
     def scale_y(self) -> float:
         return self.orig_height / self.height
+
+    @classmethod
+    def fixed(cls, orig_w: int, orig_h: int, size: tuple[int, int] = (224, 224)) -> Frame:
+        """A plain resize of the original image to `size` = (width, height), as the VLA path does."""
+        return cls(width=size[0], height=size[1], orig_width=orig_w, orig_height=orig_h)
+
+    @classmethod
+    def smart_resize(
+        cls,
+        orig_w: int,
+        orig_h: int,
+        factor: int = 28,
+        min_pixels: int = 56 * 56,
+        max_pixels: int = 14 * 14 * 4 * 1280,
+    ) -> Frame:
+        """The frame Qwen2.5-VL's image processor resizes to (transformers' `smart_resize` rule).
+
+        Both sides become multiples of `factor`, the area lands in [min_pixels, max_pixels], and the
+        aspect ratio is kept as closely as possible. Defaults are transformers' defaults.
+        """
+        if orig_w <= 0 or orig_h <= 0:
+            raise ValueError(f"image size must be positive, got {orig_w}x{orig_h}")
+        if max(orig_w, orig_h) / min(orig_w, orig_h) > 200:
+            raise ValueError(f"aspect ratio must be at most 200 (Qwen2.5-VL's limit), got {orig_w}x{orig_h}")
+        h_bar = round(orig_h / factor) * factor
+        w_bar = round(orig_w / factor) * factor
+        if h_bar * w_bar > max_pixels:  # too big: shrink, rounding down to the factor grid
+            beta = math.sqrt((orig_h * orig_w) / max_pixels)
+            h_bar = max(factor, math.floor(orig_h / beta / factor) * factor)
+            w_bar = max(factor, math.floor(orig_w / beta / factor) * factor)
+        elif h_bar * w_bar < min_pixels:  # too small: grow, rounding up
+            beta = math.sqrt(min_pixels / (orig_h * orig_w))
+            h_bar = math.ceil(orig_h * beta / factor) * factor
+            w_bar = math.ceil(orig_w * beta / factor) * factor
+        return cls(width=w_bar, height=h_bar, orig_width=orig_w, orig_height=orig_h)
 
 
 @dataclass
@@ -90,3 +148,410 @@ class SpatialAnswer:
     @property
     def ok(self) -> bool:
         return bool(self.geometry) and not self.problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames: scaling geometry between the model frame and the original image
+# ---------------------------------------------------------------------------------------------
+
+
+def _scale(g: Any, sx: float, sy: float, forward: bool) -> Any:
+    """Multiply (forward) or divide x by sx and y by sy on one geometry or a sequence of them."""
+
+    def fx(x: float) -> float:
+        return x * sx if forward else x / sx
+
+    def fy(y: float) -> float:
+        return y * sy if forward else y / sy
+
+    if isinstance(g, Point):
+        return Point(fx(g.x), fy(g.y), g.label)
+    if isinstance(g, Box):
+        return Box(fx(g.x1), fy(g.y1), fx(g.x2), fy(g.y2), g.label)
+    if isinstance(g, Trace):
+        return Trace(tuple((fx(x), fy(y)) for x, y in g.points), g.label)
+    if isinstance(g, Sequence) and not isinstance(g, str):
+        return [_scale(item, sx, sy, forward) for item in g]
+    raise TypeError(f"expected Point, Box, Trace or a list of them, got {type(g).__name__}")
+
+
+def to_original(geometry: Any, frame: Frame | None) -> Any:
+    """Model-frame pixels -> original-image pixels (identity when frame is None)."""
+    return geometry if frame is None else _scale(geometry, frame.scale_x, frame.scale_y, True)
+
+
+def to_model(geometry: Any, frame: Frame | None) -> Any:
+    """Original-image pixels -> model-frame pixels (identity when frame is None)."""
+    return geometry if frame is None else _scale(geometry, frame.scale_x, frame.scale_y, False)
+
+
+def _to_original_1000(geometry: Any, frame: Frame) -> Any:
+    # Qwen2-VL convention: 0..1000 of the image, whatever its size.
+    return _scale(geometry, frame.orig_width / 1000, frame.orig_height / 1000, True)
+
+
+def _to_1000(geometry: Any, frame: Frame) -> Any:
+    return _scale(geometry, frame.orig_width / 1000, frame.orig_height / 1000, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing model text
+# ---------------------------------------------------------------------------------------------
+
+_DECODER = json.JSONDecoder()
+_MAX_CANDIDATES = 64  # JSON start positions tried; bounds the cost on long prose full of brackets
+_WS_COMMA = " \t\r\n,"
+
+
+def _decode(text: str, pos: int) -> tuple[Any, int] | None:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except (ValueError, RecursionError):  # malformed, truncated, absurdly nested or huge numbers
+        return None
+
+
+def _is_items(value: Any) -> bool:
+    """An object, or a list that is empty or holds at least one object (a plain [1, 2] is a coordinate)."""
+    if isinstance(value, list):
+        return not value or any(isinstance(v, dict) for v in value)
+    return isinstance(value, dict)
+
+
+def _salvage_list(text: str, pos: int) -> tuple[list[dict], int]:
+    """Read complete objects of a list that opens at `pos` and was cut; returns them and where it stopped."""
+    items: list[dict] = []
+    i = pos + 1
+    while True:
+        while i < len(text) and text[i] in _WS_COMMA:
+            i += 1
+        if i >= len(text) or text[i] != "{":
+            return items, i
+        got = _decode(text, i)
+        if got is None or not isinstance(got[0], dict):
+            return items, i
+        items.append(got[0])
+        i = got[1]
+
+
+def _find_items(text: str) -> tuple[list[Any], list[str]]:
+    """Locate the JSON answer in model text: the items it holds, and problems met on the way."""
+    starts = [i for i, c in enumerate(text) if c in "[{"][:_MAX_CANDIDATES]
+    for pos in starts:
+        got = _decode(text, pos)
+        if got is not None and _is_items(got[0]):
+            items: list[Any] = got[0] if isinstance(got[0], list) else [got[0]]
+            if isinstance(got[0], list) and not got[0]:
+                return [], ["the answer is an empty list"]
+            return _read_more(text, got[1], items)
+        if got is None and text[pos] == "[":
+            salvaged, stop = _salvage_list(text, pos)
+            if salvaged:
+                kept = len(salvaged)
+                return salvaged, [f"answer truncated at char {stop}: kept {kept} complete item(s)"]
+    if not starts:
+        return [], ["no JSON found in the answer"]
+    if any(key in text for key in GEOMETRY_KEYS):
+        return [], ["answer truncated or malformed: no complete item could be read"]
+    return [], ["no JSON answer found (no list or object with bbox_2d/point_2d/trace_2d)"]
+
+
+def _read_more(text: str, end: int, items: list[Any]) -> tuple[list[Any], list[str]]:
+    """Models sometimes emit several top-level objects in a row; read those that follow `end`."""
+    while True:
+        i = end
+        while i < len(text) and text[i] in _WS_COMMA:
+            i += 1
+        if i >= len(text) or text[i] not in "[{":
+            return items, []
+        got = _decode(text, i)
+        if got is None:
+            return items, [f"answer truncated at char {i}: kept {len(items)} complete item(s)"]
+        if not _is_items(got[0]):
+            return items, []
+        items.extend(got[0] if isinstance(got[0], list) else [got[0]])
+        end = got[1]
+
+
+def _numbers(value: Any, n: int, what: str) -> tuple[list[float] | None, str | None]:
+    """`value` as n finite floats, or the reason it is not."""
+    if not isinstance(value, list):
+        return None, f"{what} is not a list"
+    if len(value) != n:
+        return None, f"{what} has {len(value)} numbers, expected {n}"
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return None, f"{what} holds a non-number {json.dumps(v, ensure_ascii=False)[:20]}"
+        try:
+            f = float(v)
+        except OverflowError:
+            f = math.inf
+        if not math.isfinite(f):
+            return None, f"{what} holds a non-finite number"
+        out.append(f)
+    return out, None
+
+
+def _read_item(item: Any, k: int) -> tuple[list[Geometry], list[str]]:
+    """One JSON item -> its geometry (in the numbers' own frame) and problems."""
+    if not isinstance(item, dict):
+        return [], [f"item {k} is not an object"]
+    label = item.get("label", "")
+    problems = []
+    if not isinstance(label, str):
+        problems.append(f"item {k}: label is not a string")
+        label = json.dumps(label, ensure_ascii=False)
+    found: list[Geometry] = []
+    if "bbox_2d" in item:
+        xy, why = _numbers(item["bbox_2d"], 4, f"item {k} bbox_2d")
+        if why:
+            problems.append(why)
+        else:
+            x1, y1, x2, y2 = xy
+            if x1 > x2 or y1 > y2:
+                problems.append(f"item {k} bbox_2d had swapped corners; normalised")
+                x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
+            found.append(Box(x1, y1, x2, y2, label))
+    if "point_2d" in item:
+        xy, why = _numbers(item["point_2d"], 2, f"item {k} point_2d")
+        if why:
+            problems.append(why)
+        else:
+            found.append(Point(xy[0], xy[1], label))
+    if "trace_2d" in item:
+        trace, why = _read_trace(item["trace_2d"], k)
+        if why:
+            problems.append(why)
+        else:
+            found.append(Trace(trace, label))
+    if not any(key in item for key in GEOMETRY_KEYS):
+        keys = ", ".join(list(item)[:5]) or "none"
+        problems.append(f"item {k} has no bbox_2d/point_2d/trace_2d (keys: {keys})")
+    return found, problems
+
+
+def _read_trace(value: Any, k: int) -> tuple[tuple[tuple[float, float], ...], str | None]:
+    if not isinstance(value, list) or not value:
+        return (), f"item {k} trace_2d is not a non-empty list of [x, y]"
+    points = []
+    for j, p in enumerate(value):
+        xy, why = _numbers(p, 2, f"item {k} trace_2d point {j}")
+        if why:
+            return (), why  # a trace with a hole is not the model's trace: drop it, say so
+        points.append((xy[0], xy[1]))
+    return tuple(points), None
+
+
+def parse(text: str, frame: Frame | None = None, *, normalized_1000: bool = False) -> SpatialAnswer:
+    """Read a model's spatial answer. Never raises on a str; what it cannot read goes to `problems`.
+
+    The numbers are pixels of `frame`'s model input (or 0..1000 of the image with
+    `normalized_1000=True`); the returned geometry is in pixels of the ORIGINAL image.
+    """
+    if not isinstance(text, str):
+        return SpatialAnswer(str(text), [], frame, [f"answer is a {type(text).__name__}, not text"])
+    if not text.strip():
+        return SpatialAnswer(text, [], frame, ["empty answer"])
+    items, problems = _find_items(text)
+    geometry: list[Geometry] = []
+    for k, item in enumerate(items):
+        found, why = _read_item(item, k)
+        geometry.extend(found)
+        problems.extend(why)
+    if normalized_1000 and frame is None:
+        problems.append("normalized_1000 needs a frame: coordinates left on the 0..1000 scale")
+    elif normalized_1000:
+        geometry = _to_original_1000(geometry, frame)
+    else:
+        geometry = to_original(geometry, frame)
+    return SpatialAnswer(text=text, geometry=geometry, frame=frame, problems=problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting geometry as model text
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(v: float, decimals: int) -> int | float:
+    if not math.isfinite(v):
+        raise ValueError(f"cannot format a non-finite coordinate {v}; geometry must be finite")
+    return int(round(v)) if decimals == 0 else round(float(v), decimals)
+
+
+def format(
+    geometry: Sequence[Geometry],
+    frame: Frame | None = None,
+    *,
+    decimals: int = 0,
+    normalized_1000: bool = False,
+    fence: bool = False,
+) -> str:
+    """Geometry on the original image -> the model's answer text in `frame` (a JSON list).
+
+    Writes integers by default (as models do); see the module docstring for exact round trips.
+    `fence=True` wraps the list in a ```json fence as Qwen2.5-VL does.
+    """
+    if isinstance(geometry, Point | Box | Trace):
+        geometry = [geometry]
+    if normalized_1000:
+        if frame is None:
+            raise ValueError("normalized_1000 needs the frame of the original image")
+        model = _to_1000(list(geometry), frame)
+    else:
+        model = to_model(list(geometry), frame)
+    items = []
+    for g in model:
+        item: dict[str, Any] = {"label": g.label} if g.label else {}
+        if isinstance(g, Box):
+            item["bbox_2d"] = [_num(v, decimals) for v in (g.x1, g.y1, g.x2, g.y2)]
+        elif isinstance(g, Point):
+            item["point_2d"] = [_num(g.x, decimals), _num(g.y, decimals)]
+        else:
+            if not g.points:
+                raise ValueError("cannot format an empty Trace: a trace needs at least one point")
+            item["trace_2d"] = [[_num(x, decimals), _num(y, decimals)] for x, y in g.points]
+        items.append(item)
+    text = json.dumps(items, ensure_ascii=False)
+    return f"```json\n{text}\n```" if fence else text
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics. Empty input: IoU 0.0, point_in_box False, distances inf when one side is missing and
+# 0.0 when both traces are empty (nothing vs nothing is a perfect match).
+# ---------------------------------------------------------------------------------------------
+
+
+def box_iou(a: Box | None, b: Box | None) -> float:
+    """Intersection over union; 0.0 when either box is missing or the union has no area."""
+    if a is None or b is None:
+        return 0.0
+    iw = min(a.x2, b.x2) - max(a.x1, b.x1)
+    ih = min(a.y2, b.y2) - max(a.y1, b.y1)
+    inter = max(0.0, iw) * max(0.0, ih)
+    union = a.area + b.area - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def point_in_box(p: Point | tuple[float, float] | None, box: Box | None) -> bool:
+    """True when p lies in the box, edges included; False when either is missing."""
+    if p is None or box is None:
+        return False
+    x, y = (p.x, p.y) if isinstance(p, Point) else p
+    return bool(box.x1 <= x <= box.x2 and box.y1 <= y <= box.y2)
+
+
+def point_distance(a: Point | tuple[float, float] | None, b: Point | tuple[float, float] | None) -> float:
+    """Euclidean distance in pixels; inf when either point is missing."""
+    if a is None or b is None:
+        return math.inf
+    ax, ay = (a.x, a.y) if isinstance(a, Point) else a
+    bx, by = (b.x, b.y) if isinstance(b, Point) else b
+    return float(math.hypot(ax - bx, ay - by))
+
+
+def _as_array(t: Trace | Sequence[tuple[float, float]] | np.ndarray | None) -> np.ndarray:
+    pts = t.points if isinstance(t, Trace) else ([] if t is None else t)
+    arr = np.asarray(pts, dtype=np.float64).reshape(-1, 2)  # [N, 2]
+    return arr
+
+
+def _empty_distance(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) == 0 and len(b) == 0:
+        return 0.0
+    if len(a) == 0 or len(b) == 0:
+        return math.inf
+    return None
+
+
+def resample_trace(t: Trace | Sequence[tuple[float, float]] | np.ndarray, n: int) -> np.ndarray:
+    """n points spaced evenly by arc length along the polyline ([n, 2]); a static trace repeats its point."""
+    pts = _as_array(t)
+    if len(pts) == 0 or n < 1:
+        raise ValueError(f"resample needs a non-empty trace and n >= 1 (got {len(pts)} points, n={n})")
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)  # [N-1]
+    cum = np.concatenate([[0.0], np.cumsum(seg)])  # [N]
+    if cum[-1] == 0:
+        return np.repeat(pts[:1], n, axis=0)
+    s = np.linspace(0.0, cum[-1], n)
+    return np.stack([np.interp(s, cum, pts[:, 0]), np.interp(s, cum, pts[:, 1])], axis=1)
+
+
+def trace_mean_distance(a: Trace | None, b: Trace | None, n: int = 32) -> float:
+    """Mean distance between the two traces after resampling both to n points by arc length."""
+    pa, pb = _as_array(a), _as_array(b)
+    empty = _empty_distance(pa, pb)
+    if empty is not None:
+        return empty
+    ra, rb = resample_trace(pa, n), resample_trace(pb, n)
+    return float(np.linalg.norm(ra - rb, axis=1).mean())
+
+
+def trace_final_distance(a: Trace | None, b: Trace | None) -> float:
+    """Distance between the two traces' last points."""
+    pa, pb = _as_array(a), _as_array(b)
+    empty = _empty_distance(pa, pb)
+    if empty is not None:
+        return empty
+    return float(np.linalg.norm(pa[-1] - pb[-1]))
+
+
+def discrete_frechet(a: Trace | None, b: Trace | None) -> float:
+    """Discrete Fréchet distance (Eiter & Mannila), O(len(a) * len(b)) time."""
+    pa, pb = _as_array(a), _as_array(b)
+    empty = _empty_distance(pa, pb)
+    if empty is not None:
+        return empty
+    d = np.linalg.norm(pa[:, None, :] - pb[None, :, :], axis=2)  # [N, M]
+    ca = np.empty_like(d)
+    ca[0, 0] = d[0, 0]
+    ca[0, 1:] = np.maximum.accumulate(d[0, 1:].clip(min=d[0, 0]))
+    ca[1:, 0] = np.maximum.accumulate(d[1:, 0].clip(min=d[0, 0]))
+    for i in range(1, len(pa)):
+        for j in range(1, len(pb)):
+            ca[i, j] = max(min(ca[i - 1, j], ca[i - 1, j - 1], ca[i, j - 1]), d[i, j])
+    return float(ca[-1, -1])
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().lower() == b.strip().lower()
+
+
+def grounding_metrics(
+    answer: SpatialAnswer, truth: GroundTruth, label: str | None = None
+) -> dict[str, float]:
+    """How well `answer` grounds the object `label` (default: truth.source_label) against `truth`.
+
+    Keys, present when the truth has what they need:
+      box_iou           best IoU of any predicted box with the labelled truth box(es) (0.0 if none)
+      box_center_in_box 1.0 if the best-IoU predicted box's centre lies in that truth box
+      point_in_box      1.0 if any predicted point lies in a labelled truth box
+      point_distance    smallest distance from a predicted point to the labelled key point
+                        (or the truth box centre when no key point), inf when nothing predicted
+      trace_mean_distance / trace_final_distance / trace_frechet: the first predicted trace
+                        against truth.expert_trace (inf when no trace was predicted)
+      num_predicted     how many geometries the answer holds
+    Unlabelled truth (no label given and no source_label) uses every truth object.
+    """
+    label = label if label is not None else (truth.source_label or None)
+    boxes = [b for b in truth.objects if label is None or _same(b.label, label)]
+    keys = [p for p in truth.key_points if label is None or _same(p.label, label)]
+    pred_boxes = [g for g in answer.geometry if isinstance(g, Box)]
+    pred_points = [g for g in answer.geometry if isinstance(g, Point)]
+    pred_traces = [g for g in answer.geometry if isinstance(g, Trace) and g.points]
+    out: dict[str, float] = {"num_predicted": float(len(answer.geometry))}
+    if boxes:
+        pairs = [(box_iou(p, t), p, t) for p in pred_boxes for t in boxes]
+        best = max(pairs, key=lambda x: x[0], default=(0.0, None, None))
+        out["box_iou"] = best[0]
+        out["box_center_in_box"] = float(best[1] is not None and point_in_box(best[1].center, best[2]))
+        out["point_in_box"] = float(any(point_in_box(p, t) for p in pred_points for t in boxes))
+    targets = [(p.x, p.y) for p in keys] or [b.center for b in boxes]
+    if targets:
+        dists = [point_distance(p, t) for p in pred_points for t in targets]
+        out["point_distance"] = min(dists, default=math.inf)
+    if truth.expert_trace is not None and truth.expert_trace.points:
+        pred = pred_traces[0] if pred_traces else None
+        out["trace_mean_distance"] = trace_mean_distance(pred, truth.expert_trace)
+        out["trace_final_distance"] = trace_final_distance(pred, truth.expert_trace)
+        out["trace_frechet"] = discrete_frechet(pred, truth.expert_trace)
+    return out
