@@ -1,0 +1,122 @@
+"""ST4VLA Workbench: `python app.py` opens the web app on the bundled demo checkpoint and the built-in
+simulator, bound to 127.0.0.1 (pass --host to bind elsewhere, on purpose).
+
+Layout: Source / Controls / Instruction on the left, the Rerun viewer on the right; Plots, Probe and
+Sessions in tabs below. Each browser tab keeps its own TabSession in a gr.State.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import gradio as gr
+
+from panels import controls, instruction, plots, probe, sessions, source, viewer
+from panels.common import UI
+from workbench.appcore import AppConfig
+from workbench.appcore.core import Workbench
+from workbench.appcore.summary import point_markdown
+
+
+
+def build_app(config: AppConfig) -> gr.Blocks:
+    workbench = Workbench(config)
+    with gr.Blocks(title="ST4VLA Workbench") as demo:
+        ui = UI(workbench=workbench, state=gr.State(None))
+        gr.Markdown(
+            "# ST4VLA Workbench\nStep a spatially guided VLA: its spatial prompt, action chunk and rollout."
+        )
+        if not workbench.default_checkpoint():
+            gr.Markdown("⚠️ **No demo checkpoint found**: Load uses a tiny policy with RANDOM weights.",
+                        elem_id="random-weights-warning")  # fmt: skip
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320) as control_column:
+                source.render(ui)
+                controls.render(ui)
+                instruction.render(ui)
+            with gr.Column(scale=3):
+                viewer.render(ui)
+                status = gr.Markdown("**Nothing loaded.** Pick a checkpoint and a source, then press **Load**.",
+                                     elem_id="status")  # fmt: skip
+                with gr.Accordion("This step as data", open=False):
+                    summary = gr.JSON(label="step")
+        ui.add(control_column=control_column, status=status, summary=summary)
+        with gr.Tabs():
+            with gr.Tab("Plots"):
+                plots.render(ui)
+            with gr.Tab("Probe"):
+                probe.render(ui)
+            with gr.Tab("Sessions"):
+                sessions.render(ui)
+        # Wire after everything is rendered: panels send outputs to each other's widgets.
+        for panel in (source, controls, instruction, sessions, probe):
+            panel.wire(ui)
+        viewer.wire(ui)  # chains the viewer refresh after every step event
+        plots.wire(ui)
+        demo.load(lambda: point_markdown(workbench.new_tab()), None, ui["point_info"])
+    return demo
+
+
+def free_port(host: str, start: int, tries: int = 50) -> int:
+    """`start` if nothing listens there, else the next free port."""
+    for port in range(start, start + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {start}..{start + tries - 1} on {host}: pass --port")
+
+
+def parse_args(argv: list[str] | None = None) -> AppConfig:
+    defaults = AppConfig()
+    p = argparse.ArgumentParser(
+        prog="app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--host", default=defaults.host, help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument(
+        "--port", type=int, default=defaults.port, help="first port to try (the next free one is used)"
+    )
+    p.add_argument("--checkpoint-dirs", nargs="+", type=Path, default=defaults.checkpoint_dirs,
+                   help="folders checkpoints may be loaded from")  # fmt: skip
+    p.add_argument("--data-dirs", nargs="+", type=Path, default=defaults.data_dirs,
+                   help="folders recorded episodes and sessions may be read from")  # fmt: skip
+    p.add_argument(
+        "--sessions-dir", type=Path, default=defaults.sessions_dir, help="where sessions are saved"
+    )
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="'Run to end' stops here")
+    args = p.parse_args(argv)
+    names = {f.name for f in fields(AppConfig)}
+    return AppConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
+    """Start the server; returns (blocks, local url). block=False returns at once (tests, benchmarks)."""
+    port = free_port(config.host, config.port)
+    demo = build_app(config)
+    demo.queue(default_concurrency_limit=4)
+    config.sessions_dir.mkdir(parents=True, exist_ok=True)
+    _, url, _ = demo.launch(
+        server_name=config.host, server_port=port, prevent_thread_lock=not block, show_error=True,
+        allowed_paths=[str(config.sessions_dir)], quiet=not block,
+    )  # fmt: skip
+    return demo, url
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    torch.set_num_threads(1)  # the machine is shared; one thread per inference keeps the UI responsive
+    launch(parse_args(argv), block=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""What every panel shares: the component registry and turning workbench errors into page messages."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from workbench.appcore import AppError
+from workbench.appcore.core import Workbench
+from workbench.appcore.tab import TabSession
+
+log = logging.getLogger("workbench.app")
+
+
+@dataclass
+class UI:
+    """Components by name, so one panel can send its outputs to another panel's widgets."""
+
+    workbench: Workbench
+    state: gr.State
+    c: dict[str, Any] = field(default_factory=dict)
+    step_events: list[Any] = field(default_factory=list)  # events after which viewer and plots refresh
+
+    def __getitem__(self, name: str) -> Any:
+        return self.c[name]
+
+    def add(self, **components: Any) -> None:
+        self.c.update(components)
+
+    def after_step(self, event: Any) -> None:
+        """Mark an event whose success changes the tab's steps (the viewer panel chains refreshes)."""
+        self.step_events.append(event)
+
+
+def tab_of(workbench: Workbench, tab: TabSession | None) -> TabSession:
+    """The tab's session, created on its first event (gr.State starts as None in every tab)."""
+    return tab if isinstance(tab, TabSession) else workbench.new_tab()
+
+
+def _to_page(e: Exception) -> gr.Error:
+    if isinstance(e, AppError):
+        return gr.Error(str(e))
+    log.error("unexpected error in a handler:\n%s", traceback.format_exc())
+    return gr.Error(f"{type(e).__name__}: {e}. The app is still running; see the server log for details.")
+
+
+def guard(fn: Callable) -> Callable:
+    """Run a handler; any failure becomes a gr.Error shown in the page, never a dead server."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as e:
+                raise _to_page(e) from e
+
+        return gen
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            raise _to_page(e) from e
+
+    return wrapper
+
+
+def show_warnings(messages: list[str]) -> None:
+    for m in messages:
+        gr.Warning(m)

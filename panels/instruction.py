@@ -1,0 +1,60 @@
+"""Instruction panel: live edit, re-ask without stepping, paraphrase suggestions, the user's clicked point."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from panels.common import UI, guard, show_warnings, tab_of
+from workbench.appcore.summary import point_markdown, status_markdown, step_summary
+
+
+def render(ui: UI) -> None:
+    with gr.Group():
+        instruction = gr.Textbox(label="Instruction", lines=2, elem_id="instruction",
+                                 info="applies from the next step; Re-ask runs it on the current frame")  # fmt: skip
+        with gr.Row():
+            apply = gr.Button("Set instruction", elem_id="set-instruction")
+            reask = gr.Button("Re-ask", elem_id="reask")
+            suggest = gr.Button("Paraphrases")
+        paraphrases = gr.Radio(
+            [], label="Paraphrases from the instruction bank (click to use)", visible=False
+        )
+        point_info = gr.Markdown(elem_id="point-info")
+    ui.add(instruction=instruction, set_instruction=apply, reask=reask, suggest=suggest, paraphrases=paraphrases,
+           point_info=point_info)  # fmt: skip
+
+
+def wire(ui: UI) -> None:
+    wb = ui.workbench
+    outputs = [ui.state, ui["status"], ui["summary"], ui["point_info"]]
+
+    @guard
+    def set_instruction(tab, text):
+        tab = tab_of(wb, tab)
+        show_warnings(tab.set_instruction(text))
+        gr.Info("Instruction set: it applies from the next step (or press Re-ask).")
+        return tab, status_markdown(tab), step_summary(tab.last_record), point_markdown(tab)
+
+    @guard
+    def reask(tab):
+        tab = tab_of(wb, tab)
+        tab.reask()
+        return tab, status_markdown(tab), step_summary(tab.last_record), point_markdown(tab)
+
+    @guard
+    def suggest(text):
+        options = wb.paraphrases(text or "")
+        if not options:
+            gr.Warning("No paraphrases in the instruction bank for this instruction.")
+        return gr.update(choices=options, value=None, visible=bool(options))
+
+    ui["set_instruction"].click(
+        set_instruction, [ui.state, ui["instruction"]], outputs, api_name="set_instruction"
+    )
+    ui.after_step(ui["reask"].click(reask, ui.state, outputs, api_name="reask"))
+    ui["suggest"].click(suggest, ui["instruction"], ui["paraphrases"], api_name="paraphrases")
+
+    def use_paraphrase(evt: gr.SelectData):
+        return evt.value
+
+    ui["paraphrases"].select(use_paraphrase, None, ui["instruction"])

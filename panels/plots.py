@@ -1,0 +1,26 @@
+"""Plots panel: Plotly figures of the tab's steps (actions, grounding error, stage timings)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from panels.common import UI
+from workbench.viz import plots
+
+
+def render(ui: UI) -> None:
+    actions = gr.Plot(label="Actions: predicted chunk, executed, recorded")
+    grounding = gr.Plot(label="Grounding error")
+    timings = gr.Plot(label="Stage timings")
+    ui.add(plot_actions=actions, plot_grounding=grounding, plot_timings=timings)
+
+
+def figures(tab):
+    records = tab.records if tab is not None else []
+    return plots.action_figure(records), plots.grounding_error_figure(records), plots.timings_figure(records)
+
+
+def wire(ui: UI) -> None:
+    outs = [ui["plot_actions"], ui["plot_grounding"], ui["plot_timings"]]
+    for event in ui.step_events:
+        event.success(figures, ui.state, outs, show_progress="hidden")

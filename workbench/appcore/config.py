@@ -1,0 +1,118 @@
+"""App configuration, the folders a user may read from, and input checks that give clear errors."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_CHECKPOINT = REPO_ROOT / "assets" / "checkpoints" / "st4vla-tiny"
+MAX_INSTRUCTION_CHARS = 300
+
+
+class AppError(Exception):
+    """A problem the user can fix; the message says how. The UI shows it instead of failing."""
+
+
+class PathNotAllowedError(AppError):
+    """A path that resolves outside every folder the user allowed."""
+
+
+@dataclass
+class AppConfig:
+    host: str = "127.0.0.1"  # binding anywhere else must be asked for explicitly
+    port: int = 7860  # first choice; the next free one is taken if busy
+    checkpoint_dirs: list[Path] = field(default_factory=lambda: [REPO_ROOT / "assets" / "checkpoints"])
+    data_dirs: list[Path] = field(default_factory=lambda: [REPO_ROOT / "assets", REPO_ROOT / "sessions"])
+    sessions_dir: Path = REPO_ROOT / "sessions"
+    demo_checkpoint: Path = DEMO_CHECKPOINT
+    default_task: str = ""  # "" = the simulator's first task
+    max_steps: int = 120  # "run to end" stops here if the episode has not ended
+    viewer_height: int = 640
+
+    def __post_init__(self) -> None:
+        self.checkpoint_dirs = [Path(p).expanduser().resolve() for p in self.checkpoint_dirs]
+        self.data_dirs = [Path(p).expanduser().resolve() for p in self.data_dirs]
+        self.sessions_dir = Path(self.sessions_dir).expanduser().resolve()
+        self.demo_checkpoint = Path(self.demo_checkpoint).expanduser().resolve()
+        if self.port < 0 or self.port > 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+
+    @property
+    def checkpoint_paths(self) -> AllowedPaths:
+        return AllowedPaths(self.checkpoint_dirs, what="checkpoint", flag="--checkpoint-dirs")
+
+    @property
+    def data_paths(self) -> AllowedPaths:
+        # Saved sessions are data the user may open too.
+        return AllowedPaths([*self.data_dirs, self.sessions_dir], what="data", flag="--data-dirs")
+
+
+@dataclass(frozen=True)
+class AllowedPaths:
+    """Folders a user may read from; every path from the page is resolved (symlinks, '..') first."""
+
+    roots: list[Path]
+    what: str = "file"
+    flag: str = "--data-dirs"
+
+    def resolve(self, user_path: str | Path, *, must_exist: bool = True) -> Path:
+        text = str(user_path).strip()
+        if not text:
+            raise AppError(f"No {self.what} path given: pick one from the list or type a path.")
+        if "\x00" in text:
+            raise AppError(f"The {self.what} path contains a NUL character; type a plain path.")
+        path = Path(text).expanduser()
+        candidates = [path] if path.is_absolute() else [root / path for root in self.roots]
+        for cand in candidates:
+            real = cand.resolve()
+            if self.allows(real):
+                if must_exist and not real.exists():
+                    continue
+                return real
+        if path.is_absolute() and not self.allows(path.resolve()):
+            raise PathNotAllowedError(
+                f"{user_path} is outside the folders allowed for {self.what}s "
+                f"({', '.join(map(str, self.roots)) or 'none'}); restart the app with {self.flag} to allow it."
+            )
+        raise AppError(
+            f"No {self.what} at {user_path} inside the allowed folders ({', '.join(map(str, self.roots))})."
+        )
+
+    def allows(self, real: Path) -> bool:
+        return any(real == root or real.is_relative_to(root) for root in self.roots)
+
+    def listing(self, pattern: str = "*", *, dirs_only: bool = True) -> list[Path]:
+        """Direct children of every allowed folder matching `pattern` (sorted, symlinks escaping dropped)."""
+        out: list[Path] = []
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for p in sorted(root.glob(pattern)):
+                real = p.resolve()
+                if self.allows(real) and (real.is_dir() or not dirs_only) and real not in out:
+                    out.append(real)
+        return out
+
+
+def clean_instruction(text: str | None) -> tuple[str, list[str]]:
+    """Normalise a typed instruction; return it and warnings. Raise AppError when nothing usable is left."""
+    if text is None or not str(text).strip():
+        raise AppError(
+            "The instruction is empty: type what the robot should do, e.g. 'put the carrot on the plate'."
+        )
+    warnings: list[str] = []
+    raw = unicodedata.normalize("NFKC", str(text))
+    kept = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in raw)  # control chars -> space
+    if kept != raw:
+        warnings.append("Control characters in the instruction were replaced by spaces.")
+    cleaned = " ".join(kept.split())
+    if not cleaned:
+        raise AppError("The instruction has no visible characters: type what the robot should do.")
+    if len(cleaned) > MAX_INSTRUCTION_CHARS:
+        raise AppError(
+            f"The instruction is {len(cleaned)} characters; keep it under {MAX_INSTRUCTION_CHARS} "
+            "(one sentence about the task)."
+        )
+    return cleaned, warnings

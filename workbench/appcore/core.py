@@ -1,0 +1,140 @@
+"""The server-wide half of the app: configuration, the checkpoint cache, what can be listed and opened."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from workbench.appcore.config import AppConfig, AppError
+from workbench.appcore.tab import SourceSpec, TabSession
+
+RANDOM_POLICY = "random tiny policy (untrained)"
+RANDOM_WARNING = (
+    "The bundled demo checkpoint is missing, so a tiny policy with RANDOM weights is loaded: its boxes "
+    "and actions mean nothing. Train or copy a checkpoint into assets/checkpoints/st4vla-tiny."
+)
+
+
+def is_checkpoint_dir(path: Path) -> bool:
+    """Our format (config.json + model.safetensors) or an upstream run dir (config.yaml + checkpoints/)."""
+    ours = (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    upstream = (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+    return ours or upstream
+
+
+class Workbench:
+    """One per server process. Holds no per-user state: tabs get their own `TabSession`."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._policies: dict[str, Any] = {}  # resolved path (or RANDOM_POLICY) -> loaded policy
+        self._lock = threading.Lock()
+
+    def new_tab(self) -> TabSession:
+        return TabSession(workbench=self)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def list_checkpoints(self) -> list[str]:
+        """Checkpoint folders found in the allowed folders (one level deep), as paths a user can pick."""
+        found = [p for p in self.config.checkpoint_paths.listing("*") if is_checkpoint_dir(p)]
+        return [str(p) for p in found]
+
+    def default_checkpoint(self) -> str:
+        demo = self.config.demo_checkpoint
+        return str(demo) if is_checkpoint_dir(demo) else ""
+
+    def load_policy(self, checkpoint: str) -> tuple[Any, str, list[str]]:
+        """(policy, display name, warnings). "" means the demo checkpoint (or random weights without it)."""
+        text = (checkpoint or "").strip()
+        if not text or text == RANDOM_POLICY:
+            demo = self.config.demo_checkpoint
+            if not is_checkpoint_dir(demo):
+                return self._random_policy(), "random-tiny", [RANDOM_WARNING]
+            path = demo
+        else:
+            path = self.config.checkpoint_paths.resolve(text)
+            if not path.is_dir() or not is_checkpoint_dir(path):
+                raise AppError(
+                    f"{path} is not a checkpoint folder: expected config.json + model.safetensors (ours) "
+                    "or config.yaml + checkpoints/ (an upstream run dir)."
+                )
+        key = str(path)
+        with self._lock:
+            if key not in self._policies:
+                from workbench.policy import ST4VLAPolicy
+
+                try:
+                    self._policies[key] = ST4VLAPolicy.load(path)
+                except Exception as e:  # any loader failure is the user's file, not a dead app
+                    raise AppError(
+                        f"Could not load the checkpoint {path.name}: {type(e).__name__}: {e}"
+                    ) from e
+            return self._policies[key], path.name, []
+
+    def _random_policy(self) -> Any:
+        with self._lock:
+            if RANDOM_POLICY not in self._policies:
+                from workbench.policy import ST4VLAPolicy, tiny_config
+
+                self._policies[RANDOM_POLICY] = ST4VLAPolicy.from_config(tiny_config())
+            return self._policies[RANDOM_POLICY]
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def list_tasks(self) -> list[str]:
+        try:
+            from workbench.sim import list_tasks
+        except ImportError:
+            return []
+        return list(list_tasks())
+
+    def list_objects(self, split: str = "seen") -> list[str]:
+        try:
+            from workbench.sim import catalog
+        except ImportError:
+            return []
+        return [o.name for o in catalog.objects(split=split) if getattr(o, "kind", "object") != "target"]
+
+    def paraphrases(self, instruction: str, n: int = 5) -> list[str]:
+        """Other ways to say the same task, from the simulator's instruction bank."""
+        try:
+            from workbench.sim import paraphrases
+        except ImportError:
+            return []
+        try:
+            return list(paraphrases(instruction))[:n]
+        except (KeyError, ValueError):
+            return []
+
+    def make_source(self, spec: SourceSpec) -> Any:
+        if spec.kind == "sim":
+            from workbench.sim import list_tasks, make
+
+            tasks = list(list_tasks())
+            task = spec.task or self.config.default_task or (tasks[0] if tasks else "")
+            if task not in tasks:
+                raise AppError(f"Unknown task {task!r}: choose one of {', '.join(tasks)}.")
+            return make(task)
+        if spec.kind == "episode":
+            path = self.config.data_paths.resolve(spec.path)
+            from workbench.episodes import open_source
+
+            try:
+                return open_source(path)
+            except (OSError, ValueError) as e:
+                raise AppError(f"Could not open the recorded episode {path.name}: {e}") from e
+        raise AppError(
+            f"Unknown source kind {spec.kind!r}: use 'sim' or 'episode' (sessions open in Sessions)."
+        )
+
+    def reset_options(self, spec: SourceSpec) -> dict[str, str]:
+        if spec.kind != "sim":
+            return {}
+        options = {"split": spec.split}
+        if spec.object:
+            options["source"] = spec.object
+        if spec.instruction:
+            options["instruction"] = spec.instruction
+        return options

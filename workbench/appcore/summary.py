@@ -1,0 +1,69 @@
+"""Plain-data and Markdown summaries of a tab's current step (what the page shows beside the viewer)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.appcore.tab import TabSession, predicted_centre
+from workbench.records import StepRecord
+
+
+def _floats(a: np.ndarray | None) -> list[float] | None:
+    return None if a is None else [round(float(v), 5) for v in np.asarray(a).reshape(-1)]
+
+
+def step_summary(record: StepRecord | None) -> dict:
+    """JSON-ready view of one step: what each policy answered and did (also the app's API output)."""
+    if record is None:
+        return {}
+    policies = {}
+    for name, ps in record.policies.items():
+        centre = predicted_centre(ps.spatial.geometry if ps.spatial else [])
+        policies[name] = {
+            "instruction": ps.instruction,
+            "answer": ps.spatial.text if ps.spatial else None,
+            "problems": list(ps.spatial.problems) if ps.spatial else [],
+            "predicted_centre": None if centre is None else [round(centre[0], 1), round(centre[1], 1)],
+            "executed": _floats(ps.executed),
+            "metrics": {k: round(float(v), 4) for k, v in ps.metrics.items()},
+        }
+    return {
+        "step": record.step,
+        "branch": record.branch,
+        "instruction": record.observation.instruction,
+        "policies": policies,
+        "executed_action": _floats(record.executed_action),
+        "reward": float(record.reward),
+        "done": bool(record.terminated or record.truncated),
+        "success": bool(record.info.get("success", False)),
+    }
+
+
+def status_markdown(tab: TabSession) -> str:
+    record = tab.last_record
+    if record is None:
+        return "**Nothing loaded.** Pick a checkpoint and a source, then press **Load**."
+    ended = " · **episode ended**" if tab.done else ""
+    success = " · ✅ success" if record.info.get("success") else ""
+    lines = [
+        f"**Step {record.step}** (branch `{record.branch}`){ended}{success}",
+        f"Instruction: *{record.observation.instruction}*",
+    ]
+    for name, ps in record.policies.items():
+        answer = ps.spatial.text if ps.spatial else "(no spatial answer)"
+        lines.append(f"- **{name}** said: `{answer[:160]}`")
+        if ps.spatial and ps.spatial.problems:
+            lines.append(f"  - could not read: {'; '.join(ps.spatial.problems)[:200]}")
+    return "\n".join(lines)
+
+
+def point_markdown(tab: TabSession) -> str:
+    point = tab.user_point
+    if point is None:
+        return "Click the object in the viewer's camera image to mark where **you** think it is."
+    lines = [f"Your point: ({point.x:.0f}, {point.y:.0f}) at step {point.step}"]
+    for name, dist in tab.point_report().items():
+        lines.append(f"- {name}'s prediction is **{dist:.1f} px** away")
+    if len(lines) == 1:
+        lines.append("- no predicted point or box at this step to compare with")
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""Probe a policy: sweep objects x instructions (paraphrases) x seeds on a built-in task.
+
+Each episode runs closed-loop through the Runner until the task ends or `max_steps`; each can be
+saved as a session so a failed one opens in the viewer with no model. Progress is reported after
+every episode, and `should_stop` lets a UI cancel between episodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ProbeError(ValueError):
+    """A sweep that cannot run as asked (the message says what to change)."""
+
+
+@dataclass
+class ProbeSpec:
+    task: str
+    objects: list[str]  # catalog or custom object names; [""] = the task's default object
+    instructions: list[str]  # [""] = each episode's own instruction from the task
+    seeds: list[int]
+    split: str = "seen"
+    max_steps: int = 60
+    num_ddim_steps: int = 10
+    cfg_scale: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ProbeError("a probe needs a task name: pick one of the built-in tasks")
+        self.objects = list(self.objects) or [""]
+        self.instructions = list(self.instructions) or [""]
+        if not self.seeds:
+            raise ProbeError("a probe needs at least one seed, e.g. seeds=[0, 1, 2]")
+        if not 1 <= self.max_steps <= 1000:
+            raise ProbeError(f"max_steps must be in 1..1000, got {self.max_steps}")
+        if self.total > 1000:
+            raise ProbeError(f"{self.total} episodes is too many for one probe: use at most 1000")
+
+    @property
+    def total(self) -> int:
+        return len(self.objects) * len(self.instructions) * len(self.seeds)
+
+    def episodes(self) -> Iterator[tuple[str, str, int]]:
+        yield from itertools.product(self.objects, self.instructions, self.seeds)
+
+
+@dataclass
+class ProbeRow:
+    object: str
+    instruction: str  # the instruction the episode actually ran with
+    seed: int
+    success: bool
+    steps: int
+    seconds: float
+    session: str = ""  # saved session id ("" when not saved)
+
+
+@dataclass
+class ProbeResult:
+    spec: ProbeSpec
+    rows: list[ProbeRow] = field(default_factory=list)
+    stopped: bool = False
+
+    def as_dicts(self) -> list[dict]:
+        return [asdict(r) for r in self.rows]
+
+    @property
+    def success_rate(self) -> float:
+        return sum(r.success for r in self.rows) / len(self.rows) if self.rows else float("nan")
+
+
+def run_episode(
+    spec: ProbeSpec, policy: Any, obj: str, instruction: str, seed: int, *, sinks: list | None = None
+) -> tuple[bool, int, str]:
+    """One closed-loop episode: (success, steps taken, instruction used)."""
+    from workbench.runner import PolicySlot, Runner
+    from workbench.sim import make
+
+    slot = PolicySlot(
+        "policy", policy, num_ddim_steps=spec.num_ddim_steps, cfg_scale=spec.cfg_scale, seed=seed
+    )
+    runner = Runner(make(spec.task), [slot], sinks=list(sinks or []))
+    options = {"split": spec.split}
+    if obj:
+        options["source"] = obj
+    if instruction:
+        options["instruction"] = instruction
+    record = runner.reset(seed=seed, options=options)
+    used = record.observation.instruction
+    steps = 0
+    while not runner.done and steps < spec.max_steps:
+        record = runner.step()
+        steps += 1
+    return bool(record.info.get("success", False)), steps, used
+
+
+def run_probe(
+    spec: ProbeSpec,
+    policy: Any,
+    *,
+    sessions_root: str | Path | None = None,
+    progress: Callable[[int, int, ProbeRow], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ProbeResult:
+    """Run every episode of `spec`; with `sessions_root`, save each as session probe-<id>-<n>."""
+    from tqdm import tqdm
+
+    result = ProbeResult(spec)
+    probe_id = uuid.uuid4().hex[:6]
+    bar = tqdm(total=spec.total, desc=f"probe {spec.task}", unit="ep", leave=False)
+    for n, (obj, instruction, seed) in enumerate(spec.episodes()):
+        if should_stop is not None and should_stop():
+            result.stopped = True
+            break
+        writer, session = None, ""
+        if sessions_root is not None:
+            from workbench.sessions import SessionStore
+
+            session = f"probe-{probe_id}-{n:03d}"
+            meta = {
+                "probe": probe_id,
+                "task": spec.task,
+                "object": obj,
+                "instruction": instruction,
+                "seed": seed,
+            }
+            writer = SessionStore(sessions_root).create(session, meta=meta)
+        t0 = time.perf_counter()
+        try:
+            success, steps, used = run_episode(
+                spec, policy, obj, instruction, seed, sinks=[writer] if writer else []
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+        row = ProbeRow(obj or "(default)", used, int(seed), success, steps, time.perf_counter() - t0, session)
+        result.rows.append(row)
+        bar.update(1)
+        if progress is not None:
+            progress(n + 1, spec.total, row)
+    bar.close()
+    return result
