@@ -1,0 +1,44 @@
+"""Policy server and client: upstream InternVLA-M1's websocket + msgpack-numpy protocol.
+
+Compatible both ways: our `PolicyServer` answers upstream's SimplerEnv / LIBERO clients, and our
+`PolicyClient` / `RemotePolicy` drive a policy served on a GPU box by upstream's `server_policy_M1.py`.
+
+    connect            server -> client  metadata map ({"server", "protocol", "extensions", ...})
+    infer request      client -> server  {"batch_images": [[view uint8 [H, W, 3], ...]] * B,
+                                          "instructions": [str] * B, "unnorm_key": str | None,
+                                          "cfg_scale": 1.5, "use_ddim": True, "num_ddim_steps": 10,
+                                          "seed": int (extension, optional)}
+    infer response     server -> client  {"status": "ok", "ok": True, "type": "inference_result",
+                                          "request_id": ..., "data": {"normalized_actions": [B, T, 7],
+                                          "actions": [B, T, 7] (extension: unnormalised on the server),
+                                          "policy_seconds": [B] (extension)}}
+    ping               {"type": "ping"} -> {"status": "ok", "ok": True, "type": "ping", ...}
+    spatial (extension) {"type": "spatial", "payload": {"image": [H, W, 3], "instruction": str}}
+                       -> data {"text", "geometry": [{"label", "bbox_2d" | "point_2d" | "trace_2d"}],
+                                "frame": [w, h, orig_w, orig_h] | None, "problems": [str]}
+    error              {"status": "error", "ok": False, "type": ..., "error": {"message": str}}
+
+Arrays are msgpack maps {b"__ndarray__": True, b"data", b"dtype", b"shape"} (openpi's encoding; see
+`msgpack_numpy`). The server binds 127.0.0.1:10093 by default.
+"""
+
+from workbench.serve.client import PolicyClient, RemotePolicy
+from workbench.serve.protocol import (
+    DEFAULT_PORT,
+    RemotePolicyError,
+    RequestError,
+    load_action_statistics,
+    unnormalize_actions,
+)
+from workbench.serve.server import PolicyServer
+
+__all__ = [
+    "DEFAULT_PORT",
+    "PolicyClient",
+    "PolicyServer",
+    "RemotePolicy",
+    "RemotePolicyError",
+    "RequestError",
+    "load_action_statistics",
+    "unnormalize_actions",
+]

@@ -1,0 +1,191 @@
+"""The messages of the policy protocol: checking requests, shaping replies, unnormalising actions.
+
+Shared by the server (which checks what clients send) and the client (which builds what upstream
+servers expect). Request fields follow upstream's SimplerEnv / LIBERO clients exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.spatial import Box, Frame, Point, SpatialAnswer, Trace
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 10093  # upstream's SimplerEnv server port
+MAX_MESSAGE_BYTES = 256 * 2**20  # a batch of 224x224 views is ~150 kB each; refuse absurd frames
+DEFAULT_CFG_SCALE = 1.5
+DEFAULT_DDIM_STEPS = 5  # upstream predict_action's default; its eval clients send 10
+
+
+class RequestError(ValueError):
+    """A request the server cannot act on; the message says what to send instead."""
+
+
+class RemotePolicyError(RuntimeError):
+    """The remote server answered with an error (its message is included)."""
+
+
+def error_reply(request_id: Any, rtype: str, message: str) -> dict:
+    return {
+        "status": "error",
+        "ok": False,
+        "type": rtype,
+        "request_id": request_id,
+        "error": {"message": message},
+    }
+
+
+@dataclass
+class InferRequest:
+    batch_images: list[list[np.ndarray]]  # B lists of V views, each [H, W, 3] uint8
+    instructions: list[str]  # [B]
+    cfg_scale: float = DEFAULT_CFG_SCALE
+    num_ddim_steps: int = DEFAULT_DDIM_STEPS
+    unnorm_key: str | None = None
+    seed: int | None = None
+
+
+def _image(x: Any, where: str) -> np.ndarray:
+    img = np.asarray(x) if isinstance(x, np.ndarray) else None
+    if img is None or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or 0 in img.shape:
+        got = f"{img.dtype} {img.shape}" if img is not None else type(x).__name__
+        raise RequestError(f"{where} must be an RGB image, a uint8 ndarray [H, W, 3]; got {got}")
+    return img
+
+
+def parse_infer_request(payload: dict) -> InferRequest:
+    """Check an upstream-shaped inference request; raises RequestError saying what is wrong."""
+    images, instructions = payload.get("batch_images"), payload.get("instructions")
+    if not isinstance(images, list | tuple) or not images:
+        raise RequestError(
+            "'batch_images' must be a non-empty list (one entry per batch item) of lists of images"
+        )
+    if not isinstance(instructions, list | tuple) or not all(isinstance(s, str) for s in instructions):
+        raise RequestError("'instructions' must be a list of strings, one per batch item")
+    if len(instructions) != len(images):
+        raise RequestError(
+            f"got {len(images)} image lists but {len(instructions)} instructions; send one of each per item"
+        )
+    batch = []
+    for b, views in enumerate(images):
+        views = [views] if isinstance(views, np.ndarray) and views.ndim == 3 else views
+        if isinstance(views, np.ndarray):  # [V, H, W, 3]
+            views = list(views)
+        if not isinstance(views, list | tuple) or not views:
+            raise RequestError(f"batch_images[{b}] must be a non-empty list of images")
+        batch.append([_image(v, f"batch_images[{b}][{k}]") for k, v in enumerate(views)])
+    if payload.get("use_ddim", True) is not True:
+        raise RequestError("use_ddim=False (full DDPM sampling) is not supported here; send use_ddim=True")
+    steps, cfg, seed = (
+        payload.get("num_ddim_steps", DEFAULT_DDIM_STEPS),
+        payload.get("cfg_scale", DEFAULT_CFG_SCALE),
+        payload.get("seed"),
+    )
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or not 1 <= steps <= 1000:
+        raise RequestError(f"'num_ddim_steps' must be an integer in 1..1000, got {steps!r}")
+    if isinstance(cfg, bool) or not isinstance(cfg, int | float | np.floating) or not np.isfinite(cfg):
+        raise RequestError(f"'cfg_scale' must be a finite number, got {cfg!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise RequestError(f"'seed' must be an integer or absent, got {seed!r}")
+    key = payload.get("unnorm_key")
+    return InferRequest(
+        batch,
+        [str(s) for s in instructions],
+        float(cfg),
+        int(steps),
+        key,
+        None if seed is None else int(seed),
+    )
+
+
+# --- the spatial extension ---------------------------------------------------------------------
+
+
+def spatial_to_wire(answer: SpatialAnswer) -> dict:
+    geometry = []
+    for g in answer.geometry:
+        if isinstance(g, Box):
+            geometry.append({"label": g.label, "bbox_2d": [g.x1, g.y1, g.x2, g.y2]})
+        elif isinstance(g, Point):
+            geometry.append({"label": g.label, "point_2d": [g.x, g.y]})
+        elif isinstance(g, Trace):
+            geometry.append({"label": g.label, "trace_2d": [list(p) for p in g.points]})
+    frame = answer.frame
+    return {
+        "text": answer.text,
+        "geometry": geometry,
+        "frame": None if frame is None else [frame.width, frame.height, frame.orig_width, frame.orig_height],
+        "problems": list(answer.problems),
+    }
+
+
+def spatial_from_wire(data: dict) -> SpatialAnswer:
+    geometry = []
+    for g in data.get("geometry", []):
+        label = g.get("label", "")
+        if "bbox_2d" in g:
+            geometry.append(Box(*map(float, g["bbox_2d"]), label=label))
+        elif "point_2d" in g:
+            geometry.append(Point(*map(float, g["point_2d"]), label=label))
+        elif "trace_2d" in g:
+            geometry.append(Trace(tuple((float(x), float(y)) for x, y in g["trace_2d"]), label=label))
+    frame = data.get("frame")
+    return SpatialAnswer(
+        text=data.get("text", ""),
+        geometry=geometry,
+        frame=Frame(*map(int, frame)) if frame else None,
+        problems=list(data.get("problems", [])),
+    )
+
+
+# --- unnormalisation (upstream's client-side rule) ---------------------------------------------
+
+
+def load_action_statistics(
+    statistics: dict | str | Path, unnorm_key: str | None = None
+) -> dict[str, np.ndarray]:
+    """The "action" block of an upstream dataset_statistics.json (a dict, the file, or its run dir)."""
+    if not isinstance(statistics, dict):
+        path = Path(statistics)
+        path = path / "dataset_statistics.json" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"dataset statistics {path} not found (expected an upstream dataset_statistics.json)"
+            )
+        statistics = json.loads(path.read_text())
+    if "action" in statistics:  # already one embodiment's block
+        block = statistics
+    else:
+        if unnorm_key is None:
+            if len(statistics) != 1:
+                raise ValueError(
+                    f"statistics hold several embodiments {sorted(statistics)}; pass unnorm_key="
+                )
+            unnorm_key = next(iter(statistics))
+        if unnorm_key not in statistics:
+            raise KeyError(
+                f"unnorm_key {unnorm_key!r} not in the statistics; choose from {sorted(statistics)}"
+            )
+        block = statistics[unnorm_key]
+    action = block["action"]
+    for k in ("q01", "q99"):
+        if k not in action:
+            raise ValueError(
+                f"action statistics lack {k!r}; upstream's dataset_statistics.json has q01 and q99"
+            )
+    return {k: np.asarray(v) for k, v in action.items() if isinstance(v, list)}
+
+
+def unnormalize_actions(normalized: np.ndarray, action_stats: dict[str, np.ndarray]) -> np.ndarray:
+    """[T, 7] in [-1, 1] -> [T, 7] actions, as upstream's SimplerEnv / LIBERO clients do it:
+    clip to [-1, 1]; gripper -> 1 if >= 0.5 else 0; x = 0.5 (a + 1)(q99 - q01) + q01 where mask."""
+    a = np.clip(np.asarray(normalized, dtype=np.float64), -1.0, 1.0)
+    a[:, 6] = (a[:, 6] >= 0.5).astype(np.float64)
+    high, low = action_stats["q99"].astype(np.float64), action_stats["q01"].astype(np.float64)
+    mask = action_stats.get("mask", np.ones_like(low, dtype=bool)).astype(bool)
+    return np.where(mask, 0.5 * (a + 1.0) * (high - low) + low, a)
