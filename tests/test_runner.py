@@ -1,0 +1,203 @@
+"""The runner on the real built-in simulator (224x224) with a real tiny random ST4VLA policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.controller import euler_to_axis_angle, project_path, rollout_path
+from workbench.records import Camera
+from workbench.runner import BranchError, PolicySlot, Runner, SimSource
+from workbench.sessions import SessionStore, load_session
+from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    from workbench.policy import ST4VLAPolicy
+    from workbench.policy.configuration import tiny_config
+
+    torch.manual_seed(0)
+    return ST4VLAPolicy.from_config(tiny_config())
+
+
+@pytest.fixture(scope="module")
+def task():
+    from workbench.sim import list_tasks
+
+    return list_tasks()[0]
+
+
+def make_source(task):
+    return SimSource.from_task(task, width=224, height=224)
+
+
+def slot(policy, name="A", **kw):
+    return PolicySlot(name, policy, num_ddim_steps=2, **kw)
+
+
+def same_image(a, b):
+    return np.array_equal(
+        a.observation.images[a.observation.main_camera], b.observation.images[b.observation.main_camera]
+    )
+
+
+# -- pure controller maths ---------------------------------------------------------------------------
+
+
+def test_rollout_integrates_deltas_and_projects():
+    actions = np.zeros((4, 7))
+    actions[:, 0] = 0.01
+    path = rollout_path(np.array([0.3, 0.0, 0.2, 1, 0, 0, 0]), actions)
+    assert path.shape == (5, 3)
+    np.testing.assert_allclose(path[:, 0], [0.3, 0.31, 0.32, 0.33, 0.34])
+    # a camera 1 m in front of the origin, looking down +z: world x maps to pixel u
+    ext = np.eye(4)
+    ext[2, 3] = 1.0
+    cam = Camera(np.array([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]]), ext, 100, 100)
+    trace = project_path(cam, path)
+    assert len(trace.points) == 5 and trace.points[0] == pytest.approx((50 + 100 * 0.3 / 1.2, 50.0))
+    behind = project_path(cam, np.array([[0, 0, -2.0], [0, 0, 0.0]]))
+    assert len(behind.points) == 1
+    with pytest.raises(ValueError, match=r"\[T, 7\]"):
+        rollout_path(np.zeros(7), np.zeros(7))
+
+
+def test_euler_to_axis_angle_matches_single_axis_rotations():
+    np.testing.assert_allclose(euler_to_axis_angle(np.array([0.3, 0, 0])), [0.3, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(euler_to_axis_angle(np.array([0, 0, -0.5])), [0, 0, -0.5], atol=1e-9)
+    np.testing.assert_allclose(euler_to_axis_angle(np.zeros(3)), 0.0)
+
+
+# -- the runner on the simulator ---------------------------------------------------------------------
+
+
+def test_runner_steps_the_sim_and_fills_records(policy, task):
+    runner = Runner(make_source(task), [slot(policy)])
+    records = list(runner.run(3))
+    assert [r.step for r in records] == [0, 1, 2, 3] and runner.history == records
+    for r in records:
+        image = r.observation.images[r.observation.main_camera]
+        assert image.shape == (224, 224, 3) and image.dtype == np.uint8
+        ps = r.policies["A"]
+        assert ps.spatial is not None and ps.chunk.actions.ndim == 2 and ps.chunk.actions.shape[1] == 7
+        assert ps.executed.shape == (7,) and ps.executed[6] in (-1.0, 1.0)
+        np.testing.assert_array_equal(r.executed_action, ps.executed)
+        assert ps.chunk.ee_path_3d.shape == (ps.chunk.actions.shape[0] + 1, 3)
+        np.testing.assert_allclose(ps.chunk.ee_path_3d[0], r.observation.tcp_pose[:3])
+        assert ps.chunk.ee_path_2d is not None and len(ps.chunk.ee_path_2d.points) >= 1
+        assert "box_iou" in ps.metrics or "num_predicted" in ps.metrics
+        assert {"env", "policy", "runner", "sinks"} <= set(r.timings)
+    # the env really moved: the gripper is not where it started
+    assert not np.allclose(
+        records[0].observation.tcp_pose[:3], records[-1].observation.tcp_pose[:3], atol=1e-4
+    )
+    with pytest.raises(RuntimeError, match="reset"):
+        Runner(make_source(task), [slot(policy)]).step()
+
+
+def test_reask_does_not_advance_and_set_instruction_reaches_the_policy(policy, task):
+    runner = Runner(make_source(task), [slot(policy)])
+    runner.reset(seed=1)
+    first = runner.step()
+    again = runner.reask()
+    assert again.step == first.step and same_image(first, again)
+    np.testing.assert_array_equal(first.policies["A"].chunk.actions, again.policies["A"].chunk.actions)
+    np.testing.assert_array_equal(
+        first.executed_action, again.executed_action
+    )  # ensembler not double-counted
+    assert runner.lanes[0].source.env.elapsed_steps == 1  # the env did not step
+    assert len(runner.history) == 2
+    runner.set_instruction("lift the object slowly")
+    edited = runner.reask()
+    assert edited.policies["A"].instruction == "lift the object slowly" and edited.step == first.step
+    assert not np.array_equal(edited.policies["A"].chunk.actions, first.policies["A"].chunk.actions)
+    nxt = runner.step()
+    assert nxt.step == 2 and nxt.policies["A"].instruction == "lift the object slowly"
+    with pytest.raises(ValueError, match="empty"):
+        runner.set_instruction("  ")
+    with pytest.raises(KeyError, match="no slot"):
+        runner.set_instruction("x", slot="Z")
+
+
+def test_branch_reproduces_the_steps_up_to_k_exactly(policy, task):
+    runner = Runner(make_source(task), [slot(policy)])
+    main = list(runner.run(4))
+    k = 2
+    rec = runner.branch(k, "again")
+    assert rec.branch == "again" and rec.step == k
+    assert same_image(rec, main[k])
+    np.testing.assert_array_equal(rec.policies["A"].chunk.actions, main[k].policies["A"].chunk.actions)
+    np.testing.assert_array_equal(rec.executed_action, main[k].executed_action)
+    nxt = runner.step()  # physics restored exactly: the next step is the same too
+    assert nxt.step == k + 1 and same_image(nxt, main[k + 1])
+    np.testing.assert_array_equal(nxt.executed_action, main[k + 1].executed_action)
+    # a branch with another instruction starts from the same observation and asks differently
+    para = runner.branch(1, "para", instruction="move the thing over there")
+    assert same_image(para, main[1]) and para.policies["A"].instruction == "move the thing over there"
+    with pytest.raises(BranchError, match="taken"):
+        runner.branch(1, "para")
+    with pytest.raises(BranchError, match="no step 9"):
+        runner.branch(9, "far")
+
+
+def test_shared_and_independent_modes(policy, task):
+    shared = Runner(
+        make_source(task), [slot(policy, "A"), slot(policy, "B", instruction="pick it up", seed=5)]
+    )
+    r = shared.reset(seed=3)
+    assert set(r.policies) == {"A", "B"} and r.policies["B"].instruction == "pick it up"
+    np.testing.assert_array_equal(r.executed_action, r.policies["A"].executed)  # slot 0 drives
+    ind = Runner(
+        SimSource.from_task(task, width=224, height=224),
+        [slot(policy, "A"), slot(policy, "B", seed=5)],
+        mode="independent",
+    )
+    first = list(ind.run(1))
+    assert [(x.branch, x.step) for x in first] == [("A", 0), ("B", 0), ("A", 1), ("B", 1)]
+    assert same_image(first[0], first[1])  # same seed, same start
+    assert not np.array_equal(first[0].executed_action, first[1].executed_action)
+
+
+def test_sinks_get_every_step_and_the_session_replays_as_a_source(policy, task, tmp_path):
+    from workbench.episodes.source import EpisodeSource
+
+    writer = SessionStore(tmp_path).create("run1", {"task": task})
+    logger = RerunLogger(rrd_path=writer.rrd_path, stream=True)
+    runner = Runner(make_source(task), [slot(policy)], sinks=[writer, logger])
+    records = list(runner.run(2))
+    runner.set_instruction("push it left")
+    runner.close()
+    by_step = rrd_entities_by_step(writer.rrd_path)
+    for r in records:
+        assert expected_entities(r) <= by_step[r.step]
+        assert (
+            "world/camera/A/rollout" in by_step[r.step]
+            and "world/camera/ground_truth/boxes" in by_step[r.step]
+        )
+    session = load_session(writer.path)
+    assert [r.step for r in session.records] == [0, 1, 2] and session.edits[0]["text"] == "push it left"
+    assert same_image(session.records[2], records[2])
+
+    # the saved session as a recorded source: predicted vs recorded actions, no branching
+    replay = Runner(EpisodeSource.from_session(writer.path), [slot(policy)])
+    out = list(replay.run())
+    assert [r.step for r in out] == [0, 1, 2] and replay.done
+    np.testing.assert_array_equal(out[1].recorded_action, records[1].executed_action)
+    np.testing.assert_array_equal(out[0].policies["A"].chunk.actions, records[0].policies["A"].chunk.actions)
+    with pytest.raises(BranchError, match="recording"):
+        replay.branch(0, "nope")
+
+
+def test_pause_stops_run(policy, task):
+    runner = Runner(make_source(task), [slot(policy)])
+    seen = []
+    for r in runner.run(10):
+        seen.append(r.step)
+        if r.step == 1:
+            runner.pause()
+    assert seen == [0, 1]
+    assert [r.step for r in runner.run(1)] == [2]

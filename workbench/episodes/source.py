@@ -1,0 +1,100 @@
+"""A recorded episode (LeRobot dataset) or a saved session as a runner Source.
+
+It steps through the recorded frames whatever the policy says (no physics), and reports the
+recorded action at each frame, so the runner shows predicted against recorded actions.
+The future of a recording cannot change, so it cannot branch (can_branch = False).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from workbench.records import Observation
+from workbench.runner import Transition
+
+GRIPPER_ABSOLUTE = "absolute_open_positive"
+
+
+class EpisodeSource:
+    can_branch = False
+
+    def __init__(
+        self,
+        observations: list[Observation],
+        actions: list[np.ndarray | None],
+        *,
+        name: str = "recording",
+        gripper_convention: str = GRIPPER_ABSOLUTE,
+    ) -> None:
+        if not observations:
+            raise ValueError(f"recorded episode {name!r} has no frames")
+        if len(actions) != len(observations):
+            raise ValueError(f"{name!r}: {len(observations)} frames but {len(actions)} actions")
+        self.observations, self.actions = observations, actions
+        self.name, self.gripper_convention = name, gripper_convention
+        self.index = -1
+
+    # -- constructors -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_lerobot(cls, root: str | Path, episode: int = 0) -> EpisodeSource:
+        from workbench.episodes.lerobot import LeRobotDataset
+
+        ep = LeRobotDataset(root).episode(episode)
+        obs = [ep.observation(i) for i in range(len(ep))]
+        acts = [np.asarray(f.action, dtype=np.float64) for f in ep.frames]
+        return cls(obs, acts, name=f"{Path(root).name}#{episode}")
+
+    @classmethod
+    def from_session(cls, session, branch: str = "main") -> EpisodeSource:
+        """A saved session (path or workbench.sessions.Session): its observations, and the actions it executed."""
+        from workbench.sessions import Session, load_session
+
+        s = session if isinstance(session, Session) else load_session(session)
+        records = s.branch(branch)
+        if not records:
+            raise ValueError(f"session {s.path} has no steps on branch {branch!r}")
+        acts = [None if r.executed_action is None else np.asarray(r.executed_action) for r in records]
+        return cls([r.observation for r in records], acts, name=f"session:{s.path.name}/{branch}")
+
+    # -- the Source protocol ----------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> Observation:
+        self.index = 0
+        return self.observations[0]
+
+    def step(self, action: np.ndarray) -> Transition:
+        if self.index < 0:
+            raise RuntimeError("call reset() before step()")
+        if self.index + 1 >= len(self.observations):
+            raise RuntimeError(
+                f"recorded episode {self.name!r} has ended after {len(self.observations)} frames"
+            )
+        recorded = self.actions[self.index]
+        info: dict = {"frame_index": self.index + 1}
+        if recorded is not None and action is not None:
+            info["action_error"] = float(np.linalg.norm(np.asarray(action)[:3] - recorded[:3]))
+        self.index += 1
+        last = self.index == len(self.observations) - 1
+        return Transition(self.observations[self.index], truncated=last, info=info)
+
+    def recorded_action(self) -> np.ndarray | None:
+        return self.actions[self.index] if self.index >= 0 else None
+
+    def snapshot(self) -> int:
+        return self.index
+
+    def restore(self, state: int) -> None:
+        from workbench.runner import BranchError
+
+        raise BranchError(f"{self.name!r} is a recording: its future cannot change, so it cannot branch")
+
+    def fork(self) -> EpisodeSource:
+        return EpisodeSource(
+            self.observations, self.actions, name=self.name, gripper_convention=self.gripper_convention
+        )
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,468 @@
+"""The step loop: one StepRecord per control step, for any source and one or more policies.
+
+    record k = observation k + every policy's spatial answer and action chunk on it
+               + the action the driving policy sends to the env from it
+    step()   = execute record k's action, observe k+1, ask the policies again
+
+Modes: "shared": slot 0 drives, the other slots are evaluated on the very same observations;
+"independent": each slot drives its own copy of the source, all reset from the same seed (one
+lane per slot, branch name = slot name). Every step keeps a snapshot (source state, observation,
+controller state, instructions) so branch(k, ...) restores step k exactly and goes on elsewhere.
+Sinks (Rerun, session store, video) receive every record; adding one never touches the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from workbench.controller import Controller, ControllerConfig, project_path, rollout_path
+from workbench.records import ActionChunk, Observation, PolicyStep, StepRecord
+from workbench.spatial import SpatialAnswer
+
+# -- what the runner talks to ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class Policy(Protocol):
+    def spatial(self, images: list[np.ndarray], instruction: str, query: str = "box") -> SpatialAnswer: ...
+
+    def act(
+        self,
+        images: list[np.ndarray],
+        instruction: str,
+        *,
+        num_ddim_steps: int = 10,
+        cfg_scale: float = 1.5,
+        seed: int | None = None,
+        return_internals: bool = False,
+    ) -> ActionChunk: ...
+
+
+@dataclass
+class Transition:
+    observation: Observation
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Where observations come from: a simulator, SimplerEnv, or a recorded episode."""
+
+    name: str
+    can_branch: bool  # False for recorded sources: the future cannot change
+    gripper_convention: str
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> Observation: ...
+
+    def step(self, action: np.ndarray) -> Transition: ...
+
+    def recorded_action(self) -> np.ndarray | None: ...  # the recorded action at the current frame
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+    def fork(self) -> Source: ...  # an independent copy (independent mode)
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    def write(self, record: StepRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BranchError(RuntimeError):
+    """A branch that cannot be made (recorded source, unknown step, name taken)."""
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+@dataclass
+class PolicySlot:
+    name: str
+    policy: Policy
+    instruction: str | None = None  # None: the source's instruction
+    num_ddim_steps: int = 10
+    cfg_scale: float = 1.5
+    ensemble_horizon: int = 7
+    ensemble_alpha: float = 0.1
+    spatial_query: str | None = "box"  # None: skip the explicit grounding call
+    seed: int = 0  # act() is seeded with seed + step, so a branch replays the same noise
+    return_internals: bool = True  # attention heatmaps for the viewer
+    rotation: str = "axis_angle"  # the model's rotation convention (see controller.ControllerConfig)
+
+
+@dataclass
+class _Snapshot:
+    source_state: Any
+    observation: Observation
+    transition: Transition
+    controllers: dict[str, tuple]
+    slots: list[PolicySlot]
+
+
+@dataclass
+class _Lane:
+    """One source driven by slots[0]; the other slots are evaluated on its observations."""
+
+    branch: str
+    source: Source
+    slots: list[PolicySlot]
+    controllers: dict[str, Controller]
+    step: int = -1
+    observation: Observation | None = None
+    transition: Transition | None = None
+    record: StepRecord | None = None
+    done: bool = False
+    snapshots: dict[int, _Snapshot] = field(default_factory=dict)
+
+
+# -- the runner -----------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(
+        self,
+        source: Source,
+        slots: Sequence[PolicySlot],
+        *,
+        mode: Literal["shared", "independent"] = "shared",
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        if not slots:
+            raise ValueError("Runner needs at least one PolicySlot")
+        names = [s.name for s in slots]
+        if len(set(names)) != len(names):
+            raise ValueError(f"slot names must be unique, got {names}")
+        if mode not in ("shared", "independent"):
+            raise ValueError(f"mode must be 'shared' or 'independent', got {mode!r}")
+        self.mode = mode
+        self.sinks = list(sinks)
+        self.history: list[StepRecord] = []
+        self._paused = False
+        slots = [dataclasses.replace(s) for s in slots]  # ours to edit (set_instruction)
+        if mode == "shared":
+            self.lanes = [self._lane("main", source, slots)]
+        else:
+            sources = [source] + [source.fork() for _ in slots[1:]]
+            self.lanes = [self._lane(s.name, src, [s]) for s, src in zip(slots, sources, strict=True)]
+
+    def _lane(self, branch: str, source: Source, slots: list[PolicySlot]) -> _Lane:
+        return _Lane(branch, source, slots, {s.name: self._controller(s, source) for s in slots})
+
+    @staticmethod
+    def _controller(slot: PolicySlot, source: Source) -> Controller:
+        cfg = ControllerConfig(
+            slot.ensemble_horizon, slot.ensemble_alpha, slot.rotation, source.gripper_convention
+        )
+        return Controller(cfg)
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return all(lane.done for lane in self.lanes)
+
+    @property
+    def slots(self) -> list[PolicySlot]:
+        return [s for lane in self.lanes for s in lane.slots]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> StepRecord:
+        """Step 0 on every lane: observe and predict. Returns the first lane's record."""
+        for lane in self.lanes:
+            t0 = time.perf_counter()
+            obs = lane.source.reset(seed=seed, options=options)
+            for c in lane.controllers.values():
+                c.reset()
+            lane.step, lane.observation, lane.done = 0, obs, False
+            lane.transition = Transition(obs)
+            lane.snapshots.clear()
+            self._emit(self._observe(lane, env_seconds=time.perf_counter() - t0))
+        return self.lanes[0].record
+
+    def step(self) -> StepRecord:
+        """Execute the current action on every lane still running; observe and predict again."""
+        self._require_started()
+        if self.done:
+            raise RuntimeError("the episode is over: call reset() or branch() to go on")
+        for lane in self.lanes:
+            if lane.done:
+                continue
+            t0 = time.perf_counter()
+            tr = lane.source.step(lane.record.executed_action)
+            env_seconds = time.perf_counter() - t0
+            lane.step += 1
+            lane.observation, lane.transition = tr.observation, tr
+            lane.done = bool(tr.terminated or tr.truncated)
+            self._emit(self._observe(lane, env_seconds=env_seconds))
+        return self.lanes[0].record
+
+    def run(self, n: int | None = None) -> Iterator[StepRecord]:
+        """Step until done, paused, or n steps (starting with reset() if never started)."""
+        self._paused = False
+        if self.lanes[0].record is None:
+            self.reset()
+            yield from self.history[-len(self.lanes) :]
+        count = 0
+        while not self.done and not self._paused and (n is None or count < n):
+            before = len(self.history)
+            self.step()
+            count += 1
+            yield from self.history[before:]
+
+    def pause(self) -> None:
+        """Stop run() after the step in progress (safe to call from another thread)."""
+        self._paused = True
+
+    def set_instruction(self, text: str, slot: str | None = None) -> None:
+        """Use `text` from the next prediction on, for one slot or (slot=None) all of them."""
+        if not text or not text.strip():
+            raise ValueError("instruction is empty: type what the robot should do")
+        targets = [s for s in self.slots if slot is None or s.name == slot]
+        if not targets:
+            raise KeyError(f"no slot named {slot!r}; slots are {[s.name for s in self.slots]}")
+        for s in targets:
+            s.instruction = text
+        step = self.lanes[0].step
+        self._note(
+            {"kind": "instruction", "step": step, "slot": slot, "text": text, "branch": self.lanes[0].branch}
+        )
+
+    def reask(self) -> StepRecord:
+        """Ask the policies again on the current observation (e.g. after an instruction edit) without stepping."""
+        self._require_started()
+        for lane in self.lanes:
+            snap = lane.snapshots[lane.step]
+            for name, c in lane.controllers.items():
+                c.set_state(snap.controllers[name])  # the ensembler must not count this step twice
+            record = self._observe(lane, env_seconds=0.0, snapshot=False)
+            idx = next(
+                i for i in range(len(self.history) - 1, -1, -1) if self.history[i].branch == lane.branch
+            )
+            self.history[idx] = record
+            self._write(record)
+        return self.lanes[0].record
+
+    def branch(
+        self, step: int, name: str, *, instruction: str | None = None, slot: PolicySlot | None = None
+    ) -> StepRecord:
+        """Restore step `step` of the current branch and continue on a new branch `name`.
+
+        instruction: used by every slot from then on; slot: replaces the slot of the same name (or
+        the driving slot). In independent mode each lane branches to "{name}/{slot}".
+        """
+        self._require_started()
+        taken = {r.branch for r in self.history}
+        for lane in self.lanes:
+            if not lane.source.can_branch:
+                raise BranchError(
+                    f"source {lane.source.name!r} is a recording: its future cannot change, so no branch"
+                )
+            if step not in lane.snapshots:
+                raise BranchError(f"no step {step} on branch {lane.branch!r} (it has 0..{lane.step})")
+        news = [name if self.mode == "shared" else f"{name}/{lane.slots[0].name}" for lane in self.lanes]
+        for new in news:
+            if new in taken:
+                raise BranchError(f"branch name {new!r} is taken; choose another")
+        for lane, new in zip(self.lanes, news, strict=True):
+            self._note(
+                {"kind": "branch", "from": lane.branch, "step": step, "name": new, "instruction": instruction}
+            )
+            self._restore(lane, step, new, instruction, slot)
+        for lane in self.lanes:
+            self._emit(self._observe(lane, env_seconds=0.0))
+        return self.lanes[0].record
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+        for lane in self.lanes:
+            lane.source.close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _restore(
+        self, lane: _Lane, step: int, new: str, instruction: str | None, slot: PolicySlot | None
+    ) -> None:
+        snap = lane.snapshots[step]
+        lane.source.restore(snap.source_state)
+        slots = [dataclasses.replace(s) for s in snap.slots]
+        for name, c in lane.controllers.items():
+            if name in snap.controllers:
+                c.set_state(snap.controllers[name])
+        if slot is not None:  # a new checkpoint starts with a fresh ensembler
+            i = next((i for i, s in enumerate(slots) if s.name == slot.name), 0)
+            lane.controllers.pop(slots[i].name)
+            slots[i] = dataclasses.replace(slot)
+            lane.controllers[slot.name] = self._controller(slot, lane.source)
+        if instruction is not None:
+            for s in slots:
+                s.instruction = instruction
+        lane.slots = slots
+        # the new branch shares the parent's history up to `step`
+        lane.snapshots = {k: v for k, v in lane.snapshots.items() if k < step}
+        lane.step, lane.observation, lane.transition, lane.done = (
+            step,
+            snap.observation,
+            snap.transition,
+            False,
+        )
+        lane.branch = new
+
+    def _observe(self, lane: _Lane, *, env_seconds: float, snapshot: bool = True) -> StepRecord:
+        """Snapshot, ask every slot, turn the driver's chunk into the env action, build the record."""
+        t_start = time.perf_counter()
+        obs = lane.observation
+        if snapshot:
+            lane.snapshots[lane.step] = _Snapshot(
+                lane.source.snapshot() if lane.source.can_branch else None,
+                obs,
+                lane.transition,
+                {k: c.state() for k, c in lane.controllers.items()},
+                [dataclasses.replace(s) for s in lane.slots],
+            )
+        policy_seconds = 0.0
+        policies: dict[str, PolicyStep] = {}
+        for slot in lane.slots:
+            ps, seconds = self._ask(slot, lane, obs)
+            policies[slot.name] = ps
+            policy_seconds += seconds
+        tr = lane.transition
+        record = StepRecord(
+            step=lane.step,
+            observation=obs,
+            policies=policies,
+            executed_action=policies[lane.slots[0].name].executed,
+            recorded_action=lane.source.recorded_action(),
+            reward=float(tr.reward),
+            terminated=bool(tr.terminated),
+            truncated=bool(tr.truncated),
+            info=dict(tr.info),
+            branch=lane.branch,
+        )
+        total = time.perf_counter() - t_start
+        record.timings = {"env": env_seconds, "policy": policy_seconds, "runner": total - policy_seconds}
+        lane.record = record
+        return record
+
+    def _ask(self, slot: PolicySlot, lane: _Lane, obs: Observation) -> tuple[PolicyStep, float]:
+        instruction = slot.instruction or obs.instruction
+        images = list(obs.images.values())
+        timings: dict[str, float] = {}
+        spatial = None
+        t0 = time.perf_counter()
+        if slot.spatial_query:
+            spatial = slot.policy.spatial(images, instruction, query=slot.spatial_query)
+        t1 = time.perf_counter()
+        chunk = slot.policy.act(
+            images,
+            instruction,
+            num_ddim_steps=slot.num_ddim_steps,
+            cfg_scale=slot.cfg_scale,
+            seed=slot.seed + lane.step,
+            return_internals=slot.return_internals,
+        )
+        t2 = time.perf_counter()
+        timings["spatial"], timings["act"] = t1 - t0, t2 - t1
+        executed = lane.controllers[slot.name].env_action(chunk)
+        cam = obs.cameras.get(obs.main_camera)
+        if obs.tcp_pose is not None:
+            chunk.ee_path_3d = rollout_path(obs.tcp_pose, chunk.actions)  # [T + 1, 3]
+            chunk.ee_path_2d = project_path(cam, chunk.ee_path_3d) if cam is not None else None
+        metrics = {}
+        if spatial is not None and obs.ground_truth is not None:
+            from workbench.spatial import grounding_metrics
+
+            metrics = grounding_metrics(spatial, obs.ground_truth)
+        ps = PolicyStep(slot.name, instruction, spatial, chunk, executed, metrics, timings)
+        return ps, t2 - t0
+
+    def _emit(self, record: StepRecord) -> None:
+        self.history.append(record)
+        self._write(record)
+
+    def _write(self, record: StepRecord) -> None:
+        t0 = time.perf_counter()
+        for s in self.sinks:
+            s.write(record)
+        record.timings["sinks"] = time.perf_counter() - t0
+
+    def _note(self, event: dict) -> None:
+        for s in self.sinks:
+            note = getattr(s, "note", None)
+            if note is not None:
+                note(event)
+
+    def _require_started(self) -> None:
+        if self.lanes[0].record is None:
+            raise RuntimeError("call reset() first: the runner has no observation yet")
+
+
+# -- the simulator as a source ----------------------------------------------------------------------
+
+
+class SimSource:
+    """A SimplerEnv-interface env (the built-in simulator or the SimplerEnv adapter) as a Source.
+
+    `factory` makes a fresh env of the same task: needed for independent mode (one copy per slot).
+    """
+
+    def __init__(self, env: Any, factory: Any = None) -> None:
+        self.env, self.factory = env, factory
+        self.name = str(getattr(env, "task_name", type(env).__name__))
+        self.gripper_convention = str(getattr(env, "gripper_convention", "absolute_open_positive"))
+        self.can_branch = callable(getattr(env, "snapshot", None)) and callable(getattr(env, "restore", None))
+
+    @classmethod
+    def from_task(cls, task: str, **kw: Any) -> SimSource:
+        from workbench.sim import make
+
+        return cls(make(task, **kw), lambda: make(task, **kw))
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> Observation:
+        from workbench.sim.base import to_observation
+
+        obs, _ = self.env.reset(seed=seed, options=options)
+        return to_observation(self.env, obs)
+
+    def step(self, action: np.ndarray) -> Transition:
+        from workbench.sim.base import to_observation
+
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return Transition(
+            to_observation(self.env, obs), float(reward), bool(terminated), bool(truncated), dict(info)
+        )
+
+    def recorded_action(self) -> np.ndarray | None:
+        return None
+
+    def snapshot(self) -> Any:
+        return self.env.snapshot()
+
+    def restore(self, state: Any) -> None:
+        self.env.restore(state)
+
+    def fork(self) -> SimSource:
+        if self.factory is None:
+            raise ValueError(
+                "independent mode needs a copy of the env: build the source with SimSource.from_task(...)"
+            )
+        return SimSource(self.factory(), self.factory)
+
+    def close(self) -> None:
+        close = getattr(self.env, "close", None)
+        if close is not None:
+            close()
