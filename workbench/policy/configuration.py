@@ -1,0 +1,271 @@
+"""Configuration of the ST4VLA (InternVLA-M1) model: plain dataclasses, saved as config.json.
+
+`internvla_m1_config()` gives the released sizes (Qwen2.5-VL-3B, 64 queries of width 768, DiT-B);
+`tiny_config(...)` gives small models for tests and the CPU-trained demo checkpoints, with every size
+a keyword argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.policy.prompts import SPATIAL_PROMPT
+
+
+@dataclass
+class VLMConfig:
+    """Qwen2.5-VL sizes (defaults: Qwen2.5-VL-3B-Instruct)."""
+
+    hidden_size: int = 2048
+    num_layers: int = 36
+    num_heads: int = 16
+    num_kv_heads: int = 2
+    intermediate_size: int = 11008
+    vocab_size: int = 151936
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 128000
+    tie_word_embeddings: bool = True
+    vision_depth: int = 32
+    vision_hidden: int = 1280
+    vision_heads: int = 16
+    vision_intermediate: int = 3420
+    patch_size: int = 14
+    spatial_merge_size: int = 2
+    temporal_patch_size: int = 2
+    window_size: int = 112
+    fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)
+    base_model: str | None = None  # upstream `framework.qwenvl.base_vlm`, for the record only
+
+    @property
+    def mrope_section(self) -> list[int]:
+        # Qwen2.5-VL splits the rotary half-dim as temporal:height:width = 1:1.5:1.5 ([16,24,24] at 128).
+        half = (self.hidden_size // self.num_heads) // 2
+        hw = (half - half // 4) // 2
+        return [half - 2 * hw, hw, hw]
+
+
+@dataclass
+class QFormerConfig:
+    """Upstream LayerwiseQFormer: one cross-attention block per chosen VLM layer."""
+
+    width: int = 768
+    num_queries: int = 64
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    # Half-open range of `hidden_states` indices (0 = embeddings); None = the last layer only,
+    # as upstream's qformer_start_layer=36, qformer_end_layer=37 for the 36-layer VLM.
+    layer_range: tuple[int, int] | None = None
+    masked: bool = False  # upstream passes no mask; True masks padding tokens out of the keys
+
+
+@dataclass
+class ActionConfig:
+    """DiT action expert and its diffusion (defaults: DiT-B, chunk 16, 7-D actions)."""
+
+    width: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    chunk_length: int = 16  # future_action_window_size + 1
+    action_dim: int = 7
+    diffusion_steps: int = 100
+    noise_schedule: str = "squaredcos_cap_v2"
+    class_dropout: float = 0.1
+    repeated_diffusion_steps: int = 4
+
+
+@dataclass
+class DinoConfig:
+    """Optional DINOv2 branch (upstream: dinov2_vits14 in the repo yamls, vitl14 for LIBERO)."""
+
+    enabled: bool = False
+    hidden_size: int = 384
+    num_layers: int = 12
+    num_heads: int = 6
+    patch_size: int = 14
+    image_size: int = 224  # input resolution (upstream resizes to 224: 16x16 = 256 tokens/view)
+    pos_embed_size: int = 518  # the hub models' position-embedding grid (37x37), interpolated
+
+
+@dataclass
+class ST4VLAConfig:
+    vlm: VLMConfig = field(default_factory=VLMConfig)
+    qformer: QFormerConfig = field(default_factory=QFormerConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    dino: DinoConfig = field(default_factory=DinoConfig)
+    image_size: int = 224  # model input frame (upstream: cv2.resize to 224x224, INTER_AREA)
+    spatial_prompt: str = SPATIAL_PROMPT
+    use_spatial_prompt: bool = True  # False = the vanilla baseline (plain instruction)
+    grounding_loss_weight: float = 0.1
+    notes: dict[str, Any] = field(default_factory=dict)  # free-form (deviations, provenance)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def chunk_length(self) -> int:
+        return self.action.chunk_length
+
+    @property
+    def action_dim(self) -> int:
+        return self.action.action_dim
+
+    @property
+    def visual_tokens_per_view(self) -> int:
+        grid = self.image_size // self.vlm.patch_size
+        return (grid // self.vlm.spatial_merge_size) ** 2
+
+    def validate(self) -> None:
+        v = self.vlm
+        factor = v.patch_size * v.spatial_merge_size
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of patch_size*spatial_merge_size = {factor}."
+            )
+        for name, dim, heads in [
+            ("vlm", v.hidden_size, v.num_heads),
+            ("vision", v.vision_hidden, v.vision_heads),
+            ("qformer", self.qformer.width, self.qformer.num_heads),
+            ("action", self.action.width, self.action.num_heads),
+        ]:
+            if dim % heads:
+                raise ValueError(f"{name} width {dim} is not divisible by its {heads} heads.")
+        if self.qformer.width != self.action.width:
+            # Upstream's DiT embeds the query tokens with z_embedder: Linear(token_size -> token_size).
+            raise ValueError(
+                f"qformer.width ({self.qformer.width}) must equal action.width ({self.action.width})."
+            )
+        if v.num_heads % v.num_kv_heads:
+            raise ValueError(
+                f"vlm num_heads {v.num_heads} must be a multiple of num_kv_heads {v.num_kv_heads}."
+            )
+        if self.qformer.layer_range is not None:
+            lo, hi = self.qformer.layer_range
+            if not 0 <= lo < hi <= v.num_layers + 1:
+                raise ValueError(
+                    f"qformer.layer_range {self.qformer.layer_range} outside 0..{v.num_layers + 1}."
+                )
+
+    @property
+    def qformer_layers(self) -> tuple[int, int]:
+        return self.qformer.layer_range or (self.vlm.num_layers, self.vlm.num_layers + 1)
+
+    # --- serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ST4VLAConfig:
+        data = dict(data)
+        parts = {"vlm": VLMConfig, "qformer": QFormerConfig, "action": ActionConfig, "dino": DinoConfig}
+        kwargs: dict[str, Any] = {}
+        for key, sub in parts.items():
+            raw = dict(data.pop(key, {}))
+            known = {f.name for f in dataclasses.fields(sub)}
+            unknown = set(raw) - known
+            if unknown:
+                raise ValueError(f"Unknown {key} config keys {sorted(unknown)}; known: {sorted(known)}.")
+            for f in dataclasses.fields(sub):  # JSON turns tuples into lists
+                if f.name in raw and isinstance(raw[f.name], list):
+                    raw[f.name] = tuple(raw[f.name])
+            kwargs[key] = sub(**raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown config keys {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**kwargs, **data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> ST4VLAConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def internvla_m1_config(*, dino: bool = False, chunk_length: int = 16) -> ST4VLAConfig:
+    """The released model's sizes: Qwen2.5-VL-3B, QFormer 64x768 (8 heads) on the last layer, DiT-B."""
+    return ST4VLAConfig(
+        vlm=VLMConfig(base_model="Qwen/Qwen2.5-VL-3B-Instruct"),
+        qformer=QFormerConfig(),
+        action=ActionConfig(chunk_length=chunk_length),
+        dino=DinoConfig(enabled=dino),
+    )
+
+
+def tiny_config(
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    vocab_size: int = 2048,
+    vision_depth: int = 2,
+    vision_hidden: int = 64,
+    vision_heads: int = 2,
+    image_size: int = 112,
+    patch_size: int = 14,
+    spatial_merge_size: int = 2,
+    num_queries: int = 8,
+    qformer_width: int | None = None,
+    qformer_heads: int = 4,
+    dit_width: int = 64,
+    dit_depth: int = 2,
+    dit_heads: int = 4,
+    chunk_length: int = 8,
+    action_dim: int = 7,
+    dino: bool = False,
+    dino_hidden: int = 32,
+    dino_layers: int = 1,
+    dino_heads: int = 2,
+) -> ST4VLAConfig:
+    """A small model of the same architecture; every size is a knob (tests, CPU demo checkpoints).
+
+    The vision tower uses full attention in every block (its windows would span the whole image at
+    these sizes anyway). `vocab_size` is raised to the tokenizer's length when the model is built.
+    """
+    return ST4VLAConfig(
+        vlm=VLMConfig(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            num_kv_heads=num_kv_heads,
+            intermediate_size=intermediate_size or 4 * hidden_size,
+            vocab_size=vocab_size,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
+            vision_depth=vision_depth,
+            vision_hidden=vision_hidden,
+            vision_heads=vision_heads,
+            vision_intermediate=2 * vision_hidden,
+            patch_size=patch_size,
+            spatial_merge_size=spatial_merge_size,
+            window_size=image_size,
+            fullatt_block_indexes=tuple(range(vision_depth)),
+        ),
+        qformer=QFormerConfig(
+            width=qformer_width or dit_width, num_queries=num_queries, num_heads=qformer_heads
+        ),
+        action=ActionConfig(
+            width=dit_width,
+            depth=dit_depth,
+            num_heads=dit_heads,
+            chunk_length=chunk_length,
+            action_dim=action_dim,
+        ),
+        dino=DinoConfig(
+            enabled=dino,
+            hidden_size=dino_hidden,
+            num_layers=dino_layers,
+            num_heads=dino_heads,
+            image_size=image_size,
+            pos_embed_size=image_size,
+        ),
+        image_size=image_size,
+    )

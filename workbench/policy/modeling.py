@@ -1,0 +1,375 @@
+"""The ST4VLA model (InternVLA-M1): Qwen2.5-VL -> query former -> DiT action expert.
+
+Module and parameter names follow upstream, so an upstream state dict loads key for key:
+    qwen_vl_interface.model.*                       transformers' Qwen2_5_VLForConditionalGeneration
+    layer_qformer.{proj, query_tokens, layers.0}.*  LayerwiseQFormer
+    action_model.net.{x_embedder, t_embedder, z_embedder(.uncondition), history_embedder,
+                      positional_embedding, blocks.*, final_layer}.*   DiT
+    dino_encoder.body.*, dino_pro.*                 optional DINOv2 branch (transformers' Dinov2Model;
+                                                    checkpoint.py maps torch.hub names onto it)
+Shapes: B batch, L VLM tokens, Q queries, W width, T chunk length, D action dim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Dinov2Config, Dinov2Model, PreTrainedTokenizerFast
+
+from workbench.policy.configuration import ST4VLAConfig
+from workbench.policy.diffusion import GaussianDiffusion
+from workbench.policy.vlm import QwenVLInterface
+
+# ------------------------------------------------------------------------------------------------
+# Query former (upstream LayerwiseQFormer)
+# ------------------------------------------------------------------------------------------------
+
+
+class CrossAttentionBlock(nn.Module):
+    """Queries read the VLM tokens: LN -> MHA -> residual; LN -> MLP(x4, GELU) -> dropout -> residual."""
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.1):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.cross_attn = nn.MultiheadAttention(width, num_heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, query, memory, key_padding_mask=None, need_weights=False):
+        # query [B, Q, W], memory [B, L, W]; key_padding_mask [B, L] True = ignore (PyTorch convention).
+        # Note: keys/values are the memory itself (not normalised), as upstream.
+        attn, weights = self.cross_attn(
+            self.norm1(query), memory, memory, key_padding_mask=key_padding_mask, need_weights=need_weights
+        )
+        query = query + attn
+        query = query + self.dropout(self.mlp(self.norm2(query)))
+        return query, weights  # weights [B, Q, L] averaged over heads, or None
+
+
+class LayerwiseQFormer(nn.Module):
+    def __init__(self, input_dim: int, width: int, num_queries: int, num_layers: int, num_heads: int, **kw):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, width)
+        self.query_tokens = nn.Parameter(torch.randn(num_queries, width))
+        self.layers = nn.ModuleList([CrossAttentionBlock(width, num_heads, **kw) for _ in range(num_layers)])
+
+    def forward(self, hidden_states: list[torch.Tensor], key_padding_mask=None, need_weights=False):
+        """hidden_states: one [B, L, input_dim] tensor per block -> queries [B, Q, W], attention list."""
+        if len(hidden_states) != len(self.layers):
+            raise ValueError(f"Expected {len(self.layers)} hidden-state layers, got {len(hidden_states)}.")
+        query = self.query_tokens.unsqueeze(0).expand(hidden_states[0].shape[0], -1, -1)  # [B, Q, W]
+        maps = []
+        for layer, hs in zip(self.layers, hidden_states, strict=True):
+            query, w = layer(query, self.proj(hs), key_padding_mask, need_weights)  # proj: [B, L, W]
+            maps.append(w)
+        return query, maps
+
+
+# ------------------------------------------------------------------------------------------------
+# DiT action expert (upstream DiT_modules/models.py, CogACT lineage)
+# ------------------------------------------------------------------------------------------------
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, width: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2  # sinusoidal features: [cos, sin] of t * 10000^(-k/half)
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        args = t[:, None].float() * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # [B, freq_dim]
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))  # [B, W]
+
+
+class Linear1(nn.Module):
+    """A Linear under the attribute name `linear` (upstream's ActionEmbedder / HistoryEmbedder)."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+class ConditionEmbedder(nn.Module):
+    """Upstream LabelEmbedder: Linear on the query tokens, with a learned `uncondition` for CFG."""
+
+    def __init__(self, width: int, num_queries: int, dropout_prob: float):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        self.dropout_prob = dropout_prob
+        self.uncondition = nn.Parameter(torch.empty(num_queries, width))  # [Q, W]
+
+    def forward(self, z: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and self.dropout_prob > 0:  # class dropout: whole samples become unconditional
+            drop = torch.rand(z.shape[0], device=z.device) < self.dropout_prob
+            z = torch.where(drop[:, None, None], self.uncondition.to(z.dtype), z)
+        return self.linear(z)
+
+
+class Attention(nn.Module):
+    """timm-style self-attention: fused qkv (with bias) and an output projection."""
+
+    def __init__(self, width: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        B, N, W = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, W // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B, H, N, W/H]
+        return self.proj(out.transpose(1, 2).reshape(B, N, W))
+
+
+class Mlp(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DiTBlock(nn.Module):
+    """Pre-LN self-attention block (no adaLN: the condition enters as tokens)."""
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, num_heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, int(width * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, width: int, out_dim: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(width, out_dim)
+
+    def forward(self, x):
+        return self.linear(self.norm_final(x))
+
+
+class DiT(nn.Module):
+    def __init__(self, cfg: ST4VLAConfig):
+        super().__init__()
+        a, q = cfg.action, cfg.qformer
+        self.num_cond = q.num_queries
+        self.x_embedder = Linear1(a.action_dim, a.width)
+        self.history_embedder = Linear1(a.action_dim, a.width)  # unused upstream too; kept for its keys
+        self.t_embedder = TimestepEmbedder(a.width)
+        self.z_embedder = ConditionEmbedder(a.width, q.num_queries, a.class_dropout)
+        self.positional_embedding = nn.Parameter(
+            a.width**-0.5 * torch.randn(q.num_queries + a.chunk_length, a.width)
+        )
+        self.blocks = nn.ModuleList([DiTBlock(a.width, a.num_heads, a.mlp_ratio) for _ in range(a.depth)])
+        self.final_layer = FinalLayer(a.width, a.action_dim)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for lin in (self.x_embedder.linear, self.history_embedder.linear, self.z_embedder.linear):
+            nn.init.normal_(lin.weight, std=0.02)
+        nn.init.normal_(self.z_embedder.uncondition, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        nn.init.zeros_(self.final_layer.linear.weight)  # the head starts by predicting zero noise
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """x [B, T, D] noisy actions, t [B], z [B, Q, W] query tokens -> predicted noise [B, T, D]."""
+        c = self.t_embedder(t).unsqueeze(1) + self.z_embedder(z, self.training)  # [B, Q, W]
+        h = torch.cat([c, self.x_embedder(x)], dim=1) + self.positional_embedding  # [B, Q+T, W]
+        for block in self.blocks:
+            h = block(h)
+        return self.final_layer(h)[:, self.num_cond :]  # the last T tokens: [B, T, D]
+
+    def forward_with_cfg(self, x, t, z_cond, cfg_scale: float):
+        """eps = eps_uncond + s (eps_cond - eps_uncond), the two passes batched as upstream."""
+        B = x.shape[0]
+        uncond = self.z_embedder.uncondition.unsqueeze(0).expand(B, -1, -1).to(z_cond.dtype)
+        eps = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([z_cond, uncond]))  # [2B, T, D]
+        cond_eps, uncond_eps = eps[:B], eps[B:]
+        return uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+
+
+class ActionModel(nn.Module):
+    """Upstream ActionModel: `net` (the DiT) plus its diffusion schedule."""
+
+    def __init__(self, cfg: ST4VLAConfig):
+        super().__init__()
+        self.net = DiT(cfg)
+        self.diffusion = GaussianDiffusion(cfg.action.diffusion_steps, cfg.action.noise_schedule)
+
+    def loss(self, actions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Epsilon-prediction MSE at a random timestep per sample. actions [B,T,D], cond [B,Q,W]."""
+        noise = torch.randn_like(actions)
+        t = torch.randint(0, self.diffusion.num_timesteps, (actions.shape[0],), device=actions.device)
+        pred = self.net(self.diffusion.q_sample(actions, t, noise), t, cond)
+        return F.mse_loss(pred, noise)
+
+
+# ------------------------------------------------------------------------------------------------
+# DINOv2 branch
+# ------------------------------------------------------------------------------------------------
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class DinoEncoder(nn.Module):
+    """Upstream DINOBackBone: `body` is the ViT; outputs normalised patch tokens [B*views, N, C]."""
+
+    def __init__(self, cfg: ST4VLAConfig):
+        super().__init__()
+        d = cfg.dino
+        self.image_size = d.image_size
+        self.body = Dinov2Model(
+            Dinov2Config(
+                hidden_size=d.hidden_size,
+                num_hidden_layers=d.num_layers,
+                num_attention_heads=d.num_heads,
+                patch_size=d.patch_size,
+                image_size=d.pos_embed_size,
+                layerscale_value=1.0,
+            )
+        )
+        self.num_channels = d.hidden_size
+
+    def prepare(self, images: list[list[np.ndarray]]) -> torch.Tensor:
+        """[H, W, 3] uint8 views -> [B*views, 3, S, S] ImageNet-normalised floats."""
+        import cv2
+
+        flat = []
+        for views in images:
+            for img in views:
+                img = cv2.resize(img, (self.image_size, self.image_size), interpolation=cv2.INTER_CUBIC)
+                flat.append((img.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD)
+        x = torch.from_numpy(np.stack(flat)).permute(0, 3, 1, 2)
+        return x.to(next(self.parameters()).dtype)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.body(pixel_values=pixels).last_hidden_state[:, 1:]  # drop CLS: [B*V, N, C]
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole model
+# ------------------------------------------------------------------------------------------------
+
+
+class ST4VLAModel(nn.Module):
+    def __init__(self, config: ST4VLAConfig, tokenizer: PreTrainedTokenizerFast):
+        super().__init__()
+        self.config = config
+        self.qwen_vl_interface = QwenVLInterface(config, tokenizer)
+        lo, hi = config.qformer_layers
+        q = config.qformer
+        self.layer_qformer = LayerwiseQFormer(
+            config.vlm.hidden_size, q.width, q.num_queries, hi - lo, q.num_heads, mlp_ratio=q.mlp_ratio,
+            dropout=q.dropout,
+        )  # fmt: skip
+        self.action_model = ActionModel(config)
+        if config.dino.enabled:
+            self.dino_encoder = DinoEncoder(config)
+            self.dino_pro = nn.Linear(config.dino.hidden_size, config.vlm.hidden_size)
+
+    # --- pieces used by training and by the policy -----------------------------------------------
+    def vlm_hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], object]:
+        """The chosen hidden layers for the query former ([B, L, hidden] each) and the raw output."""
+        out = self.qwen_vl_interface(inputs, output_hidden_states=True)
+        lo, hi = self.config.qformer_layers
+        return list(out.hidden_states[lo:hi]), out
+
+    def condition(
+        self,
+        inputs: dict[str, torch.Tensor],
+        images: list[list[np.ndarray]] | None = None,
+        need_weights: bool = False,
+        timer: Callable[[str], object] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """VLM (+ DINO) -> query former. Returns queries [B, Q, W] and per-layer attention [B, Q, L']."""
+        with _stage(timer, "vlm_forward"):
+            layers, _ = self.vlm_hidden_states(inputs)
+        mask = inputs["attention_mask"]  # [B, L], 1 = token
+        if self.config.dino.enabled:
+            if images is None:
+                raise ValueError("This model has a DINOv2 branch: pass the images to condition().")
+            with _stage(timer, "dino_forward"):
+                feats = self.dino_encoder(self.dino_encoder.prepare(images))  # [B*V, N, C]
+                feats = self.dino_pro(feats.reshape(len(images), -1, feats.shape[-1]))  # [B, V*N, hidden]
+            layers = [torch.cat([h, feats.to(h.dtype)], dim=1) for h in layers]  # [B, L + V*N, hidden]
+            mask = torch.cat([mask, mask.new_ones(feats.shape[:2])], dim=1)
+        key_padding = (mask == 0) if self.config.qformer.masked else None
+        with _stage(timer, "query_former"):
+            cond, maps = self.layer_qformer(layers, key_padding_mask=key_padding, need_weights=need_weights)
+        return cond, maps
+
+    def action_loss(self, actions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Diffusion loss with upstream's repeated_diffusion_steps (each sample seen at r timesteps)."""
+        r = self.config.action.repeated_diffusion_steps
+        return self.action_model.loss(actions.repeat(r, 1, 1), cond.repeat(r, 1, 1))
+
+    def grounding_loss(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-token loss on answer tokens only (inputs from build_inputs(..., answers=...))."""
+        if "labels" not in inputs:
+            raise ValueError("grounding_loss needs `labels`: build the batch with answers=[...].")
+        return self.qwen_vl_interface(inputs, output_hidden_states=False).loss
+
+    @torch.no_grad()
+    def sample_actions(
+        self,
+        cond: torch.Tensor,
+        noise: torch.Tensor,
+        num_ddim_steps: int = 10,
+        cfg_scale: float = 1.5,
+        on_step: Callable[[int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """DDIM from noise [B, T, D] to normalised actions [B, T, D]; CFG when cfg_scale > 1 (upstream)."""
+        net = self.action_model.net
+        cond = cond.to(noise.dtype)
+        if cfg_scale > 1.0:
+
+            def eps_fn(x, t):
+                return net.forward_with_cfg(x, t, cond, cfg_scale)
+        else:
+
+            def eps_fn(x, t):
+                return net(x, t, cond)
+
+        return self.action_model.diffusion.ddim_sample(eps_fn, noise, num_ddim_steps, on_step)
+
+
+class _stage:
+    """Context manager that reports a stage to an optional timer (policy timings)."""
+
+    def __init__(self, timer, name):
+        self.ctx = timer(name) if timer is not None else None
+
+    def __enter__(self):
+        return self.ctx.__enter__() if self.ctx is not None else None
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc) if self.ctx is not None else False

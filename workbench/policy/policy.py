@@ -1,0 +1,312 @@
+"""ST4VLAPolicy: the one object the workbench talks to.
+
+    policy = ST4VLAPolicy.load("assets/checkpoints/st4vla-demo")      # or an upstream run dir
+    answer = policy.spatial([image], "put the carrot on the plate")   # SpatialAnswer, original pixels
+    chunk = policy.act([image], "put the carrot on the plate", seed=0, return_internals=True)
+
+Images are [H, W, 3] uint8 arrays, one per view, at any size: they are resized to the model's frame
+(cv2.INTER_AREA, as upstream's SimplerEnv client) and answers are mapped back to the original image.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from workbench.policy import checkpoint as ckpt
+from workbench.policy.configuration import ST4VLAConfig
+from workbench.policy.modeling import ST4VLAModel
+from workbench.policy.prompts import grounding_question
+from workbench.policy.tokenizer import build_tokenizer, default_corpus, load_tokenizer
+from workbench.records import ActionChunk
+from workbench.spatial import Frame, SpatialAnswer
+
+
+def neutral_statistics(action_dim: int = 7) -> dict[str, Any]:
+    """Statistics under which unnormalising changes nothing but the gripper (binarised, as upstream)."""
+    ones = [1.0] * action_dim
+    action = {"q01": [-1.0] * action_dim, "q99": ones, "min": [-1.0] * action_dim, "max": ones,
+              "mean": [0.0] * action_dim, "std": ones, "mask": [True] * (action_dim - 1) + [False]}  # fmt: skip
+    return {"default": {"action": action, "num_transitions": 0, "num_trajectories": 0}}
+
+
+class ST4VLAPolicy:
+    def __init__(
+        self,
+        model: ST4VLAModel,
+        statistics: dict[str, Any],
+        *,
+        unnorm_key: str | None = None,
+        name: str = "st4vla",
+        device: str = "cpu",
+    ):
+        self.model = model.to(device).eval()
+        self.config: ST4VLAConfig = model.config
+        self.name = name
+        self.device = device
+        self.statistics = statistics
+        self.unnorm_key = select_unnorm_key(statistics, unnorm_key)
+        self._normalizer = None  # built on first use (normalization.py is imported lazily)
+
+    # --- construction ----------------------------------------------------------------------------
+    @property
+    def chunk_length(self) -> int:
+        return self.config.chunk_length
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def tokenizer(self):
+        return self.model.qwen_vl_interface.tokenizer
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ST4VLAConfig,
+        tokenizer_dir: str | Path | None = None,
+        statistics: dict | None = None,
+        seed: int = 0,
+        *,
+        name: str = "st4vla-random",
+    ) -> ST4VLAPolicy:
+        """A randomly initialised policy, built offline. Without statistics, neutral ones are used
+        (actions stay in [-1, 1], gripper binarised) under the key "default"."""
+        tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir else build_tokenizer(default_corpus())
+        torch.manual_seed(seed)
+        model = ST4VLAModel(config, tokenizer)
+        return cls(model, statistics or neutral_statistics(config.action_dim), name=name)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        unnorm_key: str | None = None,
+        device: str = "cpu",
+        name: str | None = None,
+        base_model_dir: str | Path | None = None,
+    ) -> ST4VLAPolicy:
+        """Load our format directory or an upstream run dir / .pt file (auto-detected)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No checkpoint at {path}.")
+        if ckpt.is_workbench_dir(path):
+            config = ckpt.read_workbench_config(path)
+            statistics = ckpt.read_statistics(path)
+            select_unnorm_key(statistics, unnorm_key)  # fail before building the model
+            model = ST4VLAModel(config, load_tokenizer(path))
+            ckpt.load_state_strict(model, ckpt.load_safetensors(path / "model.safetensors"), str(path))
+            return cls(model, statistics, unnorm_key=unnorm_key, name=name or path.name, device=device)
+        run, weights = ckpt.find_upstream_weights(path)
+        yaml_cfg = ckpt.read_upstream_yaml(run)
+        statistics = ckpt.read_statistics(run)
+        select_unnorm_key(statistics, unnorm_key)
+        base_name = ((yaml_cfg.get("framework") or {}).get("qwenvl") or {}).get("base_vlm")
+        base = ckpt.resolve_base_model(base_name, base_model_dir)
+        state = ckpt.to_model_keys(ckpt.load_torch_state(weights))
+        config = ckpt.config_from_upstream(yaml_cfg, state, base, base_name)
+        model = ST4VLAModel(config, load_tokenizer(base))
+        ckpt.load_state_strict(model, state, str(weights))
+        return cls(model, statistics, unnorm_key=unnorm_key, name=name or run.name, device=device)
+
+    def save(self, path: str | Path, card: str | None = None) -> None:
+        """Write our format: config, safetensors weights, statistics, tokenizer, image processor, card."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        data = {"format": ckpt.FORMAT, "format_version": 1, **self.config.to_dict()}
+        (path / "config.json").write_text(json.dumps(data, indent=2))
+        ckpt.save_state(self.model, path / "model.safetensors")
+        (path / "dataset_statistics.json").write_text(json.dumps(self.statistics, indent=2))
+        self.tokenizer.save_pretrained(str(path))
+        self.model.qwen_vl_interface.image_processor.save_pretrained(str(path))
+        (path / "README.md").write_text(card or self.default_card())
+
+    def default_card(self) -> str:
+        n = sum(p.numel() for p in self.model.parameters())
+        c = self.config
+        return (
+            f"# {self.name}\n\nST4VLA (InternVLA-M1 architecture) checkpoint in the st4vla-workbench format.\n\n"
+            f"- parameters: {n / 1e6:.2f} M\n- VLM: Qwen2.5-VL, hidden {c.vlm.hidden_size}, {c.vlm.num_layers} layers\n"
+            f"- query former: {c.qformer.num_queries} queries x {c.qformer.width}\n"
+            f"- DiT: width {c.action.width}, depth {c.action.depth}; chunk {c.chunk_length} x {c.action_dim}\n"
+            f"- image size: {c.image_size}; statistics keys: {sorted(self.statistics)}\n"
+            f"- notes: {json.dumps(c.notes)}\n\nTraining and evaluation: not recorded for this checkpoint.\n"
+        )
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def prepare_images(self, images: list[np.ndarray]) -> tuple[list[np.ndarray], list[Frame]]:
+        """Check and resize views to the model frame; returns resized views and one Frame per view."""
+        if isinstance(images, np.ndarray):
+            images = [images]
+        if not images:
+            raise ValueError("Give at least one image ([H, W, 3] uint8 array).")
+        s = self.config.image_size
+        out, frames = [], []
+        for i, img in enumerate(images):
+            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+                shape = getattr(img, "shape", type(img).__name__)
+                raise ValueError(f"Image {i} must be an [H, W, 3] array, got {shape}.")
+            if img.dtype != np.uint8:
+                raise ValueError(f"Image {i} must be uint8 (0..255), got {img.dtype}; convert it first.")
+            h, w = img.shape[:2]
+            resized = img if (h, w) == (s, s) else cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+            out.append(np.ascontiguousarray(resized))
+            frames.append(Frame(width=s, height=s, orig_width=w, orig_height=h))
+        return out, frames
+
+    def prompt(self, instruction: str) -> str:
+        """What the VLM reads at control time: the spatial prompt around the lower-cased instruction."""
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("The instruction must be a non-empty string.")
+        if not self.config.use_spatial_prompt:
+            return instruction.lower()
+        return self.config.spatial_prompt.replace("{instruction}", instruction.lower())
+
+    # --- the spatial answer ----------------------------------------------------------------------
+    def spatial(
+        self, images: list[np.ndarray], instruction: str, query: str = "box", max_new_tokens: int = 128
+    ) -> SpatialAnswer:
+        """Greedy-decode an answer to a grounding question; geometry in the ORIGINAL first view's pixels."""
+        views, frames = self.prepare_images(images)
+        question = grounding_question(query, instruction)
+        vlm = self.model.qwen_vl_interface
+        t0 = time.perf_counter()
+        text = vlm.generate(vlm.build_inputs([views], [question]), max_new_tokens=max_new_tokens)[0]
+        answer = answer_from_text(text, frames[0])
+        self.last_spatial_seconds = time.perf_counter() - t0
+        return answer
+
+    # --- the action chunk ------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self,
+        images: list[np.ndarray],
+        instruction: str,
+        *,
+        num_ddim_steps: int = 10,
+        cfg_scale: float = 1.5,
+        seed: int | None = None,
+        return_internals: bool = False,
+    ) -> ActionChunk:
+        """One action chunk: VLM forward -> query former -> DDIM (with CFG) -> unnormalise."""
+        timings: dict[str, float] = {}
+        timer = _Timer(timings) if return_internals else None
+        views, _ = self.prepare_images(images)
+        vlm = self.model.qwen_vl_interface
+        inputs = vlm.build_inputs([views], [self.prompt(instruction)])
+        cond, maps = self.model.condition(inputs, [views], need_weights=return_internals, timer=timer)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        shape = (1, self.chunk_length, self.action_dim)
+        dtype = next(self.model.action_model.parameters()).dtype
+        noise = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, dtype)
+
+        last = [time.perf_counter()]
+
+        def on_step(i: int, _x: torch.Tensor) -> None:
+            now = time.perf_counter()
+            timings[f"ddim_step_{i}"] = now - last[0]
+            last[0] = now
+
+        t0 = time.perf_counter()
+        sample = self.model.sample_actions(
+            cond, noise, num_ddim_steps, cfg_scale, on_step=on_step if return_internals else None
+        )
+        if return_internals:
+            timings["diffusion"] = time.perf_counter() - t0
+        normalized = sample[0].float().cpu().numpy()  # [T, D]
+        with _maybe(timer, "unnormalize"):
+            if self._normalizer is None:
+                self._normalizer = make_normalizer(self.statistics, self.unnorm_key)
+            actions = self._normalizer.unnormalize(normalized)
+        chunk = ActionChunk(normalized=normalized, actions=np.asarray(actions, dtype=np.float64))
+        if return_internals:
+            chunk.timings = timings
+            chunk.attention = self.attention_maps(inputs, maps)
+        return chunk
+
+    def attention_maps(self, inputs: dict[str, torch.Tensor], maps: list) -> dict[str, np.ndarray]:
+        """Query-former attention over each view's image tokens: {"view_k": [rows, cols]} (sample 0)."""
+        weights = [w for w in maps if w is not None]
+        if not weights:
+            return {}
+        attn = torch.stack(weights).mean(0)[0].mean(0)  # mean over layers and queries: [L']
+        ids = inputs["input_ids"][0]
+        pos = (ids == self.model.qwen_vl_interface.image_token_id).nonzero().flatten()  # image tokens
+        grids = self.model.qwen_vl_interface.image_token_grids(inputs)
+        out, start = {}, 0
+        for k, (r, c) in enumerate(grids):
+            idx = pos[start : start + r * c]
+            out[f"view_{k}"] = attn[idx].float().reshape(r, c).cpu().numpy()
+            start += r * c
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def answer_from_text(text: str, frame: Frame) -> SpatialAnswer:
+    """Parse model text in the model frame into a SpatialAnswer on the original image. Never raises."""
+    from workbench import spatial
+
+    try:
+        return spatial.parse(text, frame)
+    except Exception as e:  # noqa: BLE001 - the parser promises not to raise; be safe for the UI anyway
+        return SpatialAnswer(text=text, geometry=[], frame=frame, problems=[f"parser error: {e}"])
+
+
+def select_unnorm_key(statistics: dict[str, Any], unnorm_key: str | None) -> str:
+    keys = sorted(statistics)
+    if unnorm_key is None:
+        if len(keys) == 1:
+            return keys[0]
+        raise ckpt.CheckpointError(
+            f"This checkpoint has statistics for several datasets {keys}: pass unnorm_key= one of them."
+        )
+    if unnorm_key not in statistics:
+        raise ckpt.CheckpointError(f"Unknown unnorm_key {unnorm_key!r}; this checkpoint has {keys}.")
+    if "action" not in statistics[unnorm_key]:
+        raise ckpt.CheckpointError(f"Statistics {unnorm_key!r} have no 'action' entry (upstream schema).")
+    return unnorm_key
+
+
+def make_normalizer(statistics: dict[str, Any], key: str):
+    """The shared ActionNormalizer (workbench/policy/normalization.py) for one statistics key."""
+    from workbench.policy.normalization import ActionNormalizer, DatasetStatistics
+
+    stats = DatasetStatistics.from_dict(statistics) if hasattr(DatasetStatistics, "from_dict") else None
+    if stats is None:
+        stats = DatasetStatistics(statistics)
+    return ActionNormalizer(stats, key)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+@contextmanager
+def _maybe(timer, name):
+    if timer is None:
+        yield
+    else:
+        with timer(name):
+            yield
