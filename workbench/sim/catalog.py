@@ -1,0 +1,165 @@
+"""The object catalog: what the built-in simulator can put on the table, split into seen and unseen.
+
+The split is how the workbench probes generalisation: demonstrations are generated with "seen"
+objects (and seen instruction paraphrases); "unseen" objects differ in colour/shape combination or are
+meshes never shown in training. Every entry is sized so the Panda's gripper (8 cm opening) can
+grasp it from above.
+
+Shapes:
+    box       size = half extents (x, y, z)
+    cylinder  size = (radius, height)
+    sphere    size = (radius,)
+    urdf      a URDF file (absolute, or relative to pybullet_data), scaled by `scale`
+Containers/targets (kind "target") are built from primitives: a plate (flat disk) and a basket
+(floor + four walls).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+SPLITS = ("seen", "unseen")
+SHAPES = ("box", "cylinder", "sphere", "urdf", "plate", "basket")
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    name: str  # what instructions call it, e.g. "red cube"
+    shape: str  # one of SHAPES
+    split: str = "seen"  # "seen" | "unseen"
+    color: tuple[float, float, float, float] | None = None  # RGBA; None keeps the URDF's own
+    size: tuple[float, ...] = ()  # see the module docstring
+    urdf: str | None = None
+    scale: float = 1.0
+    mass: float = 0.08  # kg
+    kind: str = "object"  # "object" (graspable) | "target" (plate, basket)
+    tags: tuple[str, ...] = field(default_factory=tuple)  # e.g. ("block",) for stackable cubes
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"ObjectSpec {self.name!r}: shape must be one of {SHAPES}, got {self.shape!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"ObjectSpec {self.name!r}: split must be one of {SPLITS}, got {self.split!r}")
+        if self.shape == "urdf" and not self.urdf:
+            raise ValueError(f"ObjectSpec {self.name!r}: shape 'urdf' needs a urdf path")
+
+
+def _rgba(r: float, g: float, b: float) -> tuple[float, float, float, float]:
+    return (r, g, b, 1.0)
+
+
+RED, GREEN, BLUE, YELLOW = (
+    _rgba(0.85, 0.1, 0.1),
+    _rgba(0.1, 0.7, 0.2),
+    _rgba(0.15, 0.3, 0.9),
+    _rgba(0.95, 0.85, 0.1),
+)
+ORANGE, PURPLE, PINK, TEAL = (
+    _rgba(1.0, 0.5, 0.05),
+    _rgba(0.55, 0.2, 0.75),
+    _rgba(1.0, 0.45, 0.7),
+    _rgba(0.0, 0.6, 0.6),
+)
+WHITE, BROWN, GREY, BLACK = (
+    _rgba(0.95, 0.95, 0.95),
+    _rgba(0.5, 0.3, 0.15),
+    _rgba(0.6, 0.6, 0.6),
+    _rgba(0.1, 0.1, 0.1),
+)
+
+CUBE = (0.02, 0.02, 0.02)  # 4 cm cube
+CAN = (0.022, 0.07)  # a small can: radius 2.2 cm, height 7 cm
+
+_ENTRIES: list[ObjectSpec] = [
+    # --- seen: what demonstrations are made of ---
+    ObjectSpec("red cube", "box", "seen", RED, CUBE, tags=("block",)),
+    ObjectSpec("green cube", "box", "seen", GREEN, CUBE, tags=("block",)),
+    ObjectSpec("blue cube", "box", "seen", BLUE, CUBE, tags=("block",)),
+    ObjectSpec("yellow cube", "box", "seen", YELLOW, CUBE, tags=("block",)),
+    ObjectSpec("orange can", "cylinder", "seen", ORANGE, CAN),
+    ObjectSpec("red can", "cylinder", "seen", RED, CAN),
+    ObjectSpec("green bar", "box", "seen", GREEN, (0.045, 0.015, 0.015)),
+    ObjectSpec("purple ball", "sphere", "seen", PURPLE, (0.022,), tags=("round",)),
+    ObjectSpec("lego brick", "urdf", "seen", None, urdf="lego/lego.urdf", scale=1.0),
+    ObjectSpec("white plate", "plate", "seen", WHITE, (0.085, 0.012), mass=0.4, kind="target"),
+    ObjectSpec("brown basket", "basket", "seen", BROWN, (0.085, 0.05), mass=0.6, kind="target"),
+    # --- unseen: new colours on known shapes, new shapes, meshes ---
+    ObjectSpec("pink cube", "box", "unseen", PINK, CUBE, tags=("block",)),
+    ObjectSpec("teal cube", "box", "unseen", TEAL, CUBE, tags=("block",)),
+    ObjectSpec("white can", "cylinder", "unseen", WHITE, CAN),
+    ObjectSpec("blue can", "cylinder", "unseen", BLUE, (0.025, 0.06)),
+    ObjectSpec("black bar", "box", "unseen", BLACK, (0.04, 0.018, 0.018)),
+    ObjectSpec("orange ball", "sphere", "unseen", ORANGE, (0.024,), tags=("round",)),
+    ObjectSpec("rubber duck", "urdf", "unseen", None, urdf="duck_vhacd.urdf", scale=0.6),
+    ObjectSpec("gadget 003", "urdf", "unseen", None, urdf="random_urdfs/003/003.urdf", scale=0.45),
+    ObjectSpec("gadget 009", "urdf", "unseen", None, urdf="random_urdfs/009/009.urdf", scale=0.7),
+    ObjectSpec("gadget 016", "urdf", "unseen", None, urdf="random_urdfs/016/016.urdf", scale=0.45),
+    ObjectSpec("gadget 033", "urdf", "unseen", None, urdf="random_urdfs/033/033.urdf", scale=0.7),
+    ObjectSpec("grey plate", "plate", "unseen", GREY, (0.08, 0.012), mass=0.4, kind="target"),
+    ObjectSpec("blue basket", "basket", "unseen", BLUE, (0.08, 0.055), mass=0.6, kind="target"),
+]
+
+CATALOG: dict[str, ObjectSpec] = {spec.name: spec for spec in _ENTRIES}
+
+
+def objects(split: str | None = None, kind: str | None = None, tag: str | None = None) -> list[ObjectSpec]:
+    """Catalog entries, filtered by split ("seen"/"unseen"/None for both), kind and tag."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+    return [
+        s
+        for s in _ENTRIES
+        if (split is None or s.split == split)
+        and (kind is None or s.kind == kind)
+        and (tag is None or tag in s.tags)
+    ]
+
+
+def get(name: str) -> ObjectSpec:
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise KeyError(f"no catalog object {name!r}; known: {sorted(CATALOG)}") from None
+
+
+def resolve(obj: str | ObjectSpec) -> ObjectSpec:
+    """A catalog name, a URDF path (or 'path.urdf@scale'), or an ObjectSpec -> ObjectSpec.
+
+    A URDF given by path becomes an unseen object named after its file (e.g. 'duck vhacd'), so any
+    object on disk can be put into a task.
+    """
+    if isinstance(obj, ObjectSpec):
+        return obj
+    if not isinstance(obj, str):
+        raise TypeError(
+            f"object must be a catalog name, a URDF path or an ObjectSpec, got {type(obj).__name__}"
+        )
+    if obj in CATALOG:
+        return CATALOG[obj]
+    path, _, scale = obj.partition("@")
+    if path.endswith(".urdf"):
+        name = os.path.splitext(os.path.basename(path))[0].replace("_", " ")
+        return ObjectSpec(name, "urdf", "unseen", None, urdf=path, scale=float(scale) if scale else 1.0)
+    raise KeyError(f"{obj!r} is neither a catalog object nor a .urdf path; catalog: {sorted(CATALOG)}")
+
+
+def renamed(spec: ObjectSpec, name: str) -> ObjectSpec:
+    """The same object under another name (e.g. to call a URDF 'toy car' in instructions)."""
+    return replace(spec, name=name)
+
+
+def as_table() -> list[dict]:
+    """The catalog as plain rows (name, split, kind, shape, colour, size), for docs and UIs."""
+    return [
+        {
+            "name": s.name,
+            "split": s.split,
+            "kind": s.kind,
+            "shape": s.shape if s.shape != "urdf" else f"mesh:{s.urdf}",
+            "rgba": list(s.color) if s.color else None,
+            "size": list(s.size),
+            "scale": s.scale,
+        }
+        for s in _ENTRIES
+    ]

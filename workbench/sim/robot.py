@@ -1,0 +1,159 @@
+"""The Franka Panda of the built-in simulator: delta end-effector control through inverse kinematics.
+
+The controller keeps a target pose (like SimplerEnv's `*_target_delta_pose` controllers): each action
+moves the target, IK turns it into joint targets, and joint position control tracks them during the
+physics substeps. The gripper is absolute: +1 open, -1 closed (WidowX's convention in SimplerEnv).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet as pb
+from pybullet_utils.bullet_client import BulletClient
+
+ARM_JOINTS = list(range(7))
+FINGER_JOINTS = [9, 10]
+TCP_LINK = 11  # panda_grasptarget: between the finger tips
+FINGER_OPEN = 0.04  # metres per finger
+HOME_QPOS = [0.0, -0.25, 0.0, -2.3, 0.0, 2.05, 0.785]
+ARM_FORCE = 240.0
+FINGER_FORCE = 60.0
+
+# The TCP target is kept inside this box (metres, world frame) so IK never chases the unreachable.
+WORKSPACE_LOW = np.array([0.25, -0.40, 0.008])
+WORKSPACE_HIGH = np.array([0.80, 0.40, 0.45])
+
+
+def quat_xyzw_to_wxyz(q) -> np.ndarray:
+    return np.array([q[3], q[0], q[1], q[2]])
+
+
+def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """Rodrigues: axis-angle [3] -> rotation matrix [3, 3]."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = rotvec / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
+def matrix_to_quat_xyzw(m: np.ndarray) -> np.ndarray:
+    """Rotation matrix [3, 3] -> quaternion (x, y, z, w), numerically stable branch."""
+    t = np.trace(m)
+    if t > 0:
+        s = 2.0 * np.sqrt(t + 1.0)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
+        q[i] = 0.25 * s
+        q[j] = (m[j, i] + m[i, j]) / s
+        q[k] = (m[k, i] + m[i, k]) / s
+    q = np.asarray(q)
+    return q / np.linalg.norm(q)
+
+
+class Panda:
+    def __init__(self, client: BulletClient):
+        self.client = client
+        self.body = client.loadURDF("franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True)
+        info = [client.getJointInfo(self.body, j) for j in ARM_JOINTS]
+        self.lower = [i[8] for i in info]
+        self.upper = [i[9] for i in info]
+        for link in (9, 10):  # grippy finger pads
+            client.changeDynamics(self.body, link, lateralFriction=1.5, spinningFriction=0.003)
+        self.home()
+
+    def home(self) -> None:
+        for j, q in zip(ARM_JOINTS, HOME_QPOS, strict=True):
+            self.client.resetJointState(self.body, j, q)
+        for j in FINGER_JOINTS:
+            self.client.resetJointState(self.body, j, FINGER_OPEN)
+        self.joint_targets = np.array(HOME_QPOS)
+        self.finger_target = FINGER_OPEN
+        pos, rot = self.tcp_pose_matrix()
+        self.target_pos, self.target_rot = pos, rot
+
+    # --- state --------------------------------------------------------------------------------
+
+    def tcp_pose_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        state = self.client.getLinkState(self.body, TCP_LINK, computeForwardKinematics=True)
+        rot = np.asarray(self.client.getMatrixFromQuaternion(state[5])).reshape(3, 3)
+        return np.asarray(state[4]), rot
+
+    def tcp_pose(self) -> np.ndarray:
+        """[7] x, y, z, qw, qx, qy, qz (SimplerEnv's extra.tcp_pose layout)."""
+        state = self.client.getLinkState(self.body, TCP_LINK, computeForwardKinematics=True)
+        return np.concatenate([state[4], quat_xyzw_to_wxyz(state[5])])
+
+    def qpos(self) -> np.ndarray:
+        """[9] seven arm joints and two finger joints."""
+        states = self.client.getJointStates(self.body, ARM_JOINTS + FINGER_JOINTS)
+        return np.array([s[0] for s in states])
+
+    def finger_width(self) -> float:
+        return float(sum(s[0] for s in self.client.getJointStates(self.body, FINGER_JOINTS)))
+
+    # --- control ------------------------------------------------------------------------------
+
+    def apply_action(self, delta_pos: np.ndarray, delta_rotvec: np.ndarray, gripper: float) -> None:
+        """Move the TCP target by the delta (base frame) and set the gripper (+1 open, -1 closed)."""
+        self.target_pos = np.clip(self.target_pos + delta_pos, WORKSPACE_LOW, WORKSPACE_HIGH)
+        self.target_rot = axis_angle_to_matrix(delta_rotvec) @ self.target_rot
+        self.finger_target = FINGER_OPEN * (np.clip(gripper, -1.0, 1.0) + 1.0) / 2.0
+        self.joint_targets = self._ik(self.target_pos, self.target_rot)
+
+    def _ik(self, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
+        c = self.client
+        ranges = [u - lo for lo, u in zip(self.lower, self.upper, strict=True)]
+        sol = c.calculateInverseKinematics(
+            self.body,
+            TCP_LINK,
+            pos.tolist(),
+            matrix_to_quat_xyzw(rot).tolist(),
+            lowerLimits=self.lower + [0, 0],
+            upperLimits=self.upper + [FINGER_OPEN] * 2,
+            jointRanges=ranges + [FINGER_OPEN] * 2,
+            restPoses=HOME_QPOS + [FINGER_OPEN] * 2,
+            maxNumIterations=100,
+            residualThreshold=1e-5,
+        )
+        return np.clip(np.asarray(sol[:7]), self.lower, self.upper)
+
+    def drive(self) -> None:
+        """Send the joint and finger targets to the motors (call before each physics substep batch)."""
+        c = self.client
+        c.setJointMotorControlArray(
+            self.body,
+            ARM_JOINTS,
+            pb.POSITION_CONTROL,
+            targetPositions=self.joint_targets.tolist(),
+            forces=[ARM_FORCE] * 7,
+            positionGains=[0.1] * 7,
+        )
+        c.setJointMotorControlArray(
+            self.body,
+            FINGER_JOINTS,
+            pb.POSITION_CONTROL,
+            targetPositions=[self.finger_target] * 2,
+            forces=[FINGER_FORCE] * 2,
+        )
+
+    # --- python-side state for snapshot/restore ------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "target_pos": self.target_pos.copy(),
+            "target_rot": self.target_rot.copy(),
+            "joint_targets": self.joint_targets.copy(),
+            "finger_target": float(self.finger_target),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.target_pos = state["target_pos"].copy()
+        self.target_rot = state["target_rot"].copy()
+        self.joint_targets = state["joint_targets"].copy()
+        self.finger_target = state["finger_target"]
