@@ -121,20 +121,30 @@ def test_same_task_shares_an_index(tmp_path):
     assert ds.episode(1).task == "same" and ds.episode(1).frames[0].ground_truth is None
 
 
-def test_add_observation(tmp_path):
+def test_add_observation_and_episode_meta(tmp_path):
     rng = np.random.default_rng(2)
     f = _frame(rng)
+    tcp = np.array([0.4, -0.1, 0.2, 1.0, 0.0, 0.0, 0.0], dtype=np.float32)
     obs = Observation(
         images={"image": f["observation.images.image"], "wrist": f["observation.images.wrist"]},
         instruction="x",
+        cameras={"image": CAMERA},
+        tcp_pose=tcp,
         state=f["observation.state"],
         ground_truth=_gt(0),
     )
-    writer = LeRobotDatasetWriter(tmp_path / "ds", fps=10, features=default_features(CAMS))
+    writer = LeRobotDatasetWriter(tmp_path / "ds", fps=10, features=default_features(CAMS, tcp_pose=True))
     writer.add_observation(obs, f["action"])
-    writer.save_episode(task="x")
-    got = LeRobotDataset(writer.finalize()).episode(0).frames[0]
-    assert np.array_equal(got.images["wrist"], f["observation.images.wrist"]) and got.ground_truth == _gt(0)
+    writer.save_episode(task="x", success=True, seed=3)
+    episode = LeRobotDataset(writer.finalize()).episode(0)
+    assert episode.meta == {"success": True, "seed": 3}
+    back = episode.observation(0)
+    assert np.array_equal(back.images["wrist"], f["observation.images.wrist"]) and back.ground_truth == _gt(0)
+    assert np.array_equal(back.tcp_pose, tcp) and np.array_equal(
+        back.cameras["image"].intrinsic, CAMERA.intrinsic
+    )
+    with pytest.raises(ValueError, match="tcp_pose"):
+        writer.add_observation(Observation(images=obs.images, instruction="x", state=obs.state), f["action"])
 
 
 def test_video_cameras_round_trip_closely(tmp_path):
@@ -249,3 +259,18 @@ def test_corrupt_image_bytes(tmp_path):
     pq.write_table(table, path)
     with pytest.raises(DatasetFormatError, match="decodable"):
         LeRobotDataset(tmp_path / "ds").episode(0)
+
+
+def test_shipped_sample_episode():
+    """assets/episodes/sample: one expert episode of the built-in sim (scripts/make_sample_episode.py)."""
+    root = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "sample"
+    ds = LeRobotDataset(root)
+    assert ds.num_episodes == 1
+    episode = ds.episode(0)
+    assert episode.meta["success"] is True and len(episode) > 5
+    obs = episode.observation(0)
+    assert obs.images[obs.main_camera].shape == (224, 224, 3)
+    gt = obs.ground_truth
+    assert gt is not None and gt.source_label and gt.source_label in episode.task
+    assert obs.cameras[obs.main_camera].width == 224 and obs.tcp_pose.shape == (7,)
+    assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) < 2_000_000

@@ -12,7 +12,8 @@ meta/episodes_stats.jsonl, is read too):
         observation.state [S] float32, action [7] float32, timestamp float32, frame_index int64,
         episode_index int64, index int64 (global frame index), task_index int64,
         observation.images.<cam>  struct<bytes: binary, path: string> (dtype "image": embedded PNG),
-        optional workbench extras as JSON strings (dtype "string"):
+        optional: observation.tcp_pose [7] float32 (xyz + quaternion wxyz), and workbench extras as
+        JSON strings (dtype "string"):
         observation.ground_truth (a records.GroundTruth), observation.cameras (camera name -> Camera).
     <root>/videos/chunk-000/observation.images.<cam>/episode_000000.mp4   (only for dtype "video")
 
@@ -48,6 +49,7 @@ CHUNKS_SIZE = 1000
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
 IMAGE_PREFIX = "observation.images."
+TCP_KEY = "observation.tcp_pose"
 GT_KEY = "observation.ground_truth"
 CAMERAS_KEY = "observation.cameras"
 # Columns every frame has; the writer fills them, so callers never pass them.
@@ -65,9 +67,14 @@ class DatasetFormatError(ValueError):
 
 
 def default_features(
-    cameras: dict[str, tuple[int, int]], state_dim: int = 8, action_dim: int = 7, video: bool = False
+    cameras: dict[str, tuple[int, int]],
+    state_dim: int = 8,
+    action_dim: int = 7,
+    video: bool = False,
+    tcp_pose: bool = False,
 ) -> dict[str, dict]:
-    """LeRobot feature specs for cameras {name: (height, width)}, a state vector and a 7-D action."""
+    """LeRobot feature specs for cameras {name: (height, width)}, a state vector, a 7-D action, the
+    optional TCP pose, and the ground-truth / camera extras."""
     features: dict[str, dict] = {}
     for name, (h, w) in cameras.items():
         features[IMAGE_PREFIX + name] = {
@@ -76,6 +83,12 @@ def default_features(
             "names": ["height", "width", "channel"],
         }
     features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": None}
+    if tcp_pose:
+        features[TCP_KEY] = {
+            "dtype": "float32",
+            "shape": [7],
+            "names": ["x", "y", "z", "qw", "qx", "qy", "qz"],
+        }
     features["action"] = {"dtype": "float32", "shape": [action_dim], "names": None}
     features[GT_KEY] = {"dtype": "string", "shape": [1], "names": None}
     features[CAMERAS_KEY] = {"dtype": "string", "shape": [1], "names": None}
@@ -94,6 +107,7 @@ class EpisodeFrame:
     images: dict[str, np.ndarray]  # camera name -> [H, W, 3] uint8
     action: np.ndarray  # [7]
     state: np.ndarray | None = None  # [S]
+    tcp_pose: np.ndarray | None = None  # [7] world xyz + quaternion (w, x, y, z)
     ground_truth: GroundTruth | None = None
     cameras: dict[str, Camera] = field(default_factory=dict)
 
@@ -104,6 +118,7 @@ class Episode:
     task: str  # the instruction
     fps: float
     frames: list[EpisodeFrame]
+    meta: dict[str, Any] = field(default_factory=dict)  # extra keys of its episodes.jsonl line
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -120,6 +135,7 @@ class Episode:
             instruction=self.task,
             cameras=f.cameras,
             state=f.state,
+            tcp_pose=f.tcp_pose,
             ground_truth=f.ground_truth,
         )
 
@@ -271,10 +287,11 @@ class LeRobotDatasetWriter:
         """Record a workbench Observation and the action taken from it."""
         frame: dict[str, Any] = {IMAGE_PREFIX + name: img for name, img in obs.images.items()}
         frame["action"] = action
-        if "observation.state" in self.features:
-            if obs.state is None:
-                raise ValueError("features declare observation.state but the observation has no state")
-            frame["observation.state"] = obs.state
+        for key, value in (("observation.state", obs.state), (TCP_KEY, obs.tcp_pose)):
+            if key in self.features:
+                if value is None:
+                    raise ValueError(f"features declare {key} but the observation has none")
+                frame[key] = value
         self.add_frame(frame, ground_truth=obs.ground_truth, cameras=obs.cameras or None)
 
     def _check(self, key: str, spec: dict, value: Any) -> Any:
@@ -294,8 +311,9 @@ class LeRobotDatasetWriter:
             raise ValueError(f"{key}: values must be finite, got {arr}")
         return arr
 
-    def save_episode(self, task: str) -> int:
-        """Write the buffered frames as one episode; returns its index."""
+    def save_episode(self, task: str, **meta: Any) -> int:
+        """Write the buffered frames as one episode; returns its index. `meta` (JSON values, e.g.
+        success=True, seed=0) is kept in the episode's episodes.jsonl line (LeRobot ignores extra keys)."""
         if not self._buffer:
             raise ValueError("no frames were added since the last save_episode")
         ep, n = self.num_episodes, len(self._buffer)
@@ -311,7 +329,7 @@ class LeRobotDatasetWriter:
             if self.features[key]["dtype"] == "video":
                 self._write_video(key, ep, np.stack([r[key] for r in self._buffer]))
         _append_jsonl(
-            self.root / "meta" / "episodes.jsonl", {"episode_index": ep, "tasks": [task], "length": n}
+            self.root / "meta" / "episodes.jsonl", {**meta, "episode_index": ep, "tasks": [task], "length": n}
         )
         _append_jsonl(
             self.root / "meta" / "episodes_stats.jsonl", {"episode_index": ep, "stats": self._episode_stats()}
@@ -527,6 +545,7 @@ class LeRobotDataset:
         images = {self._camera_name(k): self._images(table, k, chunk, i, n) for k in self.camera_keys}
         action = _vectors(table, "action")
         state = _vectors(table, "observation.state") if "observation.state" in cols else None
+        tcp = _vectors(table, TCP_KEY) if TCP_KEY in cols else None
         gt = table.column(GT_KEY).to_pylist() if GT_KEY in cols else [""] * n
         cams = table.column(CAMERAS_KEY).to_pylist() if CAMERAS_KEY in cols else [""] * n
         frame_index = table.column("frame_index").to_numpy()
@@ -540,12 +559,14 @@ class LeRobotDataset:
                 images={name: imgs[t] for name, imgs in images.items()},
                 action=action[t],
                 state=None if state is None else state[t],
+                tcp_pose=None if tcp is None else tcp[t],
                 ground_truth=ground_truth_from_json(gt[t]) if gt[t] else None,
                 cameras=cameras_from_json(cams[t]) if cams[t] else {},
             )
             for t in range(n)
         ]
-        return Episode(index=i, task=task, fps=self.fps, frames=frames)
+        meta = {k: v for k, v in self.episodes[i].items() if k not in ("episode_index", "tasks", "length")}
+        return Episode(index=i, task=task, fps=self.fps, frames=frames, meta=meta)
 
     @staticmethod
     def _camera_name(key: str) -> str:
