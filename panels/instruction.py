@@ -42,8 +42,8 @@ def wire(ui: UI) -> None:
         return tab, status_markdown(tab), step_summary(tab.last_record), point_markdown(tab)
 
     @guard
-    def suggest(text):
-        options = wb.paraphrases(text or "")
+    def suggest(tab):
+        options = tab_of(wb, tab).paraphrases()
         if not options:
             gr.Warning("No paraphrases in the instruction bank for this instruction.")
         return gr.update(choices=options, value=None, visible=bool(options))
@@ -52,7 +52,7 @@ def wire(ui: UI) -> None:
         set_instruction, [ui.state, ui["instruction"]], outputs, api_name="set_instruction"
     )
     ui.after_step(ui["reask"].click(reask, ui.state, outputs, api_name="reask"))
-    ui["suggest"].click(suggest, ui["instruction"], ui["paraphrases"], api_name="paraphrases")
+    ui["suggest"].click(suggest, ui.state, ui["paraphrases"], api_name="paraphrases")
 
     def use_paraphrase(evt: gr.SelectData):
         return evt.value

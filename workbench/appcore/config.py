@@ -104,7 +104,8 @@ def clean_instruction(text: str | None) -> tuple[str, list[str]]:
         )
     warnings: list[str] = []
     raw = unicodedata.normalize("NFKC", str(text))
-    kept = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in raw)  # control chars -> space
+    # Control and format characters (bells, NULs, zero-width joiners) become spaces; newlines are fine.
+    kept = "".join(ch if ch.isspace() or unicodedata.category(ch)[0] != "C" else " " for ch in raw)
     if kept != raw:
         warnings.append("Control characters in the instruction were replaced by spaces.")
     cleaned = " ".join(kept.split())

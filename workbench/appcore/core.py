@@ -63,9 +63,9 @@ class Workbench:
         key = str(path)
         with self._lock:
             if key not in self._policies:
-                from workbench.policy import ST4VLAPolicy
-
                 try:
+                    from workbench.policy import ST4VLAPolicy
+
                     self._policies[key] = ST4VLAPolicy.load(path)
                 except Exception as e:  # any loader failure is the user's file, not a dead app
                     raise AppError(
@@ -97,14 +97,14 @@ class Workbench:
             return []
         return [o.name for o in catalog.objects(split=split) if getattr(o, "kind", "object") != "target"]
 
-    def paraphrases(self, instruction: str, n: int = 5) -> list[str]:
-        """Other ways to say the same task, from the simulator's instruction bank."""
+    def paraphrases(self, task: str, source: str, target: str = "", split: str = "seen") -> list[str]:
+        """Other ways to say a task about `source` (and `target`), from the instruction bank."""
         try:
-            from workbench.sim import paraphrases
+            from workbench.sim.instructions import paraphrases
         except ImportError:
             return []
         try:
-            return list(paraphrases(instruction))[:n]
+            return list(paraphrases(task, source, target, split))
         except (KeyError, ValueError):
             return []
 

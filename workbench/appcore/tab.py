@@ -178,7 +178,10 @@ class TabSession:
     def reask(self) -> StepRecord:
         """Run the spatial prompt and the action again on the current frame, without stepping."""
         record = self._require_runner().reask()
-        self.records.append(record)
+        if self.records and self.records[-1].step == record.step:
+            self.records[-1] = record  # the runner replaces this step's answer too
+        else:
+            self.records.append(record)
         self.edits.append({"kind": "reask", "step": record.step})
         return record
 
@@ -194,6 +197,16 @@ class TabSession:
         self.records = [r for r in self.records if r.step <= current] + [record]
         self.edits.append({"kind": "branch", "step": current, "name": name, "instruction": instruction})
         return record
+
+    def paraphrases(self, n: int = 6) -> list[str]:
+        """Other ways to say the current task, from the simulator's instruction bank."""
+        record = self.last_record
+        gt = record.observation.ground_truth if record is not None else None
+        if gt is None or not gt.source_label or self.source.kind != "sim":
+            return []
+        return self.workbench.paraphrases(
+            self.source.task, gt.source_label, gt.target_label, self.source.split
+        )[:n]
 
     # -- clicks ----------------------------------------------------------------------------------
 

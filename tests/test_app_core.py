@@ -1,0 +1,146 @@
+"""The app's core without a browser: allowed folders, input checks, per-tab state, summaries."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+import app
+from workbench.appcore import AllowedPaths, AppConfig, AppError, PathNotAllowedError, clean_instruction
+from workbench.appcore.core import Workbench, is_checkpoint_dir
+from workbench.appcore.summary import point_markdown, step_summary
+from workbench.appcore.tab import PolicySettings
+from workbench.records import Observation, PolicyStep, StepRecord
+from workbench.spatial import Box, SpatialAnswer
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    allowed = tmp_path / "allowed"
+    (allowed / "ckpt").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("no")
+    return allowed, outside
+
+
+def test_allowed_paths_resolve_inside_and_reject_outside(dirs):
+    allowed, outside = dirs
+    paths = AllowedPaths([allowed], what="checkpoint", flag="--checkpoint-dirs")
+    assert paths.resolve("ckpt") == (allowed / "ckpt").resolve()
+    assert paths.resolve(str(allowed / "ckpt")) == (allowed / "ckpt").resolve()
+    with pytest.raises(PathNotAllowedError, match="--checkpoint-dirs"):
+        paths.resolve(str(outside / "secret.txt"))
+    with pytest.raises(AppError, match="inside the allowed folders"):
+        paths.resolve("../outside/secret.txt")  # relative escape is never looked up outside
+    with pytest.raises(AppError, match="No checkpoint path"):
+        paths.resolve("   ")
+    with pytest.raises(AppError, match="NUL"):
+        paths.resolve("ckpt\x00")
+
+
+def test_symlink_escaping_the_allowed_folder_is_rejected(dirs):
+    allowed, outside = dirs
+    (allowed / "link").symlink_to(outside)
+    paths = AllowedPaths([allowed])
+    with pytest.raises(AppError):
+        paths.resolve("link/secret.txt")
+    with pytest.raises(PathNotAllowedError):
+        paths.resolve(str(allowed / "link" / "secret.txt"))
+    assert (allowed / "link").resolve() not in paths.listing("*")
+
+
+def test_clean_instruction():
+    assert clean_instruction("  put   the carrot\non the plate ") == ("put the carrot on the plate", [])
+    text, warnings = clean_instruction("pick\x07 the cube")
+    assert text == "pick the cube" and "Control characters" in warnings[0]
+    for bad in ("", "   ", None, "\x00\x01"):
+        with pytest.raises(AppError):
+            clean_instruction(bad)
+    with pytest.raises(AppError, match="keep it under"):
+        clean_instruction("pick " * 100)
+
+
+def test_settings_are_checked():
+    with pytest.raises(AppError, match="DDIM"):
+        PolicySettings(num_ddim_steps=0)
+    with pytest.raises(AppError, match="CFG"):
+        PolicySettings(cfg_scale=-1)
+
+
+def test_cli_defaults_bind_localhost_and_take_dirs(tmp_path):
+    cfg = app.parse_args([])
+    assert cfg.host == "127.0.0.1" and cfg.port == 7860
+    cfg = app.parse_args(
+        ["--checkpoint-dirs", str(tmp_path), "--sessions-dir", str(tmp_path / "s"), "--port", "9"]
+    )
+    assert cfg.checkpoint_dirs == [tmp_path.resolve()] and cfg.sessions_dir == (tmp_path / "s").resolve()
+    with pytest.raises(ValueError):
+        AppConfig(port=70000)
+
+
+def test_free_port_skips_a_busy_one():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        assert app.free_port("127.0.0.1", busy) != busy
+
+
+def test_checkpoint_listing_and_broken_checkpoint(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "config.json").write_text("{}")
+    (good / "model.safetensors").write_bytes(b"not really")
+    (tmp_path / "empty").mkdir()
+    wb = Workbench(AppConfig(checkpoint_dirs=[tmp_path]))
+    assert is_checkpoint_dir(good) and not is_checkpoint_dir(tmp_path / "empty")
+    assert wb.list_checkpoints() == [str(good.resolve())]
+    with pytest.raises(AppError, match="not a checkpoint folder"):
+        wb.load_policy(str(tmp_path / "empty"))
+    with pytest.raises(AppError, match="Could not load the checkpoint good"):
+        wb.load_policy("good")  # a broken file is a message, not a crash
+    with pytest.raises(PathNotAllowedError):
+        wb.load_policy("/etc")
+
+
+def _record(step: int = 3) -> StepRecord:
+    obs = Observation(images={"main": np.zeros((100, 200, 3), np.uint8)}, instruction="pick the cube")
+    answer = SpatialAnswer(
+        text='{"label": "cube", "bbox_2d": [10, 20, 30, 40]}', geometry=[Box(10, 20, 30, 40, "cube")]
+    )
+    ps = PolicyStep(policy="A", instruction="pick the cube", spatial=answer, executed=np.arange(7) / 10)
+    return StepRecord(step=step, observation=obs, policies={"A": ps}, executed_action=np.arange(7) / 10)
+
+
+def test_tab_needs_load_and_marks_points_inside_the_image():
+    tab = Workbench(AppConfig()).new_tab()
+    for call in (tab.reset, lambda: tab.step(1), tab.reask, lambda: tab.set_instruction("pick")):
+        with pytest.raises(AppError, match="press Load"):
+            call()
+    with pytest.raises(AppError, match="Reset first"):
+        tab.mark_point(1, 1)
+    tab.records = [_record()]
+    with pytest.raises(AppError, match="outside the 200x100"):
+        tab.mark_point(250, 10)
+    tab.mark_point(20, 34)
+    assert tab.point_report() == {"A": pytest.approx(4.0)}  # box centre (20, 30)
+    assert "4.0 px" in point_markdown(tab)
+
+
+def test_two_tabs_share_no_state():
+    wb = Workbench(AppConfig())
+    a, b = wb.new_tab(), wb.new_tab()
+    a.records = [_record()]
+    a.mark_point(5, 5)
+    assert a.id != b.id and b.records == [] and b.user_point is None and b.edits is not a.edits
+
+
+def test_step_summary_is_json_ready():
+    s = step_summary(_record())
+    assert s["step"] == 3 and s["instruction"] == "pick the cube"
+    assert s["policies"]["A"]["predicted_centre"] == [20.0, 30.0]
+    assert s["executed_action"][:2] == [0.0, 0.1]
+    assert step_summary(None) == {}
