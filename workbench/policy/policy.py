@@ -53,7 +53,7 @@ class ST4VLAPolicy:
         self.device = device
         self.statistics = statistics
         self.unnorm_key = select_unnorm_key(statistics, unnorm_key)
-        self._normalizer = None  # built on first use (normalization.py is imported lazily)
+        self._normalizer = make_normalizer(statistics, self.unnorm_key)
 
     # --- construction ----------------------------------------------------------------------------
     @property
@@ -224,8 +224,6 @@ class ST4VLAPolicy:
             timings["diffusion"] = time.perf_counter() - t0
         normalized = sample[0].float().cpu().numpy()  # [T, D]
         with _maybe(timer, "unnormalize"):
-            if self._normalizer is None:
-                self._normalizer = make_normalizer(self.statistics, self.unnorm_key)
             actions = self._normalizer.unnormalize(normalized)
         chunk = ActionChunk(normalized=normalized, actions=np.asarray(actions, dtype=np.float64))
         if return_internals:
@@ -282,12 +280,12 @@ def select_unnorm_key(statistics: dict[str, Any], unnorm_key: str | None) -> str
 
 def make_normalizer(statistics: dict[str, Any], key: str):
     """The shared ActionNormalizer (workbench/policy/normalization.py) for one statistics key."""
-    from workbench.policy.normalization import ActionNormalizer, DatasetStatistics
+    from workbench.policy.normalization import ActionNormalizer
 
-    stats = DatasetStatistics.from_dict(statistics) if hasattr(DatasetStatistics, "from_dict") else None
-    if stats is None:
-        stats = DatasetStatistics(statistics)
-    return ActionNormalizer(stats, key)
+    try:
+        return ActionNormalizer(statistics, key)
+    except (ValueError, KeyError) as e:
+        raise ckpt.CheckpointError(f"Unusable dataset statistics for {key!r}: {e}") from e
 
 
 class _Timer:

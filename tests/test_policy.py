@@ -1,0 +1,257 @@
+"""ST4VLAPolicy on tiny random models: shapes, determinism, CFG, prompts, processors, the spatial answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.policy import ST4VLAPolicy, tiny_config
+from workbench.policy.diffusion import GaussianDiffusion, ddim_timesteps
+from workbench.policy.policy import answer_from_text
+from workbench.policy.prompts import SPATIAL_PROMPT, grounding_question
+from workbench.policy.tokenizer import build_tokenizer, default_corpus
+from workbench.policy.vlm import IMAGE_PAD
+from workbench.spatial import Box, Frame, Point
+
+STATS = {
+    "bridge_dataset": {
+        "action": {
+            "q01": [-0.03, -0.04, -0.02, -0.1, -0.1, -0.2, 0.0],
+            "q99": [0.03, 0.04, 0.05, 0.1, 0.12, 0.2, 1.0],
+            "mask": [True, True, True, True, True, True, False],
+        }
+    }
+}
+
+
+def randomize_head(policy: ST4VLAPolicy) -> None:
+    """Upstream zero-inits the DiT's last layer; give it weights so outputs depend on the input."""
+    g = torch.Generator().manual_seed(1)
+    lin = policy.model.action_model.net.final_layer.linear
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.05)
+
+
+@pytest.fixture(scope="module")
+def policy() -> ST4VLAPolicy:
+    torch.set_num_threads(1)
+    p = ST4VLAPolicy.from_config(tiny_config(dino=True), statistics=STATS, seed=0)
+    randomize_head(p)
+    return p
+
+
+@pytest.fixture()
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (180, 240, 3), dtype=np.uint8)
+
+
+# --- prompts and processors ----------------------------------------------------------------------
+
+
+def test_prompt_is_upstream_literal_with_lowercased_instruction(policy):
+    assert SPATIAL_PROMPT == (
+        "Your task is {instruction}. To identify the key objects for your task. "
+        "Locate their bounding boxes in [x1,y1,x2,y2] format."
+    )
+    assert policy.prompt("Put The Carrot on the Plate") == (
+        "Your task is put the carrot on the plate. To identify the key objects for your task. "
+        "Locate their bounding boxes in [x1,y1,x2,y2] format."
+    )
+    text = policy.model.qwen_vl_interface.chat_texts([2], [policy.prompt("Go")])[0]
+    # Images first, then the prompt, then the generation prompt (Qwen2.5-VL chat template).
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|><|vision_start|><|image_pad|><|vision_end|>"
+        f"{policy.prompt('go')}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert grounding_question("box", "Pick THE can") == policy.prompt("pick the can")
+    with pytest.raises(ValueError, match="one of"):
+        grounding_question("polygon", "x")
+
+
+def test_fallback_inputs_expand_image_pads_and_left_pad(policy):
+    vlm = policy.model.qwen_vl_interface
+    views = [np.zeros((112, 112, 3), np.uint8)]
+    batch = vlm.build_inputs([views, views * 2], ["short", "a much longer prompt with more words"])
+    grid = batch["image_grid_thw"]
+    assert grid.tolist() == [[1, 8, 8]] * 3  # 112 / 14 = 8 patches a side
+    n_image_tokens = (batch["input_ids"] == vlm.image_token_id).sum(1).tolist()
+    assert n_image_tokens == [16, 32]  # 8*8 // merge 2**2 per image
+    assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == vlm.image_token_id)
+    assert batch["pixel_values"].shape == (3 * 64, 3 * 2 * 14 * 14)
+    # Left padding: row 0 is shorter, so its padding is on the left and its last token is real.
+    mask = batch["attention_mask"]
+    assert mask[0, 0] == 0 and mask[:, -1].tolist() == [1, 1]
+    assert batch["input_ids"][0, 0] == vlm.tokenizer.pad_token_id
+
+
+def test_full_processor_matches_fallback(policy):
+    vlm = policy.model.qwen_vl_interface
+    if vlm.processor is None:
+        pytest.skip("Qwen2_5_VLProcessor cannot be constructed here (its video processor needs torchvision)")
+    views = [np.random.default_rng(1).integers(0, 255, (112, 112, 3), dtype=np.uint8)]
+    full = vlm.build_inputs([views, views], ["hi", "hello there"], use_full_processor=True)
+    fallback = vlm.build_inputs([views, views], ["hi", "hello there"], use_full_processor=False)
+    for key in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw"):
+        assert torch.equal(full[key], fallback[key]), key
+
+
+def test_tokenizer_coordinates_are_single_tokens(tmp_path):
+    tok = build_tokenizer(default_corpus(), tmp_path, vocab_size=600)
+    for n in (0, 7, 99, 304, 1023):
+        assert len(tok(str(n), add_special_tokens=False)["input_ids"]) == 1
+    text = '[{"label": "carrot", "bbox_2d": [304, 226, 345, 267]}]'
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    assert tok.convert_ids_to_tokens(tok(IMAGE_PAD)["input_ids"]) == [IMAGE_PAD]
+    assert (tmp_path / "tokenizer.json").is_file()
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+
+def test_act_shapes_and_determinism(policy, image):
+    a = policy.act([image], "put the carrot on the plate", seed=3)
+    b = policy.act([image], "put the carrot on the plate", seed=3)
+    c = policy.act([image], "put the carrot on the plate", seed=4)
+    assert a.normalized.shape == (policy.chunk_length, 7) == a.actions.shape
+    np.testing.assert_array_equal(a.normalized, b.normalized)
+    assert not np.allclose(a.normalized, c.normalized)
+    # Unnormalised with the statistics: gripper binary, other dims inside [q01, q99].
+    assert set(np.unique(a.actions[:, 6])) <= {0.0, 1.0}
+    q01, q99 = (
+        np.array(STATS["bridge_dataset"]["action"]["q01"]),
+        np.array(STATS["bridge_dataset"]["action"]["q99"]),
+    )
+    assert np.all(a.actions[:, :6] >= q01[:6] - 1e-9) and np.all(a.actions[:, :6] <= q99[:6] + 1e-9)
+
+
+def test_actions_depend_on_instruction_and_ddim_steps(policy, image):
+    a = policy.act([image], "open the drawer", seed=0)
+    b = policy.act([image], "close the drawer", seed=0)
+    c = policy.act([image], "open the drawer", seed=0, num_ddim_steps=5)
+    assert not np.allclose(a.normalized, b.normalized)
+    assert not np.allclose(a.normalized, c.normalized)  # step count is per call (upstream froze it)
+
+
+def test_cfg_scale_one_is_the_conditional_prediction(policy, image):
+    model = policy.model
+    views, _ = policy.prepare_images([image])
+    inputs = model.qwen_vl_interface.build_inputs([views], [policy.prompt("stack the block")])
+    with torch.no_grad():
+        cond, _ = model.condition(inputs, [views])
+        noise = torch.randn((1, policy.chunk_length, 7), generator=torch.Generator().manual_seed(5))
+        net = model.action_model.net
+        expected = model.action_model.diffusion.ddim_sample(lambda x, t: net(x, t, cond), noise, 10)
+    got = policy.act([image], "stack the block", seed=5, cfg_scale=1.0)
+    np.testing.assert_allclose(got.normalized, expected[0].numpy(), atol=1e-6)
+    guided = policy.act([image], "stack the block", seed=5, cfg_scale=3.0)
+    assert not np.allclose(guided.normalized, got.normalized)
+
+
+def test_internals_attention_heatmap_and_timings(policy, image):
+    chunk = policy.act(
+        [image, image[:, ::-1].copy()], "pick up the can", seed=0, num_ddim_steps=4, return_internals=True
+    )
+    assert set(chunk.attention) == {"view_0", "view_1"}
+    for heat in chunk.attention.values():
+        assert heat.shape == (4, 4)  # 112 px / 14 / merge 2
+        assert np.all(heat >= 0) and heat.sum() > 0
+    for stage in ("vlm_forward", "dino_forward", "query_former", "diffusion", "unnormalize"):
+        assert chunk.timings[stage] > 0, stage
+    assert [k for k in chunk.timings if k.startswith("ddim_step_")] == [f"ddim_step_{i}" for i in range(4)]
+
+
+def test_diffusion_schedule_and_ddim_respacing():
+    assert ddim_timesteps(100, 10) == list(range(0, 100, 10))
+    assert ddim_timesteps(100, 5) == list(range(0, 100, 20))
+    assert len(ddim_timesteps(100, 30)) == 30  # no exact stride: evenly spaced
+    with pytest.raises(ValueError, match="num_ddim_steps"):
+        ddim_timesteps(100, 0)
+    d = GaussianDiffusion(100)
+    abar = d.alphas_cumprod
+    assert abar[0] > 0.999 and abar[-1] < 1e-3 and torch.all(abar[1:] < abar[:-1])
+    # With the true noise as the eps prediction, DDIM (eta 0) walks x_t back to x0 exactly.
+    x0 = torch.randn(2, 4, 7, dtype=torch.float64)
+    noise = torch.randn_like(x0)
+    xt = d.q_sample(x0, torch.tensor([90, 90]), noise).double()  # 90 = the first of "ddim10"
+    seen = []
+    out = d.ddim_sample(lambda x, t: seen.append(int(t[0])) or noise, xt, 10)
+    assert seen == list(range(90, -1, -10))
+    torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
+
+
+def test_training_losses_backpropagate(policy):
+    model = policy.model
+    vlm = model.qwen_vl_interface
+    views = [np.zeros((112, 112, 3), np.uint8)]
+    batch = vlm.build_inputs([views, views], ["find the cube", "find the can"],
+                             answers=['[{"label": "cube", "bbox_2d": [1, 2, 30, 40]}]', "none"])  # fmt: skip
+    labels = batch["labels"]
+    n_supervised = (labels != -100).sum(1).tolist()
+    answer_len = len(
+        vlm.tokenizer('[{"label": "cube", "bbox_2d": [1, 2, 30, 40]}]', add_special_tokens=False)["input_ids"]
+    )
+    assert n_supervised[0] == answer_len + 1  # the answer and the closing <|im_end|>, nothing of the prompt
+    model.train()
+    try:
+        g_loss = model.grounding_loss(batch)
+        cond, _ = model.condition(vlm.build_inputs([views], ["go"]), [views])
+        a_loss = model.action_loss(torch.rand(1, policy.chunk_length, 7) * 2 - 1, cond)
+        (a_loss + 0.1 * g_loss).backward()
+    finally:
+        model.eval()
+    assert torch.isfinite(g_loss) and torch.isfinite(a_loss)
+    assert model.layer_qformer.query_tokens.grad is not None
+    assert model.qwen_vl_interface.model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+
+
+# --- the spatial answer ---------------------------------------------------------------------------
+
+
+def test_answer_from_text_maps_to_original_pixels():
+    frame = Frame(width=112, height=112, orig_width=224, orig_height=448)
+    ans = answer_from_text(
+        '[{"label": "carrot", "bbox_2d": [10, 20, 50, 60]}, {"label": "x", "point_2d": [56, 56]}]', frame
+    )
+    assert ans.geometry == [Box(20, 80, 100, 240, "carrot"), Point(112, 224, "x")]
+    assert ans.frame == frame and not ans.problems
+
+
+def test_spatial_maps_model_text_to_original_image(policy, image, monkeypatch):
+    vlm = policy.model.qwen_vl_interface
+    asked = {}
+
+    def fake_generate(inputs, max_new_tokens=128):
+        asked["ids"] = inputs["input_ids"]
+        return ['```json\n[{"label": "carrot", "bbox_2d": [28, 28, 56, 84]}]\n```']
+
+    monkeypatch.setattr(vlm, "generate", fake_generate)
+    ans = policy.spatial([image], "Put the carrot on the plate")
+    assert ans.frame == Frame(112, 112, 240, 180)
+    assert ans.geometry == [Box(60.0, 45.0, 120.0, 135.0, "carrot")]  # x * 240/112, y * 180/112
+    prompt = vlm.tokenizer.decode(asked["ids"][0])
+    assert grounding_question("box", "put the carrot on the plate") in prompt
+
+
+def test_spatial_on_random_model_never_raises(policy, image):
+    for query in ("box", "point", "trace"):
+        ans = policy.spatial([image], "put the spoon on the towel", query=query, max_new_tokens=12)
+        assert isinstance(ans.text, str)
+        assert ans.frame == Frame(112, 112, 240, 180)
+        assert ans.geometry or ans.problems  # garbage is reported, not raised
+
+
+def test_bad_inputs_give_clear_errors(policy, image):
+    with pytest.raises(ValueError, match="uint8"):
+        policy.act([image.astype(np.float32)], "go")
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        policy.act([image[:, :, 0]], "go")
+    with pytest.raises(ValueError, match="at least one image"):
+        policy.act([], "go")
+    with pytest.raises(ValueError, match="non-empty"):
+        policy.act([image], "  ")
+    with pytest.raises(ValueError, match="multiple of"):
+        tiny_config(image_size=100)
