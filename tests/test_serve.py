@@ -62,8 +62,9 @@ class TinyTorchPolicy(torch.nn.Module):
         normalized = a.clamp(-1, 1).double().numpy()
         return ActionChunk(normalized=normalized, actions=unnormalize_actions(normalized, self.stats))
 
-    def spatial(self, image, instruction):
-        """Box around the brightest pixel: a real computation on the image."""
+    def spatial(self, images, instruction, query="box", max_new_tokens=128):
+        """Box around the brightest pixel of the first view: a real computation on the image."""
+        image = images[0] if isinstance(images, list) else images
         gray = torch.from_numpy(image).float().mean(-1)
         y, x = divmod(int(gray.argmax()), gray.shape[1])
         h, w = gray.shape

@@ -13,7 +13,8 @@ Compatible both ways: our `PolicyServer` answers upstream's SimplerEnv / LIBERO 
                                           "actions": [B, T, 7] (extension: unnormalised on the server),
                                           "policy_seconds": [B] (extension)}}
     ping               {"type": "ping"} -> {"status": "ok", "ok": True, "type": "ping", ...}
-    spatial (extension) {"type": "spatial", "payload": {"image": [H, W, 3], "instruction": str}}
+    spatial (extension) {"type": "spatial", "payload": {"images": [[H, W, 3], ...], "instruction": str,
+                                          "query": "box", "max_new_tokens": 128}}
                        -> data {"text", "geometry": [{"label", "bbox_2d" | "point_2d" | "trace_2d"}],
                                 "frame": [w, h, orig_w, orig_h] | None, "problems": [str]}
     error              {"status": "error", "ok": False, "type": ..., "error": {"message": str}}

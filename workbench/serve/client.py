@@ -170,16 +170,25 @@ class RemotePolicy:
             )
         return ActionChunk(normalized=normalized, actions=actions, timings={"remote": elapsed})
 
-    def spatial(self, image: np.ndarray, instruction: str) -> SpatialAnswer:
-        """Only our server answers this (message type "spatial", a workbench extension)."""
+    def spatial(
+        self, images: Any, instruction: str, query: str = "box", max_new_tokens: int = 128
+    ) -> SpatialAnswer:
+        """The policy's spatial answer (geometry in the first view's original pixels). Only our server
+        answers this (message type "spatial", a workbench extension); views are sent unresized."""
         if "spatial" not in self.client.metadata.get("extensions", []):
             raise NotImplementedError(
                 f"the server at {self.client.uri} does not offer spatial answers: upstream's protocol only "
                 "returns actions. Run the checkpoint locally or serve it with `workbench serve` to see them."
             )
-        response = self.client.infer(
-            {"type": "spatial", "payload": {"image": image, "instruction": instruction}}
-        )
+        views = list(images.values()) if isinstance(images, dict) else images
+        views = [views] if isinstance(views, np.ndarray) and views.ndim == 3 else list(views)
+        payload = {
+            "images": views,
+            "instruction": instruction,
+            "query": query,
+            "max_new_tokens": int(max_new_tokens),
+        }
+        response = self.client.infer({"type": "spatial", "payload": payload})
         if not response.get("ok"):
-            raise RemotePolicyError(f"spatial request failed: {response.get('error', {}).get('message')}")
+            raise RemotePolicyError(f"spatial request failed: {(response.get('error') or {}).get('message')}")
         return spatial_from_wire(response["data"])

@@ -213,8 +213,8 @@ class PolicyServer:
             raise RequestError(
                 f"this server's policy ({type(self.policy).__name__}) does not answer spatial requests"
             )
-        req = parse_infer_request(
-            {"batch_images": [[payload.get("image")]], "instructions": [payload.get("instruction")]}
-        )
-        answer = self.policy.spatial(req.batch_images[0][0], req.instructions[0])
+        views = payload.get("images", [payload.get("image")])
+        req = parse_infer_request({"batch_images": [views], "instructions": [payload.get("instruction")]})
+        options = {k: payload[k] for k in ("query", "max_new_tokens") if k in payload}
+        answer = self.policy.spatial(req.batch_images[0], req.instructions[0], **options)
         return spatial_to_wire(answer)

@@ -1,0 +1,60 @@
+"""Serving the real ST4VLA policy (a tiny random one): what a remote client gets is what the policy says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.serve import PolicyClient, PolicyServer, RemotePolicy
+
+policy_mod = pytest.importorskip("workbench.policy")
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.set_num_threads(1)
+    return policy_mod.ST4VLAPolicy.from_config(policy_mod.tiny_config())
+
+
+@pytest.fixture(scope="module")
+def served(policy):
+    with PolicyServer(policy, port=0) as server:
+        yield server
+
+
+def test_remote_act_equals_local(policy, served):
+    image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    remote = RemotePolicy.connect(port=served.port)
+    chunk = remote.act(
+        {"image": image}, "put the carrot on the plate", num_ddim_steps=3, cfg_scale=1.5, seed=7
+    )
+    local = policy.act([image], "put the carrot on the plate", num_ddim_steps=3, cfg_scale=1.5, seed=7)
+    assert chunk.normalized.shape == (policy.chunk_length, 7)
+    assert np.allclose(chunk.normalized, local.normalized, atol=1e-6)
+    assert np.allclose(chunk.actions, local.actions, atol=1e-6)
+    remote.client.close()
+
+
+def test_upstream_request_shape_and_remote_spatial(policy, served):
+    image = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    with PolicyClient(port=served.port) as client:
+        # exactly what upstream's SimplerEnv client sends (no seed: the policy samples fresh noise)
+        response = client.infer(
+            {
+                "batch_images": [[image]],
+                "instructions": ["pick the can"],
+                "unnorm_key": "default",
+                "do_sample": False,
+                "cfg_scale": 1.5,
+                "use_ddim": True,
+                "num_ddim_steps": 10,
+            }
+        )
+        assert response["status"] == "ok"
+        assert response["data"]["normalized_actions"].shape == (1, policy.chunk_length, 7)
+        remote = RemotePolicy(client)
+        answer = remote.spatial([image], "pick the can", max_new_tokens=12)
+    local = policy.spatial([image], "pick the can", max_new_tokens=12)
+    assert answer.text == local.text and answer.geometry == local.geometry
+    assert answer.frame == local.frame and answer.problems == local.problems
