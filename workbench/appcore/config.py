@@ -30,6 +30,8 @@ class AppConfig:
     default_task: str = ""  # "" = the simulator's first task
     max_steps: int = 120  # "run to end" stops here if the episode has not ended
     viewer_height: int = 640
+    camera_width: int = 320  # the built-in sim's camera: small keeps CPU rendering and streaming light
+    camera_height: int = 240
 
     def __post_init__(self) -> None:
         self.checkpoint_dirs = [Path(p).expanduser().resolve() for p in self.checkpoint_dirs]

@@ -109,25 +109,27 @@ class Workbench:
             return []
 
     def make_source(self, spec: SourceSpec) -> Any:
+        """A runner Source: the built-in simulator, or a recorded episode / saved session as frames."""
         if spec.kind == "sim":
-            from workbench.sim import list_tasks, make
+            from workbench.runner import SimSource
 
-            tasks = list(list_tasks())
+            tasks = self.list_tasks()
             task = spec.task or self.config.default_task or (tasks[0] if tasks else "")
             if task not in tasks:
                 raise AppError(f"Unknown task {task!r}: choose one of {', '.join(tasks)}.")
-            return make(task)
+            spec.task = task
+            return SimSource.from_task(task, width=self.config.camera_width, height=self.config.camera_height)
         if spec.kind == "episode":
-            path = self.config.data_paths.resolve(spec.path)
-            from workbench.episodes import open_source
+            from workbench.episodes.source import EpisodeSource
 
+            path = self.config.data_paths.resolve(spec.path)
             try:
-                return open_source(path)
-            except (OSError, ValueError) as e:
+                if (path / "session.json").is_file():
+                    return EpisodeSource.from_session(path)
+                return EpisodeSource.from_lerobot(path)
+            except (OSError, ValueError, KeyError) as e:
                 raise AppError(f"Could not open the recorded episode {path.name}: {e}") from e
-        raise AppError(
-            f"Unknown source kind {spec.kind!r}: use 'sim' or 'episode' (sessions open in Sessions)."
-        )
+        raise AppError(f"Unknown source kind {spec.kind!r}: use 'sim' or 'episode'.")
 
     def reset_options(self, spec: SourceSpec) -> dict[str, str]:
         if spec.kind != "sim":

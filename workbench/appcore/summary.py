@@ -25,18 +25,31 @@ def step_summary(record: StepRecord | None) -> dict:
             "problems": list(ps.spatial.problems) if ps.spatial else [],
             "predicted_centre": None if centre is None else [round(centre[0], 1), round(centre[1], 1)],
             "executed": _floats(ps.executed),
-            "metrics": {k: round(float(v), 4) for k, v in ps.metrics.items()},
+            # JSON has no inf/NaN: a metric with nothing to measure is null.
+            "metrics": {k: round(float(v), 4) if np.isfinite(v) else None for k, v in ps.metrics.items()},
         }
     return {
         "step": record.step,
         "branch": record.branch,
-        "instruction": record.observation.instruction,
+        "instruction": _instruction(record),
         "policies": policies,
         "executed_action": _floats(record.executed_action),
         "reward": float(record.reward),
         "done": bool(record.terminated or record.truncated),
         "success": bool(record.info.get("success", False)),
     }
+
+
+def _instruction(record: StepRecord) -> str:
+    """What the policies were asked (an edit overrides the source's own instruction)."""
+    for ps in record.policies.values():
+        return ps.instruction
+    return record.observation.instruction
+
+
+def _short(text: str, n: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return (flat[:n] + "…") if len(flat) > n else (flat or "(empty)")
 
 
 def status_markdown(tab: TabSession) -> str:
@@ -47,11 +60,11 @@ def status_markdown(tab: TabSession) -> str:
     success = " · ✅ success" if record.info.get("success") else ""
     lines = [
         f"**Step {record.step}** (branch `{record.branch}`){ended}{success}",
-        f"Instruction: *{record.observation.instruction}*",
+        f"Instruction: *{_instruction(record)}*",
     ]
     for name, ps in record.policies.items():
-        answer = ps.spatial.text if ps.spatial else "(no spatial answer)"
-        lines.append(f"- **{name}** said: `{answer[:160]}`")
+        answer = _short(ps.spatial.text) if ps.spatial else "(no spatial answer)"
+        lines.append(f"- **{name}** said: `{answer}`")
         if ps.spatial and ps.spatial.problems:
             lines.append(f"  - could not read: {'; '.join(ps.spatial.problems)[:200]}")
     return "\n".join(lines)

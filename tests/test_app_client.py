@@ -1,0 +1,117 @@
+"""The app driven through its HTTP API with gradio_client, launched in-process on a free port.
+
+Uses a tiny policy with random weights (the demo checkpoint is hidden on purpose, so the tests do
+not depend on it): what is checked is the wiring, per-tab state and error messages, not skill.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+from gradio_client import Client
+
+import app
+from workbench.appcore import AppConfig
+
+pytestmark = pytest.mark.slow
+
+# ckpt, ckpt_b, kind, task, seed, split, object, episode path, ddim, cfg, horizon, alpha, instruction
+LOAD = ("", "", "sim", "tabletop_pick", 0, "seen", "", "", 2, 1.5, 7, 0.1, "")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("app")
+    (root / "ckpts").mkdir()
+    config = AppConfig(port=7870, checkpoint_dirs=[root / "ckpts"], data_dirs=[root / "data"],
+                       sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo")  # fmt: skip
+    demo, url = app.launch(config, block=False)
+    yield url, config
+    demo.close()
+
+
+def _load(client: Client, seed: int = 0):
+    args = list(LOAD)
+    args[4] = seed
+    return client.predict(*args, api_name="/load")
+
+
+def test_reset_step_edit_reask_save(server):
+    url, config = server
+    c = Client(url, verbose=False)
+    status, summary, instruction, _ = _load(c)
+    assert summary["step"] == 0 and "Step 0" in status and instruction == summary["instruction"]
+    assert set(summary["policies"]) == {"random-tiny"}
+
+    _, summary, _ = c.predict(api_name="/step")
+    assert summary["step"] == 1 and len(summary["executed_action"]) == 7
+
+    c.predict("  lift   the purple ball ", api_name="/set_instruction")
+    status, summary, _ = c.predict(api_name="/reask")
+    assert summary["step"] == 1  # re-ask does not step
+    assert summary["instruction"] == "lift the purple ball"
+    assert summary["policies"]["random-tiny"]["instruction"] == "lift the purple ball"
+    assert "lift the purple ball" in status
+
+    _, summary, _ = c.predict(api_name="/step")
+    assert summary["step"] == 2 and summary["instruction"] == "lift the purple ball"
+
+    _, summary, _ = c.predict(0, api_name="/reset")
+    assert summary["step"] == 0
+    c.predict(api_name="/step")
+    name, _ = c.predict(api_name="/save_session")
+    saved = config.sessions_dir / name
+    lines = (saved / "steps.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 1]
+    assert (saved / "recording.rrd").stat().st_size > 1000
+
+
+def test_bad_input_is_a_message_and_the_app_lives_on(server):
+    url, _ = server
+    c = Client(url, verbose=False)
+    with pytest.raises(Exception, match="press Load"):
+        c.predict(api_name="/step")
+    args = list(LOAD)
+    args[0] = "/etc"
+    with pytest.raises(Exception, match="outside the folders allowed"):
+        c.predict(*args, api_name="/load")
+    args[0] = "../../etc"
+    with pytest.raises(Exception, match="inside the allowed folders"):
+        c.predict(*args, api_name="/load")
+    _load(c)
+    with pytest.raises(Exception, match="instruction is empty"):
+        c.predict("   ", api_name="/set_instruction")
+    with pytest.raises(Exception, match="keep it under"):
+        c.predict("go " * 200, api_name="/set_instruction")
+    _, summary, _ = c.predict(api_name="/step")  # still alive, state intact
+    assert summary["step"] == 1
+
+
+def test_two_clients_at_once_do_not_see_each_other(server):
+    url, _ = server
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    results: dict[str, object] = {}
+
+    def drive_a():
+        _load(a, seed=0)
+        a.predict("put the ball in the basket", api_name="/set_instruction")
+        for _ in range(3):
+            results["a"] = a.predict(api_name="/step")[1]
+
+    def drive_b():
+        _load(b, seed=5)
+        results["b"] = b.predict(api_name="/step")[1]
+
+    threads = [threading.Thread(target=drive_a), threading.Thread(target=drive_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert results["a"]["step"] == 3 and results["a"]["instruction"] == "put the ball in the basket"
+    assert results["b"]["step"] == 1 and results["b"]["instruction"] != "put the ball in the basket"
+    _, again, _ = b.predict(api_name="/reask")  # b's tab is still at its own step
+    assert again["step"] == 1
