@@ -111,6 +111,11 @@ class PolicyServer:
             self._thread.join(timeout=10)
             self._thread = None
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a server started with `start()` stops."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def __enter__(self) -> PolicyServer:
         return self.start()
 

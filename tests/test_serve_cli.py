@@ -1,0 +1,66 @@
+"""`workbench serve --checkpoint PATH`: a saved checkpoint, served from a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.serve import RemotePolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_serve_command_serves_a_saved_checkpoint(tmp_path):
+    import torch
+
+    from workbench.policy import ST4VLAPolicy, tiny_config
+
+    torch.set_num_threads(1)
+    policy = ST4VLAPolicy.from_config(tiny_config(), name="tiny")
+    policy.save(tmp_path / "ckpt")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "serve",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--port",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()  # "serving ckpt on ws://127.0.0.1:PORT (Ctrl-C stops)"
+        assert "ws://127.0.0.1:" in line, line
+        port = int(line.split("ws://127.0.0.1:")[1].split()[0])
+        remote = RemotePolicy.connect(port=port)
+        assert remote.client.metadata["checkpoint"] == "ckpt"
+        image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+        chunk = remote.act([image], "open the drawer", num_ddim_steps=2, seed=3)
+        local = policy.act([image], "open the drawer", num_ddim_steps=2, seed=3)
+        assert np.allclose(chunk.normalized, local.normalized, atol=1e-6)
+        remote.client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_command_is_registered():
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "serve", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "--checkpoint" in out.stdout and "10093" not in out.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "serve"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "--checkpoint" in missing.stderr
