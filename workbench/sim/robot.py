@@ -7,8 +7,14 @@ physics substeps. The gripper is absolute: +1 open, -1 closed (WidowX's conventi
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import tempfile
+
 import numpy as np
 import pybullet as pb
+import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
 
 ARM_JOINTS = list(range(7))
@@ -56,10 +62,33 @@ def matrix_to_quat_xyzw(m: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
+def lowpoly_urdf() -> str:
+    """A copy of pybullet_data's panda.urdf that draws the collision meshes (~3k triangles instead of
+    ~100k): the CPU renderer's cost is dominated by triangles, so this triples the rendered step rate."""
+    root = os.path.join(pybullet_data.getDataPath(), "franka_panda")
+    with open(os.path.join(root, "panda.urdf")) as f:
+        text = f.read()
+
+    def visual_block(m: re.Match) -> str:
+        return m.group(0).replace("meshes/visual/", "meshes/collision/")
+
+    text = re.sub(r"<visual>.*?</visual>", visual_block, text, flags=re.S)
+    text = text.replace("package://meshes/", os.path.join(root, "meshes") + "/")
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), f"workbench_panda_lowpoly_{digest}.urdf")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)  # atomic: parallel processes never read a half-written file
+    return path
+
+
 class Panda:
-    def __init__(self, client: BulletClient):
+    def __init__(self, client: BulletClient, lowpoly: bool = True):
         self.client = client
-        self.body = client.loadURDF("franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True)
+        urdf = lowpoly_urdf() if lowpoly else "franka_panda/panda.urdf"
+        self.body = client.loadURDF(urdf, [0, 0, 0], useFixedBase=True)
         info = [client.getJointInfo(self.body, j) for j in ARM_JOINTS]
         self.lower = [i[8] for i in info]
         self.upper = [i[9] for i in info]
