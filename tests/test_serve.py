@@ -10,14 +10,13 @@ import pytest
 import torch
 import websockets.sync.client
 
+from workbench.policy.normalization import ActionNormalizer, UnnormKeyError
 from workbench.records import ActionChunk
 from workbench.serve import (
     PolicyClient,
     PolicyServer,
     RemotePolicy,
     RemotePolicyError,
-    load_action_statistics,
-    unnormalize_actions,
 )
 from workbench.serve import msgpack_numpy as mn
 from workbench.spatial import Box, Frame, SpatialAnswer
@@ -44,7 +43,7 @@ class TinyTorchPolicy(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, 8, 5, stride=4)
         self.text = torch.nn.Embedding(256, 8)
         self.head = torch.nn.Linear(16 + 7, 7)
-        self.stats = load_action_statistics(STATS)
+        self.normalizer = ActionNormalizer(STATS)
 
     @torch.no_grad()
     def act(self, images, instruction, *, num_ddim_steps=5, cfg_scale=1.5, seed=None, return_internals=False):
@@ -60,7 +59,7 @@ class TinyTorchPolicy(torch.nn.Module):
             features = torch.cat([torch.cat([img, txt]).expand(T, -1), a], dim=1)  # [T, 16 + 7]
             a = a + 0.5 * (torch.tanh(self.head(features)) * cfg_scale - a)
         normalized = a.clamp(-1, 1).double().numpy()
-        return ActionChunk(normalized=normalized, actions=unnormalize_actions(normalized, self.stats))
+        return ActionChunk(normalized=normalized, actions=self.normalizer.unnormalize(normalized))
 
     def spatial(self, images, instruction, query="box", max_new_tokens=128):
         """Box around the brightest pixel of the first view: a real computation on the image."""
@@ -288,7 +287,7 @@ def test_upstream_style_server_and_client_side_unnormalisation():
         chunk = remote.act(_image(9, 300, 400), "stack the block", num_ddim_steps=3, seed=2)
         # the client resized to 224x224 as upstream's clients do, and sent their fields
         assert upstream.requests[-1]["unnorm_key"] == "toy" and upstream.requests[-1]["do_sample"] is False
-        want = unnormalize_actions(chunk.normalized, load_action_statistics(STATS))
+        want = ActionNormalizer(STATS, "toy").unnormalize(chunk.normalized)
         assert np.array_equal(chunk.actions, want)
         with pytest.raises(NotImplementedError, match="spatial"):
             remote.spatial(_image(9), "where")
@@ -298,14 +297,15 @@ def test_upstream_style_server_and_client_side_unnormalisation():
         remote.client.close()
 
 
-def test_unnormalize_follows_upstream_rule():
-    stats = load_action_statistics(STATS, "toy")
+def test_remote_unnormalisation_follows_upstream_rule():
+    """The rule of upstream's SimplerEnv client, computed by hand for the toy statistics."""
+    normalizer = RemotePolicy(client=None, statistics=STATS, unnorm_key="toy")  # no connection needed
     a = np.array([[-2.0, 0.0, 1.0, 0.5, -1.0, 0.25, 0.49], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5]])
-    out = unnormalize_actions(a, stats)
+    out = normalizer.normalizer.unnormalize(a)
     assert np.allclose(out[0, :6], [-0.05, 0.01, 0.03, 0.1, -0.2, 0.05])
     assert out[0, 6] == 0.0 and out[1, 6] == 1.0  # gripper binarised at 0.5, mask=False keeps it
-    with pytest.raises(KeyError, match="toy"):
-        load_action_statistics(STATS, "bridge_dataset")
+    with pytest.raises(UnnormKeyError, match="bridge_dataset"):
+        RemotePolicy(client=None, statistics=STATS, unnorm_key="bridge_dataset")
 
 
 def test_port_in_use_is_a_clear_error(policy, server):

@@ -28,8 +28,6 @@ from workbench.serve.protocol import (
     DEFAULT_PORT,
     RemotePolicyError,
     RequestError,
-    load_action_statistics,
-    unnormalize_actions,
 )
 from workbench.serve.server import PolicyServer
 
@@ -40,6 +38,4 @@ __all__ = [
     "RemotePolicy",
     "RemotePolicyError",
     "RequestError",
-    "load_action_statistics",
-    "unnormalize_actions",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 import websockets
 import websockets.sync.client
 
+from workbench.policy.normalization import ActionNormalizer
 from workbench.records import ActionChunk
 from workbench.serve import msgpack_numpy
 from workbench.serve.protocol import (
@@ -25,9 +26,7 @@ from workbench.serve.protocol import (
     DEFAULT_PORT,
     MAX_MESSAGE_BYTES,
     RemotePolicyError,
-    load_action_statistics,
     spatial_from_wire,
-    unnormalize_actions,
 )
 from workbench.spatial import SpatialAnswer
 
@@ -118,7 +117,8 @@ class RemotePolicy:
         self.unnorm_key = unnorm_key
         self.image_size = image_size
         self.name = name
-        self.action_stats = None if statistics is None else load_action_statistics(statistics, unnorm_key)
+        # built now, so a wrong file or key fails here rather than at the first step
+        self.normalizer = None if statistics is None else ActionNormalizer(statistics, unnorm_key)
 
     @classmethod
     def connect(cls, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any) -> RemotePolicy:
@@ -161,8 +161,8 @@ class RemotePolicy:
         normalized = np.asarray(data["normalized_actions"], dtype=np.float64)[0]  # [T, 7]
         if "actions" in data:
             actions = np.asarray(data["actions"], dtype=np.float64)[0]
-        elif self.action_stats is not None:
-            actions = unnormalize_actions(normalized, self.action_stats)
+        elif self.normalizer is not None:
+            actions = self.normalizer.unnormalize(normalized)  # upstream's client-side rule
         else:
             raise RemotePolicyError(
                 "the server returned only normalised actions; pass statistics= (the checkpoint's "

@@ -1,4 +1,4 @@
-"""The messages of the policy protocol: checking requests, shaping replies, unnormalising actions.
+"""The messages of the policy protocol: checking requests, shaping replies, the spatial extension.
 
 Shared by the server (which checks what clients send) and the client (which builds what upstream
 servers expect). Request fields follow upstream's SimplerEnv / LIBERO clients exactly.
@@ -6,9 +6,7 @@ servers expect). Request fields follow upstream's SimplerEnv / LIBERO clients ex
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -141,51 +139,3 @@ def spatial_from_wire(data: dict) -> SpatialAnswer:
         frame=Frame(*map(int, frame)) if frame else None,
         problems=list(data.get("problems", [])),
     )
-
-
-# --- unnormalisation (upstream's client-side rule) ---------------------------------------------
-
-
-def load_action_statistics(
-    statistics: dict | str | Path, unnorm_key: str | None = None
-) -> dict[str, np.ndarray]:
-    """The "action" block of an upstream dataset_statistics.json (a dict, the file, or its run dir)."""
-    if not isinstance(statistics, dict):
-        path = Path(statistics)
-        path = path / "dataset_statistics.json" if path.is_dir() else path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"dataset statistics {path} not found (expected an upstream dataset_statistics.json)"
-            )
-        statistics = json.loads(path.read_text())
-    if "action" in statistics:  # already one embodiment's block
-        block = statistics
-    else:
-        if unnorm_key is None:
-            if len(statistics) != 1:
-                raise ValueError(
-                    f"statistics hold several embodiments {sorted(statistics)}; pass unnorm_key="
-                )
-            unnorm_key = next(iter(statistics))
-        if unnorm_key not in statistics:
-            raise KeyError(
-                f"unnorm_key {unnorm_key!r} not in the statistics; choose from {sorted(statistics)}"
-            )
-        block = statistics[unnorm_key]
-    action = block["action"]
-    for k in ("q01", "q99"):
-        if k not in action:
-            raise ValueError(
-                f"action statistics lack {k!r}; upstream's dataset_statistics.json has q01 and q99"
-            )
-    return {k: np.asarray(v) for k, v in action.items() if isinstance(v, list)}
-
-
-def unnormalize_actions(normalized: np.ndarray, action_stats: dict[str, np.ndarray]) -> np.ndarray:
-    """[T, 7] in [-1, 1] -> [T, 7] actions, as upstream's SimplerEnv / LIBERO clients do it:
-    clip to [-1, 1]; gripper -> 1 if >= 0.5 else 0; x = 0.5 (a + 1)(q99 - q01) + q01 where mask."""
-    a = np.clip(np.asarray(normalized, dtype=np.float64), -1.0, 1.0)
-    a[:, 6] = (a[:, 6] >= 0.5).astype(np.float64)
-    high, low = action_stats["q99"].astype(np.float64), action_stats["q01"].astype(np.float64)
-    mask = action_stats.get("mask", np.ones_like(low, dtype=bool)).astype(bool)
-    return np.where(mask, 0.5 * (a + 1.0) * (high - low) + low, a)
