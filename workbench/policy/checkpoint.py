@@ -17,6 +17,7 @@ Upstream run dir:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -298,21 +299,28 @@ def config_from_upstream(
     chunk = int(am.get("future_action_window_size", 15)) + 1
     if pos is not None:
         chunk = int(pos.shape[0]) - n_queries
-    dino_keys = [k for k in state if k.startswith("dino_encoder.body.")]
-    dino = DinoConfig(enabled=bool(dino_keys))
-    if dino_keys:
-        backbone = (fw.get("dino", {}) or {}).get("dino_backbone", "dinov2_vits14")
-        hidden, layers, dheads = DINO_SIZES.get(backbone, DINO_SIZES["dinov2_vits14"])
-        blocks = {int(m[1]) for k in dino_keys if (m := re.search(r"\.(?:blocks|layer)\.(\d+)\.", k))}
-        proj = state.get("dino_pro.weight")
-        hidden = int(proj.shape[1]) if proj is not None else hidden
-        dino = DinoConfig(
-            enabled=True, hidden_size=hidden, num_layers=len(blocks) or layers, num_heads=dheads
-        )
     image_size = 224
     res = data.get("default_image_resolution")
     if isinstance(res, list | tuple) and len(res) == 3:
         image_size = int(res[1])
+    dino_keys = [k for k in state if k.startswith("dino_encoder.body.")]
+    dino = DinoConfig(enabled=bool(dino_keys))
+    if dino_keys:
+        # Sizes from the weights; only the head count comes from the backbone's name.
+        backbone = (fw.get("dino", {}) or {}).get("dino_backbone", "dinov2_vits14")
+        hidden, layers, dheads = DINO_SIZES.get(backbone, DINO_SIZES["dinov2_vits14"])
+        blocks = {int(m[1]) for k in dino_keys if (m := re.search(r"\.layer\.(\d+)\.", k))}
+        patch = state["dino_encoder.body.embeddings.patch_embeddings.projection.weight"]
+        grid = math.isqrt(state["dino_encoder.body.embeddings.position_embeddings"].shape[1] - 1)
+        dino = DinoConfig(
+            enabled=True,
+            hidden_size=int(patch.shape[0]),
+            num_layers=len(blocks) or layers,
+            num_heads=dheads,
+            patch_size=int(patch.shape[-1]),
+            pos_embed_size=grid * int(patch.shape[-1]),
+            image_size=image_size,  # upstream resizes DINO inputs to the VLA image size (224)
+        )
     start, end = qf.get("qformer_start_layer"), qf.get("qformer_end_layer")
     return ST4VLAConfig(
         vlm=vlm,

@@ -214,7 +214,7 @@ def tiny_config(
     spatial_merge_size: int = 2,
     num_queries: int = 8,
     qformer_width: int | None = None,
-    qformer_heads: int = 4,
+    qformer_heads: int = 8,
     dit_width: int = 64,
     dit_depth: int = 2,
     dit_heads: int = 4,
