@@ -77,12 +77,19 @@ class ST4VLAPolicy:
         seed: int = 0,
         *,
         name: str = "st4vla-random",
+        dtype: torch.dtype | None = None,
     ) -> ST4VLAPolicy:
         """A randomly initialised policy, built offline. Without statistics, neutral ones are used
-        (actions stay in [-1, 1], gripper binarised) under the key "default"."""
+        (actions stay in [-1, 1], gripper binarised) under the key "default". `dtype` (e.g.
+        torch.bfloat16) builds the weights in that type directly (real sizes: half the memory)."""
         tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir else build_tokenizer(default_corpus())
         torch.manual_seed(seed)
-        model = ST4VLAModel(config, tokenizer)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype or previous)
+        try:
+            model = ST4VLAModel(config, tokenizer)
+        finally:
+            torch.set_default_dtype(previous)
         return cls(model, statistics or neutral_statistics(config.action_dim), name=name)
 
     @classmethod
