@@ -1,0 +1,294 @@
+"""Closed-loop evaluation in the built-in simulator: success tables with Wilson intervals.
+
+For every task, a fixed list of seeds is rolled out in four cells: seen/unseen objects x seen/unseen
+instruction paraphrases. Success comes from the simulator; the grounding accuracy of the policy's
+spatial answer (box IoU with the source object's true box, and whether the predicted box centre falls
+inside it) is measured on the first observation of each episode. The unseen split is for reporting
+only: nothing in workbench/train reads it.
+
+    workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny --episodes 4 --seed 0 --out runs/eval
+writes report.md, report.json and report.html (a Plotly figure) into --out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
+SPLITS = ("seen", "unseen")
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str
+    out: str = "runs/eval"
+    tasks: tuple[str, ...] = TASKS
+    episodes: int = 4  # per task and per cell (objects x paraphrases)
+    seed: int = 10_000  # first seed; evaluation seeds never overlap the training seeds (0..9_999)
+    max_steps: int | None = None  # None: the task's own limit
+    ddim_steps: int = 5
+    cfg_scale: float = 1.5
+    ensemble_horizon: int = 2
+    render_width: int = 224  # the camera image as rendered for the policy (as in training data)
+    render_height: int = 168
+    grounding: bool = True  # also ask the spatial question at the first step
+    cells: tuple[tuple[str, str], ...] = (
+        ("seen", "seen"),
+        ("seen", "unseen"),
+        ("unseen", "seen"),
+        ("unseen", "unseen"),
+    )
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    objects: str  # "seen" | "unseen"
+    paraphrase: str  # "seen" | "unseen"
+    seed: int
+    instruction: str
+    success: bool
+    steps: int
+    box_iou: float | None = None
+    point_in_box: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Rate:
+    successes: int
+    n: int
+    rate: float
+    low: float
+    high: float
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% for z=1.96); (0, 1) when n = 0."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(flags: list[bool]) -> Rate:
+    k, n = int(sum(flags)), len(flags)
+    lo, hi = wilson(k, n)
+    return Rate(k, n, k / n if n else float("nan"), lo, hi)
+
+
+@dataclass
+class EvalReport:
+    checkpoint: str
+    config: dict
+    episodes: list[EpisodeResult] = field(default_factory=list)
+
+    def success(self, **where: str) -> Rate:
+        """Success over the episodes matching `where` (task=..., objects=..., paraphrase=...)."""
+        rows = [e for e in self.episodes if all(getattr(e, k) == v for k, v in where.items())]
+        return rate([e.success for e in rows])
+
+    def grounding(self, objects: str | None = None) -> dict[str, float]:
+        rows = [
+            e for e in self.episodes if e.box_iou is not None and (objects is None or e.objects == objects)
+        ]
+        if not rows:
+            return {"box_iou": float("nan"), "point_in_box": float("nan"), "n": 0}
+        return {
+            "box_iou": float(np.mean([e.box_iou for e in rows])),
+            "point_in_box": float(np.mean([e.point_in_box for e in rows])),
+            "n": len(rows),
+        }
+
+    def summary(self) -> dict:
+        tasks = sorted({e.task for e in self.episodes})
+        return {
+            "overall": asdict(self.success()),
+            "objects": {s: asdict(self.success(objects=s)) for s in SPLITS},
+            "paraphrase": {s: asdict(self.success(paraphrase=s)) for s in SPLITS},
+            "tasks": {
+                t: {
+                    f"{o}/{p}": asdict(self.success(task=t, objects=o, paraphrase=p))
+                    for o, p in self.config["cells"]
+                }
+                for t in tasks
+            },
+            "grounding": {s: self.grounding(s) for s in SPLITS},
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "checkpoint": self.checkpoint,
+            "config": self.config,
+            "summary": self.summary(),
+            "episodes": [asdict(e) for e in self.episodes],
+        }
+
+
+def _pct(r: dict) -> str:
+    if not r["n"]:
+        return "n/a"
+    return f"{100 * r['rate']:.0f}% [{100 * r['low']:.0f}, {100 * r['high']:.0f}] (n={r['n']})"
+
+
+def markdown(report: EvalReport) -> str:
+    s = report.summary()
+    cells = [f"{o}/{p}" for o, p in report.config["cells"]]
+    lines = [
+        f"# Evaluation of `{report.checkpoint}`",
+        "",
+        f"Closed loop in the built-in simulator; seeds {report.config['seed']}.."
+        f"{report.config['seed'] + report.config['episodes'] - 1} per task and cell; "
+        "success with Wilson 95% intervals. Cells are objects/paraphrases (seen or unseen).",
+        "",
+        "| task | " + " | ".join(cells) + " |",
+        "|---|" + "---|" * len(cells),
+    ]
+    for task, row in s["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(_pct(row[c]) for c in cells) + " |")
+    lines += [
+        "",
+        "| split | success |",
+        "|---|---|",
+        f"| seen objects | {_pct(s['objects']['seen'])} |",
+        f"| unseen objects | {_pct(s['objects']['unseen'])} |",
+        f"| seen paraphrases | {_pct(s['paraphrase']['seen'])} |",
+        f"| unseen paraphrases | {_pct(s['paraphrase']['unseen'])} |",
+        f"| all | {_pct(s['overall'])} |",
+        "",
+        "| grounding (first step, source object) | mean box IoU | point in box | n |",
+        "|---|---|---|---|",
+    ]
+    for split in SPLITS:
+        g = s["grounding"][split]
+        lines.append(f"| {split} objects | {g['box_iou']:.3f} | {g['point_in_box']:.3f} | {g['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(report: EvalReport):
+    """A Plotly bar chart: success per task and cell, with the Wilson intervals as error bars."""
+    import plotly.graph_objects as go
+
+    s = report.summary()
+    fig = go.Figure()
+    for o, p in report.config["cells"]:
+        cell = f"{o}/{p}"
+        rows = [s["tasks"][t][cell] for t in s["tasks"]]
+        rates = [r["rate"] if r["n"] else 0.0 for r in rows]
+        fig.add_bar(
+            name=f"objects {o}, paraphrases {p}",
+            x=list(s["tasks"]),
+            y=rates,
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[r["high"] - v for r, v in zip(rows, rates, strict=True)],
+                arrayminus=[v - r["low"] for r, v in zip(rows, rates, strict=True)],
+            ),
+        )
+    fig.update_layout(
+        title=f"Success rate: {report.checkpoint}", yaxis=dict(range=[0, 1], title="success"), barmode="group"
+    )
+    return fig
+
+
+def _instruction(env, paraphrase: str, seed: int) -> str:
+    """A paraphrase of the desired split for the scene's objects, drawn deterministically per seed."""
+    from workbench.sim import instructions
+
+    target = env.target.name if getattr(env, "target", None) is not None else ""
+    return instructions.sample(
+        env.task_name, env.source.name, target, paraphrase, np.random.default_rng(seed)
+    )
+
+
+def run_episode(
+    policy, env, controller, task: str, objects: str, paraphrase: str, seed: int, cfg: EvalConfig
+):
+    """One closed-loop episode; the spatial answer is scored on the first observation."""
+    from workbench import spatial
+    from workbench.sim import to_observation
+
+    t0 = time.perf_counter()
+    obs, _ = env.reset(seed=seed, options={"split": objects})
+    env.set_language_instruction(_instruction(env, paraphrase, seed))
+    instruction = env.get_language_instruction()
+    first = to_observation(env, obs)
+    camera = first.main_camera
+    result = EpisodeResult(task, objects, paraphrase, seed, instruction, success=False, steps=0)
+    if cfg.grounding and first.ground_truth is not None:
+        m = spatial.grounding_metrics(policy.spatial([first.images[camera]], instruction), first.ground_truth)
+        result.box_iou = float(m.get("box_iou", 0.0))
+        result.point_in_box = float(m.get("box_center_in_box", 0.0))
+    controller.reset()
+    limit = cfg.max_steps or env.max_episode_steps
+    for step in range(limit):
+        image = obs["image"][camera]["rgb"]
+        chunk = policy.act(
+            [image],
+            instruction,
+            num_ddim_steps=cfg.ddim_steps,
+            cfg_scale=cfg.cfg_scale,
+            seed=seed * 1000 + step,
+        )
+        obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
+        result.steps = step + 1
+        if info.get("success"):
+            result.success = True
+        if terminated or truncated:
+            break
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def evaluate(cfg: EvalConfig, policy=None) -> EvalReport:
+    """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report."""
+    import torch
+
+    from workbench.controller import Controller, ControllerConfig
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.sim import make
+
+    torch.set_num_threads(1)
+    if cfg.episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    policy = policy or ST4VLAPolicy.load(cfg.checkpoint)
+    report = EvalReport(cfg.checkpoint, {**asdict(cfg), "cells": [list(c) for c in cfg.cells]})
+    total = len(cfg.tasks) * len(cfg.cells) * cfg.episodes
+    bar = tqdm(total=total, desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
+    for task in cfg.tasks:
+        env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
+        controller = Controller(
+            ControllerConfig(ensemble_horizon=cfg.ensemble_horizon, gripper=env.gripper_convention)
+        )
+        for objects, paraphrase in cfg.cells:
+            for k in range(cfg.episodes):
+                r = run_episode(policy, env, controller, task, objects, paraphrase, cfg.seed + k, cfg)
+                report.episodes.append(r)
+                bar.update(1)
+                bar.set_postfix(success=f"{np.mean([e.success for e in report.episodes]):.2f}")
+        env.close()
+    bar.close()
+    return report
+
+
+def write_report(report: EvalReport, out: str | Path) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "report.md", "json": out / "report.json", "html": out / "report.html"}
+    paths["md"].write_text(markdown(report))
+    paths["json"].write_text(json.dumps(report.to_json(), indent=1))
+    figure(report).write_html(str(paths["html"]), include_plotlyjs=True)
+    return paths

@@ -1,0 +1,143 @@
+"""Pieces both training stages share: the demo model's size, the tokenizer, grounding batches and
+the grounding measurement (greedy decode on held-out frames, mean box IoU)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench import spatial
+from workbench.policy.configuration import ST4VLAConfig, tiny_config
+from workbench.policy.prompts import object_question
+from workbench.policy.tokenizer import build_tokenizer, default_corpus
+from workbench.sim.instructions import BANK
+from workbench.train.data import QA, FrameItem, grounding_pairs, task_boxes
+
+
+@dataclass
+class ModelSize:
+    """Sizes of the CPU demo model (a Qwen2.5-VL, query former and DiT of the upstream architecture)."""
+
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    vision_depth: int = 4
+    vision_hidden: int = 192
+    vision_heads: int = 3
+    image_size: int = 224  # 16x16 patches of 14 px, merged 2x2: 64 visual tokens, as upstream at 224
+    merge: int = 2
+    queries: int = 16
+    dit_width: int = 128
+    dit_depth: int = 4
+    dit_heads: int = 4
+    chunk: int = 8
+
+    def config(self, use_spatial_prompt: bool = True) -> ST4VLAConfig:
+        cfg = tiny_config(
+            hidden_size=self.hidden, num_layers=self.layers, num_heads=self.heads, num_kv_heads=self.kv_heads,
+            vision_depth=self.vision_depth, vision_hidden=self.vision_hidden, vision_heads=self.vision_heads,
+            image_size=self.image_size, spatial_merge_size=self.merge, num_queries=self.queries,
+            dit_width=self.dit_width, dit_depth=self.dit_depth, dit_heads=self.dit_heads, chunk_length=self.chunk,
+        )  # fmt: skip
+        cfg.use_spatial_prompt = use_spatial_prompt
+        return cfg
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    # One thread: the machine has two cores shared by everyone (and small matmuls gain little).
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_tokenizer(frames: list[FrameItem], out_dir: str | Path):
+    """A byte-level BPE trained on the seen split's questions, answers and instructions."""
+    corpus = list(default_corpus())
+    for task in BANK.values():
+        corpus += task["seen"]
+    for item in frames[:: max(1, len(frames) // 400)]:
+        if item.ground_truth is not None:
+            corpus += [p.question for p in grounding_pairs(item.ground_truth, item.instruction, item.frame)]
+            corpus += [p.answer for p in grounding_pairs(item.ground_truth, item.instruction, item.frame)]
+    return build_tokenizer(corpus * 2, out_dir)
+
+
+def sample_pairs(
+    frames: list[FrameItem], n: int, rng: np.random.Generator, kinds: dict[str, float]
+) -> list[tuple[np.ndarray, QA]]:
+    """n (image, question/answer) pairs; the question kind is drawn with the given weights."""
+    names, weights = list(kinds), np.array(list(kinds.values()), dtype=np.float64)
+    out = []
+    while len(out) < n:
+        item = frames[int(rng.integers(len(frames)))]
+        if item.ground_truth is None:
+            continue
+        kind = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        pairs = [
+            p for p in grounding_pairs(item.ground_truth, item.instruction, item.frame) if p.kind == kind
+        ]
+        if pairs:
+            out.append((item.image, pairs[int(rng.integers(len(pairs)))]))
+    return out
+
+
+def grounding_inputs(vlm, pairs: list[tuple[np.ndarray, QA]]) -> dict[str, torch.Tensor]:
+    return vlm.build_inputs(
+        [[img] for img, _ in pairs], [p.question for _, p in pairs], [p.answer for _, p in pairs]
+    )
+
+
+@torch.no_grad()
+def measure_grounding(
+    policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16
+) -> dict[str, float]:
+    """Greedy-decode object and task box questions on `frames`; mean IoU with the true boxes.
+
+    object_box_iou: "Locate the <name>" for a random object of the scene (choosing by name);
+    task_box_iou: the spatial prompt's own question, scored on the source object's box.
+    """
+    vlm = policy.model.qwen_vl_interface
+    was_training = policy.model.training
+    policy.model.eval()
+    rng = np.random.default_rng(0)
+    picked = [frames[i] for i in rng.choice(len(frames), min(max_frames, len(frames)), replace=False)]
+    picked = [f for f in picked if f.ground_truth is not None and f.ground_truth.objects]
+    obj_iou, task_iou = [], []
+    for start in range(0, len(picked), batch):
+        chunk = picked[start : start + batch]
+        targets = [f.ground_truth.objects[int(rng.integers(len(f.ground_truth.objects)))] for f in chunk]
+        questions = [object_question("box", t.label) for t in targets]
+        texts = vlm.generate(vlm.build_inputs([[f.image] for f in chunk], questions), max_new_tokens=32)
+        for f, t, text in zip(chunk, targets, texts, strict=True):
+            answer = spatial.parse(text, f.frame)
+            boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
+            obj_iou.append(spatial.box_iou(boxes[0], t) if boxes else 0.0)
+        questions = [policy_question(f) for f in chunk]
+        texts = vlm.generate(vlm.build_inputs([[f.image] for f in chunk], questions), max_new_tokens=64)
+        for f, text in zip(chunk, texts, strict=True):
+            m = spatial.grounding_metrics(spatial.parse(text, f.frame), f.ground_truth)
+            task_iou.append(m.get("box_iou", 0.0))
+    policy.model.train(was_training)
+    return {"object_box_iou": float(np.mean(obj_iou)), "task_box_iou": float(np.mean(task_iou))}
+
+
+def policy_question(item: FrameItem) -> str:
+    from workbench.policy.prompts import grounding_question
+
+    return grounding_question("box", item.instruction)
+
+
+__all__ = [
+    "ModelSize",
+    "grounding_inputs",
+    "make_tokenizer",
+    "measure_grounding",
+    "sample_pairs",
+    "task_boxes",
+]

@@ -1,0 +1,250 @@
+"""Training data from the built-in simulator: expert demonstrations and grounding questions.
+
+`generate(cfg)` rolls out the scripted expert on the SEEN split (objects and paraphrases) and writes
+one LeRobot-layout dataset (workbench/episodes/lerobot.py) with, per frame, the camera image as the
+policy receives it (the raw render; the policy resizes it to its input frame with cv2.INTER_AREA),
+the 7-D action, the robot state and the simulator's ground truth (boxes, key points, expert trace).
+
+The training sets read it back:
+  * `ActionSamples`: (image, instruction, normalised action chunk [T, 7]) for stage 2;
+  * `grounding_pairs`: (question, answer) in the Qwen2.5-VL JSON style of workbench/spatial.py, built
+    from the ground truth of a frame: object boxes and points, the task's boxes (the answer to the
+    spatial prompt) and the expert's gripper trace. Coordinates are pixels of the model input frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from workbench import spatial
+from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
+from workbench.policy.prompts import grounding_question, object_question
+from workbench.records import GroundTruth
+from workbench.spatial import Box, Frame, Point, Trace
+
+TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
+CAMERA = "3rd_view_camera"
+
+
+@dataclass
+class DataConfig:
+    out: str = "runs/data/demos"
+    tasks: tuple[str, ...] = TASKS
+    episodes_per_task: int = 24
+    seed: int = 0  # episode seeds are seed, seed+1, ...; evaluation uses seeds from 10_000 on
+    render_width: int = 224  # the camera image as rendered (4:3 like SimplerEnv's 640x480)
+    render_height: int = 168
+    paraphrase: bool = True  # draw seen paraphrases instead of the canonical instruction
+    max_attempts_factor: int = 3  # give up on a task after this many times episodes_per_task resets
+
+    def __post_init__(self) -> None:
+        if self.seed + self.max_attempts_factor * self.episodes_per_task * len(self.tasks) > 10_000:
+            raise ValueError("training seeds must stay below 10_000: evaluation seeds start there")
+
+
+def resize_to_model(image: np.ndarray, size: int) -> np.ndarray:
+    """What the policy does to a camera image (ST4VLAPolicy.prepare_images): INTER_AREA to size x size."""
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def generate(cfg: DataConfig) -> Path:
+    """Roll out the expert on the seen split and write successful episodes; returns the dataset root."""
+    from workbench.sim import make, to_observation
+
+    root = Path(cfg.out)
+    writer = None
+    seed = cfg.seed
+    for task in cfg.tasks:
+        env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
+        kept = 0
+        bar = tqdm(total=cfg.episodes_per_task, desc=f"demos {task}", unit="ep")
+        for _ in range(cfg.max_attempts_factor * cfg.episodes_per_task):
+            if kept == cfg.episodes_per_task:
+                break
+            obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": cfg.paraphrase})
+            seed += 1
+            frames, success = [], False
+            for _step in range(env.max_episode_steps):
+                o = to_observation(env, obs)
+                action = env.expert().act(obs)
+                frames.append((o, action))
+                obs, _, terminated, truncated, info = env.step(action)
+                if terminated or truncated:
+                    success = bool(info["success"])
+                    break
+            if not success:
+                continue  # only successful demonstrations are training data
+            if writer is None:
+                state_dim = len(frames[0][0].state)
+                features = default_features(
+                    {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=state_dim
+                )
+                writer = LeRobotDatasetWriter(root, fps=env.control_hz, features=features, robot_type="panda")
+            for o, a in frames:
+                writer.add_observation(o, a)
+            writer.save_episode(env.get_language_instruction(), task_name=task, seed=seed - 1, success=True)
+            kept += 1
+            bar.update(1)
+        bar.close()
+        env.close()
+        if kept < cfg.episodes_per_task:
+            print(f"warning: {task}: only {kept}/{cfg.episodes_per_task} successful demonstrations")
+    if writer is None:
+        raise RuntimeError("the expert produced no successful demonstration: check the simulator")
+    writer.finalize()
+    (root / "meta" / "generation.json").write_text(json.dumps(asdict(cfg), indent=1))
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Grounding questions from ground truth
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class QA:
+    kind: str  # "object_box" | "object_point" | "task_box" | "task_point" | "trace"
+    question: str
+    answer: str
+
+
+def _find(boxes: list[Box], label: str) -> Box | None:
+    return next((b for b in boxes if b.label == label), None)
+
+
+def task_boxes(gt: GroundTruth) -> list[Box]:
+    """The spatial prompt's answer: the boxes of the task's key objects (source, then target)."""
+    out = [b for b in (_find(gt.objects, gt.source_label), _find(gt.objects, gt.target_label)) if b]
+    return out
+
+
+def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_points: int = 6) -> list[QA]:
+    """Every question this frame's ground truth can answer; answers in the model frame's pixels."""
+    pairs = []
+    for box in gt.objects:
+        pairs.append(QA("object_box", object_question("box", box.label), spatial.format([box], frame)))
+    for point in gt.key_points:
+        pairs.append(
+            QA("object_point", object_question("point", point.label), spatial.format([point], frame))
+        )
+    boxes = task_boxes(gt)
+    if boxes:
+        pairs.append(QA("task_box", grounding_question("box", instruction), spatial.format(boxes, frame)))
+        points = [Point(*b.center, b.label) for b in boxes]
+        pairs.append(
+            QA("task_point", grounding_question("point", instruction), spatial.format(points, frame))
+        )
+    if gt.expert_trace is not None and len(gt.expert_trace.points) >= 2:
+        pts = spatial.resample_trace(gt.expert_trace, trace_points)
+        trace = Trace(tuple((float(x), float(y)) for x, y in pts), "gripper")
+        pairs.append(QA("trace", grounding_question("trace", instruction), spatial.format([trace], frame)))
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the dataset back for training
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameItem:
+    image: np.ndarray  # [S, S, 3] uint8, already at the model's input size
+    instruction: str
+    chunk: np.ndarray  # [T, 7] raw actions from this frame on (padded past the episode's end)
+    ground_truth: GroundTruth | None
+    frame: Frame  # model frame vs the raw render
+    episode: int
+
+
+def action_chunk(actions: np.ndarray, t: int, length: int) -> np.ndarray:
+    """actions[t : t + length], padded past the end with "stay" (no motion, the last gripper command)."""
+    chunk = actions[t : t + length]
+    if len(chunk) < length:
+        pad = np.zeros((length - len(chunk), actions.shape[1]), dtype=actions.dtype)
+        pad[:, 6] = actions[-1, 6]
+        chunk = np.concatenate([chunk, pad])
+    return chunk  # [length, 7]
+
+
+def load_frames(root: str | Path, image_size: int, chunk_length: int) -> list[FrameItem]:
+    """Every frame of the dataset at the model's input size, with its action chunk and ground truth."""
+    ds = LeRobotDataset(root)
+    items = []
+    for i in tqdm(range(ds.num_episodes), desc="loading episodes", unit="ep"):
+        ep = ds.episode(i)
+        actions = ep.actions.astype(np.float32)  # [N, 7]
+        for t, f in enumerate(ep.frames):
+            raw = f.images[CAMERA]
+            h, w = raw.shape[:2]
+            items.append(
+                FrameItem(
+                    image=resize_to_model(raw, image_size),
+                    instruction=ep.task,
+                    chunk=action_chunk(actions, t, chunk_length),
+                    ground_truth=f.ground_truth,
+                    frame=Frame(image_size, image_size, w, h),
+                    episode=i,
+                )
+            )
+    if not items:
+        raise ValueError(f"{root} holds no frames: generate demonstrations first (workbench train data)")
+    return items
+
+
+def gripper_to_model(actions: np.ndarray) -> np.ndarray:
+    """Simulator gripper (+1 open, -1 close) -> upstream's training convention (1 open, 0 close)."""
+    out = np.array(actions, dtype=np.float32)
+    out[..., 6] = (out[..., 6] > 0).astype(np.float32)
+    return out
+
+
+def gripper_to_env(actions: np.ndarray) -> np.ndarray:
+    """Unnormalised policy actions (gripper 1 open / 0 close) -> the simulator's +1 / -1."""
+    out = np.array(actions, dtype=np.float64)
+    out[..., 6] = 2.0 * (out[..., 6] >= 0.5) - 1.0
+    return out
+
+
+@dataclass
+class SceneConfig:
+    """Extra single-frame scenes for grounding only (more layouts than the demonstrations have)."""
+
+    out: str = "runs/data/scenes"
+    tasks: tuple[str, ...] = TASKS
+    scenes_per_task: int = 100
+    seed: int = 5_000  # disjoint from demonstration seeds, below the evaluation seeds
+    render_width: int = 224
+    render_height: int = 168
+
+
+def generate_scenes(cfg: SceneConfig) -> Path:
+    """Reset-only scenes (seen split) saved as one-frame LeRobot episodes with a zero action."""
+    from workbench.sim import make, to_observation
+
+    if cfg.seed + cfg.scenes_per_task * len(cfg.tasks) > 10_000:
+        raise ValueError("scene seeds must stay below 10_000: evaluation seeds start there")
+    root, writer, seed = Path(cfg.out), None, cfg.seed
+    for task in cfg.tasks:
+        env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
+        for _ in tqdm(range(cfg.scenes_per_task), desc=f"scenes {task}", unit="scene"):
+            obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": True})
+            seed += 1
+            o = to_observation(env, obs)
+            if writer is None:
+                features = default_features(
+                    {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=len(o.state)
+                )
+                writer = LeRobotDatasetWriter(root, fps=env.control_hz, features=features, robot_type="panda")
+            writer.add_observation(o, np.zeros(7))
+            writer.save_episode(env.get_language_instruction(), task_name=task, seed=seed - 1)
+        env.close()
+    writer.finalize()
+    return root

@@ -1,0 +1,58 @@
+"""Optimiser and schedule shared by both training stages.
+
+Upstream (InternVLA-M1) trains with AdamW(0.9, 0.95), per-module learning rates (base 5e-5, VLM 1e-5,
+action 1e-4), linear warm-up then cosine decay, and gradient clipping at 1.0. The tiny models here
+keep the ratios and the shape of the schedule but scale the magnitudes: trained from scratch on a
+CPU, they need far larger steps (see workbench/train/NOTES.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4  # the "base" rate: every parameter not in a named group
+    lr_vlm: float | None = None  # the VLM's rate (None: same as base)
+    lr_action: float | None = None  # query former + DiT head (None: same as base)
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05  # cosine decays to this fraction of the peak
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_norm: float = 1.0
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at `step` (0-based): linear warm-up, then cosine."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(groups: dict[str, Iterable[torch.nn.Parameter]], cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over named parameter groups ("base", "vlm", "action"), each with its own peak rate."""
+    rates = {"base": cfg.lr, "vlm": cfg.lr_vlm or cfg.lr, "action": cfg.lr_action or cfg.lr}
+    param_groups = []
+    for name, params in groups.items():
+        if name not in rates:
+            raise ValueError(f"unknown parameter group {name!r}: use one of {sorted(rates)}")
+        params = [p for p in params if p.requires_grad]
+        if params:
+            param_groups.append({"params": params, "lr": rates[name], "name": name})
+    if not param_groups:
+        raise ValueError("no trainable parameters were given to the optimiser")
+    return torch.optim.AdamW(param_groups, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(
+    opt: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
+    )

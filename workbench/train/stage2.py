@@ -1,0 +1,174 @@
+"""Stage 2: spatially guided action post-training, and the vanilla baseline.
+
+ST4VLA (upstream InternVLA-M1's recipe, scaled down):
+  * the VLM reads the image and the instruction wrapped in the spatial prompt; the query former reads
+    its last hidden layer; the DiT denoises the normalised action chunk from the queries
+    (diffusion loss, each sample repeated at `repeated_diffusion_steps` timesteps);
+  * co-trained with the grounding next-token loss (weight 0.1) on the task's box questions, so the
+    spatial understanding of stage 1 is kept;
+  * per-module learning rates (VLM < base < action, upstream's 1e-5 : 5e-5 : 1e-4 ratios), AdamW
+    (0.9, 0.95), warm-up + cosine, clipping at 1.0.
+The vanilla baseline is the same architecture, data, steps and seed, without stage 1 (the VLM starts
+from scratch), without the spatial prompt (the plain instruction) and without grounding co-training.
+
+    workbench train stage2 --init runs/stage1/final --out runs/st4vla
+    workbench train stage2 --vanilla --out runs/vanilla
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from workbench.policy.normalization import ActionNormalizer, compute_statistics
+from workbench.policy.policy import ST4VLAPolicy
+from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
+from workbench.train.data import FrameItem, gripper_to_model, load_frames
+from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler
+from workbench.train.state import load_train_state, save_train_state
+
+UNNORM_KEY = "tabletop_panda"
+
+
+@dataclass
+class Stage2Config:
+    data: str = "runs/data/demos"
+    out: str = "runs/st4vla"
+    init: str | None = "runs/stage1/final"  # stage-1 checkpoint; None = from scratch
+    vanilla: bool = False  # the baseline: no stage 1, plain instruction, no grounding co-training
+    model: ModelSize = field(default_factory=ModelSize)  # used only when init is None
+    tokenizer: str | None = "runs/stage1/tokenizer"  # shared so both models read the same tokens
+    steps: int = 2000
+    batch_size: int = 16
+    grounding_batch_size: int = 8
+    grounding_loss_weight: float = 0.1
+    grounding_kinds: dict[str, float] = field(default_factory=lambda: {"task_box": 0.6, "object_box": 0.4})
+    repeated_diffusion_steps: int = 4
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
+    )
+    save_every: int = 250
+    log_every: int = 50
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.vanilla:
+            self.init = None
+            self.grounding_loss_weight = 0.0
+
+
+def statistics_for(frames: list[FrameItem]) -> dict:
+    """Upstream-schema statistics of the demonstrations' actions (gripper as 1 open / 0 closed)."""
+    actions = gripper_to_model(np.stack([f.chunk[0] for f in frames]))  # every frame's own action
+    episodes = len({f.episode for f in frames})
+    return {UNNORM_KEY: compute_statistics(actions, num_trajectories=episodes)}
+
+
+def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VLAPolicy:
+    stats = statistics_for(frames)
+    if cfg.init:
+        policy = ST4VLAPolicy.load(cfg.init)
+        policy.statistics, policy.unnorm_key, policy._normalizer = stats, UNNORM_KEY, None
+        policy.config.use_spatial_prompt = not cfg.vanilla
+        policy.config.grounding_loss_weight = cfg.grounding_loss_weight
+    else:
+        tok = cfg.tokenizer
+        if tok is None or not (Path(tok) / "tokenizer.json").exists():
+            tok = out / "tokenizer"
+            make_tokenizer(frames, tok)
+        model_cfg = cfg.model.config(use_spatial_prompt=not cfg.vanilla)
+        model_cfg.grounding_loss_weight = cfg.grounding_loss_weight
+        policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
+        policy.unnorm_key = UNNORM_KEY
+    policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
+    policy.config.notes["training"] = "vanilla baseline" if cfg.vanilla else "ST4VLA two-stage"
+    policy.name = Path(cfg.out).name
+    return policy
+
+
+def module_groups(model) -> dict[str, list[torch.nn.Parameter]]:
+    """Upstream's three learning-rate groups: the VLM, the action model (DiT), and the rest (query former)."""
+    vlm = list(model.qwen_vl_interface.parameters())
+    action = list(model.action_model.parameters())
+    seen = {id(p) for p in vlm + action}
+    return {"vlm": vlm, "action": action, "base": [p for p in model.parameters() if id(p) not in seen]}
+
+
+def action_batch(policy, frames, idx, normalizer):
+    items = [frames[i] for i in idx]
+    vlm = policy.model.qwen_vl_interface
+    images = [[f.image] for f in items]
+    inputs = vlm.build_inputs(images, [policy.prompt(f.instruction) for f in items])
+    chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in items])))  # [B, T, 7]
+    return inputs, images, torch.as_tensor(chunks, dtype=torch.float32)
+
+
+def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
+    seed_everything(cfg.seed, cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = cfg.model.image_size
+    chunk = cfg.model.chunk
+    if cfg.init:
+        init_cfg = json.loads((Path(cfg.init) / "config.json").read_text())
+        size, chunk = init_cfg["image_size"], init_cfg["action"]["chunk_length"]
+    frames = load_frames(cfg.data, size, chunk)
+    policy = build_policy(cfg, frames, out)
+    model = policy.model.train()
+    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
+    opt = build_optimizer(module_groups(model), cfg.optim)
+    sched = build_scheduler(opt, cfg.optim, cfg.steps)
+    step, log = 0, []
+    if resume and (out / "state" / "state.json").exists():
+        state = load_train_state(out / "state", model, opt, sched)
+        step, log = state.step, state.extra.get("log", [])
+        print(f"resumed stage 2 at step {step}")
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    rng = np.random.default_rng(cfg.seed + step)
+    vlm = model.qwen_vl_interface
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc="stage 2 vanilla" if cfg.vanilla else "stage 2 ST4VLA",
+        unit="step",
+    )
+    t0, run_a, run_g = time.time(), None, None
+    while step < cfg.steps:
+        inputs, images, actions = action_batch(
+            policy, frames, rng.integers(len(frames), size=cfg.batch_size), normalizer
+        )
+        cond, _ = model.condition(inputs, images)  # [B, Q, W]
+        loss_a = model.action_loss(actions, cond)
+        loss = loss_a
+        loss_g = torch.zeros(())
+        if cfg.grounding_loss_weight > 0:
+            pairs = sample_pairs(frames, cfg.grounding_batch_size, rng, cfg.grounding_kinds)
+            loss_g = model.grounding_loss(grounding_inputs(vlm, pairs))
+            loss = loss + cfg.grounding_loss_weight * loss_g
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_norm)
+        opt.step()
+        sched.step()
+        step += 1
+        run_a = loss_a.item() if run_a is None else 0.95 * run_a + 0.05 * loss_a.item()
+        run_g = loss_g.item() if run_g is None else 0.95 * run_g + 0.05 * loss_g.item()
+        bar.update(1)
+        bar.set_postfix(action=f"{run_a:.3f}", grounding=f"{run_g:.3f}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            log.append({"step": step, "action_loss": round(run_a, 4), "grounding_loss": round(run_g, 4),
+                        "minutes": round((time.time() - t0) / 60, 2)})  # fmt: skip
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_train_state(out / "state", model, opt, sched, step, {"log": log})
+    bar.close()
+    model.eval()
+    policy.save(out / "final")
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    return out / "final"
