@@ -31,17 +31,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workbench.episodes import codecs
 from workbench.records import Camera, GroundTruth, Observation
-from workbench.spatial import Box, Point, Trace
 
 CODEBASE_VERSION = "v2.1"
 READABLE_VERSIONS = ("v2.0", "v2.1")
@@ -141,65 +140,8 @@ class Episode:
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON extras: ground truth and cameras
-# ---------------------------------------------------------------------------------------------
-
-
-def ground_truth_to_json(gt: GroundTruth) -> str:
-    return json.dumps(asdict(gt))
-
-
-def ground_truth_from_json(text: str) -> GroundTruth:
-    d = json.loads(text)
-    trace = d.get("expert_trace")
-    return GroundTruth(
-        objects=[Box(**b) for b in d.get("objects", [])],
-        key_points=[Point(**p) for p in d.get("key_points", [])],
-        target=Box(**d["target"]) if d.get("target") else None,
-        source_label=d.get("source_label", ""),
-        target_label=d.get("target_label", ""),
-        expert_trace=Trace(tuple(tuple(p) for p in trace["points"]), trace.get("label", ""))
-        if trace
-        else None,
-    )
-
-
-def cameras_to_json(cameras: dict[str, Camera]) -> str:
-    return json.dumps(
-        {
-            k: {
-                "intrinsic": c.intrinsic.tolist(),
-                "extrinsic": c.extrinsic.tolist(),
-                "width": c.width,
-                "height": c.height,
-            }
-            for k, c in cameras.items()
-        }
-    )
-
-
-def cameras_from_json(text: str) -> dict[str, Camera]:
-    return {
-        k: Camera(
-            np.asarray(c["intrinsic"], np.float64),
-            np.asarray(c["extrinsic"], np.float64),
-            c["width"],
-            c["height"],
-        )
-        for k, c in json.loads(text).items()
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # Writer
 # ---------------------------------------------------------------------------------------------
-
-
-def _encode_png(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -211,25 +153,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 def _append_jsonl(path: Path, obj: dict) -> None:
     with path.open("a") as f:
         f.write(json.dumps(obj) + "\n")
-
-
-def _stats(x: np.ndarray) -> dict[str, list]:
-    """LeRobot per-feature statistics over axis 0 of [N, ...]."""
-    x = x.astype(np.float64)
-    return {
-        "min": x.min(0).tolist(),
-        "max": x.max(0).tolist(),
-        "mean": x.mean(0).tolist(),
-        "std": x.std(0).tolist(),
-        "count": [len(x)],
-    }
-
-
-def _image_stats(images: np.ndarray) -> dict[str, list]:
-    """[N, H, W, 3] uint8 -> per-channel stats in [0, 1], shaped [3, 1, 1] as LeRobot stores them.
-    Estimated on every 4th pixel row and column (LeRobot subsamples images for stats too)."""
-    s = _stats(images[:, ::4, ::4].reshape(-1, 3).astype(np.float32) / 255.0)
-    return {k: [[[c]] for c in s[k]] for k in ("min", "max", "mean", "std")} | {"count": [len(images)]}
 
 
 class LeRobotDatasetWriter:
@@ -279,9 +202,9 @@ class LeRobotDatasetWriter:
         if unknown := set(frame) - set(self.features):
             raise ValueError(f"frame has keys not declared in features: {sorted(unknown)}")
         if GT_KEY in self.features:
-            row[GT_KEY] = ground_truth_to_json(ground_truth) if ground_truth else ""
+            row[GT_KEY] = codecs.ground_truth_to_json(ground_truth) if ground_truth else ""
         if CAMERAS_KEY in self.features:
-            row[CAMERAS_KEY] = cameras_to_json(cameras) if cameras else ""
+            row[CAMERAS_KEY] = codecs.cameras_to_json(cameras) if cameras else ""
         self._buffer.append(row)
 
     def add_observation(self, obs: Observation, action: np.ndarray) -> None:
@@ -358,7 +281,8 @@ class LeRobotDatasetWriter:
             values = [r[key] for r in self._buffer]
             if spec["dtype"] == "image":
                 cols[key] = [
-                    {"bytes": _encode_png(v), "path": f"frame_{i:06d}.png"} for i, v in enumerate(values)
+                    {"bytes": codecs.encode_png(v), "path": f"frame_{i:06d}.png"}
+                    for i, v in enumerate(values)
                 ]
             elif spec["dtype"] == "string":
                 cols[key] = values
@@ -402,29 +326,8 @@ class LeRobotDatasetWriter:
         return pa.schema(fields, metadata=meta)
 
     def _write_video(self, key: str, ep: int, frames: np.ndarray) -> None:
-        import av
-
         path = self.root / VIDEO_PATH.format(episode_chunk=ep // CHUNKS_SIZE, video_key=key, episode_index=ep)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with av.open(str(path), "w") as container:
-            stream = container.add_stream("libx264", rate=int(round(self.fps)))
-            stream.height, stream.width = frames.shape[1:3]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": "18", "g": "2"}
-            for img in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-            container.mux(stream.encode())
-        h, w = frames.shape[1:3]
-        self.features[key]["info"] = {
-            "video.height": h,
-            "video.width": w,
-            "video.codec": "h264",
-            "video.pix_fmt": "yuv420p",
-            "video.is_depth_map": False,
-            "video.fps": self.fps,
-            "video.channels": 3,
-            "has_audio": False,
-        }
+        self.features[key]["info"] = codecs.encode_video(path, frames, self.fps)
 
     def _episode_stats(self) -> dict[str, dict]:
         stats = {}
@@ -432,7 +335,9 @@ class LeRobotDatasetWriter:
             if key in INDEX_FEATURES or spec["dtype"] == "string":
                 continue
             values = np.stack([r[key] for r in self._buffer])
-            stats[key] = _image_stats(values) if spec["dtype"] in ("image", "video") else _stats(values)
+            stats[key] = (
+                codecs.image_stats(values) if spec["dtype"] in ("image", "video") else codecs.stats(values)
+            )
         return stats
 
     def _write_info(self) -> None:
@@ -561,8 +466,8 @@ class LeRobotDataset:
                 action=action[t],
                 state=None if state is None else state[t],
                 tcp_pose=None if tcp is None else tcp[t],
-                ground_truth=ground_truth_from_json(gt[t]) if gt[t] else None,
-                cameras=cameras_from_json(cams[t]) if cams[t] else {},
+                ground_truth=codecs.ground_truth_from_json(gt[t]) if gt[t] else None,
+                cameras=codecs.cameras_from_json(cams[t]) if cams[t] else {},
             )
             for t in range(n)
         ]
@@ -578,7 +483,10 @@ class LeRobotDataset:
             path = self._path(
                 self.info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=ep)
             )
-            frames = _decode_video(path)
+            try:
+                frames = codecs.decode_video(path)
+            except ValueError as e:
+                raise DatasetFormatError(str(e)) from e
             if len(frames) < n:
                 raise DatasetFormatError(f"{path} has {len(frames)} frames, the episode has {n}")
             return frames[:n]
@@ -588,11 +496,10 @@ class LeRobotDataset:
             )
         out = []
         for t, cell in enumerate(table.column(key).to_pylist()):
-            buf = cell.get("bytes") if isinstance(cell, dict) else None
-            img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR) if buf else None
+            img = codecs.decode_png(cell.get("bytes") if isinstance(cell, dict) else None)
             if img is None:
                 raise DatasetFormatError(f"{key} frame {t} of episode {ep} holds no decodable image")
-            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            out.append(img)
         return out
 
 
@@ -605,13 +512,3 @@ def _vectors(table: pa.Table, key: str) -> np.ndarray:
     if len({len(r) for r in rows}) > 1:
         raise DatasetFormatError(f"column {key!r} has rows of different lengths")
     return np.asarray(rows, dtype=np.float32)
-
-
-def _decode_video(path: Path) -> list[np.ndarray]:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except av.FFmpegError as e:
-        raise DatasetFormatError(f"cannot decode {path}: {e}") from e
