@@ -316,3 +316,74 @@ def test_port_in_use_is_a_clear_error(policy, server):
 def test_client_without_server_fails_clearly():
     with pytest.raises(ConnectionError, match="no policy server"):
         PolicyClient(port=1, connect_timeout=0.3)
+
+
+# -- against independent implementations of the upstream side ------------------------------------
+
+
+def _openpi_default(obj):
+    """openpi's array hook, written from its documented layout (not our encoder)."""
+    if isinstance(obj, np.ndarray):
+        return {b"__ndarray__": True, b"data": obj.tobytes(), b"dtype": obj.dtype.str, b"shape": obj.shape}
+    raise TypeError(type(obj))
+
+
+def _openpi_hook(obj):
+    if b"__ndarray__" in obj:
+        return np.ndarray(buffer=obj[b"data"], dtype=np.dtype(obj[b"dtype"]), shape=obj[b"shape"])
+    return obj
+
+
+def test_an_upstream_style_client_is_served(policy, server):
+    """Encode and decode as upstream's client does, with plain msgpack + openpi hooks."""
+    image = _image(11, 224, 224)
+    with websockets.sync.client.connect(
+        f"ws://127.0.0.1:{server.port}", compression=None, max_size=None
+    ) as ws:
+        metadata = msgpack.unpackb(ws.recv(timeout=10), object_hook=_openpi_hook)
+        assert metadata["server"] == "st4vla-workbench"
+        request = {
+            "batch_images": [[image]],
+            "instructions": ["Put the spoon on the towel"],
+            "unnorm_key": "bridge_dataset",
+            "do_sample": False,
+            "cfg_scale": 1.5,
+            "use_ddim": True,
+            "num_ddim_steps": 10,
+        }
+        ws.send(msgpack.Packer(default=_openpi_default).pack(request))
+        response = msgpack.unpackb(ws.recv(timeout=30), object_hook=_openpi_hook)
+    normalized_actions = response["data"]["normalized_actions"][0]  # as upstream's M1Inference.step reads it
+    want = policy.act([image], "Put the spoon on the towel", num_ddim_steps=10, cfg_scale=1.5)
+    assert np.array_equal(normalized_actions, want.normalized.astype(np.float32))
+
+
+def test_client_reports_an_upstream_server_traceback():
+    """Upstream's server answers an internal failure with a text frame (the traceback), then closes."""
+    import asyncio
+    import threading
+
+    import websockets.asyncio.server
+
+    ready, port = threading.Event(), []
+
+    async def handler(ws):
+        await ws.send(msgpack.packb({}))
+        await ws.recv()
+        await ws.send("Traceback (most recent call last):\n  ...\nCUDA out of memory")
+        await ws.close()
+
+    async def main():
+        async with websockets.asyncio.server.serve(handler, "127.0.0.1", 0) as srv:
+            port.append(srv.sockets[0].getsockname()[1])
+            ready.set()
+            await asyncio.sleep(5)
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    remote = RemotePolicy.connect(port=port[0], statistics=STATS)
+    assert "spatial" not in remote.client.metadata.get("extensions", [])
+    with pytest.raises(RemotePolicyError, match="CUDA out of memory"):
+        remote.act(_image(12), "pick")
+    remote.client.close()

@@ -195,8 +195,7 @@ class PolicyServer:
 
     def _infer(self, payload: dict) -> dict:
         if not hasattr(self.policy, "act"):
-            out = self.policy.predict_action(**payload)  # upstream framework: its own request handling
-            return {k: np.asarray(v) if isinstance(v, np.ndarray | list) else v for k, v in out.items()}
+            return dict(self.policy.predict_action(**payload))  # upstream framework: its own request handling
         req = parse_infer_request(payload)
         normalized, actions, timings = [], [], []
         for views, instruction in zip(req.batch_images, req.instructions, strict=True):
