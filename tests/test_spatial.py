@@ -261,6 +261,13 @@ def test_truncated_fence_without_closing():
     assert answer.geometry == [Point(10, 20), Point(30, 40)] and "truncated" in answer.problems[0]
 
 
+def test_brackets_in_prose_after_the_answer_are_not_a_cut():
+    answer = parse('[{"point_2d": [1, 2]}] (see [1] above)')
+    assert answer.ok and answer.geometry == [Point(1, 2)]
+    cut = parse('{"point_2d": [1, 2]}\n{"point_2d": [3,')
+    assert cut.geometry == [Point(1, 2)] and "truncated" in cut.problems[0]
+
+
 def test_several_top_level_objects_in_a_row():
     answer = parse('{"point_2d": [1, 2]}\n{"point_2d": [3, 4], "label": "x"}')
     assert answer.ok and answer.geometry == [Point(1, 2), Point(3, 4, "x")]

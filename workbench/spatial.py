@@ -264,8 +264,9 @@ def _read_more(text: str, end: int, items: list[Any]) -> tuple[list[Any], list[s
         if i >= len(text) or text[i] not in "[{":
             return items, []
         got = _decode(text, i)
-        if got is None:
-            return items, [f"answer truncated at char {i}: kept {len(items)} complete item(s)"]
+        if got is None:  # a cut answer, or brackets in the prose after it
+            cut = any(key in text[i:] for key in GEOMETRY_KEYS)
+            return items, [f"answer truncated at char {i}: kept {len(items)} complete item(s)"] if cut else []
         if not _is_items(got[0]):
             return items, []
         items.extend(got[0] if isinstance(got[0], list) else [got[0]])
