@@ -153,6 +153,8 @@ class Runner:
         self.sinks = list(sinks)
         self.history: list[StepRecord] = []
         self._paused = False
+        self.seed: int | None = None
+        self.sink_seconds: dict[str, float] = {}  # sink class -> seconds its last write took
         slots = [dataclasses.replace(s) for s in slots]  # ours to edit (set_instruction)
         if mode == "shared":
             self.lanes = [self._lane("main", source, slots)]
@@ -181,7 +183,11 @@ class Runner:
         return [s for lane in self.lanes for s in lane.slots]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> StepRecord:
-        """Step 0 on every lane: observe and predict. Returns the first lane's record."""
+        """Step 0 on every lane: observe and predict. Returns the first lane's record.
+
+        With seed=None a seed is drawn (and kept in self.seed) so independent lanes start alike."""
+        self.seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = self.seed
         for lane in self.lanes:
             t0 = time.perf_counter()
             obs = lane.source.reset(seed=seed, options=options)
@@ -327,6 +333,7 @@ class Runner:
         t_start = time.perf_counter()
         obs = lane.observation
         if snapshot:
+            t_snap = time.perf_counter()
             lane.snapshots[lane.step] = _Snapshot(
                 lane.source.snapshot() if lane.source.can_branch else None,
                 obs,
@@ -334,6 +341,9 @@ class Runner:
                 {k: c.state() for k, c in lane.controllers.items()},
                 [dataclasses.replace(s) for s in lane.slots],
             )
+            snapshot_seconds = time.perf_counter() - t_snap
+        else:
+            snapshot_seconds = 0.0
         policy_seconds = 0.0
         policies: dict[str, PolicyStep] = {}
         for slot in lane.slots:
@@ -354,7 +364,13 @@ class Runner:
             branch=lane.branch,
         )
         total = time.perf_counter() - t_start
-        record.timings = {"env": env_seconds, "policy": policy_seconds, "runner": total - policy_seconds}
+        # snapshot: the source saving its state (physics), kept apart from the runner's own overhead
+        record.timings = {
+            "env": env_seconds,
+            "policy": policy_seconds,
+            "snapshot": snapshot_seconds,
+            "runner": total - policy_seconds - snapshot_seconds,
+        }
         lane.record = record
         return record
 
@@ -395,10 +411,11 @@ class Runner:
         self._write(record)
 
     def _write(self, record: StepRecord) -> None:
-        t0 = time.perf_counter()
+        # Sink time is kept here, not in the record: the sinks have seen the record by then.
         for s in self.sinks:
+            t0 = time.perf_counter()
             s.write(record)
-        record.timings["sinks"] = time.perf_counter() - t0
+            self.sink_seconds[type(s).__name__] = time.perf_counter() - t0
 
     def _note(self, event: dict) -> None:
         for s in self.sinks:

@@ -141,6 +141,7 @@ class RerunLogger:
 
     def close(self) -> None:
         self.rec.flush()
+        self.read()  # drain what the app did not fetch, so the stream is not dropped with a warning
         rr.disconnect(recording=self.rec)
 
 
