@@ -41,11 +41,12 @@ class ScriptedExpert:
         self.phase_steps = 0
         self.retries = 0
         self.hold_offset = 0.03  # TCP height above the held object's lowest point, measured at lift
+        self.place: list[float] | None = None  # the place point, frozen when carrying starts
 
     # --- state --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("phase", "phase_steps", "retries", "hold_offset")}
+        return {k: getattr(self, k) for k in ("phase", "phase_steps", "retries", "hold_offset", "place")}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
@@ -83,6 +84,8 @@ class ScriptedExpert:
         env, kind = self.env, self.env.task.kind
         if kind == "pick":
             return None
+        if self.place is not None:
+            return np.asarray(self.place)
         client = env.client
         tgt_pts = world_points(client, env.target)
         centre = np.asarray(client.getBasePositionAndOrientation(env.target.body)[0])
@@ -94,16 +97,21 @@ class ScriptedExpert:
         return np.array([*self._near_xy(centre[:2]), self.hold_offset + 0.01])  # move near
 
     def _near_xy(self, target_xy: np.ndarray) -> np.ndarray:
-        """A free spot next to the target, preferring the side facing the source's start."""
+        """A free spot for the TCP next to the target, preferring the side facing the source's start.
+
+        The distance is set from where the held object's points lie around the TCP, so a long object
+        held across its middle is put down with its near end 2 cm from the target, not on it."""
         env = self.env
-        gap = env.source.radius + env.target.radius + 0.025
+        tcp = env.robot.tcp_pose_matrix()[0]
+        rel = self._source_points()[:, :2] - tcp[:2]  # [N, 2] held points around the TCP
         start = env.source.init_pos[:2] - target_xy
         base = math.atan2(start[1], start[0])
         others = [o for o in env.placed if o is not env.source and o is not env.target]
         best, best_score = None, -np.inf
         for da in np.linspace(0, 2 * np.pi, 12, endpoint=False):
-            a = base + da
-            xy = target_xy + gap * np.array([math.cos(a), math.sin(a)])
+            d = np.array([math.cos(base + da), math.sin(base + da)])
+            reach = max(0.0, float((-rel @ d).max()))  # how far the object sticks out towards the target
+            xy = target_xy + d * (env.target.radius + 0.02 + reach)
             clearance = min((np.linalg.norm(xy - o.init_pos[:2]) - o.radius for o in others), default=1.0)
             inside = bool(np.all(xy > LAYOUT_LOW - 0.04) and np.all(xy < LAYOUT_HIGH + 0.04))
             score = min(clearance, 0.08) - 0.01 * min(da, 2 * np.pi - da) + (0 if inside else -1)
@@ -183,6 +191,7 @@ class ScriptedExpert:
         slipped = p in ("lift", "carry", "lower") and not grasped and self.phase_steps > 1
         if slipped and self.retries < MAX_RETRIES:
             self.retries += 1
+            self.place = None
             self._go("approach")
             return
         if p == "approach":
@@ -196,6 +205,8 @@ class ScriptedExpert:
             self.hold_offset = float(env.robot.tcp_pose_matrix()[0][2] - self._source_points()[:, 2].min())
             self._go("lift")
         elif p == "lift" and (self._reached(goals["lift"]) or timed_out):
+            if env.task.kind != "pick":
+                self.place = self._place_point().tolist()  # freeze: never chase a nudged target
             self._go("done" if env.task.kind == "pick" else "carry")
         elif p == "carry" and (self._reached(goals["carry"]) or timed_out):
             self._go("lower")

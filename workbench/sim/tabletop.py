@@ -22,7 +22,7 @@ from workbench.sim.base import ACTION_HIGH, ACTION_LOW, GRIPPER_ABSOLUTE, check_
 from workbench.sim.catalog import ObjectSpec
 from workbench.sim.robot import Panda
 from workbench.sim.scene import CameraConfig, CameraRig, Placed, build_world, connect, spawn, world_points
-from workbench.sim.tasks import Evaluator, TaskSpec, get_task, sample_layout
+from workbench.sim.tasks import NEAR_GAP, Evaluator, TaskSpec, get_task, sample_layout
 from workbench.spatial import Box, Point, Trace
 
 RESET_OPTIONS = ("source", "target", "instruction", "split", "paraphrase", "distractors")
@@ -157,7 +157,10 @@ class TabletopEnv:
             distractors = [catalog.resolve(d) for d in wanted]
         specs = ([target] if target else []) + [source] + distractors
         radii = [_footprint(s) for s in specs]
-        xys = sample_layout(radii, self._rng)
+        first_gap = None
+        if self.task.kind == "move_near":  # start the source away from the target, others further still
+            first_gap = [0.0, NEAR_GAP + 0.04] + [0.1] * len(distractors)
+        xys = sample_layout(radii, self._rng, first_gap=first_gap)
         yaws = self._rng.uniform(-np.pi, np.pi, size=len(specs))
         poses = [(float(x), float(y), float(w)) for (x, y), w in zip(xys, yaws, strict=True)]
         return _Recipe(specs, poses, source_index=1 if target else 0, target_index=0 if target else None)

@@ -92,20 +92,24 @@ def get_task(name: str) -> TaskSpec:
         raise KeyError(f"unknown task {name!r}; available: {sorted(TASKS)}") from None
 
 
-def sample_layout(radii: list[float], rng: np.random.Generator, gap: float = 0.03) -> list[np.ndarray]:
-    """Non-overlapping (x, y) positions for objects of the given footprint radii (largest first)."""
+def sample_layout(
+    radii: list[float], rng: np.random.Generator, gap: float = 0.03, first_gap: list[float] | None = None
+) -> list[np.ndarray]:
+    """Non-overlapping (x, y) positions for objects of the given footprint radii, in order.
+
+    first_gap[i] is extra clearance object i keeps from object 0 (move-near keeps the others clear of
+    the target so "nearest to the target" is unambiguous once the source is put next to it)."""
     placed: list[tuple[np.ndarray, float]] = []
-    for r in radii:
-        for _ in range(500):
+    for i, r in enumerate(radii):
+        for _ in range(1000):
             margin = min(r, 0.08)  # big targets may overhang the region a little
             xy = rng.uniform(LAYOUT_LOW + margin * 0.5, LAYOUT_HIGH - margin * 0.5)
-            if all(np.linalg.norm(xy - q) > r + rq + gap for q, rq in placed):
+            extra = [first_gap[i] if (first_gap and j == 0) else 0.0 for j in range(len(placed))]
+            if all(np.linalg.norm(xy - q) > r + rq + gap + e for (q, rq), e in zip(placed, extra, strict=True)):
                 placed.append((xy, r))
                 break
         else:
-            raise RuntimeError(
-                f"could not place {len(radii)} objects of radii {radii} on the table; use fewer distractors"
-            )
+            raise RuntimeError(f"could not place {len(radii)} objects of radii {radii} on the table; use fewer distractors")
     return [xy for xy, _ in placed]
 
 
