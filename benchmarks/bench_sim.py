@@ -60,7 +60,12 @@ def timings(task: str, repeats: int) -> dict[str, float]:
         env.restore(s)
     restore_s = (time.perf_counter() - t0) / repeats
     env.close()
-    return {"reset_s": reset_s, "snapshot_s": snap_s, "restore_s": restore_s, "snapshot_bytes": len(snaps[0]["bullet"])}
+    return {
+        "reset_s": reset_s,
+        "snapshot_s": snap_s,
+        "restore_s": restore_s,
+        "snapshot_bytes": len(snaps[0]["bullet"]),
+    }
 
 
 def expert_success(task: str, seeds: int, split: str) -> dict:
@@ -68,12 +73,12 @@ def expert_success(task: str, seeds: int, split: str) -> dict:
     wins, lengths = 0, []
     for seed in range(seeds):
         obs, _ = env.reset(seed=seed, options={"split": split})
-        for t in range(env.max_episode_steps):
+        for _ in range(env.max_episode_steps):
             obs, _, term, trunc, info = env.step(env.expert().act(obs))
             if term or trunc:
                 break
         wins += int(info["success"])
-        lengths.append(t + 1)
+        lengths.append(info["elapsed_steps"])
     env.close()
     return {"success": wins / seeds, "wins": wins, "episodes": seeds, "mean_steps": float(np.mean(lengths))}
 
@@ -87,7 +92,11 @@ def main() -> None:
 
     speed = {}
     for name, kw in tqdm(
-        [("rendered 224x224", {"width": 224, "height": 224}), ("rendered 640x480", {}), ("physics only", {"render": False})],
+        [
+            ("rendered 224x224", {"width": 224, "height": 224}),
+            ("rendered 640x480", {}),
+            ("physics only", {"render": False}),
+        ],
         desc="speed",
     ):
         speed[name] = steps_per_second("tabletop_put_on", args.steps, **kw)
@@ -111,7 +120,11 @@ def main() -> None:
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
         "load_average": os.getloadavg(),
         "steps_per_second": speed,
         "timings": times,
