@@ -83,6 +83,22 @@ def test_torn_last_line_is_ignored_with_a_note(tmp_path):
         load_session(tmp_path / "torn")
 
 
+def test_lost_image_ends_the_session_there_and_reask_keeps_the_last_answer(tmp_path):
+    w = SessionStore(tmp_path).create("img")
+    records = [make_record(s, policies=("A",)) for s in range(3)]
+    redo = make_record(1, policies=("A",), seed=99)  # the runner re-asked step 1
+    for r in [records[0], records[1], redo, records[2]]:
+        w.write(r)
+    w.close()
+    s = load_session(tmp_path / "img")
+    steps = s.branch("main")
+    assert [r.step for r in steps] == [0, 1, 2] and s.branches == ["main"]
+    np.testing.assert_array_equal(steps[1].policies["A"].chunk.actions, redo.policies["A"].chunk.actions)
+    (tmp_path / "img" / "images" / "main" / "000002_main.png").unlink()
+    s = load_session(tmp_path / "img")
+    assert [r.step for r in s.records] == [0, 1, 1] and "lost its image" in s.notes[0]
+
+
 def test_sigkill_mid_run_keeps_every_complete_step(tmp_path):
     """A writer process is killed with SIGKILL while writing; reload gives all steps it finished."""
     script = textwrap.dedent(

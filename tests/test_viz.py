@@ -83,8 +83,30 @@ def test_rrd_holds_expected_entities_at_every_step(tmp_path):
     for r in records:
         want = expected_entities(r)
         assert "world/camera/image" in want and "world/camera/B/spatial/boxes" in want
-        assert "world/camera/A/rollout" in want and "actions/A/gripper" in want and "log/B" in want
+        assert (
+            "world/camera/A/rollout" in want and "actions/A" in want and "timings" in want and "log/B" in want
+        )
         assert by_step[r.step] == want
+
+
+def test_an_answer_that_disappears_is_cleared_not_left_stale(tmp_path):
+    path = tmp_path / "rec.rrd"
+    logger = RerunLogger(rrd_path=path, stream=False)
+    first, second = make_record(0, policies=("A",)), make_record(1, policies=("A",))
+    second.policies["A"].spatial = None  # e.g. the grounding query was switched off
+    second.observation.ground_truth.key_points = []
+    for r in (first, second, make_record(2, policies=("A",))):
+        logger.write(r)
+    logger.close()
+    cleared = rrd_entities_by_step(path, clears=True)
+    gone = {
+        "world/camera/A/spatial/boxes",
+        "world/camera/A/spatial/points",
+        "world/camera/ground_truth/points",
+    }
+    assert cleared[1] == gone
+    assert 0 not in cleared and 2 not in cleared  # nothing is cleared that was not there
+    assert gone <= rrd_entities_by_step(path)[2]
 
 
 def test_branch_records_live_under_their_own_root(tmp_path):

@@ -1,7 +1,7 @@
 """Saved sessions: append-only, flushed every step, readable after a crash up to the last complete step.
 
     sessions/<id>/session.json   what was loaded (source, slots) and the edits made (instructions, branches)
-    sessions/<id>/steps.jsonl    one StepRecord per line, appended and fsync'ed per step
+    sessions/<id>/steps.jsonl    one StepRecord per line, appended, flushed and fdatasync'ed per step
     sessions/<id>/images/        the step images (PNG: lossless, so a session replays bit-exact)
     sessions/<id>/recording.rrd  the Rerun recording (written by a RerunLogger pointed at `rrd_path`)
 
@@ -278,7 +278,9 @@ def _safe_part(text: str) -> str:
 class SessionWriter:
     """A sink that writes a session as it runs. Sink protocol: write(record), note(event), close()."""
 
-    def __init__(self, path: Path, meta: dict | None = None, *, image_format: str = "png") -> None:
+    def __init__(
+        self, path: Path, meta: dict | None = None, *, image_format: str = "png", durable: bool = True
+    ) -> None:
         if image_format not in ("png", "jpg"):
             raise SessionError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
         self.path = Path(path)
@@ -287,7 +289,7 @@ class SessionWriter:
                 f"session {self.path} already exists: pick a new id or load it with load_session"
             )
         (self.path / "images").mkdir(parents=True, exist_ok=True)
-        self.image_format = image_format
+        self.image_format, self.durable = image_format, durable
         self.meta = {
             "format_version": FORMAT_VERSION,
             "id": self.path.name,
@@ -313,8 +315,9 @@ class SessionWriter:
             files[cam] = rel
         line = json.dumps(record_to_dict(record, files), separators=(",", ":"))
         self._steps.write(line + "\n")
-        self._steps.flush()
-        os.fsync(self._steps.fileno())  # the step is on disk before the runner goes on
+        self._steps.flush()  # a killed process loses nothing written so far
+        if self.durable:
+            os.fdatasync(self._steps.fileno())  # and a power cut loses at most the step in flight
 
     def note(self, event: dict) -> None:
         self.meta["edits"].append(_jsonable(event))
@@ -333,10 +336,10 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
     if not ok:
         raise SessionError(f"could not encode image for {path} (shape {image.shape}, dtype {image.dtype})")
+    # No fsync here (it would double the per-step cost): an image lost to a power cut makes its step
+    # the end of the readable session, which load_session reports.
     with open(path, "wb") as f:
         f.write(buf.tobytes())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -354,7 +357,13 @@ class Session:
         return self.meta.get("edits", [])
 
     def branch(self, name: str = "main") -> list[StepRecord]:
-        return [r for r in self.records if r.branch == name]
+        """The steps of one branch in order; a re-asked step keeps its last answer."""
+        latest = {r.step: r for r in self.records if r.branch == name}
+        return [latest[k] for k in sorted(latest)]
+
+    @property
+    def branches(self) -> list[str]:
+        return list(dict.fromkeys(r.branch for r in self.records))
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -386,14 +395,18 @@ def load_session(path: str | Path) -> Session:
             d = json.loads(raw)
             if last and torn_tail:
                 raise ValueError("no newline at the end")
-            images = {cam: _read_image(path / rel) for cam, rel in d["observation"]["images"].items()}
-        except (ValueError, FileNotFoundError, KeyError) as e:
+        except ValueError as e:
             if last:
                 session.notes.append(f"line {i + 1} of steps.jsonl is incomplete ({e}); ignored")
                 break
             raise SessionError(
                 f"{steps_file}: line {i + 1} is corrupt ({e}); the file was edited or damaged"
             ) from e
+        try:
+            images = {cam: _read_image(path / rel) for cam, rel in d["observation"]["images"].items()}
+        except FileNotFoundError as e:
+            session.notes.append(f"step on line {i + 1} has lost its image {e}; the session ends before it")
+            break
         session.records.append(record_from_dict(d, images))
     return session
 

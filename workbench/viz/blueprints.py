@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import rerun.blueprint as rrb
 
-from workbench.viz.rerun_log import ACTION_DIMS, branch_root, policy_part
+from workbench.viz.rerun_log import branch_root, policy_part
 
 
 def camera_view(policy: str, *, branch: str = "main", name: str | None = None) -> rrb.Spatial2DView:
@@ -22,12 +22,11 @@ def camera_view(policy: str, *, branch: str = "main", name: str | None = None) -
     )
 
 
-def actions_view(
-    policies: list[str], *, branch: str = "main", dims: tuple[str, ...] = ACTION_DIMS[:3]
-) -> rrb.TimeSeriesView:
+def actions_view(policies: list[str], *, branch: str = "main") -> rrb.TimeSeriesView:
+    """Each policy's first predicted action, the executed and the recorded action (7 series each)."""
     r = branch_root(branch)
-    contents = [f"+ /{r}actions/{policy_part(p)}/{d}" for p in policies for d in dims]
-    contents += [f"+ /{r}actions/executed/{d}" for d in dims] + [f"+ /{r}actions/recorded/{d}" for d in dims]
+    contents = [f"+ /{r}actions/{policy_part(p)}" for p in policies]
+    contents += [f"+ /{r}actions/executed", f"+ /{r}actions/recorded"]
     return rrb.TimeSeriesView(origin=f"/{r}actions", contents=contents, name="actions")
 
 

@@ -7,11 +7,14 @@ Entity layout (for branch "main"; another branch `b` lives under `branches/b/` w
     world/camera/{policy}/spatial/{boxes,points,trace}
     world/camera/{policy}/rollout                     the chunk's end-effector path, projected
     world/camera/{policy}/attention                   query-former heatmap over the image
-    actions/{policy}/{dim}                            first action of the chunk (unnormalised)
-    actions/executed/{dim}, actions/recorded/{dim}
-    metrics/{policy}/{name}
+    actions/{policy}                                  first action of the chunk (unnormalised), 7 series
+    actions/executed, actions/recorded                7 series each: dx dy dz rx ry rz gripper
+    metrics/{policy}                                  one series per grounding metric
     log/{policy}                                      instruction, raw model text, parse problems
-    timings/{stage}                                   milliseconds
+    timings                                           one series per stage, milliseconds
+
+Each scalar group is one entity with named series (SeriesLines) rather than one entity per dimension:
+every entity costs a chunk (~1 KB) per step, and that is most of a step's bytes at 224x224.
 
 Timeline: "step" (sequence). Entities a step has nothing for are cleared, so the viewer never shows
 a stale answer from an earlier step as if it were current.
@@ -46,7 +49,7 @@ def policy_part(name: str) -> str:
 
 
 def expected_entities(record: StepRecord) -> set[str]:
-    """Every entity path `log_step` writes data (not a Clear) to for this record. Used by tests and replay."""
+    """Every entity path `RerunLogger.write` puts data (not a Clear) at for this record (tests, replay)."""
     r = branch_root(record.branch)
     cam = f"{r}world/camera"
     out = {f"{cam}/image"}
@@ -55,25 +58,31 @@ def expected_entities(record: StepRecord) -> set[str]:
         out |= {f"{cam}/ground_truth/boxes"} if gt.objects else set()
         out |= {f"{cam}/ground_truth/points"} if gt.key_points else set()
         out |= {f"{cam}/ground_truth/target"} if gt.target is not None else set()
-        out |= {f"{cam}/ground_truth/expert_trace"} if gt.expert_trace is not None else set()
+        out |= (
+            {f"{cam}/ground_truth/expert_trace"}
+            if gt.expert_trace and _finite(gt.expert_trace.points)
+            else set()
+        )
     for name, ps in record.policies.items():
         p = policy_part(name)
         out.add(f"{r}log/{p}")
         if ps.spatial is not None:
-            kinds = {type(g) for g in ps.spatial.geometry}
+            kinds = {type(g) for g in ps.spatial.geometry if not isinstance(g, Trace) or _finite(g.points)}
             out |= {f"{cam}/{p}/spatial/{k}" for t, k in _KINDS if t in kinds}
         if ps.chunk is not None:
-            out |= {f"{r}actions/{p}/{d}" for d in ACTION_DIMS}
-            if ps.chunk.ee_path_2d is not None and len(_finite(ps.chunk.ee_path_2d.points)) >= 1:
+            out.add(f"{r}actions/{p}")
+            if ps.chunk.ee_path_2d is not None and _finite(ps.chunk.ee_path_2d.points):
                 out.add(f"{cam}/{p}/rollout")
             if ps.chunk.attention:
                 out.add(f"{cam}/{p}/attention")
-        out |= {f"{r}metrics/{p}/{k}" for k in ps.metrics}
+        if ps.metrics:
+            out.add(f"{r}metrics/{p}")
     if record.executed_action is not None:
-        out |= {f"{r}actions/executed/{d}" for d in ACTION_DIMS}
+        out.add(f"{r}actions/executed")
     if record.recorded_action is not None:
-        out |= {f"{r}actions/recorded/{d}" for d in ACTION_DIMS}
-    out |= {f"{r}timings/{k}" for k in record.timings}
+        out.add(f"{r}actions/recorded")
+    if record.timings:
+        out.add(f"{r}timings")
     return out
 
 
@@ -99,7 +108,7 @@ class RerunLogger:
         rrd_path: str | Path | None = None,
         stream: bool = True,
         blueprint: rr.blueprint.Blueprint | None = None,
-        jpeg_quality: int = 80,
+        jpeg_quality: int = 75,
     ) -> None:
         if not (stream or rrd_path):
             raise ValueError("RerunLogger needs somewhere to write: pass stream=True and/or rrd_path=")
@@ -107,6 +116,7 @@ class RerunLogger:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
         self.recording_id = recording_id or uuid.uuid4().hex
         self.rec = rr.RecordingStream(application_id, recording_id=self.recording_id)
+        rr.set_log_time_enabled(False, recording=self.rec)  # the "step" timeline is the one that matters
         self.jpeg_quality = jpeg_quality
         self.rrd_path = Path(rrd_path) if rrd_path else None
         self._stream = self.rec.binary_stream() if stream else None
@@ -120,11 +130,28 @@ class RerunLogger:
         if blueprint is not None:
             self.rec.send_blueprint(blueprint)
         self._policy_order: list[str] = []
+        self._live: set[str] = set()  # entities holding data now (only these need a Clear)
+        self._series: dict[str, tuple[str, ...]] = {}  # multi-series entity -> the names it was given
 
     # -- sink protocol -------------------------------------------------------------------------
 
     def write(self, record: StepRecord) -> None:
-        log_step(self.rec, record, jpeg_quality=self.jpeg_quality, policy_order=self._policy_order)
+        """Log one StepRecord at time step=record.step under its branch's root."""
+        r = branch_root(record.branch)
+        cam = f"{r}world/camera"
+        obs = record.observation
+        self.rec.set_time(TIMELINE, sequence=record.step)
+        image = obs.images[obs.main_camera]
+        self._log(f"{cam}/image", jpeg(image, self.jpeg_quality))
+        self._ground_truth(cam, obs.ground_truth)
+        for name, ps in record.policies.items():
+            if name not in self._policy_order:
+                self._policy_order.append(name)
+            self._policy(r, cam, ps, self._policy_order.index(name), image.shape[:2])
+        self._scalars(f"{r}actions/executed", ACTION_DIMS, _action(record.executed_action))
+        self._scalars(f"{r}actions/recorded", ACTION_DIMS, _action(record.recorded_action))
+        timings = {k: 1000.0 * v for k, v in record.timings.items()}  # milliseconds
+        self._scalars(f"{r}timings", tuple(timings), list(timings.values()) or None)
 
     def note(self, event: dict) -> None:
         """Edits (instruction changes, branches) show up in the text log of the step they happen at."""
@@ -144,147 +171,126 @@ class RerunLogger:
         self.read()  # drain what the app did not fetch, so the stream is not dropped with a warning
         rr.disconnect(recording=self.rec)
 
+    # -- pieces ----------------------------------------------------------------------------------
+
+    def _log(self, path: str, archetype) -> None:
+        self.rec.log(path, archetype)
+        self._live.add(path)
+
+    def _clear(self, path: str) -> None:
+        # Clear only what holds data: an empty entity costs a chunk per step for nothing.
+        if path in self._live:
+            self.rec.log(path, _CLEAR)
+            self._live.discard(path)
+
+    def _boxes(self, path: str, boxes: list[Box], color) -> None:
+        if not boxes:
+            return self._clear(path)
+        arr = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], dtype=np.float32)
+        labels = [b.label for b in boxes]
+        self._log(
+            path, rr.Boxes2D(array=arr, array_format=rr.Box2DFormat.XYXY, labels=labels, colors=[color])
+        )
+
+    def _points(self, path: str, points: list[Point], color) -> None:
+        if not points:
+            return self._clear(path)
+        xy = [[p.x, p.y] for p in points]
+        self._log(path, rr.Points2D(xy, labels=[p.label for p in points], colors=[color], radii=2.0))
+
+    def _traces(self, path: str, traces: list[Trace], color) -> None:
+        kept = [(t.label, _finite(t.points)) for t in traces]
+        kept = [(label, pts) for label, pts in kept if pts]
+        if not kept:
+            return self._clear(path)
+        strips, labels = [pts for _, pts in kept], [label for label, _ in kept]
+        self._log(path, rr.LineStrips2D(strips, labels=labels, colors=[color], radii=1.0))
+
+    def _scalars(self, path: str, names: tuple[str, ...], values: list[float] | None) -> None:
+        """Several series in one entity: one chunk per step instead of one per dimension."""
+        if values is None:
+            return self._clear(path)
+        if self._series.get(path) != names:
+            self.rec.log(path, rr.SeriesLines(names=list(names)), static=True)
+            self._series[path] = names
+        self._log(path, rr.Scalars(np.asarray(values, dtype=np.float64)))
+
+    def _ground_truth(self, cam: str, gt) -> None:
+        base = f"{cam}/ground_truth"
+        self._boxes(f"{base}/boxes", gt.objects if gt else [], GROUND_TRUTH)
+        self._points(f"{base}/points", gt.key_points if gt else [], GROUND_TRUTH)
+        self._boxes(f"{base}/target", [gt.target] if gt and gt.target else [], TARGET)
+        self._traces(f"{base}/expert_trace", [gt.expert_trace] if gt and gt.expert_trace else [], EXPERT)
+
+    def _policy(self, r: str, cam: str, ps: PolicyStep, index: int, hw: tuple[int, int]) -> None:
+        p = policy_part(ps.policy)
+        color = policy_color(index)
+        geometry = ps.spatial.geometry if ps.spatial is not None else []
+        self._boxes(f"{cam}/{p}/spatial/boxes", [g for g in geometry if isinstance(g, Box)], color)
+        self._points(f"{cam}/{p}/spatial/points", [g for g in geometry if isinstance(g, Point)], color)
+        self._traces(f"{cam}/{p}/spatial/trace", [g for g in geometry if isinstance(g, Trace)], color)
+        chunk = ps.chunk
+        self._traces(f"{cam}/{p}/rollout", [chunk.ee_path_2d] if chunk and chunk.ee_path_2d else [], color)
+        if chunk is not None and chunk.attention:
+            heat = next(iter(chunk.attention.values()))
+            self._log(f"{cam}/{p}/attention", jpeg(attention_rgb(heat, hw), 60, opacity=0.5, draw_order=5.0))
+        else:
+            self._clear(f"{cam}/{p}/attention")
+        self._scalars(
+            f"{r}actions/{p}", ACTION_DIMS, _action(chunk.actions[0]) if chunk is not None else None
+        )
+        metrics = {k: float(v) for k, v in ps.metrics.items()}
+        self._scalars(f"{r}metrics/{p}", tuple(metrics), list(metrics.values()) or None)
+        lines = [f"[{ps.policy}] {ps.instruction}"]
+        level = "INFO"
+        if ps.spatial is not None:
+            lines.append(f"answer: {ps.spatial.text}")
+            if ps.spatial.problems:
+                lines.append("problems: " + "; ".join(ps.spatial.problems))
+                level = "WARN"
+        self._log(f"{r}log/{p}", rr.TextLog("\n".join(lines), level=level))
+
 
 def _event_text(event: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in event.items())
 
 
-def log_step(
-    rec: rr.RecordingStream,
-    record: StepRecord,
-    *,
-    jpeg_quality: int = 80,
-    policy_order: list[str] | None = None,
-) -> None:
-    """Log one StepRecord at time step=record.step under its branch's root."""
-    order = policy_order if policy_order is not None else []
-    r = branch_root(record.branch)
-    cam = f"{r}world/camera"
-    obs = record.observation
-    rec.set_time(TIMELINE, sequence=record.step)
-    image = obs.images[obs.main_camera]
-    rec.log(f"{cam}/image", rr.Image(image).compress(jpeg_quality=jpeg_quality))
-    _log_ground_truth(rec, cam, record)
-    for name, ps in record.policies.items():
-        if name not in order:
-            order.append(name)
-        _log_policy(rec, r, cam, ps, order.index(name), image.shape[:2])
-    _log_action(rec, f"{r}actions/executed", record.executed_action)
-    _log_action(rec, f"{r}actions/recorded", record.recorded_action)
-    for stage, seconds in record.timings.items():
-        rec.log(f"{r}timings/{stage}", rr.Scalars([1000.0 * seconds]))
-
-
-def _log_boxes(rec, path: str, boxes: list[Box], color) -> None:
-    if not boxes:
-        rec.log(path, _CLEAR)
-        return
-    arr = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], dtype=np.float32)
-    rec.log(
-        path,
-        rr.Boxes2D(
-            array=arr, array_format=rr.Box2DFormat.XYXY, labels=[b.label for b in boxes], colors=[color]
-        ),
-    )
-
-
-def _log_points(rec, path: str, points: list[Point], color) -> None:
-    if not points:
-        rec.log(path, _CLEAR)
-        return
-    rec.log(
-        path,
-        rr.Points2D(
-            [[p.x, p.y] for p in points], labels=[p.label for p in points], colors=[color], radii=2.0
-        ),
-    )
-
-
-def _log_traces(rec, path: str, traces: list[Trace], color) -> None:
-    strips = [_finite(t.points) for t in traces]
-    strips = [s for s in strips if s]
-    if not strips:
-        rec.log(path, _CLEAR)
-        return
-    rec.log(
-        path,
-        rr.LineStrips2D(strips, labels=[t.label for t in traces][: len(strips)], colors=[color], radii=1.0),
-    )
-
-
-def _log_ground_truth(rec, cam: str, record: StepRecord) -> None:
-    gt = record.observation.ground_truth
-    base = f"{cam}/ground_truth"
-    if gt is None:
-        rec.log(base, rr.Clear(recursive=True))
-        return
-    _log_boxes(rec, f"{base}/boxes", gt.objects, GROUND_TRUTH)
-    _log_points(rec, f"{base}/points", gt.key_points, GROUND_TRUTH)
-    _log_boxes(rec, f"{base}/target", [gt.target] if gt.target else [], TARGET)
-    _log_traces(rec, f"{base}/expert_trace", [gt.expert_trace] if gt.expert_trace else [], EXPERT)
-
-
-def _log_policy(rec, r: str, cam: str, ps: PolicyStep, index: int, hw: tuple[int, int]) -> None:
-    p = policy_part(ps.policy)
-    color = policy_color(index)
-    geometry = ps.spatial.geometry if ps.spatial is not None else []
-    _log_boxes(rec, f"{cam}/{p}/spatial/boxes", [g for g in geometry if isinstance(g, Box)], color)
-    _log_points(rec, f"{cam}/{p}/spatial/points", [g for g in geometry if isinstance(g, Point)], color)
-    _log_traces(rec, f"{cam}/{p}/spatial/trace", [g for g in geometry if isinstance(g, Trace)], color)
-    chunk = ps.chunk
-    rollout = [chunk.ee_path_2d] if chunk is not None and chunk.ee_path_2d is not None else []
-    if rollout and _finite(rollout[0].points):
-        pts = _finite(rollout[0].points)
-        rec.log(f"{cam}/{p}/rollout", rr.LineStrips2D([pts], colors=[color], radii=1.0))
-    else:
-        rec.log(f"{cam}/{p}/rollout", _CLEAR)
-    if chunk is not None and chunk.attention:
-        heat = next(iter(chunk.attention.values()))
-        rec.log(f"{cam}/{p}/attention", attention_image(heat, hw).compress(jpeg_quality=70))
-    else:
-        rec.log(f"{cam}/{p}/attention", _CLEAR)
-    if chunk is not None:
-        _log_action(rec, f"{r}actions/{p}", chunk.actions[0])
-    for k, v in ps.metrics.items():
-        rec.log(f"{r}metrics/{p}/{k}", rr.Scalars([float(v)]))
-    lines = [f"[{ps.policy}] {ps.instruction}"]
-    level = "INFO"
-    if ps.spatial is not None:
-        lines.append(f"answer: {ps.spatial.text}")
-        if ps.spatial.problems:
-            lines.append("problems: " + "; ".join(ps.spatial.problems))
-            level = "WARN"
-    rec.log(f"{r}log/{p}", rr.TextLog("\n".join(lines), level=level))
-
-
-def _log_action(rec, base: str, action: np.ndarray | None) -> None:
+def _action(action: np.ndarray | None) -> list[float] | None:
     if action is None:
-        return
+        return None
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     if a.shape[0] != len(ACTION_DIMS):
-        raise ValueError(f"{base}: an action has {len(ACTION_DIMS)} dims {ACTION_DIMS}, got shape {a.shape}")
-    for d, v in zip(ACTION_DIMS, a, strict=True):
-        rec.log(f"{base}/{d}", rr.Scalars([float(v)]))
+        raise ValueError(f"an action has {len(ACTION_DIMS)} dims {ACTION_DIMS}, got shape {a.shape}")
+    return a.tolist()
 
 
-def attention_image(heat: np.ndarray, hw: tuple[int, int]) -> rr.Image:
-    """[h, w] attention -> a JET-coloured [H, W, 3] image at the camera's size, half transparent."""
+def jpeg(rgb: np.ndarray, quality: int, **kw) -> rr.EncodedImage:
+    """[H, W, 3] uint8 RGB -> a JPEG EncodedImage (OpenCV's encoder: several times faster than PIL's)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not JPEG-encode an image of shape {rgb.shape} dtype {rgb.dtype}")
+    return rr.EncodedImage(contents=buf.tobytes(), media_type="image/jpeg", **kw)
+
+
+def attention_rgb(heat: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """[h, w] attention -> a JET-coloured [H, W, 3] uint8 RGB image at the camera's size."""
     h = np.asarray(heat, dtype=np.float32)
     if h.ndim != 2:
         raise ValueError(f"attention heatmap must be [h, w], got shape {h.shape}")
     lo, hi = float(np.nanmin(h)), float(np.nanmax(h))
     norm = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
-    u8 = (255 * norm).astype(np.uint8)
-    big = cv2.resize(u8, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)  # [H, W]
-    rgb = cv2.cvtColor(cv2.applyColorMap(big, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    return rr.Image(rgb, opacity=0.5, draw_order=5.0)
+    small = cv2.applyColorMap((255 * norm).astype(np.uint8), cv2.COLORMAP_JET)  # [h, w, 3] BGR
+    big = cv2.resize(small, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)  # [H, W, 3]
+    return cv2.cvtColor(big, cv2.COLOR_BGR2RGB)
 
 
 # -- reading recordings back ---------------------------------------------------------------------
 
 
-def rrd_entities_by_step(path: str | Path) -> dict[int, set[str]]:
-    """step -> entity paths with data at that step (Clears excluded), read with Rerun's own RrdReader."""
+def rrd_entities_by_step(path: str | Path, *, clears: bool = False) -> dict[int, set[str]]:
+    """step -> entity paths with data at that step, read with Rerun's own RrdReader.
+
+    clears=True: the entities cleared at each step instead."""
     import warnings
 
     from rerun.chunk import RrdReader
@@ -300,7 +306,7 @@ def rrd_entities_by_step(path: str | Path) -> dict[int, set[str]]:
         if chunk.is_static or TIMELINE not in chunk.timeline_names:
             continue
         batch = chunk.to_record_batch()
-        data_cols = [n for n in batch.schema.names if ":" in n and not n.startswith("Clear:")]
+        data_cols = [n for n in batch.schema.names if ":" in n and n.startswith("Clear:") == clears]
         if not data_cols:
             continue
         entity = chunk.entity_path.lstrip("/")
