@@ -22,7 +22,6 @@ from workbench.appcore.core import Workbench
 from workbench.appcore.summary import point_markdown
 
 
-
 def build_app(config: AppConfig) -> gr.Blocks:
     workbench = Workbench(config)
     with gr.Blocks(title="ST4VLA Workbench") as demo:

@@ -30,6 +30,8 @@ class ProbeSpec:
     max_steps: int = 60
     num_ddim_steps: int = 10
     cfg_scale: float = 1.5
+    width: int = 320  # camera size of the built-in sim
+    height: int = 240
 
     def __post_init__(self) -> None:
         if not self.task:
@@ -80,13 +82,14 @@ def run_episode(
     spec: ProbeSpec, policy: Any, obj: str, instruction: str, seed: int, *, sinks: list | None = None
 ) -> tuple[bool, int, str]:
     """One closed-loop episode: (success, steps taken, instruction used)."""
-    from workbench.runner import PolicySlot, Runner
-    from workbench.sim import make
+    from workbench.runner import PolicySlot, Runner, SimSource
 
     slot = PolicySlot(
         "policy", policy, num_ddim_steps=spec.num_ddim_steps, cfg_scale=spec.cfg_scale, seed=seed
     )
-    runner = Runner(make(spec.task), [slot], sinks=list(sinks or []))
+    runner = Runner(
+        SimSource.from_task(spec.task, width=spec.width, height=spec.height), [slot], sinks=list(sinks or [])
+    )
     options = {"split": spec.split}
     if obj:
         options["source"] = obj
