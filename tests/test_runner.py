@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,28 @@ def test_pause_stops_run(policy, task):
             runner.pause()
     assert seen == [0, 1]
     assert [r.step for r in runner.run(1)] == [2]
+
+
+def test_recorded_lerobot_episode_as_a_source(policy):
+    from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.episodes.source import EpisodeSource
+
+    root = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "sample"
+    episode = LeRobotDataset(root).episode(0)
+    runner = Runner(EpisodeSource.from_lerobot(root, 0), [slot(policy)])
+    records = [runner.reset(), *runner.run(3)]
+    assert [r.step for r in records] == [0, 1, 2, 3]
+    for r in records:
+        frame = episode.frames[r.step]
+        np.testing.assert_array_equal(
+            r.observation.images[r.observation.main_camera], next(iter(frame.images.values()))
+        )
+        np.testing.assert_allclose(r.recorded_action, frame.action)  # predicted vs recorded, step by step
+        assert r.policies["A"].chunk.ee_path_2d is not None  # tcp + camera are recorded: rollouts work
+    assert records[1].info["frame_index"] == 1 and "action_error" in records[1].info
+    with pytest.raises(BranchError, match="recording"):
+        runner.branch(1, "what-if")
+    rest = list(runner.run())
+    assert rest[-1].step == len(episode) - 1 and rest[-1].truncated and runner.done
+    with pytest.raises(RuntimeError, match="over"):
+        runner.step()

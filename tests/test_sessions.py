@@ -156,3 +156,14 @@ def test_export_mp4_from_a_session(tmp_path):
     assert len(read_frames(out)) == 4
     with pytest.raises(SessionError, match="no steps on branch"):
         export_mp4(load_session(tmp_path / "vid"), tmp_path / "x.mp4", branch="nope")
+
+
+@pytest.mark.slow
+def test_sample_session_is_written_by_a_real_run(tmp_path):
+    from workbench.sessions import write_sample_session
+
+    path = write_sample_session(tmp_path, "sample", steps=2)
+    s = load_session(path)
+    assert [r.step for r in s.records] == [0, 1, 2] and s.meta["closed"] and s.notes == []
+    by_step = rrd_entities_by_step(path / "recording.rrd")
+    assert all(expected_entities(r) <= by_step[r.step] for r in s.records)

@@ -113,7 +113,9 @@ def draw_step(record: StepRecord, *, scale: int = 2, caption: bool = True) -> np
             draw_trace(out, scale_geometry(ps.chunk.ee_path_2d, scale), color, dots=True)
     if caption:
         text = f"step {record.step}  {obs.instruction}"[:80]
-        cv2.putText(out, text, (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        cv2.rectangle(out, (0, 0), (w + 8, h + 8), (0, 0, 0), -1)  # readable on a white background too
+        cv2.putText(out, text, (4, h + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 
