@@ -100,6 +100,13 @@ def main() -> None:
         desc="speed",
     ):
         speed[name] = steps_per_second("tabletop_put_on", args.steps, **kw)
+    try:  # pybullet's EGL plugin (GPU, or Mesa llvmpipe on a CPU-only machine)
+        speed["rendered 224x224 egl"] = steps_per_second(
+            "tabletop_put_on", args.steps, width=224, height=224, renderer="egl"
+        )
+        speed["rendered 640x480 egl"] = steps_per_second("tabletop_put_on", args.steps, renderer="egl")
+    except RuntimeError as e:
+        print(f"EGL renderer unavailable: {e}")
     times = timings("tabletop_put_on", 10)
 
     success = {}

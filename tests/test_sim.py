@@ -161,7 +161,7 @@ def test_depth_is_metric(env):
 
 @pytest.mark.parametrize("task", sorted(TASK_KEYS))
 def test_ground_truth_boxes_match_segmentation(task):
-    e = make(task, width=320, height=240)
+    e = make(task, width=320, height=240, render=False)  # render_segmentation() renders on demand
     try:
         for seed in (0, 1):
             e.reset(seed=seed)
@@ -393,3 +393,18 @@ def test_segmentation_ids_are_pybullet_bodies(env):
     ids = set(np.unique(seg).tolist())
     assert {o.body for o in env.objects} <= ids and env.robot.body in ids
     assert pb.getNumBodies(physicsClientId=env.client._client) == len(env.objects) + 2
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError, match="renderer"):
+        make("tabletop_pick", renderer="vulkan")
+    with pytest.raises(ValueError, match="camera size"):
+        make("tabletop_pick", width=0)
+    e = make("tabletop_pick", render=False)
+    try:
+        obs, _ = e.reset(seed=0)
+        assert obs["image"] == {}
+        with pytest.raises(ValueError, match="render=False"):
+            to_observation(e, obs)
+    finally:
+        e.close()

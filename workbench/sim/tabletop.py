@@ -68,8 +68,8 @@ class TabletopEnv:
         self.control_hz = float(self.config.control_hz)
         self.max_episode_steps = self.config.max_episode_steps or self.task.max_episode_steps
         self.substeps = self.config.physics_hz // self.config.control_hz
+        self.rig = CameraRig(self.config.camera)  # validates the camera before a client exists
         self.client = connect(self.config.renderer)
-        self.rig = CameraRig(self.config.camera)
         self._rng = np.random.default_rng()
         self._recipe: _Recipe | None = None
         self._expert = None

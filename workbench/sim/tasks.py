@@ -105,11 +105,15 @@ def sample_layout(
             margin = min(r, 0.08)  # big targets may overhang the region a little
             xy = rng.uniform(LAYOUT_LOW + margin * 0.5, LAYOUT_HIGH - margin * 0.5)
             extra = [first_gap[i] if (first_gap and j == 0) else 0.0 for j in range(len(placed))]
-            if all(np.linalg.norm(xy - q) > r + rq + gap + e for (q, rq), e in zip(placed, extra, strict=True)):
+            if all(
+                np.linalg.norm(xy - q) > r + rq + gap + e for (q, rq), e in zip(placed, extra, strict=True)
+            ):
                 placed.append((xy, r))
                 break
         else:
-            raise RuntimeError(f"could not place {len(radii)} objects of radii {radii} on the table; use fewer distractors")
+            raise RuntimeError(
+                f"could not place {len(radii)} objects of radii {radii} on the table; use fewer distractors"
+            )
     return [xy for xy, _ in placed]
 
 
