@@ -17,7 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.serve.command import add_parser as add_serve_parser
 
     add_serve_parser(sub)
+    from workbench.train.command import add_parsers as add_train_parsers
+
+    add_train_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in ("train", "evaluate"):
+        from workbench.train import command
+
+        return command.run_train(args) if args.command == "train" else command.run_evaluate(args)
     if args.command == "serve":
         from workbench.serve.command import run as serve
 

@@ -48,6 +48,26 @@ class ModelSize:
         return cfg
 
 
+# Named sizes: "demo" is what the bundled checkpoints use (trained on a shared 2-core CPU, see
+# workbench/train/NOTES.md); "test" is for the end-to-end tests (seconds per run).
+SIZES: dict[str, ModelSize] = {
+    "demo": ModelSize(
+        hidden=192, layers=4, heads=4, kv_heads=2, vision_depth=3, vision_hidden=128, vision_heads=2,
+        image_size=112, merge=2, queries=16, dit_width=128, dit_depth=4, dit_heads=4, chunk=8,
+    ),
+    "test": ModelSize(
+        hidden=64, layers=1, heads=2, kv_heads=1, vision_depth=1, vision_hidden=32, vision_heads=2,
+        image_size=56, merge=2, queries=4, dit_width=32, dit_depth=1, dit_heads=2, chunk=4,
+    ),
+}  # fmt: skip
+
+
+def model_size(name: str) -> ModelSize:
+    if name not in SIZES:
+        raise ValueError(f"unknown model size {name!r}; choose one of {sorted(SIZES)}")
+    return SIZES[name]
+
+
 def seed_everything(seed: int, threads: int) -> None:
     # One thread: the machine has two cores shared by everyone (and small matmuls gain little).
     torch.set_num_threads(threads)

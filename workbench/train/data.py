@@ -69,8 +69,13 @@ def generate(cfg: DataConfig) -> Path:
         for _ in range(cfg.max_attempts_factor * cfg.episodes_per_task):
             if kept == cfg.episodes_per_task:
                 break
-            obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": cfg.paraphrase})
-            seed += 1
+            try:
+                obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": cfg.paraphrase})
+            except RuntimeError as e:  # a layout the simulator cannot place: skip this seed
+                tqdm.write(f"{task} seed {seed}: {e}")
+                continue
+            finally:
+                seed += 1
             frames, success = [], False
             for _step in range(env.max_episode_steps):
                 o = to_observation(env, obs)
@@ -174,11 +179,24 @@ def action_chunk(actions: np.ndarray, t: int, length: int) -> np.ndarray:
     return chunk  # [length, 7]
 
 
-def load_frames(root: str | Path, image_size: int, chunk_length: int) -> list[FrameItem]:
-    """Every frame of the dataset at the model's input size, with its action chunk and ground truth."""
+def load_frames(
+    roots: str | Path | tuple | list, image_size: int, chunk_length: int, offset: int = 0
+) -> list[FrameItem]:
+    """Every frame of the dataset(s) at the model's input size, with its action chunk and ground truth.
+
+    Several roots are read one after the other; episode numbers continue across them.
+    """
+    if isinstance(roots, tuple | list):
+        items: list[FrameItem] = []
+        for root in roots:
+            items += load_frames(
+                root, image_size, chunk_length, offset=len({f.episode for f in items}) + offset
+            )
+        return items
+    root = roots
     ds = LeRobotDataset(root)
     items = []
-    for i in tqdm(range(ds.num_episodes), desc="loading episodes", unit="ep"):
+    for i in tqdm(range(ds.num_episodes), desc=f"loading {Path(root).name}", unit="ep"):
         ep = ds.episode(i)
         actions = ep.actions.astype(np.float32)  # [N, 7]
         for t, f in enumerate(ep.frames):
@@ -191,7 +209,7 @@ def load_frames(root: str | Path, image_size: int, chunk_length: int) -> list[Fr
                     chunk=action_chunk(actions, t, chunk_length),
                     ground_truth=f.ground_truth,
                     frame=Frame(image_size, image_size, w, h),
-                    episode=i,
+                    episode=offset + i,
                 )
             )
     if not items:
@@ -235,8 +253,13 @@ def generate_scenes(cfg: SceneConfig) -> Path:
     for task in cfg.tasks:
         env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
         for _ in tqdm(range(cfg.scenes_per_task), desc=f"scenes {task}", unit="scene"):
-            obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": True})
-            seed += 1
+            try:
+                obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": True})
+            except RuntimeError as e:  # a layout the simulator cannot place: skip this seed
+                tqdm.write(f"{task} seed {seed}: {e}")
+                continue
+            finally:
+                seed += 1
             o = to_observation(env, obs)
             if writer is None:
                 features = default_features(

@@ -62,7 +62,7 @@ def split_heldout(frames: list[FrameItem], n_episodes: int) -> tuple[list[FrameI
 def load_training_frames(roots: tuple[str, ...], image_size: int, chunk: int, heldout: int):
     train, held = [], []
     for k, root in enumerate(roots):
-        frames = load_frames(root, image_size, chunk)
+        frames = load_frames(root, image_size, chunk, offset=len({f.episode for f in train + held}))
         if k == len(roots) - 1 and heldout:  # hold out from the last dataset (the scenes when given)
             frames, h = split_heldout(frames, heldout)
             held += h

@@ -38,7 +38,7 @@ UNNORM_KEY = "tabletop_panda"
 
 @dataclass
 class Stage2Config:
-    data: str = "runs/data/demos"
+    data: tuple[str, ...] = ("runs/data/demos",)
     out: str = "runs/st4vla"
     init: str | None = "runs/stage1/final"  # stage-1 checkpoint; None = from scratch
     vanilla: bool = False  # the baseline: no stage 1, plain instruction, no grounding co-training

@@ -1,0 +1,170 @@
+"""Training: data from the simulator, both stages end to end at a tiny size, resumable state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import spatial
+from workbench.train.data import (
+    DataConfig,
+    SceneConfig,
+    action_chunk,
+    generate,
+    generate_scenes,
+    gripper_to_env,
+    gripper_to_model,
+    grounding_pairs,
+    load_frames,
+)
+from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, warmup_cosine
+from workbench.train.state import load_train_state, save_train_state
+
+TASKS = ("tabletop_pick", "tabletop_move_near")  # the two shortest expert episodes
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    demos = generate(DataConfig(out=str(root / "demos"), tasks=TASKS, episodes_per_task=1, seed=0))
+    scenes = generate_scenes(SceneConfig(out=str(root / "scenes"), tasks=TASKS, scenes_per_task=3))
+    return demos, scenes
+
+
+def test_demonstrations_are_lerobot_datasets_of_successful_seen_episodes(data):
+    from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.sim import catalog
+
+    ds = LeRobotDataset(data[0])
+    assert ds.num_episodes == 2
+    meta = [json.loads(line) for line in (data[0] / "meta" / "episodes.jsonl").read_text().splitlines()]
+    assert all(m["success"] for m in meta)
+    for ep in ds:
+        assert ep.actions.shape[1] == 7
+        assert set(np.unique(ep.actions[:, 6])) <= {-1.0, 1.0}
+        gt = ep.frames[0].ground_truth
+        assert catalog.get(gt.source_label).split == "seen"  # never the unseen split
+
+
+def test_grounding_answers_parse_back_to_the_ground_truth(data):
+    frames = load_frames(data[1], 112, 4)
+    item = frames[0]
+    assert item.image.shape == (112, 112, 3)
+    pairs = grounding_pairs(item.ground_truth, item.instruction, item.frame)
+    kinds = {p.kind for p in pairs}
+    assert {"object_box", "object_point", "task_box", "task_point", "trace"} <= kinds
+    for p in pairs:
+        if p.kind != "object_box":
+            continue
+        answer = spatial.parse(p.answer, item.frame)
+        assert answer.ok
+        (box,) = answer.geometry
+        truth = next(b for b in item.ground_truth.objects if b.label == box.label)
+        # one model-frame pixel is 2 original pixels wide at 112 px from 224 px: within rounding
+        assert spatial.box_iou(box, truth) > 0.7
+    task = next(p for p in pairs if p.kind == "task_box")
+    assert "Locate their bounding boxes" in task.question  # the spatial prompt itself
+    labels = [g.label for g in spatial.parse(task.answer, item.frame).geometry]
+    assert labels[0] == item.ground_truth.source_label
+
+
+def test_action_chunks_pad_with_stay_and_keep_the_gripper():
+    actions = np.arange(21, dtype=np.float32).reshape(3, 7)
+    actions[:, 6] = [1, 1, -1]
+    chunk = action_chunk(actions, 2, 4)
+    assert chunk.shape == (4, 7)
+    np.testing.assert_array_equal(chunk[0], actions[2])
+    assert np.all(chunk[1:, :6] == 0) and np.all(chunk[1:, 6] == -1)
+    model = gripper_to_model(actions)
+    assert list(model[:, 6]) == [1, 1, 0]
+    assert list(gripper_to_env(model)[:, 6]) == [1, 1, -1]
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine(0, 10, 100, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 100, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(55, 10, 100, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="unknown parameter group"):
+        build_optimizer({"decoder": torch.nn.Linear(2, 2).parameters()}, OptimConfig())
+
+
+def test_train_state_round_trip_restores_model_optimiser_schedule_and_rng(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    cfg = OptimConfig(lr=1e-2, warmup_steps=2)
+    opt = build_optimizer({"base": model.parameters()}, cfg)
+    sched = build_scheduler(opt, cfg, 10)
+    for _ in range(3):
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    save_train_state(tmp_path / "state", model, opt, sched, 3, {"note": "x"})
+    expected_next = torch.randn(3)
+    weights = [p.detach().clone() for p in model.parameters()]
+    exp_avg = opt.state[opt.param_groups[0]["params"][0]]["exp_avg"].clone()
+
+    model2 = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    opt2 = build_optimizer({"base": model2.parameters()}, cfg)
+    sched2 = build_scheduler(opt2, cfg, 10)
+    state = load_train_state(tmp_path / "state", model2, opt2, sched2)
+    assert state.step == 3 and state.extra == {"note": "x"}
+    for a, b in zip(weights, model2.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(opt2.state[opt2.param_groups[0]["params"][0]]["exp_avg"], exp_avg)
+    assert sched2.last_epoch == 3
+    torch.testing.assert_close(torch.randn(3), expected_next)  # the RNG continues where it stopped
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        load_train_state(tmp_path / "missing", model2, opt2, sched2)
+
+
+@pytest.mark.slow
+def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+    from workbench.train.stage1 import Stage1Config, train_stage1
+    from workbench.train.stage2 import Stage2Config, train_stage2
+
+    size = model_size("test")
+    s1 = Stage1Config(
+        data=(str(data[0]), str(data[1])), out=str(tmp_path / "s1"), model=size, steps=40, batch_size=8,
+        optim=OptimConfig(lr=2e-3, warmup_steps=5), eval_every=10, save_every=20, heldout_episodes=1,
+        eval_frames=2,
+    )  # fmt: skip
+    ckpt = train_stage1(s1)
+    log1 = json.loads((tmp_path / "s1" / "log.json").read_text())
+    assert log1[-1]["loss"] < 0.7 * log1[0]["loss"], log1
+    assert "object_box_iou" in log1[-1]
+
+    s2 = Stage2Config(
+        data=(str(data[0]),), out=str(tmp_path / "s2"), init=str(ckpt), steps=30, batch_size=4,
+        grounding_batch_size=2, optim=OptimConfig(lr=2e-3, lr_vlm=5e-4, lr_action=3e-3, warmup_steps=3),
+        save_every=15, log_every=5, repeated_diffusion_steps=2,
+    )  # fmt: skip
+    final = train_stage2(s2)
+    log2 = json.loads((tmp_path / "s2" / "log.json").read_text())
+    assert log2[-1]["action_loss"] < log2[0]["action_loss"], log2
+    assert log2[-1]["grounding_loss"] < log2[0]["grounding_loss"], log2
+    policy = ST4VLAPolicy.load(final)
+    assert policy.config.use_spatial_prompt
+    assert policy.prompt("Pick Up The Cube").startswith("Your task is pick up the cube.")
+    assert policy.unnorm_key == "tabletop_panda"
+
+    # Interrupted run: the state at step 30 resumes to 36 without starting over.
+    s2.steps = 36
+    train_stage2(s2)
+    assert "resumed stage 2 at step 30" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s2" / "state" / "state.json").read_text())["step"] == 36
+
+    vanilla = Stage2Config(
+        data=(str(data[0]),), out=str(tmp_path / "v"), vanilla=True, model=size,
+        tokenizer=str(tmp_path / "s1" / "tokenizer"), steps=4, batch_size=4,
+    )  # fmt: skip
+    assert vanilla.init is None and vanilla.grounding_loss_weight == 0.0
+    base = ST4VLAPolicy.load(train_stage2(vanilla))
+    assert not base.config.use_spatial_prompt
+    assert base.prompt("Pick Up The Cube") == "pick up the cube"

@@ -1,0 +1,118 @@
+"""`workbench train ...` and `workbench evaluate ...`: argument parsing around the typed configs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+
+def add_parsers(sub) -> None:
+    train = sub.add_parser("train", help="generate data, stage-1 grounding, stage-2 action training")
+    tsub = train.add_subparsers(dest="train_command", required=True)
+
+    d = tsub.add_parser(
+        "data", help="expert demonstrations (+ grounding scenes) from the built-in sim, seen split"
+    )
+    d.add_argument("--out", default="runs/data/demos")
+    d.add_argument("--episodes-per-task", type=int, default=30)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tasks", nargs="+", default=None)
+    d.add_argument("--scenes-out", default=None, help="also write single-frame grounding scenes here")
+    d.add_argument("--scenes-per-task", type=int, default=80)
+
+    s1 = tsub.add_parser("stage1", help="spatial grounding pre-training of the VLM")
+    s1.add_argument("--data", nargs="+", default=["runs/data/demos", "runs/data/scenes"])
+    s1.add_argument("--out", default="runs/stage1")
+    s1.add_argument("--size", default="demo", help="model size preset: demo | test")
+    s1.add_argument("--steps", type=int, default=1200)
+    s1.add_argument("--batch-size", type=int, default=16)
+    s1.add_argument("--lr", type=float, default=3e-4)
+    s1.add_argument("--warmup", type=int, default=150)
+    s1.add_argument("--eval-every", type=int, default=200)
+    s1.add_argument("--heldout-episodes", type=int, default=20)
+    s1.add_argument("--seed", type=int, default=0)
+    s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
+
+    s2 = tsub.add_parser("stage2", help="spatially guided action post-training (or --vanilla baseline)")
+    s2.add_argument("--data", nargs="+", default=["runs/data/demos"])
+    s2.add_argument("--out", default="runs/st4vla")
+    s2.add_argument("--init", default="runs/stage1/final", help="stage-1 checkpoint")
+    s2.add_argument(
+        "--vanilla", action="store_true", help="baseline: no stage 1, plain instruction, no co-training"
+    )
+    s2.add_argument("--size", default="demo", help="model size preset when starting from scratch")
+    s2.add_argument("--tokenizer", default="runs/stage1/tokenizer")
+    s2.add_argument("--steps", type=int, default=600)
+    s2.add_argument("--batch-size", type=int, default=12)
+    s2.add_argument("--grounding-batch-size", type=int, default=4)
+    s2.add_argument("--grounding-weight", type=float, default=0.1)
+    s2.add_argument("--seed", type=int, default=0)
+    s2.add_argument("--no-resume", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="closed-loop success in the built-in sim; md + json + html report")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--episodes", type=int, default=4, help="episodes per task and cell")
+    ev.add_argument("--seed", type=int, default=10_000)
+    ev.add_argument("--out", default="runs/eval")
+    ev.add_argument("--tasks", nargs="+", default=None)
+    ev.add_argument("--max-steps", type=int, default=None)
+    ev.add_argument("--ddim-steps", type=int, default=5)
+    ev.add_argument("--no-grounding", action="store_true")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from workbench.train.common import model_size
+    from workbench.train.optim import OptimConfig
+
+    if args.train_command == "data":
+        from workbench.train.data import TASKS, DataConfig, SceneConfig, generate, generate_scenes
+
+        tasks = tuple(args.tasks or TASKS)
+        root = generate(
+            DataConfig(out=args.out, tasks=tasks, episodes_per_task=args.episodes_per_task, seed=args.seed)
+        )
+        print(f"demonstrations: {root}")
+        if args.scenes_out:
+            print(
+                "scenes:",
+                generate_scenes(
+                    SceneConfig(out=args.scenes_out, tasks=tasks, scenes_per_task=args.scenes_per_task)
+                ),
+            )
+        return 0
+    if args.train_command == "stage1":
+        from workbench.train.stage1 import Stage1Config, train_stage1
+
+        cfg = Stage1Config(
+            data=tuple(args.data), out=args.out, model=model_size(args.size), steps=args.steps,
+            batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
+            eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
+        )  # fmt: skip
+        print(json.dumps(asdict(cfg)))
+        print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))
+        return 0
+    from workbench.train.stage2 import Stage2Config, train_stage2
+
+    cfg = Stage2Config(
+        data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla, model=model_size(args.size),
+        tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
+        grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
+    )  # fmt: skip
+    print(json.dumps(asdict(cfg)))
+    print("stage-2 checkpoint:", train_stage2(cfg, resume=not args.no_resume))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from workbench.evaluate import TASKS, EvalConfig, evaluate, markdown, write_report
+
+    cfg = EvalConfig(
+        checkpoint=args.checkpoint, out=args.out, tasks=tuple(args.tasks or TASKS), episodes=args.episodes,
+        seed=args.seed, max_steps=args.max_steps, ddim_steps=args.ddim_steps, grounding=not args.no_grounding,
+    )  # fmt: skip
+    report = evaluate(cfg)
+    paths = write_report(report, cfg.out)
+    print(markdown(report))
+    print("report:", ", ".join(str(p) for p in paths.values()))
+    return 0
