@@ -1,0 +1,101 @@
+"""Evaluation: Wilson intervals, the report (md + json + html), and closed-loop rollouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.evaluate import EpisodeResult, EvalConfig, EvalReport, evaluate, markdown, wilson, write_report
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+
+
+def test_wilson_matches_known_values():
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    lo, hi = wilson(10, 10)
+    assert lo == pytest.approx(0.7225, abs=1e-4) and hi == 1.0
+    assert wilson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson(3, 2)
+
+
+def _report() -> EvalReport:
+    cfg = EvalConfig(checkpoint="ckpt", tasks=("tabletop_pick",), episodes=2)
+    report = EvalReport("ckpt", {**cfg.__dict__, "cells": [list(c) for c in cfg.cells]})
+    flags = {("seen", "seen"): [True, True], ("seen", "unseen"): [True, False],
+             ("unseen", "seen"): [False, False], ("unseen", "unseen"): [True, False]}  # fmt: skip
+    for (o, p), fs in flags.items():
+        for k, f in enumerate(fs):
+            report.episodes.append(
+                EpisodeResult("tabletop_pick", o, p, k, "pick x", f, 5, 0.5 if o == "seen" else 0.1, 1.0)
+            )
+    return report
+
+
+def test_report_splits_and_files(tmp_path):
+    report = _report()
+    s = report.summary()
+    assert s["objects"]["seen"]["successes"] == 3 and s["objects"]["seen"]["n"] == 4
+    assert s["objects"]["unseen"]["successes"] == 1
+    assert s["paraphrase"]["unseen"]["successes"] == 2
+    assert s["tasks"]["tabletop_pick"]["seen/seen"]["rate"] == 1.0
+    assert s["grounding"]["seen"]["box_iou"] == pytest.approx(0.5)
+    md = markdown(report)
+    assert "| tabletop_pick | 100% [" in md and "unseen objects | 25% [" in md
+    paths = write_report(report, tmp_path / "out")
+    data = json.loads(paths["json"].read_text())
+    assert len(data["episodes"]) == 8 and data["summary"]["overall"]["successes"] == 4
+    html = paths["html"].read_text()
+    assert "plotly" in html.lower() and "tabletop_pick" in html
+
+
+@pytest.mark.slow
+def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+
+    policy = ST4VLAPolicy.from_config(model_size("test").config(), seed=0)
+    cfg = EvalConfig(
+        checkpoint="random-test", out=str(tmp_path), tasks=("tabletop_pick",), episodes=1, max_steps=3
+    )
+    report = evaluate(cfg, policy=policy)
+    assert len(report.episodes) == 4
+    assert {(e.objects, e.paraphrase) for e in report.episodes} == {tuple(c) for c in cfg.cells}
+    assert all(e.steps == 3 and e.box_iou is not None for e in report.episodes)
+    # unseen paraphrases are drawn from the unseen bank
+    from workbench.sim.instructions import BANK
+
+    unseen = [e for e in report.episodes if e.paraphrase == "unseen"]
+    templates = [t.split("{")[0] for t in BANK["tabletop_pick"]["unseen"]]
+    assert all(any(e.instruction.startswith(t) for t in templates) for e in unseen)
+    paths = write_report(report, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
+
+
+def _success_rate(policy, seeds: range) -> float:
+    cfg = EvalConfig(checkpoint="x", tasks=("tabletop_pick",), episodes=len(seeds), seed=seeds[0],
+                     cells=(("seen", "seen"),), grounding=False, max_steps=40)  # fmt: skip
+    return float(np.mean([e.success for e in evaluate(cfg, policy=policy).episodes]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["st4vla-tiny", "vanilla-tiny"])
+def test_bundled_checkpoints_load_and_beat_a_random_policy(name):
+    from workbench.policy.policy import ST4VLAPolicy
+
+    path = ASSETS / name
+    if not (path / "model.safetensors").exists():
+        pytest.fail(f"bundled checkpoint {path} is missing")
+    trained = ST4VLAPolicy.load(path)
+    random = ST4VLAPolicy.from_config(
+        trained.config, tokenizer_dir=path, statistics=trained.statistics, seed=1
+    )
+    random.unnorm_key = trained.unnorm_key
+    seeds = range(10_000, 10_006)
+    assert _success_rate(trained, seeds) > _success_rate(random, seeds)
