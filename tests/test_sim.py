@@ -66,6 +66,7 @@ def run_expert(env: TabletopEnv, seed: int, options: dict | None = None) -> dict
     expert = env.expert()
     for _ in range(env.max_episode_steps):
         obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        assert info["action_clipped"] is False  # the expert's actions are exactly what step() applies
         if terminated or truncated:
             break
     return info

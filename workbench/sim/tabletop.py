@@ -156,7 +156,7 @@ class TabletopEnv:
         else:
             distractors = [catalog.resolve(d) for d in wanted]
         specs = ([target] if target else []) + [source] + distractors
-        radii = [_footprint(s) for s in specs]
+        radii = [_footprint(s, self.client) for s in specs]
         first_gap = None
         if self.task.kind == "move_near":  # start the source away from the target, others further still
             first_gap = [0.0, NEAR_GAP + 0.04] + [0.1] * len(distractors)
@@ -324,8 +324,12 @@ class TabletopEnv:
         return self._obs()
 
 
-def _footprint(spec: ObjectSpec) -> float:
-    """Footprint radius before spawning (for layout); meshes get a conservative guess."""
+_MESH_RADIUS: dict[tuple[str, float], float] = {}
+
+
+def _footprint(spec: ObjectSpec, client) -> float:
+    """Footprint radius before spawning (for the layout). Meshes are measured once, off to the side
+    (build_world resets the simulation before the scene is built, so this leaves no trace)."""
     s = spec.size
     if spec.shape == "box":
         return float(np.hypot(s[0], s[1]))
@@ -333,7 +337,16 @@ def _footprint(spec: ObjectSpec) -> float:
         return float(s[0])
     if spec.shape == "basket":
         return float(np.hypot(s[0], s[0]) + 0.012)
-    return 0.05 * spec.scale + 0.01
+    key = (spec.urdf, spec.scale)
+    if key not in _MESH_RADIUS:
+        body = client.loadURDF(spec.urdf, [0, 0, -5], globalScaling=spec.scale)
+        pts = np.asarray(client.getMeshData(body, -1)[1], dtype=np.float64).reshape(-1, 3)
+        if len(pts) == 0:
+            lo, hi = (np.asarray(v) for v in client.getAABB(body))
+            pts = np.stack([lo, hi]) - [0, 0, -5]
+        client.removeBody(body)
+        _MESH_RADIUS[key] = float(np.linalg.norm(pts[:, :2], axis=1).max())
+    return _MESH_RADIUS[key]
 
 
 def config_from_kwargs(**kw) -> SimConfig:

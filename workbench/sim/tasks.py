@@ -38,8 +38,8 @@ NEAR_GAP = 0.06
 FINGER_LINKS = (9, 10)
 
 # The region objects are dropped in: reachable from above by the Panda, in view of the camera.
-LAYOUT_LOW = np.array([0.36, -0.20])
-LAYOUT_HIGH = np.array([0.62, 0.20])
+LAYOUT_LOW = np.array([0.34, -0.22])
+LAYOUT_HIGH = np.array([0.64, 0.22])
 
 
 @dataclass(frozen=True)
