@@ -256,3 +256,25 @@ def test_recorded_lerobot_episode_as_a_source(policy):
     assert rest[-1].step == len(episode) - 1 and rest[-1].truncated and runner.done
     with pytest.raises(RuntimeError, match="over"):
         runner.step()
+
+
+def test_background_sinks_write_in_order_and_surface_errors(policy, task, tmp_path):
+    writer = SessionStore(tmp_path).create("bg")
+    runner = Runner(make_source(task), [slot(policy)], sinks=[writer], background_sinks=True)
+    records = [runner.reset(seed=0), *runner.run(2)]
+    runner.flush()
+    assert [r.step for r in load_session(writer.path).records] == [0, 1, 2]
+    runner.close()
+    assert [r.step for r in records] == [0, 1, 2]
+
+    class Broken:
+        def write(self, record):
+            raise OSError("disk full")
+
+        def close(self):
+            pass
+
+    runner = Runner(make_source(task), [slot(policy)], sinks=[Broken()], background_sinks=True)
+    runner.reset(seed=0)
+    with pytest.raises(RuntimeError, match="disk full"):
+        runner.flush()

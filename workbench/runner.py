@@ -14,6 +14,8 @@ Sinks (Rerun, session store, video) receive every record; adding one never touch
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -141,7 +143,10 @@ class Runner:
         *,
         mode: Literal["shared", "independent"] = "shared",
         sinks: Sequence[Sink] = (),
+        background_sinks: bool = False,
     ) -> None:
+        """background_sinks: sinks write on a worker thread, so a step does not wait for JPEG/PNG
+        encoding and fsync; call flush() before reading what a sink wrote (e.g. RerunLogger.read())."""
         if not slots:
             raise ValueError("Runner needs at least one PolicySlot")
         names = [s.name for s in slots]
@@ -155,6 +160,7 @@ class Runner:
         self._paused = False
         self.seed: int | None = None
         self.sink_seconds: dict[str, float] = {}  # sink class -> seconds its last write took
+        self._worker = _SinkWorker(self._deliver) if background_sinks else None
         slots = [dataclasses.replace(s) for s in slots]  # ours to edit (set_instruction)
         if mode == "shared":
             self.lanes = [self._lane("main", source, slots)]
@@ -292,7 +298,14 @@ class Runner:
             self._emit(self._observe(lane, env_seconds=0.0))
         return self.lanes[0].record
 
+    def flush(self) -> None:
+        """Wait until every sink has written every record so far (a no-op without background sinks)."""
+        if self._worker is not None:
+            self._worker.flush()
+
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
         for s in self.sinks:
             s.close()
         for lane in self.lanes:
@@ -411,75 +424,77 @@ class Runner:
         self._write(record)
 
     def _write(self, record: StepRecord) -> None:
-        # Sink time is kept here, not in the record: the sinks have seen the record by then.
-        for s in self.sinks:
-            t0 = time.perf_counter()
-            s.write(record)
-            self.sink_seconds[type(s).__name__] = time.perf_counter() - t0
+        if self._worker is not None:
+            self._worker.put(("write", record))
+        else:
+            self._deliver(("write", record))
 
     def _note(self, event: dict) -> None:
+        if self._worker is not None:
+            self._worker.put(("note", event))
+        else:
+            self._deliver(("note", event))
+
+    def _deliver(self, item: tuple[str, Any]) -> None:
+        kind, payload = item
         for s in self.sinks:
-            note = getattr(s, "note", None)
-            if note is not None:
-                note(event)
+            if kind == "note":
+                if (note := getattr(s, "note", None)) is not None:
+                    note(payload)
+                continue
+            # Sink time is kept here, not in the record: the sinks have seen the record by then.
+            t0 = time.perf_counter()
+            s.write(payload)
+            self.sink_seconds[type(s).__name__] = time.perf_counter() - t0
 
     def _require_started(self) -> None:
         if self.lanes[0].record is None:
             raise RuntimeError("call reset() first: the runner has no observation yet")
 
 
-# -- the simulator as a source ----------------------------------------------------------------------
+class _SinkWorker:
+    """One thread that hands records to the sinks in order; a sink's error surfaces on the next call."""
 
+    def __init__(self, deliver) -> None:
+        self._deliver = deliver
+        self._queue: queue.Queue = queue.Queue(maxsize=16)  # bounded: a slow sink slows the loop, not memory
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="runner-sinks", daemon=True)
+        self._thread.start()
 
-class SimSource:
-    """A SimplerEnv-interface env (the built-in simulator or the SimplerEnv adapter) as a Source.
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    self._deliver(item)
+            except BaseException as e:  # kept and raised in the runner's thread
+                self._error = e
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
 
-    `factory` makes a fresh env of the same task: needed for independent mode (one copy per slot).
-    """
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"a sink failed in the background: {self._error!r}") from self._error
 
-    def __init__(self, env: Any, factory: Any = None) -> None:
-        self.env, self.factory = env, factory
-        self.name = str(getattr(env, "task_name", type(env).__name__))
-        self.gripper_convention = str(getattr(env, "gripper_convention", "absolute_open_positive"))
-        self.can_branch = callable(getattr(env, "snapshot", None)) and callable(getattr(env, "restore", None))
+    def put(self, item: tuple[str, Any]) -> None:
+        self._raise()
+        self._queue.put(item)
 
-    @classmethod
-    def from_task(cls, task: str, **kw: Any) -> SimSource:
-        from workbench.sim import make
-
-        return cls(make(task, **kw), lambda: make(task, **kw))
-
-    def reset(self, seed: int | None = None, options: dict | None = None) -> Observation:
-        from workbench.sim.base import to_observation
-
-        obs, _ = self.env.reset(seed=seed, options=options)
-        return to_observation(self.env, obs)
-
-    def step(self, action: np.ndarray) -> Transition:
-        from workbench.sim.base import to_observation
-
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return Transition(
-            to_observation(self.env, obs), float(reward), bool(terminated), bool(truncated), dict(info)
-        )
-
-    def recorded_action(self) -> np.ndarray | None:
-        return None
-
-    def snapshot(self) -> Any:
-        return self.env.snapshot()
-
-    def restore(self, state: Any) -> None:
-        self.env.restore(state)
-
-    def fork(self) -> SimSource:
-        if self.factory is None:
-            raise ValueError(
-                "independent mode needs a copy of the env: build the source with SimSource.from_task(...)"
-            )
-        return SimSource(self.factory(), self.factory)
+    def flush(self) -> None:
+        self._queue.join()
+        self._raise()
 
     def close(self) -> None:
-        close = getattr(self.env, "close", None)
-        if close is not None:
-            close()
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+
+def __getattr__(name: str) -> Any:
+    # SimSource lives with the other sources; imported lazily since that module imports this one.
+    if name == "SimSource":
+        from workbench.episodes.source import SimSource
+
+        return SimSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,16 @@
-"""A recorded episode (LeRobot dataset) or a saved session as a runner Source.
+"""The runner's sources: the simulator (SimSource) and recordings (EpisodeSource).
 
-It steps through the recorded frames whatever the policy says (no physics), and reports the
-recorded action at each frame, so the runner shows predicted against recorded actions.
-The future of a recording cannot change, so it cannot branch (can_branch = False).
+SimSource wraps any env with SimplerEnv's interface (the built-in simulator, the SimplerEnv adapter).
+EpisodeSource steps through a recorded LeRobot episode or a saved session whatever the policy says
+(no physics), and reports the recorded action at each frame, so the runner shows predicted against
+recorded actions. The future of a recording cannot change, so it cannot branch (can_branch = False).
+(`from workbench.runner import SimSource` works too.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,3 +101,60 @@ class EpisodeSource:
 
     def close(self) -> None:
         pass
+
+
+# -- the simulator as a source ----------------------------------------------------------------------
+
+
+class SimSource:
+    """A SimplerEnv-interface env (the built-in simulator or the SimplerEnv adapter) as a Source.
+
+    `factory` makes a fresh env of the same task: needed for independent mode (one copy per slot).
+    """
+
+    def __init__(self, env: Any, factory: Any = None) -> None:
+        self.env, self.factory = env, factory
+        self.name = str(getattr(env, "task_name", type(env).__name__))
+        self.gripper_convention = str(getattr(env, "gripper_convention", "absolute_open_positive"))
+        self.can_branch = callable(getattr(env, "snapshot", None)) and callable(getattr(env, "restore", None))
+
+    @classmethod
+    def from_task(cls, task: str, **kw: Any) -> SimSource:
+        from workbench.sim import make
+
+        return cls(make(task, **kw), lambda: make(task, **kw))
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> Observation:
+        from workbench.sim.base import to_observation
+
+        obs, _ = self.env.reset(seed=seed, options=options)
+        return to_observation(self.env, obs)
+
+    def step(self, action: np.ndarray) -> Transition:
+        from workbench.sim.base import to_observation
+
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return Transition(
+            to_observation(self.env, obs), float(reward), bool(terminated), bool(truncated), dict(info)
+        )
+
+    def recorded_action(self) -> np.ndarray | None:
+        return None
+
+    def snapshot(self) -> Any:
+        return self.env.snapshot()
+
+    def restore(self, state: Any) -> None:
+        self.env.restore(state)
+
+    def fork(self) -> SimSource:
+        if self.factory is None:
+            raise ValueError(
+                "independent mode needs a copy of the env: build the source with SimSource.from_task(...)"
+            )
+        return SimSource(self.factory(), self.factory)
+
+    def close(self) -> None:
+        close = getattr(self.env, "close", None)
+        if close is not None:
+            close()
