@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from workbench.sim.scene import world_points
-from workbench.sim.tasks import LAYOUT_HIGH, LAYOUT_LOW, is_grasped
+from workbench.sim.tasks import FINGER_LINKS, LAYOUT_HIGH, LAYOUT_LOW, is_grasped
 
 HOVER_Z = 0.17  # TCP height for moving around
 MAX_STEP = 0.045  # metres per control step (under the 0.05 action limit)
@@ -25,6 +25,7 @@ TOLERANCE = 0.012  # metres: a goal counts as reached
 PHASE_TIMEOUT = 25  # control steps before a phase gives up waiting and moves on
 CLOSE_STEPS, RELEASE_STEPS = 4, 3
 MAX_RETRIES = 2
+HAND_HALF_LENGTH = 0.11  # metres: the Panda hand's half length along the closing direction
 
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "done")
 
@@ -63,18 +64,39 @@ class ScriptedExpert:
         z = max((lo + hi) / 2, hi - 0.03, 0.012)
         return np.array([*pts[:, :2].mean(0), z])
 
-    def _closing_angle(self) -> float | None:
-        """World yaw the fingers should close along (the source's narrow side); None if round."""
-        spec = self.env.source.spec
-        if spec.shape in ("cylinder", "sphere"):
-            return None
-        client = self.env.client
-        _, orn = client.getBasePositionAndOrientation(self.env.source.body)
-        rot = np.asarray(client.getMatrixFromQuaternion(orn)).reshape(3, 3)
-        local = self.env.source.points[:, :2] - self.env.source.points[:, :2].mean(0)
-        evals, evecs = np.linalg.eigh(np.cov(local.T))  # ascending: column 0 is the minor axis
-        minor = rot @ np.array([evecs[0, 0], evecs[1, 0], 0.0])
-        return math.atan2(minor[1], minor[0])
+    def _closing_angle(self) -> float:
+        """World yaw the fingers should close along.
+
+        Candidates: the source's narrow side (and the other side too when its footprint is near
+        square; any heading when it is round). Of those, the one whose hand footprint (about 22 cm
+        long along the closing direction) stays clearest of the other objects wins, so the palm
+        does not knock over a tall neighbour; ties go to the smallest turn."""
+        env, client = self.env, self.env.client
+        if env.source.spec.shape in ("cylinder", "sphere"):
+            candidates = list(np.linspace(0, np.pi, 8, endpoint=False))
+        else:
+            _, orn = client.getBasePositionAndOrientation(env.source.body)
+            rot = np.asarray(client.getMatrixFromQuaternion(orn)).reshape(3, 3)
+            local = env.source.points[:, :2] - env.source.points[:, :2].mean(0)
+            evals, evecs = np.linalg.eigh(np.cov(local.T))  # ascending: column 0 is the minor axis
+            minor = rot @ np.array([evecs[0, 0], evecs[1, 0], 0.0])
+            candidates = [math.atan2(minor[1], minor[0])]
+            if evals[0] > 0.6 * evals[1]:
+                candidates.append(candidates[0] + np.pi / 2)
+        centre = self._source_points()[:, :2].mean(0)
+        others = [o for o in env.placed if o is not env.source]
+        now = self._gripper_angle()
+
+        def score(angle: float) -> float:
+            d = np.array([math.cos(angle), math.sin(angle)])
+            clear = 1.0
+            for o in others:
+                rel = np.asarray(client.getBasePositionAndOrientation(o.body)[0][:2]) - centre
+                along = float(np.clip(rel @ d, -HAND_HALF_LENGTH, HAND_HALF_LENGTH))
+                clear = min(clear, float(np.linalg.norm(rel - along * d)) - o.radius)
+            return min(clear, 0.06) - 0.02 * abs(_wrap_half_pi(angle - now))
+
+        return max(candidates, key=score)
 
     def _gripper_angle(self) -> float:
         y_axis = self.env.robot.target_rot[:, 1]  # the fingers close along the hand's y axis
@@ -103,7 +125,13 @@ class ScriptedExpert:
         held across its middle is put down with its near end 2 cm from the target, not on it."""
         env = self.env
         tcp = env.robot.tcp_pose_matrix()[0]
-        rel = self._source_points()[:, :2] - tcp[:2]  # [N, 2] held points around the TCP
+        # [N, 2] what hangs around the TCP: the held object's points and the finger pads (with their
+        # thickness), so neither the object nor a finger lands on the target.
+        fingers = [np.asarray(env.client.getLinkState(env.robot.body, link)[4]) for link in FINGER_LINKS]
+        pads = [
+            f[:2] + 0.012 * (f[:2] - tcp[:2]) / max(np.linalg.norm(f[:2] - tcp[:2]), 1e-6) for f in fingers
+        ]
+        rel = np.concatenate([self._source_points()[:, :2], np.asarray(pads)]) - tcp[:2]
         start = env.source.init_pos[:2] - target_xy
         base = math.atan2(start[1], start[0])
         others = [o for o in env.placed if o is not env.source and o is not env.target]
@@ -114,7 +142,9 @@ class ScriptedExpert:
             xy = target_xy + d * (env.target.radius + 0.02 + reach)
             clearance = min((np.linalg.norm(xy - o.init_pos[:2]) - o.radius for o in others), default=1.0)
             inside = bool(np.all(xy > LAYOUT_LOW - 0.04) and np.all(xy < LAYOUT_HIGH + 0.04))
-            score = min(clearance, 0.08) - 0.01 * min(da, 2 * np.pi - da) + (0 if inside else -1)
+            score = (
+                min(clearance, 0.08) - 0.01 * min(da, 2 * np.pi - da) - 0.5 * reach + (0 if inside else -1)
+            )
             if score > best_score:
                 best, best_score = xy, score
         return best
@@ -164,8 +194,7 @@ class ScriptedExpert:
             action[:3] = delta * min(1.0, MAX_STEP / norm) if norm > 1e-9 else 0.0
         if self.phase == "approach":
             want = self._closing_angle()
-            if want is not None:
-                action[5] = np.clip(_wrap_half_pi(want - self._gripper_angle()), -MAX_TURN, MAX_TURN)
+            action[5] = np.clip(_wrap_half_pi(want - self._gripper_angle()), -MAX_TURN, MAX_TURN)
         closed = self.phase in ("close", "lift", "carry", "lower") or (
             self.phase == "done" and self.env.task.kind == "pick"
         )
@@ -196,7 +225,7 @@ class ScriptedExpert:
             return
         if p == "approach":
             want = self._closing_angle()
-            aligned = want is None or abs(_wrap_half_pi(want - self._gripper_angle())) < 0.03
+            aligned = abs(_wrap_half_pi(want - self._gripper_angle())) < 0.03
             if (self._reached(goals["approach"]) and aligned) or timed_out:
                 self._go("descend")
         elif p == "descend" and (self._reached(goals["descend"]) or timed_out):
