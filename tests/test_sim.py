@@ -9,6 +9,7 @@ import pytest
 from workbench.records import Observation
 from workbench.sim import catalog, instructions, list_tasks, make, to_observation
 from workbench.sim.base import ACTION_HIGH, Env
+from workbench.sim.snapshots import snapshot_from_bytes, snapshot_to_bytes
 from workbench.sim.tabletop import TabletopEnv
 
 CAM = "3rd_view_camera"
@@ -409,3 +410,29 @@ def test_bad_configuration_is_rejected():
             to_observation(e, obs)
     finally:
         e.close()
+
+
+def test_snapshot_bytes_restore_in_a_fresh_env_and_reject_foreign_data():
+    a = make("tabletop_move_near", width=96, height=96)
+    b = make("tabletop_move_near", width=96, height=96)
+    try:
+        obs, _ = a.reset(seed=2, options={"split": "unseen"})
+        for _ in range(12):
+            obs, *_ = a.step(a.expert().act(obs))
+        data = snapshot_to_bytes(a.snapshot())
+        assert isinstance(data, bytes)
+        obs_b = b.restore(snapshot_from_bytes(data))  # another env that never saw this episode
+        assert np.array_equal(obs_b["image"][CAM]["rgb"], obs["image"][CAM]["rgb"])
+        for _ in range(5):
+            act = a.expert().act(None)
+            assert np.array_equal(act, b.expert().act(None))
+            oa, *_ = a.step(act)
+            ob, *_ = b.step(act)
+            assert np.array_equal(oa["image"][CAM]["rgb"], ob["image"][CAM]["rgb"])
+        with pytest.raises(ValueError, match="not a simulator snapshot"):
+            snapshot_from_bytes(b"\x80\x04 pickle")
+        with pytest.raises(ValueError, match="task"):
+            make("tabletop_pick", render=False).restore(snapshot_from_bytes(data))
+    finally:
+        a.close()
+        b.close()

@@ -90,6 +90,7 @@ class TabletopEnv:
             self._rng = np.random.default_rng(seed)
         self._recipe = self._sample_recipe(options)
         self._build(self._recipe)
+        self._expert = None  # a new episode gets a new expert
         self.instruction = self._pick_instruction(options)
         obs = self._obs()
         return obs, {"episode_seed": seed, "instruction": self.instruction, **self.evaluator.stats}
@@ -182,7 +183,6 @@ class TabletopEnv:
         others = [o for o in self.placed if o is not self.source and o is not self.target]
         self.evaluator = Evaluator(self.task, self.source, self.target, others)
         self.elapsed_steps = 0
-        self._expert = None
 
     def _pick_instruction(self, options: dict) -> str:
         if options.get("instruction") is not None:
@@ -274,7 +274,13 @@ class TabletopEnv:
     # --- snapshot / restore -------------------------------------------------------------------
 
     def snapshot(self) -> dict:
-        """The whole state: pybullet's (as .bullet bytes) plus ours. Plain data; restore() takes it."""
+        """The whole state: pybullet's (as .bullet bytes) plus ours, including the expert's phase.
+
+        The env then re-anchors itself on the snapshot (restores it at once), so the branch that
+        goes on from here and any later restore() of this snapshot are bit-identical. pybullet does
+        not serialise every contact cache of mesh (convex hull) objects; without re-anchoring a
+        restored branch with a held mesh drifts by about a millimetre from the live one. Scenes of
+        primitives are unaffected either way."""
         if self._recipe is None:
             raise RuntimeError("call reset() before snapshot()")
         fd, path = tempfile.mkstemp(suffix=".bullet")
@@ -285,18 +291,20 @@ class TabletopEnv:
                 bullet = f.read()
         finally:
             os.remove(path)
-        return {
+        state = {
             "task": self.task_name,
             "bullet": bullet,
             "recipe": self._recipe,
             "init_pos": [o.init_pos.copy() for o in self.placed],
             "robot": self.robot.state_dict(),
             "evaluator": self.evaluator.state_dict(),
-            "expert": self._expert.state_dict() if self._expert is not None else None,
+            "expert": self.expert().state_dict(),
             "elapsed_steps": self.elapsed_steps,
             "instruction": self.instruction,
             "rng": self._rng.bit_generator.state,
         }
+        self.restore(state)
+        return state
 
     def restore(self, state: dict) -> dict:
         """Go back to a snapshot (of this or an earlier episode); returns the observation there."""
@@ -319,8 +327,8 @@ class TabletopEnv:
         self.instruction = state["instruction"]
         self._rng = np.random.default_rng()
         self._rng.bit_generator.state = state["rng"]
-        if state["expert"] is not None:
-            self.expert().load_state_dict(state["expert"])
+        # the same expert object carries on (callers may hold it), with the snapshot's phase
+        self.expert().load_state_dict(state["expert"])
         return self._obs()
 
 
