@@ -8,7 +8,7 @@ import pytest
 
 from workbench.records import Observation
 from workbench.sim import catalog, instructions, list_tasks, make, to_observation
-from workbench.sim.base import ACTION_HIGH, Env
+from workbench.sim.base import ACTION_HIGH, Env, SimEnv
 from workbench.sim.snapshots import snapshot_from_bytes, snapshot_to_bytes
 from workbench.sim.tabletop import TabletopEnv
 
@@ -90,7 +90,7 @@ def test_list_tasks_and_make_errors():
 
 
 def test_interface_matches_simplerenv_layout(env):
-    assert isinstance(env, Env)
+    assert isinstance(env, Env) and isinstance(env, SimEnv)
     obs, info = env.reset(seed=0)
     img = obs["image"][CAM]
     assert img["rgb"].dtype == np.uint8 and img["rgb"].shape == (120, 160, 3)

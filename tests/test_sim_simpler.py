@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from workbench.sim import make, to_observation
-from workbench.sim.base import Env
+from workbench.sim.base import Env, SimEnv
 from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnavailable, probe
 
 FAKE_SIMPLER_ENV = '''
@@ -170,7 +170,7 @@ def test_missing_vulkan_is_detected_up_front(fake_path, tmp_path):
 
 
 def test_adapter_speaks_the_protocol(widowx):
-    assert isinstance(widowx, Env)
+    assert isinstance(widowx, Env) and not isinstance(widowx, SimEnv)  # no ground truth in SimplerEnv
     assert widowx.gripper_convention == "absolute_open_positive" and widowx.control_hz == 5
     assert widowx.max_episode_steps == 60 and widowx.main_camera == "3rd_view_camera"
     obs, info = widowx.reset(seed=3)

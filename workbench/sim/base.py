@@ -59,6 +59,23 @@ class Env(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class SimEnv(Env, Protocol):
+    """What the built-in simulator adds: branching, ground truth, cameras, a scripted expert."""
+
+    def snapshot(self) -> dict: ...
+
+    def restore(self, state: dict) -> dict: ...
+
+    def ground_truth(self) -> GroundTruth: ...
+
+    def camera(self, name: str | None = None) -> Camera: ...
+
+    def expert(self) -> Any: ...
+
+    def set_language_instruction(self, text: str) -> None: ...
+
+
 def check_action(
     action: Any, low: np.ndarray = ACTION_LOW, high: np.ndarray = ACTION_HIGH, strict: bool = False
 ):

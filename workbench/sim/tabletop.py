@@ -238,6 +238,9 @@ class TabletopEnv:
         return Box(float(x1), float(y1), float(x2), float(y2), obj.name)
 
     def ground_truth(self) -> GroundTruth:
+        """Boxes are amodal (an object's full projected extent, also where the gripper hides part of
+        it), clipped to the image; key points are object centres; the target box is the target
+        object's; the trace is the expert's remaining plan from the TCP, projected."""
         cam = self.rig.camera()
         boxes, points = [], []
         for obj in self.placed:
