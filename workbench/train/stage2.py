@@ -54,6 +54,7 @@ class Stage2Config:
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
     save_every: int = 250
+    save_latest: bool = True
     log_every: int = 50
     seed: int = 0
     threads: int = 1
@@ -167,6 +168,10 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
                         "minutes": round((time.time() - t0) / 60, 2)})  # fmt: skip
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(out / "state", model, opt, sched, step, {"log": log})
+            if cfg.save_latest:  # a loadable checkpoint of the run so far (the app can open it)
+                model.eval()
+                policy.save(out / "latest")
+                model.train()
     bar.close()
     model.eval()
     policy.save(out / "final")
