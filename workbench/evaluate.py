@@ -58,6 +58,7 @@ class EpisodeResult:
     steps: int
     box_iou: float | None = None
     point_in_box: float | None = None
+    reach_distance: float | None = None  # closest the gripper came to the source object (metres)
     seconds: float = 0.0
 
 
@@ -126,7 +127,17 @@ class EvalReport:
                 for t in tasks
             },
             "grounding": {s: self.grounding(s) for s in SPLITS},
+            "reach_distance": {s: self.reach(s) for s in SPLITS},
         }
+
+    def reach(self, objects: str | None = None) -> float:
+        """Mean over episodes of the closest gripper-to-source distance (metres); NaN if not measured."""
+        d = [
+            e.reach_distance
+            for e in self.episodes
+            if e.reach_distance is not None and (objects in (None, e.objects))
+        ]
+        return float(np.mean(d)) if d else float("nan")
 
     def to_json(self) -> dict:
         return {
@@ -174,6 +185,14 @@ def markdown(report: EvalReport) -> str:
     for split in SPLITS:
         g = s["grounding"][split]
         lines.append(f"| {split} objects | {g['box_iou']:.3f} | {g['point_in_box']:.3f} | {g['n']} |")
+    lines += [
+        "",
+        "Point in box: the centre of the best predicted box lies inside the source object's true box.",
+        "",
+        "| closest gripper-to-source distance (mean, cm) | seen objects | unseen objects |",
+        "|---|---|---|",
+        f"| all tasks | {100 * s['reach_distance']['seen']:.1f} | {100 * s['reach_distance']['unseen']:.1f} |",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +233,18 @@ def _instruction(env, paraphrase: str, seed: int) -> str:
     )
 
 
+def _source_distance(env, obs: dict) -> float | None:
+    """Distance from the gripper (TCP) to the source object's centre; None where the env has no such
+    privileged state (e.g. SimplerEnv). A continuous measure of progress when success is rare."""
+    source, client = getattr(env, "source", None), getattr(env, "client", None)
+    if source is None or client is None or "tcp_pose" not in obs.get("extra", {}):
+        return None
+    from workbench.sim.scene import world_points
+
+    centre = world_points(client, source).mean(0)
+    return float(np.linalg.norm(np.asarray(obs["extra"]["tcp_pose"][:3]) - centre))
+
+
 def run_episode(
     policy, env, controller, task: str, objects: str, paraphrase: str, seed: int, cfg: EvalConfig
 ):
@@ -245,6 +276,9 @@ def run_episode(
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1
+        d = _source_distance(env, obs)
+        if d is not None:
+            result.reach_distance = d if result.reach_distance is None else min(result.reach_distance, d)
         if info.get("success"):
             result.success = True
         if terminated or truncated:
