@@ -3,6 +3,7 @@ simulator, bound to 127.0.0.1 (pass --host to bind elsewhere, on purpose).
 
 Layout: Source / Controls / Instruction on the left, the Rerun viewer on the right; Plots, Probe and
 Sessions in tabs below. Each browser tab keeps its own TabSession in a gr.State.
+`python app.py --demo sample` opens in demo mode: controls hidden, the saved session played (no model).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import gradio as gr
 
 from panels import controls, instruction, plots, probe, sessions, source, viewer
 from panels.common import UI
-from workbench.appcore import AppConfig
+from workbench.appcore import AppConfig, AppError
 from workbench.appcore.core import Workbench
 from workbench.appcore.summary import point_markdown
 
+LAST_WORKBENCH: Workbench | None = None  # the latest app's server state (tests check its model cache)
+
 
 def build_app(config: AppConfig) -> gr.Blocks:
-    workbench = Workbench(config)
+    global LAST_WORKBENCH
+    workbench = LAST_WORKBENCH = Workbench(config)
     with gr.Blocks(title="ST4VLA Workbench") as demo:
         ui = UI(workbench=workbench, state=gr.State(None))
         gr.Markdown(
@@ -32,8 +36,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
         if not workbench.default_checkpoint():
             gr.Markdown("⚠️ **No demo checkpoint found**: Load uses a tiny policy with RANDOM weights.",
                         elem_id="random-weights-warning")  # fmt: skip
+        sessions.render_demo_switch(ui)
+        demo_mode = bool(config.demo_session)
         with gr.Row():
-            with gr.Column(scale=1, min_width=320) as control_column:
+            with gr.Column(scale=1, min_width=320, visible=not demo_mode) as control_column:
                 source.render(ui)
                 controls.render(ui)
                 instruction.render(ui)
@@ -54,9 +60,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # Wire after everything is rendered: panels send outputs to each other's widgets.
         for panel in (source, controls, instruction, sessions, probe):
             panel.wire(ui)
+        if demo_mode:  # --demo: play the session as soon as the page opens
+            ui.after_step(demo.load(*ui["demo_play"]))
+        else:
+            demo.load(lambda: point_markdown(workbench.new_tab()), None, ui["point_info"])
         viewer.wire(ui)  # chains the viewer refresh after every step event
         plots.wire(ui)
-        demo.load(lambda: point_markdown(workbench.new_tab()), None, ui["point_info"])
     return demo
 
 
@@ -91,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         "--sessions-dir", type=Path, default=defaults.sessions_dir, help="where sessions are saved"
     )
     p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="'Run to end' stops here")
+    p.add_argument("--demo", dest="demo_session", default="", metavar="SESSION",
+                   help="demo mode: hide the controls and play this saved session (e.g. 'sample'); no model")  # fmt: skip
     args = p.parse_args(argv)
     names = {f.name for f in fields(AppConfig)}
     return AppConfig(**{k: v for k, v in vars(args).items() if k in names})
@@ -99,6 +110,10 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
 def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
     """Start the server; returns (blocks, local url). block=False returns at once (tests, benchmarks)."""
     port = free_port(config.host, config.port)
+    if config.demo_session:  # fail at start with a clear message, not in the page later
+        from workbench.appcore.sessions import session_path
+
+        session_path(config, config.demo_session)
     demo = build_app(config)
     demo.queue(default_concurrency_limit=4)
     config.sessions_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)  # the machine is shared; one thread per inference keeps the UI responsive
-    launch(parse_args(argv), block=True)
+    try:
+        launch(parse_args(argv), block=True)
+    except AppError as e:
+        print(f"app.py: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -81,3 +81,14 @@ def guard(fn: Callable) -> Callable:
 def show_warnings(messages: list[str]) -> None:
     for m in messages:
         gr.Warning(m)
+
+
+def step_outputs(ui: UI) -> list[Any]:
+    """The widgets every stepping event updates (in this order; see step_values)."""
+    return [ui.state, ui["status"], ui["summary"], ui["point_info"]]
+
+
+def step_values(tab: TabSession) -> tuple:
+    from workbench.appcore.summary import point_markdown, status_markdown, tab_summary
+
+    return tab, status_markdown(tab), tab_summary(tab), point_markdown(tab)

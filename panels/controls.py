@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from panels.common import UI, guard, tab_of
-from workbench.appcore.summary import point_markdown, status_markdown, step_summary
+from panels.common import UI, guard, step_outputs, step_values, tab_of
 
 
 def render(ui: UI) -> None:
@@ -13,66 +12,74 @@ def render(ui: UI) -> None:
         with gr.Row():
             reset = gr.Button("Reset", elem_id="reset")
             step = gr.Button("Step", variant="primary", elem_id="step")
-            pause = gr.Button("Pause", elem_id="pause")
+            pause = gr.Button("Pause", elem_id="pause", variant="stop")
         with gr.Row():
             n = gr.Number(5, precision=0, minimum=1, maximum=1000, label="N", scale=1)
-            run_n = gr.Button("Run N", scale=1)
-            run_end = gr.Button("Run to end", scale=1)
+            run_n = gr.Button("Run N", scale=1, elem_id="run-n")
+            run_end = gr.Button("Run to end", scale=1, elem_id="run-end")
         with gr.Row():
-            branch_name = gr.Textbox(label="Branch name", placeholder="e.g. paraphrase-2", scale=2)
-            branch = gr.Button("Branch from here", scale=1)
+            branch_name = gr.Textbox(label="Branch name", placeholder="e.g. paraphrase-2", scale=1)
+            branch_instruction = gr.Textbox(label="New instruction for the branch (optional)", scale=2,
+                                            placeholder="empty: keep the current one")  # fmt: skip
+        branch = gr.Button("Branch from this step", elem_id="branch")
     with gr.Accordion("Sampling and ensembling (applied on Load)", open=False):
         ddim = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
         cfg = gr.Slider(0.0, 5.0, value=1.5, step=0.1, label="CFG scale")
         horizon = gr.Slider(1, 16, value=7, step=1, label="Ensemble horizon")
         alpha = gr.Slider(0.0, 1.0, value=0.1, step=0.01, label="Ensemble alpha")
     ui.add(reset=reset, step=step, pause=pause, n=n, run_n=run_n, run_end=run_end, branch_name=branch_name,
-           branch=branch, ddim=ddim, cfg=cfg, horizon=horizon, alpha=alpha)  # fmt: skip
-
-
-def _out(tab):
-    return tab, status_markdown(tab), step_summary(tab.last_record), point_markdown(tab)
+           branch_instruction=branch_instruction, branch=branch, ddim=ddim, cfg=cfg, horizon=horizon,
+           alpha=alpha)  # fmt: skip
 
 
 def wire(ui: UI) -> None:
     wb = ui.workbench
-    outputs = [ui.state, ui["status"], ui["summary"], ui["point_info"]]
+    outputs = step_outputs(ui)
 
     @guard
     def reset(tab, seed):
         tab = tab_of(wb, tab)
         tab.reset(int(seed or 0))
-        return _out(tab)
+        return step_values(tab)
 
     @guard
     def step(tab):
         tab = tab_of(wb, tab)
         tab.step(1)
-        return _out(tab)
+        return step_values(tab)
 
     @guard
-    def run(tab, n):
-        """Streams each step to the page; Pause stops it between steps."""
+    def run(tab, n, progress=gr.Progress()):
+        """Streams each step to the page and the viewer; Pause (another request) stops it between steps."""
         tab = tab_of(wb, tab)
-        for _ in tab.run(int(n) if n else None):
-            yield _out(tab)
-        yield _out(tab)
+        done, planned = 0, 0
+        for done, planned in tab.run(int(n) if n else None):
+            progress((done, planned), desc="running (Pause stops after this step)", unit="steps")
+            state, status, summary, point = step_values(tab)
+            yield state, f"{status}\n\n⏵ running: {done}/{planned} steps", summary, point, tab.viewer_bytes()
+        state, status, summary, point = step_values(tab)
+        end = "⏸ paused after" if tab.paused else "⏹ ran"
+        yield state, f"{status}\n\n{end} {done}/{planned} steps", summary, point, tab.viewer_bytes()
 
     @guard
-    def branch(tab, name):
+    def branch(tab, name, instruction):
         tab = tab_of(wb, tab)
-        tab.branch(name)
-        return _out(tab)
+        tab.branch(name, instruction)
+        return step_values(tab)
 
-    @guard
     def pause(tab):
         if tab is not None:
             tab.pause()
 
+    run_outputs = [*outputs, ui["viewer"]]
     ui.after_step(ui["reset"].click(reset, [ui.state, ui["seed"]], outputs, api_name="reset"))
     ui.after_step(ui["step"].click(step, ui.state, outputs, api_name="step"))
-    ui.after_step(ui["run_n"].click(run, [ui.state, ui["n"]], outputs, api_name="run_n"))
-    ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], outputs, api_name="run_to_end"))
-    ui.after_step(ui["branch"].click(branch, [ui.state, ui["branch_name"]], outputs, api_name="branch"))
-    # Pause must not queue behind the run it stops.
+    ui.after_step(ui["run_n"].click(run, [ui.state, ui["n"]], run_outputs, api_name="run_n"))
+    ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], run_outputs, api_name="run_to_end"))
+    ui.after_step(
+        ui["branch"].click(
+            branch, [ui.state, ui["branch_name"], ui["branch_instruction"]], outputs, api_name="branch"
+        )  # fmt: skip
+    )
+    # Pause must not queue behind the run it stops: it only sets this tab's flag.
     ui["pause"].click(pause, ui.state, None, api_name="pause", queue=False)

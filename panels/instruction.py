@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from panels.common import UI, guard, show_warnings, tab_of
-from workbench.appcore.summary import point_markdown, status_markdown, step_summary
+from panels.common import UI, guard, show_warnings, step_outputs, step_values, tab_of
 
 
 def render(ui: UI) -> None:
@@ -26,20 +25,20 @@ def render(ui: UI) -> None:
 
 def wire(ui: UI) -> None:
     wb = ui.workbench
-    outputs = [ui.state, ui["status"], ui["summary"], ui["point_info"]]
+    outputs = step_outputs(ui)
 
     @guard
     def set_instruction(tab, text):
         tab = tab_of(wb, tab)
         show_warnings(tab.set_instruction(text))
         gr.Info("Instruction set: it applies from the next step (or press Re-ask).")
-        return tab, status_markdown(tab), step_summary(tab.last_record), point_markdown(tab)
+        return step_values(tab)
 
     @guard
     def reask(tab):
         tab = tab_of(wb, tab)
         tab.reask()
-        return tab, status_markdown(tab), step_summary(tab.last_record), point_markdown(tab)
+        return step_values(tab)
 
     @guard
     def suggest(tab):

@@ -1,26 +1,33 @@
-"""Source panel: checkpoint(s) and what to step through (built-in task, recorded episode)."""
+"""Source panel: checkpoint A (and an optional B to compare), and what to step through: a built-in
+task, a recorded episode or saved session, or a SimplerEnv task when SimplerEnv runs here."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from panels.common import UI, guard, show_warnings, tab_of
+from panels.common import UI, guard, show_warnings, step_values, tab_of
 from workbench.appcore.core import RANDOM_POLICY, Workbench
-from workbench.appcore.summary import point_markdown, status_markdown, step_summary
-from workbench.appcore.tab import PolicySettings, SourceSpec
+from workbench.appcore.tab import MODES, PolicySettings, SourceSpec
+
+KINDS = {"sim": "built-in sim", "episode": "recorded episode / session", "simpler": "SimplerEnv"}
 
 
 def render(ui: UI) -> None:
     wb = ui.workbench
     checkpoints = wb.list_checkpoints() or [RANDOM_POLICY]
     tasks = wb.list_tasks()
+    recordings = wb.list_recordings()
+    simpler_ok, simpler_why = wb.simpler_status()
+    kinds = [(label, k) for k, label in KINDS.items() if k != "simpler" or simpler_ok]
     with gr.Accordion("Source", open=True):
-        ckpt = gr.Dropdown(checkpoints, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint",
+        ckpt = gr.Dropdown(checkpoints, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint (A)",
                            allow_custom_value=True, info="pick one, or type a path inside the allowed folders")  # fmt: skip
-        ckpt_b = gr.Dropdown(
-            ["", *checkpoints], value="", label="Compare with (optional B)", allow_custom_value=True
-        )
-        kind = gr.Radio(["sim", "episode"], value="sim", label="Source")
+        with gr.Row():
+            ckpt_b = gr.Dropdown(["", *checkpoints], value="", label="Compare with (optional B)",
+                                 allow_custom_value=True, scale=2)  # fmt: skip
+            mode = gr.Radio(list(MODES), value="shared", label="A/B mode", scale=1,
+                            info="shared: A drives, B is asked on the same frames; independent: each drives its own")  # fmt: skip
+        kind = gr.Radio(kinds, value="sim", label="Source", elem_id="source-kind")
         task = gr.Dropdown(
             tasks, value=tasks[0] if tasks else None, label="Built-in task", allow_custom_value=True
         )
@@ -29,44 +36,48 @@ def render(ui: UI) -> None:
             split = gr.Radio(["seen", "unseen"], value="seen", label="Objects")
         obj = gr.Dropdown(["", *wb.list_objects("seen")], value="", label="Object (or type a custom one)",
                           allow_custom_value=True)  # fmt: skip
-        episode = gr.Textbox(label="Recorded episode path", placeholder="inside --data-dirs", visible=False)
+        episode = gr.Dropdown(recordings, value=recordings[0] if recordings else None, visible=False,
+                              label="Recorded episode or saved session", allow_custom_value=True,
+                              info="LeRobot folders and sessions inside --data-dirs; or type a path")  # fmt: skip
+        simpler_tasks = wb.simpler_tasks()
+        simpler_task = gr.Dropdown(simpler_tasks, value=simpler_tasks[0] if simpler_tasks else None,
+                                   label="SimplerEnv task", visible=False)  # fmt: skip
+        simpler_note = "SimplerEnv: available." if simpler_ok else f"SimplerEnv is not offered: {simpler_why}"
+        gr.Markdown(f"<small>{simpler_note}</small>", elem_id="simpler-status")
         load = gr.Button("Load", variant="primary", elem_id="load")
-    ui.add(
-        ckpt=ckpt,
-        ckpt_b=ckpt_b,
-        kind=kind,
-        task=task,
-        seed=seed,
-        split=split,
-        obj=obj,
-        episode=episode,
-        load=load,
-    )
+    ui.add(ckpt=ckpt, ckpt_b=ckpt_b, mode=mode, kind=kind, task=task, seed=seed, split=split, obj=obj,
+           episode=episode, simpler_task=simpler_task, load=load)  # fmt: skip
 
 
-def _load(
-    wb: Workbench, tab, ckpt, ckpt_b, kind, task, seed, split, obj, episode, ddim, cfg, horizon, alpha, instr
-):
+def load(wb: Workbench, tab, ckpt, ckpt_b, mode, kind, task, seed, split, obj, episode, simpler_task,
+         ddim, cfg, horizon, alpha, instr):  # fmt: skip
     tab = tab_of(wb, tab)
     settings = PolicySettings(int(ddim), float(cfg), int(horizon), float(alpha))
-    source = SourceSpec(kind=kind, task=task or "", seed=int(seed or 0), object=(obj or "").strip(), split=split,
-                        path=episode or "")  # fmt: skip
-    tab.load(source, [ckpt or "", *([ckpt_b] if ckpt_b else [])], settings)
+    source = SourceSpec(kind=kind, task=(simpler_task if kind == "simpler" else task) or "", seed=int(seed or 0),
+                        object=(obj or "").strip(), split=split, path=episode or "")  # fmt: skip
+    tab.load(source, [ckpt or "", *([ckpt_b] if ckpt_b else [])], settings, mode=mode or "shared")
     show_warnings(tab.take_notes())
     record = tab.last_record
     instruction = record.observation.instruction if record else instr
-    return tab, status_markdown(tab), step_summary(record), instruction, point_markdown(tab)
+    state, status, summary, point = step_values(tab)
+    return state, status, summary, instruction, point
 
 
 def wire(ui: UI) -> None:
     wb = ui.workbench
-    ui["kind"].change(lambda k: (gr.update(visible=k == "sim"), gr.update(visible=k == "episode")),
-                      ui["kind"], [ui["task"], ui["episode"]])  # fmt: skip
+
+    def show(k):
+        sim = k == "sim"
+        return (gr.update(visible=sim), gr.update(visible=sim), gr.update(visible=k == "episode"),
+                gr.update(visible=k == "simpler"))  # fmt: skip
+
+    ui["kind"].change(show, ui["kind"], [ui["task"], ui["obj"], ui["episode"], ui["simpler_task"]])
     ui["split"].change(
         lambda s: gr.update(choices=["", *wb.list_objects(s)], value=""), ui["split"], ui["obj"]
     )
-    inputs = [ui.state, ui["ckpt"], ui["ckpt_b"], ui["kind"], ui["task"], ui["seed"], ui["split"], ui["obj"],
-              ui["episode"], ui["ddim"], ui["cfg"], ui["horizon"], ui["alpha"], ui["instruction"]]  # fmt: skip
+    inputs = [ui.state, ui["ckpt"], ui["ckpt_b"], ui["mode"], ui["kind"], ui["task"], ui["seed"], ui["split"],
+              ui["obj"], ui["episode"], ui["simpler_task"], ui["ddim"], ui["cfg"], ui["horizon"], ui["alpha"],
+              ui["instruction"]]  # fmt: skip
     outputs = [ui.state, ui["status"], ui["summary"], ui["instruction"], ui["point_info"]]
-    ev = ui["load"].click(guard(lambda *a: _load(wb, *a)), inputs, outputs, api_name="load")
+    ev = ui["load"].click(guard(lambda *a: load(wb, *a)), inputs, outputs, api_name="load")
     ui.after_step(ev)

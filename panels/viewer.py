@@ -7,6 +7,7 @@ from gradio_rerun import Rerun
 from gradio_rerun.events import SelectionChange
 
 from panels.common import UI, guard, tab_of
+from workbench.appcore.clicks import click_from_items
 from workbench.appcore.summary import point_markdown
 from workbench.appcore.tab import BLUEPRINTS
 
@@ -35,16 +36,18 @@ def wire(ui: UI) -> None:
 
     @guard
     def clicked(tab, evt: SelectionChange):
+        """A click on a camera image marks the user's point on that lane's image (see appcore.clicks)."""
         tab = tab_of(wb, tab)
-        for item in evt.payload.items:
-            pos = getattr(item, "position", None)
-            if getattr(item, "type", "") == "entity" and pos is not None and "camera" in item.entity_path:
-                tab.mark_point(float(pos[0]), float(pos[1]))
-                break
+        click = click_from_items(evt.payload.items)
+        if click is not None:
+            tab.mark_point(click.x, click.y, branch=click.branch)
         return tab, point_markdown(tab)
 
     for event in ui.step_events:
         event.success(push, ui.state, ui["viewer"], show_progress="hidden")
+        # the layout radio follows what Load or a replay chose (side by side for A/B)
+        event.success(lambda tab: tab.blueprint if tab is not None else gr.skip(), ui.state, ui["layout"],
+                      show_progress="hidden")  # fmt: skip
     ui["layout"].change(set_layout, [ui.state, ui["layout"]], ui.state).success(push, ui.state, ui["viewer"])
     ui["viewer"].selection_change(clicked, ui.state, [ui.state, ui["point_info"]]).success(
         push, ui.state, ui["viewer"]

@@ -18,8 +18,10 @@ from workbench.appcore import AppConfig
 
 pytestmark = pytest.mark.slow
 
-# ckpt, ckpt_b, kind, task, seed, split, object, episode path, ddim, cfg, horizon, alpha, instruction
-LOAD = ("", "", "sim", "tabletop_pick", 0, "seen", "", "", 2, 1.5, 7, 0.1, "")
+# ckpt, ckpt_b, A/B mode, kind, task, seed, split, object, episode path, SimplerEnv task, ddim, cfg,
+# horizon, alpha, instruction
+LOAD = ("", "", "shared", "sim", "tabletop_pick", 0, "seen", "", "", None, 2, 1.5, 7, 0.1, "")
+SEED = 5
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def server(tmp_path_factory):
 
 def _load(client: Client, seed: int = 0):
     args = list(LOAD)
-    args[4] = seed
+    args[SEED] = seed
     return client.predict(*args, api_name="/load")
 
 

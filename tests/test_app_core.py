@@ -126,8 +126,18 @@ def test_tab_needs_load_and_marks_points_inside_the_image():
     with pytest.raises(AppError, match="outside the 200x100"):
         tab.mark_point(250, 10)
     tab.mark_point(20, 34)
-    assert tab.point_report() == {"A": pytest.approx(4.0)}  # box centre (20, 30)
-    assert "4.0 px" in point_markdown(tab)
+    assert tab.point_report() == {"A": {"distance": pytest.approx(4.0), "inside": True}}  # centre (20, 30)
+    assert "4.0 px" in point_markdown(tab) and "inside its box" in point_markdown(tab)
+    assert tab.edits[-1] == {
+        "kind": "user_point",
+        "step": 3,
+        "branch": "main",
+        "x": 20.0,
+        "y": 34.0,
+        "report": tab.point_report(),
+    }  # saved with the session
+    tab.mark_point(5, 5)
+    assert tab.point_report()["A"]["inside"] is False and "**outside** its box" in point_markdown(tab)
 
 
 def test_two_tabs_share_no_state():

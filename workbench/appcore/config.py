@@ -32,6 +32,8 @@ class AppConfig:
     viewer_height: int = 640
     camera_width: int = 320  # the built-in sim's camera: small keeps CPU rendering and streaming light
     camera_height: int = 240
+    demo_session: str = ""  # --demo: open on this saved session, controls hidden, played step by step
+    demo_step_seconds: float = 0.4  # pause between steps when demo mode plays a session
 
     def __post_init__(self) -> None:
         self.checkpoint_dirs = [Path(p).expanduser().resolve() for p in self.checkpoint_dirs]

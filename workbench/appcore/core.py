@@ -10,6 +10,12 @@ from workbench.appcore.config import AppConfig, AppError
 from workbench.appcore.tab import SourceSpec, TabSession
 
 RANDOM_POLICY = "random tiny policy (untrained)"
+# SimplerEnv's tasks (shared/reference/simplerenv.md): offered only when probe_simpler() says it runs.
+SIMPLER_TASKS = (
+    "widowx_carrot_on_plate", "widowx_spoon_on_towel", "widowx_stack_cube", "widowx_put_eggplant_in_basket",
+    "google_robot_pick_coke_can", "google_robot_pick_object", "google_robot_move_near",
+    "google_robot_open_drawer", "google_robot_close_drawer", "google_robot_place_apple_in_closed_top_drawer",
+)  # fmt: skip
 RANDOM_WARNING = (
     "The bundled demo checkpoint is missing, so a tiny policy with RANDOM weights is loaded: its boxes "
     "and actions mean nothing. Train or copy a checkpoint into assets/checkpoints/st4vla-tiny."
@@ -30,6 +36,7 @@ class Workbench:
         self.config = config
         self._policies: dict[str, Any] = {}  # resolved path (or RANDOM_POLICY) -> loaded policy
         self._lock = threading.Lock()
+        self._simpler: tuple[bool, str] | None = None  # (available, why not), probed once
 
     def new_tab(self) -> TabSession:
         return TabSession(workbench=self)
@@ -108,6 +115,24 @@ class Workbench:
         except (KeyError, ValueError):
             return []
 
+    def list_recordings(self) -> list[str]:
+        """Recorded episodes (LeRobot folders with meta/info.json) and saved sessions (session.json)
+        found up to two levels inside the allowed data folders, as paths a user can pick."""
+        paths = self.config.data_paths
+        found = [*paths.listing("*"), *paths.listing("*/*")]
+        keep = [p for p in found if (p / "meta" / "info.json").is_file() or (p / "session.json").is_file()]
+        return [str(p) for p in dict.fromkeys(keep)]
+
+    def simpler_status(self) -> tuple[bool, str]:
+        """(True, "") when SimplerEnv can run here; else (False, the exact reason, with what to do).
+        Probed once per server: it starts SimplerEnv's own interpreter."""
+        if self._simpler is None:
+            self._simpler = probe_simpler()
+        return self._simpler
+
+    def simpler_tasks(self) -> list[str]:
+        return list(SIMPLER_TASKS) if self.simpler_status()[0] else []
+
     def make_source(self, spec: SourceSpec) -> Any:
         """A runner Source: the built-in simulator, or a recorded episode / saved session as frames."""
         if spec.kind == "sim":
@@ -129,9 +154,25 @@ class Workbench:
                 return EpisodeSource.from_lerobot(path)
             except (OSError, ValueError, KeyError) as e:
                 raise AppError(f"Could not open the recorded episode {path.name}: {e}") from e
-        raise AppError(f"Unknown source kind {spec.kind!r}: use 'sim' or 'episode'.")
+        if spec.kind == "simpler":
+            ok, why = self.simpler_status()
+            if not ok:
+                raise AppError(f"SimplerEnv is not available here: {why}")
+            if spec.task not in SIMPLER_TASKS:
+                raise AppError(
+                    f"Unknown SimplerEnv task {spec.task!r}: choose one of {', '.join(SIMPLER_TASKS)}."
+                )
+            from workbench.runner import SimSource
+            from workbench.sim import make
+
+            try:
+                return SimSource(make(spec.task), lambda: make(spec.task))
+            except (RuntimeError, OSError) as e:  # SimplerUnavailable, a server that died
+                raise AppError(f"SimplerEnv could not start {spec.task}: {e}") from e
+        raise AppError(f"Unknown source kind {spec.kind!r}: use 'sim', 'episode' or 'simpler'.")
 
     def reset_options(self, spec: SourceSpec) -> dict[str, str]:
+        """Reset options of the built-in sim (object split, source object, instruction)."""
         if spec.kind != "sim":
             return {}
         options = {"split": spec.split}
@@ -140,3 +181,19 @@ class Workbench:
         if spec.instruction:
             options["instruction"] = spec.instruction
         return options
+
+
+def probe_simpler(timeout: float = 60) -> tuple[bool, str]:
+    """Ask workbench.sim.simpler whether SimplerEnv runs here; never raises (the page shows why not)."""
+    import subprocess
+
+    from workbench.sim import simpler
+
+    try:
+        python = simpler.resolve_python(None)
+        simpler.check_available(simpler.probe(python, timeout=timeout), python)
+    except simpler.SimplerUnavailable as e:
+        return False, str(e)
+    except (subprocess.TimeoutExpired, OSError, ValueError, KeyError) as e:
+        return False, f"probing SimplerEnv failed: {type(e).__name__}: {e}"
+    return True, ""

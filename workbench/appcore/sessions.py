@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+from workbench.appcore.clicks import log_user_point
 from workbench.appcore.config import AllowedPaths, AppConfig, AppError
-from workbench.appcore.tab import TabSession
+from workbench.appcore.tab import BLUEPRINTS, TabSession, UserPoint
 
 
 def list_sessions(config: AppConfig) -> list[str]:
@@ -34,7 +36,7 @@ def session_path(config: AppConfig, name: str) -> Path:
 
 def save(tab: TabSession) -> Path:
     """Write the tab's steps to a new session folder, with its Rerun recording, and return the folder."""
-    from workbench.sessions import SessionStore, load_session, replay_to_rerun
+    from workbench.sessions import SessionStore, load_session
 
     if not tab.records:
         raise AppError("Nothing to save yet: Load and step first.")
@@ -42,6 +44,8 @@ def save(tab: TabSession) -> Path:
         "source": vars(tab.source),
         "settings": vars(tab.settings),
         "policies": tab.policy_names,
+        "checkpoints": tab.checkpoints,
+        "mode": tab.mode,
         "app_tab": tab.id,
     }
     writer = SessionStore(tab.config.sessions_dir).create(meta=meta)
@@ -52,35 +56,90 @@ def save(tab: TabSession) -> Path:
             writer.note(edit)
     finally:
         writer.close()
-    replay_to_rerun(load_session(writer.path), rrd_path=writer.rrd_path)
+    write_rrd(load_session(writer.path), writer.rrd_path)
     return writer.path
+
+
+def write_rrd(session, rrd_path: Path) -> Path:
+    """The session's Rerun recording, with the user's clicked points drawn (not only the steps)."""
+    from workbench.viz.rerun_log import RerunLogger
+
+    logger = RerunLogger(rrd_path=rrd_path, stream=False)
+    for record in session.records:
+        logger.write(record)
+        draw_clicks(logger.rec, session.edits, record)
+    for event in session.edits:
+        logger.note(event)
+    logger.close()
+    return rrd_path
+
+
+def draw_clicks(rec, edits: list[dict], record) -> UserPoint | None:
+    """Draw the saved clicks made on `record`'s image; returns the last one (None if none)."""
+    point = None
+    for e in edits:
+        here = int(e.get("step", -1)) == record.step and e.get("branch", "main") == record.branch
+        if e.get("kind") == "user_point" and here:
+            point = UserPoint(float(e["x"]), float(e["y"]), record.step, record.branch)
+            log_user_point(rec, point.x, point.y, record.step, record.branch, list(record.policies))
+    return point
 
 
 def replay(tab: TabSession, name: str) -> None:
     """Show a saved session in this tab's viewer; no model is loaded, stepping is off until Load."""
-    from workbench.sessions import SessionError, load_session, replay_to_rerun
+    for _ in play(tab, name):
+        pass
+
+
+def play(tab: TabSession, name: str) -> Iterator[int]:
+    """Replay a saved session into this tab step by step (demo mode animates it), yielding the number
+    of steps shown so far. No model is loaded. The user's clicked points saved with the session are
+    drawn again at their steps, and the last one is reported as if just clicked."""
+    from workbench.sessions import SessionError, load_session
+    from workbench.viz.rerun_log import RerunLogger
 
     path = session_path(tab.config, name)
     try:
         session = load_session(path)
-    except SessionError as e:
-        raise AppError(str(e)) from e
+    except (SessionError, ValueError, KeyError) as e:
+        raise AppError(f"Could not read session {path.name}: {e}") from e
     if not session.records:
         raise AppError(f"Session {path.name} has no steps to replay.")
     tab.close()
-    tab.logger = replay_to_rerun(session, stream=True)
-    tab.records = list(session.records)
+    tab.logger = RerunLogger(stream=True)
+    tab.records, tab.user_point, tab.replayed = [], None, path.name
+    tab.mode = str(session.meta.get("loaded", {}).get("mode", "shared"))
+    tab.edits = [dict(e) for e in session.edits]
     names: list[str] = []
     for r in session.records:
         names.extend(n for n in r.policies if n not in names)
     tab.policy_names = names
-    tab.notes.extend(session.notes)
+    tab.blueprint = BLUEPRINTS[1] if len(names) > 1 else BLUEPRINTS[0]
     tab.send_blueprint()
+    for n, record in enumerate(session.records, start=1):
+        tab.logger.write(record)
+        tab.records.append(record)
+        tab.user_point = draw_clicks(tab.logger.rec, session.edits, record) or tab.user_point
+        yield n
+    for event in session.edits:
+        tab.logger.note(event)
+    tab.notes.extend(session.notes)
+
+
+def open_probe_row(tab: TabSession, rows: list[dict], index: int) -> str:
+    """Open the episode of probe table row `index` (its saved session) in this tab; returns its id."""
+    if not 0 <= int(index) < len(rows):
+        raise AppError(f"No probe row {index}: the table has {len(rows)} rows; run a probe first.")
+    session = str(rows[int(index)].get("session") or "")
+    if not session:
+        raise AppError("This probe row was not saved as a session, so it cannot be opened.")
+    replay(tab, session)
+    return session
 
 
 def export(tab: TabSession, name: str, kind: str) -> Path:
     """Export a saved session as 'mp4' (overlays drawn) or 'rrd' (the Rerun recording)."""
-    from workbench.sessions import export_mp4, load_session, replay_to_rerun
+    from workbench.sessions import export_mp4, load_session
 
     path = session_path(tab.config, name)
     session = load_session(path)
@@ -89,6 +148,6 @@ def export(tab: TabSession, name: str, kind: str) -> Path:
     if kind == "rrd":
         rrd = path / "recording.rrd"
         if not rrd.is_file():
-            replay_to_rerun(session, rrd_path=rrd)
+            write_rrd(session, rrd)
         return rrd
     raise AppError(f"Unknown export kind {kind!r}: use 'mp4' or 'rrd'.")

@@ -12,6 +12,20 @@ def _floats(a: np.ndarray | None) -> list[float] | None:
     return None if a is None else [round(float(v), 5) for v in np.asarray(a).reshape(-1)]
 
 
+def tab_summary(tab: TabSession) -> dict:
+    """The tab's current step as data: the first lane's step, with every lane's policies (in
+    independent A/B each checkpoint drives its own lane; both show up under "policies")."""
+    lanes = tab.lane_records()
+    if not lanes:
+        return {}
+    out = step_summary(lanes[0])
+    for other in lanes[1:]:
+        out["policies"].update(step_summary(other)["policies"])
+    out["lanes"] = {r.branch: {"step": r.step, "done": bool(r.terminated or r.truncated)} for r in lanes}
+    out["mode"] = tab.mode
+    return out
+
+
 def step_summary(record: StepRecord | None) -> dict:
     """JSON-ready view of one step: what each policy answered and did (also the app's API output)."""
     if record is None:
@@ -25,6 +39,8 @@ def step_summary(record: StepRecord | None) -> dict:
             "problems": list(ps.spatial.problems) if ps.spatial else [],
             "predicted_centre": None if centre is None else [round(centre[0], 1), round(centre[1], 1)],
             "executed": _floats(ps.executed),
+            "chunk_first_action": _floats(ps.chunk.actions[0]) if ps.chunk is not None else None,
+            "branch": record.branch,
             # JSON has no inf/NaN: a metric with nothing to measure is null.
             "metrics": {k: round(float(v), 4) if np.isfinite(v) else None for k, v in ps.metrics.items()},
         }
@@ -62,7 +78,15 @@ def status_markdown(tab: TabSession) -> str:
         f"**Step {record.step}** (branch `{record.branch}`){ended}{success}",
         f"Instruction: *{_instruction(record)}*",
     ]
-    for name, ps in record.policies.items():
+    if tab.replayed:
+        lines.insert(0, f"▶ Replaying saved session `{tab.replayed}` (no model loaded)")
+    lanes = tab.lane_records()
+    for other in lanes[1:]:  # independent A/B: the other lane's own step and outcome
+        done = " · ended" if other.terminated or other.truncated else ""
+        ok = " · ✅ success" if other.info.get("success") else ""
+        lines.append(f"Lane `{other.branch}`: step {other.step}{done}{ok}")
+    policies = {n: ps for r in lanes for n, ps in r.policies.items()} or record.policies
+    for name, ps in policies.items():
         answer = _short(ps.spatial.text) if ps.spatial else "(no spatial answer)"
         lines.append(f"- **{name}** said: `{answer}`")
         if ps.spatial and ps.spatial.problems:
@@ -74,9 +98,11 @@ def point_markdown(tab: TabSession) -> str:
     point = tab.user_point
     if point is None:
         return "Click the object in the viewer's camera image to mark where **you** think it is."
-    lines = [f"Your point: ({point.x:.0f}, {point.y:.0f}) at step {point.step}"]
-    for name, dist in tab.point_report().items():
-        lines.append(f"- {name}'s prediction is **{dist:.1f} px** away")
+    lane = "" if point.branch == "main" else f" on `{point.branch}`"
+    lines = [f"Your point: ({point.x:.0f}, {point.y:.0f}) at step {point.step}{lane}"]
+    for name, row in tab.point_report().items():
+        inside = {True: ", inside its box", False: ", **outside** its box", None: ""}[row["inside"]]
+        lines.append(f"- {name}'s prediction is **{row['distance']:.1f} px** away{inside}")
     if len(lines) == 1:
         lines.append("- no predicted point or box at this step to compare with")
     return "\n".join(lines)

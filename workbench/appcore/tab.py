@@ -2,6 +2,10 @@
 
 A `TabSession` lives in the tab's gr.State, so two tabs never share a runner or a recording.
 Models loaded from disk are shared through the `Workbench` cache: they are read-only at inference.
+
+A/B: a second checkpoint runs in the same runner, either "shared" (A drives, B is asked on the very
+same observations: one lane) or "independent" (each drives its own copy of the source: one lane per
+checkpoint, branch name = its label). `records` holds every lane's steps on the current path.
 """
 
 from __future__ import annotations
@@ -15,19 +19,20 @@ from typing import Any
 
 import numpy as np
 
+from workbench.appcore.clicks import compare_point, log_user_point, predicted_centre
 from workbench.appcore.config import AppConfig, AppError, clean_instruction
 from workbench.records import StepRecord
-from workbench.spatial import Box, Point
 
 BLUEPRINTS = ("one policy", "side by side", "instruction A vs B")
+MODES = ("shared", "independent")
 
 
 @dataclass
 class SourceSpec:
     """What the tab steps through."""
 
-    kind: str = "sim"  # "sim" | "episode" | "session"
-    task: str = ""  # built-in task name ("" = the first one)
+    kind: str = "sim"  # "sim" | "episode" (a LeRobot episode or a saved session) | "simpler"
+    task: str = ""  # built-in task name ("" = the first one), or the SimplerEnv task for "simpler"
     seed: int = 0
     object: str = ""  # source object ("" = the task's default); a catalog name or a custom one
     split: str = "seen"  # which catalog split the object comes from
@@ -60,6 +65,7 @@ class UserPoint:
     x: float
     y: float
     step: int
+    branch: str = "main"  # the lane whose image was clicked (independent A/B has one per checkpoint)
 
 
 @dataclass
@@ -77,7 +83,11 @@ class TabSession:
     blueprint: str = BLUEPRINTS[0]
     notes: list[str] = field(default_factory=list)  # warnings to show once (e.g. random weights)
     edits: list[dict] = field(default_factory=list)  # instruction changes, re-asks, branches (saved)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    mode: str = "shared"  # A/B mode (see the module doc)
+    replayed: str = ""  # the saved session shown (no runner), "" when stepping live
+    probe_rows: list[dict] = field(default_factory=list)  # the last probe's table (rows open sessions)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)  # Pause
+    _probe_stop: threading.Event = field(default_factory=threading.Event, repr=False)  # Cancel probe
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -85,10 +95,15 @@ class TabSession:
     def config(self) -> AppConfig:
         return self.workbench.config
 
-    def load(self, source: SourceSpec, checkpoints: list[str], settings: PolicySettings) -> StepRecord:
+    def load(
+        self, source: SourceSpec, checkpoints: list[str], settings: PolicySettings, mode: str = "shared"
+    ) -> StepRecord:
         """Build the runner for `source` with one slot per checkpoint (A, B) and reset it."""
         from workbench.runner import PolicySlot, Runner
         from workbench.viz.rerun_log import RerunLogger
+
+        if mode not in MODES:
+            raise AppError(f"Unknown A/B mode {mode!r}: choose 'shared' or 'independent'.")
 
         checkpoints = [c for c in checkpoints if c is not None] or [""]
         slots, names = [], []
@@ -107,7 +122,12 @@ class TabSession:
         env = self.workbench.make_source(source)
         self.close()
         self.logger = RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True)
-        self.runner = Runner(env, slots, mode="shared", sinks=[self.logger])
+        try:
+            runner = Runner(env, slots, mode=mode if len(slots) > 1 else "shared", sinks=[self.logger])
+        except ValueError as e:  # e.g. a source that cannot be copied for independent mode
+            env.close()
+            raise AppError(f"Cannot run {mode} A/B on this source: {e}") from e
+        self.runner, self.mode, self.replayed = runner, runner.mode, ""
         self.policy_names, self.source, self.settings = names, source, settings
         self.checkpoints = list(checkpoints[:2])
         self.blueprint = BLUEPRINTS[1] if len(names) > 1 else BLUEPRINTS[0]
@@ -127,8 +147,9 @@ class TabSession:
         runner = self._require_runner()
         seed = self.source.seed if seed is None else int(seed)
         options = self.workbench.reset_options(self.source)
+        before = len(runner.history)
         record = runner.reset(seed=seed, options=options)
-        self.records = [record]
+        self.records = list(runner.history[before:])  # step 0 of every lane
         self.user_point = None
         self.edits = []
         return record
@@ -141,29 +162,53 @@ class TabSession:
             raise AppError("The episode has ended: press Reset, or Branch from an earlier step.")
         out = []
         for _ in range(int(n)):
-            out.append(runner.step())
+            out.append(self._step_once())
             if runner.done:
                 break
-        self.records.extend(out)
         return out
 
-    def run(self, n: int | None = None) -> Iterator[StepRecord]:
-        """Step until done, `n` steps, max_steps, or `pause()`, yielding each record (for live updates)."""
+    def _step_once(self) -> StepRecord:
+        """One runner step; every lane's new record joins `records` (independent A/B has two)."""
+        before = len(self.runner.history)
+        record = self.runner.step()
+        self.records.extend(self.runner.history[before:])
+        return record
+
+    def steps_left(self) -> int:
+        """Steps until the episode's own limit (sim limit, recording length) or step --max-steps."""
         runner = self._require_runner()
+        source = runner.lanes[0].source
+        limit = getattr(getattr(source, "env", None), "max_episode_steps", None)
+        if limit is None and hasattr(source, "observations"):
+            limit = len(source.observations) - 1  # a recording ends at its last frame
+        cap = self.config.max_steps if limit is None else min(int(limit), self.config.max_steps)
+        return max(0, cap - runner.lanes[0].step)
+
+    def run(self, n: int | None = None) -> Iterator[tuple[int, int]]:
+        """Step until done, `n` steps, the episode limit or `pause()`; yields (steps done, planned)
+        after each step so the page can show progress. Pause is checked between steps."""
+        runner = self._require_runner()
+        if n is not None and not 1 <= int(n) <= 1000:
+            raise AppError(f"Run N takes 1..1000 steps, got {n}.")
+        if runner.done:
+            raise AppError("The episode has ended: press Reset, or Branch from an earlier step.")
         self._stop.clear()
-        limit = int(n) if n else self.config.max_steps
-        for _ in range(limit):
+        planned = min(int(n), self.steps_left()) if n else self.steps_left()
+        for i in range(planned):
             if runner.done or self._stop.is_set():
                 return
-            record = runner.step()
-            self.records.append(record)
-            yield record
+            self._step_once()
+            yield i + 1, planned
 
     def pause(self) -> None:
+        """Stop a run after the step in progress (called from another request while the run goes on)."""
         self._stop.set()
-        pause = getattr(self.runner, "pause", None)
-        if pause is not None:
-            pause()
+        if self.runner is not None:
+            self.runner.pause()
+
+    @property
+    def paused(self) -> bool:
+        return self._stop.is_set()
 
     # -- instruction -----------------------------------------------------------------------------
 
@@ -177,24 +222,35 @@ class TabSession:
 
     def reask(self) -> StepRecord:
         """Run the spatial prompt and the action again on the current frame, without stepping."""
-        record = self._require_runner().reask()
-        if self.records and self.records[-1].step == record.step:
-            self.records[-1] = record  # the runner replaces this step's answer too
-        else:
-            self.records.append(record)
+        runner = self._require_runner()
+        record = runner.reask()
+        latest = {lane.branch: lane.record for lane in runner.lanes}
+        # The runner replaced each lane's current step in its history; do the same here.
+        self.records = [
+            latest[r.branch] if r.branch in latest and r.step == latest[r.branch].step else r
+            for r in self.records
+        ]
         self.edits.append({"kind": "reask", "step": record.step})
         return record
 
     def branch(self, name: str, instruction: str | None = None) -> StepRecord:
+        """Go on from the current step on a new branch, optionally with a new instruction."""
         runner = self._require_runner()
         name = " ".join(str(name or "").split())
         if not name:
             name = f"branch-{len(runner.history)}"
-        if instruction:
+        if instruction and instruction.strip():
             instruction, _ = clean_instruction(instruction)
-        current = self.records[-1].step if self.records else 0
-        record = runner.branch(current, name, instruction=instruction or None)
-        self.records = [r for r in self.records if r.step <= current] + [record]
+        else:
+            instruction = None
+        current = runner.lanes[0].step
+        before = len(runner.history)
+        try:
+            record = runner.branch(current, name, instruction=instruction)
+        except Exception as e:  # BranchError: a recording cannot branch, a name is taken
+            raise AppError(f"Cannot branch: {e}") from e
+        # The new branch shares the path up to `current`; its step `current` replaces the old one.
+        self.records = [r for r in self.records if r.step < current] + list(runner.history[before:])
         self.edits.append({"kind": "branch", "step": current, "name": name, "instruction": instruction})
         return record
 
@@ -210,9 +266,10 @@ class TabSession:
 
     # -- clicks ----------------------------------------------------------------------------------
 
-    def mark_point(self, x: float, y: float) -> UserPoint:
-        """Remember where the user says the object is, and draw it in the viewer beside the prediction."""
-        record = self.last_record
+    def mark_point(self, x: float, y: float, branch: str | None = None) -> UserPoint:
+        """Remember where the user says the object is (on `branch`'s image, default the first lane),
+        draw it in the viewer beside the prediction, and keep it as an edit (saved with the session)."""
+        record = self.lane_record(branch)
         if record is None:
             raise AppError("Reset first: there is no image to click on yet.")
         h, w = record.observation.images[record.observation.main_camera].shape[:2]
@@ -220,28 +277,26 @@ class TabSession:
             raise AppError(
                 f"The click at ({x:.0f}, {y:.0f}) is outside the {w}x{h} camera image; click on the image."
             )
-        self.user_point = UserPoint(float(x), float(y), record.step)
+        self.user_point = UserPoint(float(x), float(y), record.step, record.branch)
+        report = self.point_report()
+        self.edits.append({"kind": "user_point", "step": record.step, "branch": record.branch,
+                           "x": round(float(x), 1), "y": round(float(y), 1), "report": report})  # fmt: skip
         if self.logger is not None:
-            import rerun as rr
-
-            rec = self.logger.rec
-            rec.set_time("step", sequence=record.step)
-            rec.log(
-                "world/camera/user/point",
-                rr.Points2D([[x, y]], labels=["user"], colors=[[255, 255, 0]], radii=4.0),
-            )
+            log_user_point(self.logger.rec, x, y, record.step, record.branch, list(record.policies))
         return self.user_point
 
-    def point_report(self) -> dict[str, float]:
-        """Distance in pixels from the user's point to each policy's predicted point (or box centre)."""
-        record, point = self.last_record, self.user_point
+    def point_report(self) -> dict[str, dict]:
+        """Per policy at the clicked step: pixel distance from the user's point to its predicted point
+        (or box centre), and whether the point is inside its predicted box (None: no box)."""
+        point = self.user_point
+        record = self.lane_record(point.branch) if point is not None else None
         if record is None or point is None:
             return {}
         out = {}
         for name, ps in record.policies.items():
-            centre = predicted_centre(ps.spatial.geometry if ps.spatial else [])
-            if centre is not None:
-                out[name] = float(np.hypot(centre[0] - point.x, centre[1] - point.y))
+            row = compare_point(ps.spatial.geometry if ps.spatial else [], point.x, point.y)
+            if row is not None:
+                out[name] = row
         return out
 
     # -- viewer ----------------------------------------------------------------------------------
@@ -262,7 +317,8 @@ class TabSession:
         if self.blueprint == "one policy" or len(names) == 1:
             bp = blueprints.one_policy(names[0])
         elif self.blueprint == "side by side":
-            bp = blueprints.side_by_side(names)
+            branches = names if self.mode == "independent" else None  # each lane is its own branch
+            bp = blueprints.side_by_side(names, branches=branches)
         else:
             bp = blueprints.instruction_ab(names[0], names[1])
         self.logger.rec.send_blueprint(bp)
@@ -271,7 +327,29 @@ class TabSession:
 
     @property
     def last_record(self) -> StepRecord | None:
-        return self.records[-1] if self.records else None
+        """The first lane's latest step (what the status line talks about)."""
+        lanes = self.lane_records()
+        return lanes[0] if lanes else None
+
+    def lane_records(self) -> list[StepRecord]:
+        """The latest record of every lane (one per branch in view), first lane first."""
+        if self.runner is not None:
+            branches = [lane.branch for lane in self.runner.lanes]
+        else:  # a replayed session: the branches its last records are on (two lanes if independent)
+            lanes = 2 if self.mode == "independent" else 1
+            branches = list(dict.fromkeys(r.branch for r in reversed(self.records)))[:lanes][::-1]
+        latest: dict[str, StepRecord] = {}
+        for r in self.records:
+            if r.branch in branches:
+                latest[r.branch] = r
+        return [latest[b] for b in branches if b in latest]
+
+    def lane_record(self, branch: str | None) -> StepRecord | None:
+        lanes = self.lane_records()
+        for r in lanes:
+            if r.branch == branch:
+                return r
+        return lanes[0] if lanes else None
 
     @property
     def done(self) -> bool:
@@ -282,21 +360,47 @@ class TabSession:
         return notes
 
     def close(self) -> None:
-        if self.logger is not None:
+        """Let go of the runner (env, sinks) and the recording; `records` stay for the plots."""
+        if self.runner is not None:
+            self.runner.close()  # the sinks (this tab's logger) and the env's physics client
+        elif self.logger is not None:
             self.logger.close()
         self.runner, self.logger = None, None
 
+    # -- probe -----------------------------------------------------------------------------------
 
-def predicted_centre(geometry: list) -> tuple[float, float] | None:
-    """The first predicted point, else the first box's centre, else None."""
-    for g in geometry:
-        if isinstance(g, Point):
-            return (g.x, g.y)
-    for g in geometry:
-        if isinstance(g, Box):
-            return g.center
-    return None
+    def probe(self, spec: Any, which: str = "A", progress: Any = None) -> Any:
+        """Run a probe sweep with checkpoint A or B of this tab; cancel_probe() stops it between
+        episodes. Every episode is saved as a session, so a row can be opened (open_probe_row)."""
+        from workbench.probe import run_probe
+
+        if which not in ("A", "B"):
+            raise AppError(f"Probe checkpoint must be 'A' or 'B', got {which!r}.")
+        checkpoints = self.checkpoints or [""]
+        if which == "B" and len(checkpoints) < 2:
+            raise AppError("No checkpoint B is loaded: pick one in 'Compare with' and press Load.")
+        policy, _, notes = self.workbench.load_policy(checkpoints["AB".index(which)])
+        self.notes.extend(notes)
+        self._probe_stop.clear()
+        result = run_probe(spec, policy, sessions_root=self.config.sessions_dir, progress=progress,
+                           should_stop=self._probe_stop.is_set)  # fmt: skip
+        self.probe_rows = result.as_dicts()
+        return result
+
+    def cancel_probe(self) -> None:
+        self._probe_stop.set()
 
 
 def elapsed_ms(t0: float) -> float:
     return 1000.0 * (time.perf_counter() - t0)
+
+
+__all__ = [
+    "BLUEPRINTS",
+    "MODES",
+    "PolicySettings",
+    "SourceSpec",
+    "TabSession",
+    "UserPoint",
+    "predicted_centre",
+]

@@ -35,45 +35,47 @@ def _policy_names(records: Sequence[StepRecord]) -> list[str]:
 
 
 def action_figure(records: Sequence[StepRecord], policy: str | None = None) -> go.Figure:
-    """One row per action dimension: executed and recorded actions over steps, and the chunk the
-    policy predicted at the last step drawn forward from that step (dashed)."""
+    """One row per action dimension, over steps: the executed action (one line per driving policy:
+    independent A/B has two), the recorded action (recorded sources), each policy's predicted first
+    action, and the chunk each policy predicted at its last step drawn forward from it (dashed).
+    `policy` limits the predictions to that policy."""
     title = "Actions over time"
     if not records:
         return _empty(title, "no steps yet: reset and step")
-    names = _policy_names(records)
-    policy = policy or (names[0] if names else None)
+    names = [n for n in _policy_names(records) if policy is None or n == policy]
     fig = make_subplots(rows=len(ACTION_NAMES), cols=1, shared_xaxes=True, vertical_spacing=0.02)
-    steps = np.array([r.step for r in records])
 
-    def add_series(values: list[np.ndarray | None], name: str, color: str, dash: str = "solid") -> None:
-        have = [i for i, v in enumerate(values) if v is not None]
-        if not have:
+    def add(xs, rows: list, name: str, color: str, dash: str = "solid", mode: str = "lines+markers") -> None:
+        if not rows:
             return
-        arr = np.stack([np.asarray(values[i], dtype=float).reshape(-1)[:7] for i in have])  # [n, 7]
+        arr = np.stack([np.asarray(v, dtype=float).reshape(-1)[:7] for v in rows])  # [n, 7]
         for d in range(min(arr.shape[1], len(ACTION_NAMES))):
             fig.add_trace(
                 go.Scatter(
-                    x=steps[have], y=arr[:, d], name=name, legendgroup=name, showlegend=d == 0,
-                    mode="lines+markers", line=dict(color=color, dash=dash), marker=dict(size=4),
+                    x=list(xs), y=arr[:, d], name=name, legendgroup=name, showlegend=d == 0, mode=mode,
+                    line=dict(color=color, dash=dash), marker=dict(size=4),
                 ),
                 row=d + 1, col=1,
             )  # fmt: skip
 
-    add_series([r.executed_action for r in records], "executed", _PALETTE[0])
-    add_series([r.recorded_action for r in records], "recorded", _PALETTE[2])
-    last = records[-1]
-    step = last.policies.get(policy) if policy else None
-    if step is not None and step.chunk is not None:
-        chunk = np.asarray(step.chunk.actions, dtype=float)  # [T, 7]
-        xs = last.step + np.arange(chunk.shape[0])
-        for d in range(min(chunk.shape[1], len(ACTION_NAMES))):
-            fig.add_trace(
-                go.Scatter(
-                    x=xs, y=chunk[:, d], name=f"predicted chunk ({policy})", legendgroup="chunk",
-                    showlegend=d == 0, mode="lines", line=dict(color=_PALETTE[1], dash="dash"),
-                ),
-                row=d + 1, col=1,
-            )  # fmt: skip
+    drivers = list(dict.fromkeys(next(iter(r.policies), "") for r in records))
+    for i, driver in enumerate(drivers):  # executed: the first (driving) policy of each record's lane
+        mine = [r for r in records if next(iter(r.policies), "") == driver and r.executed_action is not None]
+        label = "executed" if len(drivers) == 1 else f"executed ({driver})"
+        add([r.step for r in mine], [r.executed_action for r in mine], label, _PALETTE[(2 * i) % 6])
+    recorded = {r.step: r.recorded_action for r in records if r.recorded_action is not None}
+    add(sorted(recorded), [recorded[k] for k in sorted(recorded)], "recorded", _PALETTE[2])
+    for i, name in enumerate(names):
+        color = _PALETTE[(i + 3) % len(_PALETTE)] if len(names) > 1 else _PALETTE[1]
+        mine = [r for r in records if name in r.policies and r.policies[name].chunk is not None]
+        if len(names) > 1:  # comparing: each policy's own first action at every step
+            first = [r.policies[name].chunk.actions[0] for r in mine]
+            add([r.step for r in mine], first, f"predicted ({name})", color, dash="dot")
+        if mine:
+            last = mine[-1]
+            chunk = np.asarray(last.policies[name].chunk.actions, dtype=float)  # [T, 7]
+            xs = last.step + np.arange(chunk.shape[0])
+            add(xs, list(chunk), f"predicted chunk ({name})", color, dash="dash", mode="lines")
     for d, name in enumerate(ACTION_NAMES):
         fig.update_yaxes(title_text=name, row=d + 1, col=1)
     fig.update_xaxes(title_text="step", row=len(ACTION_NAMES), col=1)
