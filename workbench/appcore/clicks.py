@@ -44,10 +44,25 @@ def click_from_items(items: list) -> Click | None:
 
 def branch_of(entity_path: str) -> str:
     """'/branches/<b>/world/camera/image' -> '<b>' (unescaped); anything else -> 'main'."""
-    parts = entity_path.strip("/").split("/")
-    if len(parts) > 1 and parts[0] == "branches":
-        return parts[1].replace("\\", "")  # rerun escapes '/', ' ' and the like with a backslash
-    return "main"
+    parts = _split_path(entity_path)
+    return parts[1] if len(parts) > 1 and parts[0] == "branches" else "main"
+
+
+def _split_path(entity_path: str) -> list[str]:
+    """Entity path parts, unescaped: Rerun writes '/' inside a part (branch 'b1/tiny') as '\\/'."""
+    parts, cur, escaped = [], [], False
+    for ch in entity_path.strip("/"):
+        if escaped:
+            cur.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "/":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    return [*parts, "".join(cur)]
 
 
 def predicted_centre(geometry: list) -> tuple[float, float] | None:
