@@ -14,7 +14,7 @@ def render(ui: UI) -> None:
             step = gr.Button("Step", variant="primary", elem_id="step")
             pause = gr.Button("Pause", elem_id="pause", variant="stop")
         with gr.Row():
-            n = gr.Number(5, precision=0, minimum=1, maximum=1000, label="N", scale=1)
+            n = gr.Number(5, precision=0, minimum=1, maximum=1000, label="N", scale=1, elem_id="run-n-count")
             run_n = gr.Button("Run N", scale=1, elem_id="run-n")
             run_end = gr.Button("Run to end", scale=1, elem_id="run-end")
         with gr.Row():

@@ -23,7 +23,7 @@ def render(ui: UI) -> None:
         ckpt = gr.Dropdown(checkpoints, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint (A)",
                            allow_custom_value=True, info="pick one, or type a path inside the allowed folders")  # fmt: skip
         with gr.Row():
-            ckpt_b = gr.Dropdown(["", *checkpoints], value="", label="Compare with (optional B)",
+            ckpt_b = gr.Dropdown(["", *checkpoints], value="", label="Compare with (optional B)", elem_id="ckpt-b",
                                  allow_custom_value=True, scale=2)  # fmt: skip
             mode = gr.Radio(list(MODES), value="shared", label="A/B mode", scale=1,
                             info="shared: A drives, B is asked on the same frames; independent: each drives its own")  # fmt: skip

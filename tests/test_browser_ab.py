@@ -1,0 +1,80 @@
+"""A/B side by side in the real page (headless Chromium): pick checkpoint B, run a few steps, let the
+Rerun viewer draw both camera views, then click on the camera image and see the point reported.
+
+Screenshots land in tests/artifacts/ (ab_side_by_side.png, ab_after_click.png) for a person to look
+at. Needs Debian's chromium at /usr/bin/chromium; never `playwright install`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import app
+from workbench.appcore import AppConfig
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium: apt-get install -y chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    from workbench.policy import ST4VLAPolicy, tiny_config
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("browser-ab")
+    for seed, name in enumerate(("tiny-a", "tiny-b")):  # A is the first listed, B is picked in the page
+        torch.manual_seed(seed)
+        ST4VLAPolicy.from_config(tiny_config()).save(root / "ckpts" / name)
+    config = AppConfig(port=7885, sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo",
+                       checkpoint_dirs=[root / "ckpts"])  # fmt: skip
+    demo, url = app.launch(config, block=False)
+    yield url
+    demo.close()
+
+
+def test_ab_side_by_side_and_click_to_prompt(url):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url, wait_until="domcontentloaded")
+        page.wait_for_selector("#ckpt-b input", timeout=30_000)
+        page.fill("#ckpt-b input", "tiny-b")
+        page.keyboard.press("Enter")
+        page.click("#load", no_wait_after=True)
+        page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
+        page.wait_for_selector("#viewer canvas", timeout=60_000)
+        page.wait_for_timeout(3_000)
+        page.fill("#run-n-count input", "3")
+        page.click("#run-n", no_wait_after=True)
+        page.wait_for_selector("#status :text('ran 3/3 steps')", timeout=180_000)
+        status = page.inner_text("#status")
+        assert "tiny-a said" in status and "tiny-b said" in status  # both policies answered
+        assert page.locator("#layout input[value='side by side']").is_checked()
+        page.wait_for_timeout(12_000)  # software WebGL: let the viewer draw the streamed frames
+        page.locator("#viewer").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "ab_side_by_side.png"), full_page=True)
+        page.locator("#viewer").screenshot(path=str(ARTIFACTS / "ab_viewer.png"))
+        # click-to-prompt: the middle of the left camera view (upper part of the viewer)
+        box = page.locator("#viewer canvas").bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.3)
+        page.wait_for_selector("#point-info :text('Your point')", timeout=60_000)
+        page.wait_for_timeout(6_000)
+        page.screenshot(path=str(ARTIFACTS / "ab_after_click.png"), full_page=True)
+        browser.close()
+    assert not [e for e in errors if "WebGL" not in e], errors
