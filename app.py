@@ -34,7 +34,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
             "# ST4VLA Workbench\nStep a spatially guided VLA: its spatial prompt, action chunk and rollout."
         )
         if not workbench.default_checkpoint():
-            gr.Markdown("⚠️ **No demo checkpoint found**: Load uses a tiny policy with RANDOM weights.",
+            found = workbench.list_checkpoints()
+            what = (f"A starts on {Path(found[0]).name}" if found
+                    else "Load uses a tiny policy with RANDOM weights")  # fmt: skip
+            gr.Markdown(f"⚠️ **No demo checkpoint found** ({config.demo_checkpoint.name}): {what}.",
                         elem_id="random-weights-warning")  # fmt: skip
         sessions.render_demo_switch(ui)
         demo_mode = bool(config.demo_session)

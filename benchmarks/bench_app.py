@@ -7,9 +7,10 @@ cold start      python process start -> app imported and serving -> page open ->
 click->overlay  Step pressed -> the viewer's pixels change (new image + overlays drawn), per step
 
 "Visible" is measured on screenshots of the viewer element: the moment it differs from the
-previous screenshot in more than 2% of its pixels. Uses the bundled demo checkpoint when present,
-otherwise the tiny random policy (the table says which). Prints a table and writes
-benchmarks/results/bench_app.json.
+previous screenshot in more than 2% of its pixels. Uses the page's default checkpoint A (the bundled
+demo checkpoint when present; the table says which, as the page reports it); `--b NAME` also loads a
+checkpoint B to compare (shared A/B, side-by-side views). Prints a table and writes
+benchmarks/results/bench_app.json (bench_app_ab.json with --b).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ T_PROCESS = time.perf_counter()  # before the heavy imports: they are part of a 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -56,6 +58,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--port", type=int, default=7890)
+    p.add_argument("--b", default="", help="checkpoint B to compare (a name in assets/checkpoints)")
     args = p.parse_args()
 
     import torch
@@ -68,21 +71,24 @@ def main() -> int:
     config = AppConfig(port=args.port, sessions_dir=Path(tempfile.mkdtemp()) / "sessions")
     demo, url = app.launch(config, block=False)
     t_serving = time.perf_counter() - T_PROCESS
-    policy = (
-        config.demo_checkpoint.name if (config.demo_checkpoint / "config.json").is_file() else "random-tiny"
-    )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#viewer canvas", timeout=120_000)
         page.wait_for_timeout(2_000)
+        if args.b:
+            page.fill("#ckpt-b input", args.b)
+            page.keyboard.press("Enter")
         blank = _pixels(page)
         t_click = time.perf_counter()
         page.click("#load", no_wait_after=True)
         wait_for_change(page, blank)
         t_first = time.perf_counter() - T_PROCESS
         load_to_frame = time.perf_counter() - t_click
+        page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
+        status = page.inner_text("#status")
+        policy = " vs ".join(re.findall(r"^(.+?) said:", status, re.M)) or "?"
         page.wait_for_timeout(3_000)  # let the first frame settle before timing steps
         latencies = []
         for _ in range(args.steps):
@@ -104,10 +110,11 @@ def main() -> int:
     print(f"{'measure':<44} {'value':>8}")
     for k, v in rows.items():
         print(f"{k:<44} {v:>8.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = RESULTS.with_name("bench_app_ab.json") if args.b else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
     out = {"policy": policy, "steps": args.steps, "step_latencies_s": latencies, **rows}
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"saved {RESULTS}")
+    results.write_text(json.dumps(out, indent=2))
+    print(f"saved {results}")
     return 0
 
 
