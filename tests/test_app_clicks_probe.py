@@ -80,11 +80,15 @@ def test_saved_click_is_drawn_and_reported_on_replay(workbench):
     tab.load(SourceSpec(task="tabletop_pick"), [""], PolicySettings(num_ddim_steps=2))
     tab.step(1)
     tab.mark_point(40.0, 50.0)
+    tab.step(1)  # the dot marks step 1 only: it is cleared at step 2
     path = app_sessions.save(tab)
     edits = json.loads((path / "session.json").read_text())["edits"]
     clicks = [(e["step"], e["branch"], e["x"], e["y"]) for e in edits if e["kind"] == "user_point"]
     assert clicks == [(1, "main", 40.0, 50.0)]  # saved in session.json
-    assert "random-tiny/user_point" in " ".join(rrd_entities_by_step(path / "recording.rrd")[1])
+    assert "world/camera/random-tiny/user_point" in rrd_entities_by_step(path / "recording.rrd")[1]
+    assert (
+        "world/camera/random-tiny/user_point" in rrd_entities_by_step(path / "recording.rrd", clears=True)[2]
+    )
     other = workbench.new_tab()
     app_sessions.replay(other, path.name)
     assert other.runner is None and other.replayed == path.name

@@ -78,3 +78,31 @@ def test_ab_side_by_side_and_click_to_prompt(url):
         page.screenshot(path=str(ARTIFACTS / "ab_after_click.png"), full_page=True)
         browser.close()
     assert not [e for e in errors if "WebGL" not in e], errors
+
+
+def test_demo_mode_hides_controls_and_plays_the_sample(tmp_path):
+    """`app.py --demo sample`: the page opens with no controls and plays the shipped session."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    sample = Path(__file__).resolve().parents[1] / "sessions" / "sample"
+    shutil.copytree(sample, tmp_path / "sessions" / "sample")
+    config = AppConfig(port=7887, sessions_dir=tmp_path / "sessions", checkpoint_dirs=[tmp_path / "none"],
+                       demo_checkpoint=tmp_path / "none", demo_session="sample", demo_step_seconds=0.1)  # fmt: skip
+    demo, url = app.launch(config, block=False)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("#status :text('Replaying saved session')", timeout=120_000)
+            page.wait_for_selector("#status :text('Step 12')", timeout=120_000)
+            assert page.locator("#load").count() == 0 or not page.locator("#load").is_visible()
+            assert page.locator("#demo-mode input").is_checked()
+            page.wait_for_selector("#viewer canvas", timeout=60_000)
+            page.wait_for_timeout(10_000)
+            page.screenshot(path=str(ARTIFACTS / "demo_mode.png"), full_page=True)
+            browser.close()
+    finally:
+        demo.close()

@@ -104,3 +104,14 @@ def log_user_point(rec, x: float, y: float, step: int, branch: str, policies: li
     rec.set_time(TIMELINE, sequence=int(step))
     for path in user_point_paths(branch, policies):
         rec.log(path, rr.Points2D([[x, y]], labels=["you"], colors=[USER_POINT_COLOR], radii=5.0))
+
+
+def clear_user_point(rec, step: int, branch: str, policies: list[str]) -> None:
+    """Take the dot away from `step` on: it marked one frame, and the object may have moved since."""
+    import rerun as rr
+
+    from workbench.viz.rerun_log import TIMELINE
+
+    rec.set_time(TIMELINE, sequence=int(step))
+    for path in user_point_paths(branch, policies):
+        rec.log(path, rr.Clear(recursive=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.appcore.clicks import log_user_point
+from workbench.appcore.clicks import clear_user_point, log_user_point
 from workbench.appcore.config import AllowedPaths, AppConfig, AppError
 from workbench.appcore.tab import BLUEPRINTS, TabSession, UserPoint
 
@@ -77,6 +77,9 @@ def write_rrd(session, rrd_path: Path) -> Path:
 def draw_clicks(rec, edits: list[dict], record) -> UserPoint | None:
     """Draw the saved clicks made on `record`'s image; returns the last one (None if none)."""
     point = None
+    for e in edits:  # a click on the step before: its dot ends here
+        if e.get("kind") == "user_point" and int(e.get("step", -2)) == record.step - 1:
+            clear_user_point(rec, record.step, str(e.get("branch", "main")), list(record.policies))
     for e in edits:
         here = int(e.get("step", -1)) == record.step and e.get("branch", "main") == record.branch
         if e.get("kind") == "user_point" and here:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.appcore.clicks import compare_point, log_user_point, predicted_centre
+from workbench.appcore.clicks import clear_user_point, compare_point, log_user_point, predicted_centre
 from workbench.appcore.config import AppConfig, AppError, clean_instruction
 from workbench.records import StepRecord
 
@@ -172,6 +172,9 @@ class TabSession:
         before = len(self.runner.history)
         record = self.runner.step()
         self.records.extend(self.runner.history[before:])
+        point = self.user_point
+        if point is not None and self.logger is not None and point.step == record.step - 1:
+            clear_user_point(self.logger.rec, record.step, point.branch, self.policy_names)
         return record
 
     def steps_left(self) -> int:
