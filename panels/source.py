@@ -20,7 +20,7 @@ def render(ui: UI) -> None:
     simpler_ok, simpler_why = wb.simpler_status()
     kinds = [(label, k) for k, label in KINDS.items() if k != "simpler" or simpler_ok]
     with gr.Accordion("Source", open=True):
-        ckpt = gr.Dropdown(checkpoints, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint (A)",
+        ckpt = gr.Dropdown(checkpoints, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint (A)", elem_id="ckpt-a",
                            allow_custom_value=True, info="pick one, or type a path inside the allowed folders")  # fmt: skip
         with gr.Row():
             ckpt_b = gr.Dropdown(["", *checkpoints], value="", label="Compare with (optional B)", elem_id="ckpt-b",

@@ -19,6 +19,14 @@ def render(ui: UI) -> None:
     ui.add(viewer=viewer, layout=layout)
 
 
+def follow_layout(tab, current):
+    """The layout radio follows what Load or a replay chose; unchanged, it is left alone (a change
+    would send the blueprint again and undo the user's own arrangement of the viewer)."""
+    if tab is None or tab.blueprint == current:
+        return gr.skip()
+    return tab.blueprint
+
+
 def wire(ui: UI) -> None:
     wb = ui.workbench
 
@@ -46,8 +54,7 @@ def wire(ui: UI) -> None:
     for event in ui.step_events:
         event.success(push, ui.state, ui["viewer"], show_progress="hidden")
         # the layout radio follows what Load or a replay chose (side by side for A/B)
-        event.success(lambda tab: tab.blueprint if tab is not None else gr.skip(), ui.state, ui["layout"],
-                      show_progress="hidden")  # fmt: skip
+        event.success(follow_layout, [ui.state, ui["layout"]], ui["layout"], show_progress="hidden")
     ui["layout"].change(set_layout, [ui.state, ui["layout"]], ui.state).success(push, ui.state, ui["viewer"])
     ui["viewer"].selection_change(clicked, ui.state, [ui.state, ui["point_info"]]).success(
         push, ui.state, ui["viewer"]

@@ -159,3 +159,22 @@ def test_sample_session_ships_and_replays_with_no_model():
     steps = list(app_sessions.play(tab, "sample"))
     assert steps[-1] == len(tab.records) >= 10 and wb._policies == {}  # no model loaded
     assert tab.user_point is not None and len(tab.policy_names) == 2
+
+
+def _component(blocks, elem_id: str) -> dict | None:
+    return next(
+        (c for c in blocks.config["components"] if c.get("props", {}).get("elem_id") == elem_id), None
+    )
+
+
+def test_app_opens_on_the_demo_checkpoint_when_it_exists(tmp_path):
+    from workbench.policy import ST4VLAPolicy, tiny_config
+
+    ckpts = tmp_path / "ckpts"
+    ST4VLAPolicy.from_config(tiny_config()).save(ckpts / "st4vla-tiny")
+    ST4VLAPolicy.from_config(tiny_config()).save(ckpts / "another")
+    with_demo = app.build_app(AppConfig(checkpoint_dirs=[ckpts], demo_checkpoint=ckpts / "st4vla-tiny"))
+    assert _component(with_demo, "random-weights-warning") is None  # no warning
+    assert _component(with_demo, "ckpt-a")["props"]["value"] == str((ckpts / "st4vla-tiny").resolve())
+    without = app.build_app(AppConfig(checkpoint_dirs=[ckpts], demo_checkpoint=tmp_path / "missing"))
+    assert "A starts on another" in _component(without, "random-weights-warning")["props"]["value"]
