@@ -178,3 +178,26 @@ def test_app_opens_on_the_demo_checkpoint_when_it_exists(tmp_path):
     assert _component(with_demo, "ckpt-a")["props"]["value"] == str((ckpts / "st4vla-tiny").resolve())
     without = app.build_app(AppConfig(checkpoint_dirs=[ckpts], demo_checkpoint=tmp_path / "missing"))
     assert "A starts on another" in _component(without, "random-weights-warning")["props"]["value"]
+
+
+def test_simpler_choice_is_offered_when_the_probe_says_it_runs(monkeypatch, tmp_path):
+    monkeypatch.setattr(Workbench, "simpler_status", lambda self: (True, ""))
+    blocks = app.build_app(AppConfig(checkpoint_dirs=[tmp_path]))
+    kinds = [v for _, v in _component(blocks, "source-kind")["props"]["choices"]]
+    assert kinds == ["sim", "episode", "simpler"]
+    assert _component(blocks, "simpler-status")["props"]["value"] == "<small>SimplerEnv: available.</small>"
+
+
+@pytest.mark.slow
+def test_recorded_episode_plots_predicted_against_recorded(workbench):
+    tab = workbench.new_tab()
+    sample = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "sample"
+    workbench.config.data_dirs.append(sample.parent.resolve())
+    tab.load(SourceSpec(kind="episode", path=str(sample)), [""], PolicySettings(num_ddim_steps=2))
+    tab.step(2)
+    fig = plots.action_figure(tab.records)
+    recorded = next(t for t in fig.data if t.name == "recorded" and (t.yaxis or "y") == "y")
+    assert list(recorded.x) == [0, 1, 2]
+    assert np.allclose(recorded.y, [r.recorded_action[0] for r in tab.records])
+    assert any(t.name == "predicted chunk (random-tiny)" for t in fig.data)
+    assert tab.steps_left() == len(tab.runner.lanes[0].source.observations) - 1 - 2
