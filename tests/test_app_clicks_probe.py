@@ -139,7 +139,7 @@ def test_action_figure_shows_both_policies():
     assert (
         list(dx["predicted chunk (B)"].x) == [2, 3, 4, 5] and list(dx["predicted chunk (B)"].y) == [12.0] * 4
     )
-    assert list(dx["executed"].y) == [0.0, 1.0, 2.0]
+    assert list(dx["executed (A drives)"].y) == [0.0, 1.0, 2.0]  # shared: A's ensembled action is executed
 
 
 def test_demo_flag_and_a_missing_demo_session(tmp_path):

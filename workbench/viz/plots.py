@@ -61,7 +61,7 @@ def action_figure(records: Sequence[StepRecord], policy: str | None = None) -> g
     drivers = list(dict.fromkeys(next(iter(r.policies), "") for r in records))
     for i, driver in enumerate(drivers):  # executed: the first (driving) policy of each record's lane
         mine = [r for r in records if next(iter(r.policies), "") == driver and r.executed_action is not None]
-        label = "executed" if len(drivers) == 1 else f"executed ({driver})"
+        label = "executed" if len(drivers) == 1 and len(names) < 2 else f"executed ({driver} drives)"
         add([r.step for r in mine], [r.executed_action for r in mine], label, _PALETTE[(2 * i) % 6])
     recorded = {r.step: r.recorded_action for r in records if r.recorded_action is not None}
     add(sorted(recorded), [recorded[k] for k in sorted(recorded)], "recorded", _PALETTE[2])
