@@ -11,6 +11,7 @@ is saved as an edit, so a replay shows click-to-prompt too. Keep it small: it is
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     saved = save(tab)
     tab.close()
     saved.rename(out)
+    meta_file = out / "session.json"  # the id inside follows the folder's new name
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "id": args.id}, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {len(tab.records)} records, policies {tab.policy_names}, {size / 1e6:.2f} MB")
