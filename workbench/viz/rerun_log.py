@@ -233,7 +233,7 @@ class RerunLogger:
         self._traces(f"{cam}/{p}/rollout", [chunk.ee_path_2d] if chunk and chunk.ee_path_2d else [], color)
         if chunk is not None and chunk.attention:
             heat = next(iter(chunk.attention.values()))
-            self._log(f"{cam}/{p}/attention", jpeg(attention_rgb(heat, hw), 60, opacity=0.5, draw_order=5.0))
+            self._log(f"{cam}/{p}/attention", jpeg(attention_rgb(heat, hw), 60, opacity=0.3, draw_order=5.0))
         else:
             self._clear(f"{cam}/{p}/attention")
         self._scalars(
