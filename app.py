@@ -9,10 +9,14 @@ Sessions in tabs below. Each browser tab keeps its own TabSession in a gr.State.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from dataclasses import fields
 from pathlib import Path
+
+# The workbench runs offline: no usage reports leave the machine (set before gradio is imported).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
@@ -28,7 +32,7 @@ LAST_WORKBENCH: Workbench | None = None  # the latest app's server state (tests 
 def build_app(config: AppConfig) -> gr.Blocks:
     global LAST_WORKBENCH
     workbench = LAST_WORKBENCH = Workbench(config)
-    with gr.Blocks(title="ST4VLA Workbench") as demo:
+    with gr.Blocks(title="ST4VLA Workbench", analytics_enabled=False) as demo:
         ui = UI(workbench=workbench, state=gr.State(None))
         gr.Markdown(
             "# ST4VLA Workbench\nStep a spatially guided VLA: its spatial prompt, action chunk and rollout."
