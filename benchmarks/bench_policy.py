@@ -109,7 +109,12 @@ def main() -> None:
     )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; more than the free cores makes them wait on each other",
+    )
     ap.add_argument("--only", choices=["tiny", "real"], help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()
     if args.only:
