@@ -131,7 +131,7 @@ def spawn(client: BulletClient, spec: ObjectSpec, xy: tuple[float, float], yaw: 
             basePosition=[xy[0], xy[1], size[2]],
             baseOrientation=orn,
         )
-    elif spec.shape == "cylinder":
+    elif spec.shape in ("cylinder", "plate"):  # a plate is a wide, flat cylinder
         r, h = size
         points = _cylinder_points(r, -h / 2, h / 2)
         body = client.createMultiBody(
@@ -153,16 +153,6 @@ def spawn(client: BulletClient, spec: ObjectSpec, xy: tuple[float, float], yaw: 
         )
         # a little rolling friction so a released ball stays where it was put.
         client.changeDynamics(body, -1, rollingFriction=0.002, spinningFriction=0.002)
-    elif spec.shape == "plate":
-        r, h = size
-        points = _cylinder_points(r, -h / 2, h / 2)
-        body = client.createMultiBody(
-            spec.mass,
-            client.createCollisionShape(pb.GEOM_CYLINDER, radius=r, height=h),
-            client.createVisualShape(pb.GEOM_CYLINDER, radius=r, length=h, rgbaColor=rgba),
-            basePosition=[xy[0], xy[1], h / 2],
-            baseOrientation=orn,
-        )
     elif spec.shape == "basket":
         half, wall_h = size  # inner half width, wall height
         t = 0.006  # wall / floor half thickness
