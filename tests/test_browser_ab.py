@@ -15,15 +15,9 @@ import torch
 import app
 from workbench.appcore import AppConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]  # fmt: skip
-
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium: apt-get install -y chromium"),
 ]
 
 
@@ -43,48 +37,40 @@ def url(tmp_path_factory):
     demo.close()
 
 
-def test_ab_side_by_side_and_click_to_prompt(url):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url, wait_until="domcontentloaded")
-        page.wait_for_selector("#ckpt-b input", timeout=30_000)
-        page.fill("#ckpt-b input", "tiny-b")
-        page.keyboard.press("Enter")
-        page.click("#load", no_wait_after=True)
-        page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
-        page.wait_for_selector("#viewer canvas", timeout=60_000)
-        page.wait_for_timeout(3_000)
-        page.fill("#run-n-count input", "3")
-        page.click("#run-n", no_wait_after=True)
-        page.wait_for_selector("#status :text('ran 3/3 steps')", timeout=180_000)
-        status = page.inner_text("#status")
-        assert "tiny-a said" in status and "tiny-b said" in status  # both policies answered
-        assert page.locator("#layout input[value='side by side']").is_checked()
-        page.wait_for_timeout(12_000)  # software WebGL: let the viewer draw the streamed frames
-        page.locator("#viewer").scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "ab_side_by_side.png"), full_page=True)
-        page.locator("#viewer").screenshot(path=str(ARTIFACTS / "ab_viewer.png"))
-        # click-to-prompt: the middle of the left camera view (upper part of the viewer)
-        box = page.locator("#viewer canvas").bounding_box()
-        page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.3)
-        page.wait_for_selector("#point-info :text('Your point')", timeout=60_000)
-        page.wait_for_timeout(6_000)
-        page.screenshot(path=str(ARTIFACTS / "ab_after_click.png"), full_page=True)
-        browser.close()
+def test_ab_side_by_side_and_click_to_prompt(chromium, artifacts, url):
+    page = chromium.new_page(viewport={"width": 1500, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("#ckpt-b input", timeout=30_000)
+    page.fill("#ckpt-b input", "tiny-b")
+    page.keyboard.press("Enter")
+    page.click("#load", no_wait_after=True)
+    page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
+    page.wait_for_selector("#viewer canvas", timeout=60_000)
+    page.wait_for_timeout(3_000)
+    page.fill("#run-n-count input", "3")
+    page.click("#run-n", no_wait_after=True)
+    page.wait_for_selector("#status :text('ran 3/3 steps')", timeout=180_000)
+    status = page.inner_text("#status")
+    assert "tiny-a said" in status and "tiny-b said" in status  # both policies answered
+    assert page.locator("#layout input[value='side by side']").is_checked()
+    page.wait_for_timeout(12_000)  # software WebGL: let the viewer draw the streamed frames
+    page.locator("#viewer").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "ab_side_by_side.png"), full_page=True)
+    page.locator("#viewer").screenshot(path=str(artifacts / "ab_viewer.png"))
+    # click-to-prompt: the middle of the left camera view (upper part of the viewer)
+    box = page.locator("#viewer canvas").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.3)
+    page.wait_for_selector("#point-info :text('Your point')", timeout=60_000)
+    page.wait_for_timeout(6_000)
+    page.screenshot(path=str(artifacts / "ab_after_click.png"), full_page=True)
     assert not [e for e in errors if "WebGL" not in e], errors
 
 
-def test_demo_mode_hides_controls_and_plays_the_sample(tmp_path):
+def test_demo_mode_hides_controls_and_plays_the_sample(chromium, artifacts, tmp_path):
     """`app.py --demo sample`: the page opens with no controls and plays the shipped session."""
     import shutil
-
-    from playwright.sync_api import sync_playwright
 
     sample = Path(__file__).resolve().parents[1] / "sessions" / "sample"
     shutil.copytree(sample, tmp_path / "sessions" / "sample")
@@ -92,17 +78,14 @@ def test_demo_mode_hides_controls_and_plays_the_sample(tmp_path):
                        demo_checkpoint=tmp_path / "none", demo_session="sample", demo_step_seconds=0.1)  # fmt: skip
     demo, url = app.launch(config, block=False)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, wait_until="domcontentloaded")
-            page.wait_for_selector("#status :text('Replaying saved session')", timeout=120_000)
-            page.wait_for_selector("#status :text('Step 12')", timeout=120_000)
-            assert page.locator("#load").count() == 0 or not page.locator("#load").is_visible()
-            assert page.locator("#demo-mode input").is_checked()
-            page.wait_for_selector("#viewer canvas", timeout=60_000)
-            page.wait_for_timeout(10_000)
-            page.screenshot(path=str(ARTIFACTS / "demo_mode.png"), full_page=True)
-            browser.close()
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="domcontentloaded")
+        page.wait_for_selector("#status :text('Replaying saved session')", timeout=120_000)
+        page.wait_for_selector("#status :text('Step 12')", timeout=120_000)
+        assert page.locator("#load").count() == 0 or not page.locator("#load").is_visible()
+        assert page.locator("#demo-mode input").is_checked()
+        page.wait_for_selector("#viewer canvas", timeout=60_000)
+        page.wait_for_timeout(10_000)
+        page.screenshot(path=str(artifacts / "demo_mode.png"), full_page=True)
     finally:
         demo.close()

@@ -6,23 +6,15 @@ Needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as roo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 import app
 from workbench.appcore import AppConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]  # fmt: skip
-
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium: apt-get install -y chromium"),
 ]
 
 
@@ -37,34 +29,28 @@ def url(tmp_path_factory):
     demo.close()
 
 
-def test_page_steps_and_viewer_draws(url):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url, wait_until="domcontentloaded")
-        page.wait_for_selector("#load", timeout=30_000)
-        page.click("#load", no_wait_after=True)
-        page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
-        page.wait_for_selector("#viewer canvas", timeout=60_000)
-        page.wait_for_timeout(3_000)  # the viewer's wasm starts on the page's main thread
-        page.click("#step", timeout=120_000, no_wait_after=True)
-        page.wait_for_selector("#status :text('Step 1')", timeout=120_000)
-        page.wait_for_timeout(12_000)  # software WebGL: let the viewer draw the streamed frames
-        shot = ARTIFACTS / "app_after_step.png"
-        page.locator("#viewer").scroll_into_view_if_needed()
-        page.screenshot(path=str(shot), full_page=True)
-        page.locator("#viewer").screenshot(path=str(ARTIFACTS / "viewer_after_step.png"))
-        assert shot.stat().st_size > 20_000
-        # an error shows in the page, the app lives on
-        page.click("#reask", no_wait_after=True)
-        page.fill("#instruction textarea", "   ")
-        page.click("#set-instruction", no_wait_after=True)
-        page.wait_for_selector(":text('instruction is empty')", timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "app_error_message.png"))
-        browser.close()
+def test_page_steps_and_viewer_draws(chromium, artifacts, url):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("#load", timeout=30_000)
+    page.click("#load", no_wait_after=True)
+    page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
+    page.wait_for_selector("#viewer canvas", timeout=60_000)
+    page.wait_for_timeout(3_000)  # the viewer's wasm starts on the page's main thread
+    page.click("#step", timeout=120_000, no_wait_after=True)
+    page.wait_for_selector("#status :text('Step 1')", timeout=120_000)
+    page.wait_for_timeout(12_000)  # software WebGL: let the viewer draw the streamed frames
+    shot = artifacts / "app_after_step.png"
+    page.locator("#viewer").scroll_into_view_if_needed()
+    page.screenshot(path=str(shot), full_page=True)
+    page.locator("#viewer").screenshot(path=str(artifacts / "viewer_after_step.png"))
+    assert shot.stat().st_size > 20_000
+    # an error shows in the page, the app lives on
+    page.click("#reask", no_wait_after=True)
+    page.fill("#instruction textarea", "   ")
+    page.click("#set-instruction", no_wait_after=True)
+    page.wait_for_selector(":text('instruction is empty')", timeout=30_000)
+    page.screenshot(path=str(artifacts / "app_error_message.png"))
     assert not [e for e in errors if "WebGL" not in e], errors
