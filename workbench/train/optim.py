@@ -56,3 +56,23 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     )
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    params: Iterable[torch.nn.Parameter],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    clip_norm: float,
+) -> None:
+    """One update as upstream does it: backward, clip the gradient norm, step, advance the schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    opt.step()
+    sched.step()
+
+
+def smoothed(previous: float | None, value: float, keep: float = 0.95) -> float:
+    """Exponential moving average for the progress bar and the log (the first value starts it)."""
+    return value if previous is None else keep * previous + (1 - keep) * value

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from workbench.policy.policy import ST4VLAPolicy
@@ -29,7 +28,7 @@ from workbench.train.common import (
     seed_everything,
 )
 from workbench.train.data import FrameItem, load_frames
-from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler
+from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
 
 DEFAULT_KINDS = {"object_box": 0.45, "object_point": 0.15, "task_box": 0.25, "task_point": 0.1, "trace": 0.05}
@@ -95,13 +94,9 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
     while step < cfg.steps:
         inputs = grounding_inputs(vlm, sample_pairs(frames, cfg.batch_size, rng, cfg.kinds))
         loss = model.grounding_loss(inputs)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vlm.parameters(), cfg.optim.clip_norm)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, vlm.parameters(), opt, sched, cfg.optim.clip_norm)
         step += 1
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        running = smoothed(running, loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:

@@ -30,7 +30,7 @@ from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
 from workbench.train.data import FrameItem, gripper_to_model, load_frames
-from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler
+from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
 
 UNNORM_KEY = "tabletop_panda"
@@ -153,14 +153,9 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
             pairs = sample_pairs(frames, cfg.grounding_batch_size, rng, cfg.grounding_kinds)
             loss_g = model.grounding_loss(grounding_inputs(vlm, pairs))
             loss = loss + cfg.grounding_loss_weight * loss_g
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_norm)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, model.parameters(), opt, sched, cfg.optim.clip_norm)
         step += 1
-        run_a = loss_a.item() if run_a is None else 0.95 * run_a + 0.05 * loss_a.item()
-        run_g = loss_g.item() if run_g is None else 0.95 * run_g + 0.05 * loss_g.item()
+        run_a, run_g = smoothed(run_a, loss_a.item()), smoothed(run_g, loss_g.item())
         bar.update(1)
         bar.set_postfix(action=f"{run_a:.3f}", grounding=f"{run_g:.3f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
