@@ -13,31 +13,19 @@ from workbench.sim.snapshots import snapshot_from_bytes, snapshot_to_bytes
 from workbench.sim.tabletop import TabletopEnv
 
 CAM = "3rd_view_camera"
+# SimplerEnv's info keys for its put-on tasks (reference/simplerenv.md); ours put, stack and place alike.
+PUT_KEYS = {
+    "moved_correct_obj",
+    "moved_wrong_obj",
+    "is_src_obj_grasped",
+    "consecutive_grasp",
+    "src_on_target",
+    "success",
+}
 TASK_KEYS = {
-    "tabletop_put_on": {
-        "moved_correct_obj",
-        "moved_wrong_obj",
-        "is_src_obj_grasped",
-        "consecutive_grasp",
-        "src_on_target",
-        "success",
-    },
-    "tabletop_put_in": {
-        "moved_correct_obj",
-        "moved_wrong_obj",
-        "is_src_obj_grasped",
-        "consecutive_grasp",
-        "src_on_target",
-        "success",
-    },
-    "tabletop_stack": {
-        "moved_correct_obj",
-        "moved_wrong_obj",
-        "is_src_obj_grasped",
-        "consecutive_grasp",
-        "src_on_target",
-        "success",
-    },
+    "tabletop_put_on": PUT_KEYS,
+    "tabletop_put_in": PUT_KEYS,
+    "tabletop_stack": PUT_KEYS,
     "tabletop_pick": {
         "is_grasped",
         "consecutive_grasp",
