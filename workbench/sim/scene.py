@@ -205,9 +205,12 @@ class CameraConfig:
     name: str = "3rd_view_camera"
     width: int = 640  # SimplerEnv's WidowX 3rd_view_camera is 640x480
     height: int = 480
+    # Framed on the workspace: objects ~38x33 px in a 224x168 render (~19x22 px in the demo model's
+    # 112 frame). A 50-degree view made them ~26x22 and the tiny demo VLM never learned to find them
+    # (workbench/train/NOTES.md); SimplerEnv's real cameras frame the table about as tightly.
     eye: tuple[float, float, float] = (0.92, 0.32, 0.42)
-    target: tuple[float, float, float] = (0.48, 0.0, 0.03)
-    fov_deg: float = 50.0  # vertical field of view
+    target: tuple[float, float, float] = (0.52, 0.0, 0.03)
+    fov_deg: float = 35.0  # vertical field of view
     near: float = 0.05
     far: float = 5.0
 
