@@ -31,7 +31,15 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     demos = generate(DataConfig(out=str(root / "demos"), tasks=TASKS, episodes_per_task=1, seed=0))
     scenes = generate_scenes(SceneConfig(out=str(root / "scenes"), tasks=TASKS, scenes_per_task=3))
-    return demos, scenes
+    one = SceneConfig(out=str(root / "one"), tasks=("tabletop_pick",), scenes_per_task=3, distractors=0)
+    return demos, scenes, generate_scenes(one)
+
+
+def test_curriculum_scenes_hold_exactly_one_object(data):
+    frames = load_frames(data[2], 112, 4)
+    assert len(frames) == 3
+    assert all(len(f.ground_truth.objects) == 1 for f in frames)
+    assert all(len(f.ground_truth.objects) > 1 for f in load_frames(data[1], 112, 4))
 
 
 def test_demonstrations_are_lerobot_datasets_of_successful_seen_episodes(data):
@@ -133,12 +141,12 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     s1 = Stage1Config(
         data=(str(data[0]), str(data[1])), out=str(tmp_path / "s1"), model=size, steps=40, batch_size=8,
         optim=OptimConfig(lr=2e-3, warmup_steps=5), eval_every=10, save_every=20, heldout_episodes=1,
-        eval_frames=2,
+        eval_frames=2, curriculum_data=(str(data[2]),), curriculum_steps=10,
     )  # fmt: skip
     ckpt = train_stage1(s1)
     log1 = json.loads((tmp_path / "s1" / "log.json").read_text())
     assert log1[-1]["loss"] < 0.7 * log1[0]["loss"], log1
-    assert "object_box_iou" in log1[-1]
+    assert "object_box_iou" in log1[-1] and "one_object_box_iou" in log1[-1]
 
     s2 = Stage2Config(
         data=(str(data[0]),), out=str(tmp_path / "s2"), init=str(ckpt), steps=30, batch_size=4,

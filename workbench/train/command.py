@@ -20,6 +20,10 @@ def add_parsers(sub) -> None:
     d.add_argument("--tasks", nargs="+", default=None)
     d.add_argument("--scenes-out", default=None, help="also write single-frame grounding scenes here")
     d.add_argument("--scenes-per-task", type=int, default=80)
+    d.add_argument("--scenes-tasks", nargs="+", default=None, help="tasks of the scenes (default: --tasks)")
+    d.add_argument("--scenes-distractors", type=int, default=None, help="0 with tabletop_pick: one object")
+    d.add_argument("--scenes-seed", type=int, default=5_000)
+    d.add_argument("--no-demos", action="store_true", help="write only the scenes")
 
     s1 = tsub.add_parser("stage1", help="spatial grounding pre-training of the VLM")
     s1.add_argument("--data", nargs="+", default=["runs/data/demos", "runs/data/scenes"])
@@ -31,6 +35,9 @@ def add_parsers(sub) -> None:
     s1.add_argument("--warmup", type=int, default=150)
     s1.add_argument("--eval-every", type=int, default=200)
     s1.add_argument("--heldout-episodes", type=int, default=20)
+    s1.add_argument("--curriculum-data", nargs="*", default=[], help="one-object scenes, trained on first")
+    s1.add_argument("--curriculum-steps", type=int, default=0)
+    s1.add_argument("--curriculum-mix", type=float, default=0.25, help="their share of batches afterwards")
     s1.add_argument("--seed", type=int, default=0)
     s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
 
@@ -69,17 +76,19 @@ def run_train(args: argparse.Namespace) -> int:
         from workbench.train.data import TASKS, DataConfig, SceneConfig, generate, generate_scenes
 
         tasks = tuple(args.tasks or TASKS)
-        root = generate(
-            DataConfig(out=args.out, tasks=tasks, episodes_per_task=args.episodes_per_task, seed=args.seed)
-        )
-        print(f"demonstrations: {root}")
-        if args.scenes_out:
-            print(
-                "scenes:",
-                generate_scenes(
-                    SceneConfig(out=args.scenes_out, tasks=tasks, scenes_per_task=args.scenes_per_task)
-                ),
+        if not args.no_demos:
+            root = generate(
+                DataConfig(
+                    out=args.out, tasks=tasks, episodes_per_task=args.episodes_per_task, seed=args.seed
+                )
             )
+            print(f"demonstrations: {root}")
+        if args.scenes_out:
+            scenes = SceneConfig(
+                out=args.scenes_out, tasks=tuple(args.scenes_tasks or tasks), scenes_per_task=args.scenes_per_task,
+                seed=args.scenes_seed, distractors=args.scenes_distractors,
+            )  # fmt: skip
+            print("scenes:", generate_scenes(scenes))
         return 0
     if args.train_command == "stage1":
         from workbench.train.stage1 import Stage1Config, train_stage1
@@ -88,6 +97,8 @@ def run_train(args: argparse.Namespace) -> int:
             data=tuple(args.data), out=args.out, model=model_size(args.size), steps=args.steps,
             batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
+            curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
+            curriculum_mix=args.curriculum_mix,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))

@@ -241,6 +241,7 @@ class SceneConfig:
     seed: int = 5_000  # disjoint from demonstration seeds, below the evaluation seeds
     render_width: int = 224
     render_height: int = 168
+    distractors: int | None = None  # None: the task's own count; 0 with "tabletop_pick": one object
 
 
 def generate_scenes(cfg: SceneConfig) -> Path:
@@ -252,9 +253,12 @@ def generate_scenes(cfg: SceneConfig) -> Path:
     root, writer, seed = Path(cfg.out), None, cfg.seed
     for task in cfg.tasks:
         env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
+        options = {"split": "seen", "paraphrase": True}
+        if cfg.distractors is not None:
+            options["distractors"] = cfg.distractors
         for _ in tqdm(range(cfg.scenes_per_task), desc=f"scenes {task}", unit="scene"):
             try:
-                obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": True})
+                obs, _ = env.reset(seed=seed, options=options)
             except RuntimeError as e:  # a layout the simulator cannot place: skip this seed
                 tqdm.write(f"{task} seed {seed}: {e}")
                 continue
