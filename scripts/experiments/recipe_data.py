@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--eye", type=float, nargs=3, default=None)
     ap.add_argument("--target", type=float, nargs=3, default=None)
     ap.add_argument("--fov", type=float, default=None)
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), help="tasks to draw scenes from")
+    ap.add_argument("--distractors", type=int, default=None, help="distractors per scene (task default)")
     args = ap.parse_args()
     if args.seed + args.n * 2 > 10_000:
         raise ValueError("scene seeds must stay below 10_000: evaluation seeds start there")
@@ -38,15 +40,18 @@ def main() -> None:
     cam = {k: v for k, v in (("eye", args.eye), ("target", args.target), ("fov_deg", args.fov)) if v}
     cam = {k: tuple(v) if isinstance(v, list) else v for k, v in cam.items()}
     images, boxes, labels, counts = [], [], [], []
-    seed, per_task = args.seed, args.n // len(TASKS)
+    seed, per_task = args.seed, args.n // len(args.tasks)
     t0 = time.time()
-    for task in TASKS:
+    options = {"split": "seen", "paraphrase": True}
+    if args.distractors is not None:
+        options["distractors"] = args.distractors
+    for task in args.tasks:
         env = make(task, width=args.width, height=args.height, depth=False, **cam)
         done = 0
         bar = tqdm(total=per_task, desc=task, unit="scene")
         while done < per_task:
             try:
-                obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": True})
+                obs, _ = env.reset(seed=seed, options=options)
             except RuntimeError:  # a layout the simulator cannot place
                 continue
             finally:

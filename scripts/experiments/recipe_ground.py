@@ -38,6 +38,10 @@ ALL_QUESTION = "Locate every object in the image. Output their bounding boxes in
 class Recipe:
     name: str = "base"
     data: str = "runs/recipe/scenes_default.npz"
+    data1: str = ""  # one-object scenes for the curriculum (recipe_data.py --distractors 0)
+    curriculum: int = 0  # steps trained on one-object scenes only, before the multi-object scenes
+    mix1: float = 0.25  # after the curriculum, the share of batches still drawn from one-object scenes
+    number_init: int = 0  # smooth (sinusoidal) initial embeddings for the coordinate tokens
     frame: int = 112  # model input (112: 16 visual tokens, 224: 64 with merge 2)
     crop: tuple[int, int, int, int] | None = None  # x0 y0 x1 y1 of the render kept before resizing
     quant: int = 1  # coordinate bin in model pixels
@@ -65,8 +69,8 @@ class Scene:
     boxes: list[Box]  # model-frame pixels
 
 
-def load_scenes(r: Recipe) -> list[Scene]:
-    d = np.load(r.data)
+def load_scenes(r: Recipe, path: str) -> list[Scene]:
+    d = np.load(path)
     images, boxes, labels, counts = d["images"], d["boxes"], d["labels"], d["counts"]
     h, w = images.shape[1:3]
     x0, y0, x1, y1 = r.crop or (0, 0, w, h)
@@ -140,14 +144,34 @@ def build(r: Recipe, scenes: list[Scene], out: Path):
     return ST4VLAPolicy.from_config(cfg, tokenizer_dir=out / "tokenizer", seed=r.seed, name=r.name)
 
 
+def smooth_number_embeddings(policy) -> None:
+    """Coordinate tokens start on a smooth curve (sinusoids of the value), so that nearby numbers
+    begin with similar embeddings (and, tied, similar output rows): an init, not an architecture change."""
+    vlm = policy.model.qwen_vl_interface
+    emb = vlm.model.get_input_embeddings().weight
+    tok = vlm.tokenizer
+    values = torch.arange(1024, dtype=torch.float32)
+    ids = torch.tensor(tok.convert_tokens_to_ids([str(int(v)) for v in values]))
+    dim = emb.shape[1]
+    freqs = torch.exp(torch.linspace(0, -np.log(1024.0), dim // 2))  # periods from ~6 to ~6,000 values
+    angles = values[:, None] * freqs[None, :]
+    table = torch.cat([angles.sin(), angles.cos()], dim=1) * emb.std()
+    with torch.no_grad():
+        emb[ids] = table.to(emb.dtype)
+
+
 def train(r: Recipe) -> list[dict]:
     torch.set_num_threads(1)  # the other core belongs to the other engineer's training
     torch.manual_seed(r.seed)
     out = Path("runs/recipe") / r.name
     out.mkdir(parents=True, exist_ok=True)
-    scenes = load_scenes(r)
+    scenes = load_scenes(r, r.data)
     train_s, held = scenes[: -r.heldout], scenes[-r.heldout :]
-    policy = build(r, train_s, out)
+    ones_all = load_scenes(r, r.data1) if r.data1 else []
+    ones, held1 = ones_all[: -r.heldout], ones_all[-r.heldout :]
+    policy = build(r, train_s + ones[:200], out)
+    if r.number_init:
+        smooth_number_embeddings(policy)
     model = policy.model.train()
     vlm = model.qwen_vl_interface
     n_params = sum(p.numel() for p in vlm.parameters())
@@ -158,7 +182,8 @@ def train(r: Recipe) -> list[dict]:
     log, running, t0 = [], None, time.time()
     bar = tqdm(total=r.steps, desc=r.name, unit="step")
     for step in range(1, r.steps + 1):
-        loss = model.grounding_loss(vlm.build_inputs(*sample_batch(train_s, r, rng)))
+        one_object = ones and (step <= r.curriculum or rng.random() < r.mix1)
+        loss = model.grounding_loss(vlm.build_inputs(*sample_batch(ones if one_object else train_s, r, rng)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vlm.parameters(), 1.0)
@@ -171,6 +196,8 @@ def train(r: Recipe) -> list[dict]:
         if step % r.eval_every == 0 or step == r.steps or timeout:
             model.eval()
             m = evaluate(vlm, held, r)
+            if held1:
+                m["one_object_iou"] = evaluate(vlm, held1, r)["iou"]
             model.train()
             row = {"step": step, "minutes": round((time.time() - t0) / 60, 2), "loss": round(running, 3), **m}
             log.append(row)
