@@ -24,7 +24,7 @@ def write_card(
             continue
         keys = [k for k in log[0] if k != "minutes"] + ["minutes"]
         lines += [f"### {name} log", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in log]
+        lines += ["| " + " | ".join(_cell(r.get(k, "")) for k in keys) + " |" for r in log]
         lines.append("")
     lines += ["## Evaluation", ""]
     lines += [
@@ -45,6 +45,10 @@ def write_card(
     path = checkpoint / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, dtype: str = "float16") -> Path:
