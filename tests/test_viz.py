@@ -170,3 +170,10 @@ def test_mp4_export_has_one_frame_per_step(tmp_path):
     assert np.abs(got - drawn)[mask].mean() < 0.5 * np.abs(got - plain)[mask].mean()
     with pytest.raises(ValueError, match=".mp4"):
         write_mp4(records, tmp_path / "ep.avi")
+
+
+def test_camera_views_are_pinned_to_the_image_when_its_size_is_known():
+    pinned = blueprints.camera_view("A", image_size=(224, 168))
+    bounds = pinned.properties["VisualBounds2D"].range.as_arrow_array().to_pylist()
+    assert bounds == [{"x_range": [0.0, 224.0], "y_range": [0.0, 168.0]}]
+    assert "VisualBounds2D" not in blueprints.camera_view("A").properties  # before the first image

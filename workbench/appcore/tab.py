@@ -132,7 +132,9 @@ class TabSession:
         self.checkpoints = list(checkpoints[:2])
         self.blueprint = BLUEPRINTS[1] if len(names) > 1 else BLUEPRINTS[0]
         self.send_blueprint()
-        return self.reset(source.seed)
+        out = self.reset(source.seed)
+        self.send_blueprint()  # again, now that the first image fixes the camera views' bounds
+        return out
 
     def _require_runner(self) -> Any:
         if self.runner is None:
@@ -316,15 +318,23 @@ class TabSession:
             self.blueprint = name
         if self.logger is None or not self.policy_names:
             return
-        names = self.policy_names
+        names, size = self.policy_names, self._image_size()
         if self.blueprint == "one policy" or len(names) == 1:
-            bp = blueprints.one_policy(names[0])
+            bp = blueprints.one_policy(names[0], image_size=size)
         elif self.blueprint == "side by side":
             branches = names if self.mode == "independent" else None  # each lane is its own branch
-            bp = blueprints.side_by_side(names, branches=branches)
+            bp = blueprints.side_by_side(names, branches=branches, image_size=size)
         else:
-            bp = blueprints.instruction_ab(names[0], names[1])
+            bp = blueprints.instruction_ab(names[0], names[1], image_size=size)
         self.logger.rec.send_blueprint(bp)
+
+    def _image_size(self) -> tuple[int, int] | None:
+        """(width, height) of the first camera of the latest step, or None before the first step."""
+        record = self.last_record
+        if record is None or not record.observation.images:
+            return None
+        h, w = next(iter(record.observation.images.values())).shape[:2]
+        return int(w), int(h)
 
     # -- summaries -------------------------------------------------------------------------------
 

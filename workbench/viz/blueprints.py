@@ -11,14 +11,22 @@ import rerun.blueprint as rrb
 from workbench.viz.rerun_log import branch_root, policy_part
 
 
-def camera_view(policy: str, *, branch: str = "main", name: str | None = None) -> rrb.Spatial2DView:
+def camera_view(
+    policy: str, *, branch: str = "main", name: str | None = None, image_size: tuple[int, int] | None = None
+) -> rrb.Spatial2DView:
+    """image_size = (width, height) pins the view to the image: a rollout projected far outside the
+    frame (an untrained policy's) would otherwise zoom the view out until the image is a thumbnail."""
     r = branch_root(branch)
     cam = f"{r}world/camera"
     p = policy_part(policy)
+    bounds = None
+    if image_size is not None:
+        bounds = rrb.VisualBounds2D(x_range=[0, image_size[0]], y_range=[0, image_size[1]])
     return rrb.Spatial2DView(
         origin=f"/{cam}",
         contents=[f"+ /{cam}/image", f"+ /{cam}/ground_truth/**", f"+ /{cam}/{p}/**"],
         name=name or f"{policy} · camera",
+        visual_bounds=bounds,
     )
 
 
@@ -44,14 +52,22 @@ def _bottom(branches_and_policies: list[tuple[str, str]]) -> rrb.Tabs:
     return rrb.Tabs(*views)
 
 
-def one_policy(policy: str, *, branch: str = "main") -> rrb.Blueprint:
+def one_policy(
+    policy: str, *, branch: str = "main", image_size: tuple[int, int] | None = None
+) -> rrb.Blueprint:
     return rrb.Blueprint(
-        rrb.Vertical(camera_view(policy, branch=branch), _bottom([(branch, policy)]), row_shares=[3, 2]),
+        rrb.Vertical(
+            camera_view(policy, branch=branch, image_size=image_size),
+            _bottom([(branch, policy)]),
+            row_shares=[3, 2],
+        ),
         collapse_panels=True,
     )
 
 
-def side_by_side(policies: list[str], *, branches: list[str] | None = None) -> rrb.Blueprint:
+def side_by_side(
+    policies: list[str], *, branches: list[str] | None = None, image_size: tuple[int, int] | None = None
+) -> rrb.Blueprint:
     """One camera view per policy. In shared mode all read the same branch; in independent mode pass
     branches (one per policy: each policy drives its own copy)."""
     if not policies:
@@ -62,19 +78,27 @@ def side_by_side(policies: list[str], *, branches: list[str] | None = None) -> r
             f"got {len(policies)} policies but {len(branches)} branches: pass one branch per policy"
         )
     pairs = list(zip(branches, policies, strict=True))
-    cams = [camera_view(p, branch=b, name=p if b == "main" else f"{p} · {b}") for b, p in pairs]
+    cams = [
+        camera_view(p, branch=b, name=p if b == "main" else f"{p} · {b}", image_size=image_size)
+        for b, p in pairs
+    ]
     return rrb.Blueprint(
         rrb.Vertical(rrb.Horizontal(*cams), _bottom(pairs), row_shares=[3, 2]), collapse_panels=True
     )
 
 
 def instruction_ab(
-    policy_a: str, policy_b: str, *, instruction_a: str = "A", instruction_b: str = "B"
+    policy_a: str,
+    policy_b: str,
+    *,
+    instruction_a: str = "A",
+    instruction_b: str = "B",
+    image_size: tuple[int, int] | None = None,
 ) -> rrb.Blueprint:
     """The same checkpoint asked with two instructions: two slots, views titled by their instruction."""
     cams = [
-        camera_view(policy_a, name=f"{policy_a}: {instruction_a}"[:60]),
-        camera_view(policy_b, name=f"{policy_b}: {instruction_b}"[:60]),
+        camera_view(policy_a, name=f"{policy_a}: {instruction_a}"[:60], image_size=image_size),
+        camera_view(policy_b, name=f"{policy_b}: {instruction_b}"[:60], image_size=image_size),
     ]
     return rrb.Blueprint(
         rrb.Vertical(
