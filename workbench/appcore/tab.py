@@ -131,9 +131,8 @@ class TabSession:
         self.policy_names, self.source, self.settings = names, source, settings
         self.checkpoints = list(checkpoints[:2])
         self.blueprint = BLUEPRINTS[1] if len(names) > 1 else BLUEPRINTS[0]
-        self.send_blueprint()
         out = self.reset(source.seed)
-        self.send_blueprint()  # again, now that the first image fixes the camera views' bounds
+        self.send_blueprint()  # after the first image: its size pins the camera views' bounds
         return out
 
     def _require_runner(self) -> Any:
