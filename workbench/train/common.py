@@ -115,9 +115,9 @@ def grounding_inputs(vlm, pairs: list[tuple[np.ndarray, QA]]) -> dict[str, torch
 
 @torch.no_grad()
 def measure_grounding(
-    policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16
+    policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16, task: bool = True
 ) -> dict[str, float]:
-    """Greedy-decode object and task box questions on `frames`; mean IoU with the true boxes.
+    """Greedy-decode object (and, with `task`, task) box questions on `frames`; mean IoU with the truth.
 
     object_box_iou: "Locate the <name>" for a random object of the scene (choosing by name);
     task_box_iou: the spatial prompt's own question, scored on the source object's box.
@@ -138,13 +138,18 @@ def measure_grounding(
             answer = spatial.parse(text, f.frame)
             boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
             obj_iou.append(spatial.box_iou(boxes[0], t) if boxes else 0.0)
+        if not task:
+            continue
         questions = [policy_question(f) for f in chunk]
         texts = vlm.generate(vlm.build_inputs([[f.image] for f in chunk], questions), max_new_tokens=64)
         for f, text in zip(chunk, texts, strict=True):
             m = spatial.grounding_metrics(spatial.parse(text, f.frame), f.ground_truth)
             task_iou.append(m.get("box_iou", 0.0))
     policy.model.train(was_training)
-    return {"object_box_iou": float(np.mean(obj_iou)), "task_box_iou": float(np.mean(task_iou))}
+    out = {"object_box_iou": float(np.mean(obj_iou))}
+    if task:
+        out["task_box_iou"] = float(np.mean(task_iou))
+    return out
 
 
 def policy_question(item: FrameItem) -> str:

@@ -117,9 +117,8 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         if step % cfg.eval_every == 0 or step == cfg.steps:
             m = measure_grounding(policy, held, cfg.eval_frames) if held else {}
             if held_ones:
-                m["one_object_box_iou"] = measure_grounding(policy, held_ones, cfg.eval_frames)[
-                    "object_box_iou"
-                ]
+                one = measure_grounding(policy, held_ones, cfg.eval_frames, task=False)
+                m["one_object_box_iou"] = one["object_box_iou"]
             row = {"step": step, "loss": round(running, 4), "minutes": round((time.time() - t0) / 60, 2), **m}
             log.append(row)
             tqdm.write(json.dumps(row))
