@@ -176,3 +176,15 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     base = ST4VLAPolicy.load(train_stage2(vanilla))
     assert not base.config.use_spatial_prompt
     assert base.prompt("Pick Up The Cube") == "pick up the cube"
+
+    # --state: the stage-1 checkpoint gets an action expert that reads the joint positions.
+    with_state = Stage2Config(
+        data=(str(data[0]),), out=str(tmp_path / "s2_state"), init=str(ckpt), steps=3, batch_size=2,
+        grounding_batch_size=2, state=True,
+    )  # fmt: skip
+    reader = ST4VLAPolicy.load(train_stage2(with_state))
+    frame = load_frames(data[0], reader.config.image_size, reader.chunk_length)[0]
+    assert reader.config.action.state_dim == len(frame.state) == 9  # the Panda's 7 joints and 2 fingers
+    assert len(reader.statistics["tabletop_panda"]["state"]["q01"]) == 9
+    chunk = reader.act([frame.image], frame.instruction, seed=0, state=frame.state)
+    assert chunk.actions.shape == (reader.chunk_length, 7)

@@ -273,6 +273,7 @@ def run_episode(
             num_ddim_steps=cfg.ddim_steps,
             cfg_scale=cfg.cfg_scale,
             seed=seed * 1000 + step,
+            state=(obs.get("agent") or {}).get("qpos"),  # read only by models with a state token
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1

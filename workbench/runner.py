@@ -43,6 +43,7 @@ class Policy(Protocol):
         cfg_scale: float = 1.5,
         seed: int | None = None,
         return_internals: bool = False,
+        state: np.ndarray | None = None,  # the robot state, for models that read it
     ) -> ActionChunk: ...
 
 
@@ -403,6 +404,7 @@ class Runner:
             cfg_scale=slot.cfg_scale,
             seed=slot.seed + lane.step,
             return_internals=slot.return_internals,
+            state=obs.state,
         )
         t2 = time.perf_counter()
         timings["spatial"], timings["act"] = t1 - t0, t2 - t1

@@ -31,7 +31,8 @@ def open_loop(checkpoint: str, data: str, episodes: int, every: int = 3) -> dict
     for i in tqdm(picked, desc="open loop", unit="ep"):
         ep = ds.episode(int(i))
         for t in range(0, len(ep.frames), every):
-            chunk = policy.act([ep.frames[t].images[CAMERA]], ep.task, seed=0)
+            frame = ep.frames[t]
+            chunk = policy.act([frame.images[CAMERA]], ep.task, seed=0, state=frame.state)
             predicted.append(np.asarray(chunk.actions)[0])
             expert.append(ep.actions[t])
     p, e = np.stack(predicted), np.stack(expert)

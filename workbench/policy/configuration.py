@@ -77,6 +77,9 @@ class ActionConfig:
     noise_schedule: str = "squaredcos_cap_v2"
     class_dropout: float = 0.1
     repeated_diffusion_steps: int = 4
+    # Proprioception as one extra condition token (the robot state, normalised like the actions).
+    # 0 = off, as upstream's DiT, which reads only the query tokens; upstream checkpoints load with 0.
+    state_dim: int = 0
 
 
 @dataclass

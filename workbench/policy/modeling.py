@@ -118,6 +118,17 @@ class ConditionEmbedder(nn.Module):
         return self.linear(z)
 
 
+class StateEmbedder(nn.Module):
+    """Not upstream: the robot state [B, S] -> one condition token [B, W] (optional, see ActionConfig)."""
+
+    def __init__(self, state_dim: int, width: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(state_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.mlp(state)
+
+
 class Attention(nn.Module):
     """timm-style self-attention: fused qkv (with bias) and an output projection."""
 
@@ -174,13 +185,16 @@ class DiT(nn.Module):
     def __init__(self, cfg: ST4VLAConfig):
         super().__init__()
         a, q = cfg.action, cfg.qformer
-        self.num_cond = q.num_queries
+        self.state_dim = a.state_dim
+        self.num_cond = q.num_queries + (1 if a.state_dim else 0)  # query tokens (+ the state token)
         self.x_embedder = Linear1(a.action_dim, a.width)
         self.history_embedder = Linear1(a.action_dim, a.width)  # unused upstream too; kept for its keys
         self.t_embedder = TimestepEmbedder(a.width)
         self.z_embedder = ConditionEmbedder(a.width, q.num_queries, a.class_dropout)
+        if a.state_dim:
+            self.state_embedder = StateEmbedder(a.state_dim, a.width)
         self.positional_embedding = nn.Parameter(
-            a.width**-0.5 * torch.randn(q.num_queries + a.chunk_length, a.width)
+            a.width**-0.5 * torch.randn(self.num_cond + a.chunk_length, a.width)
         )
         self.blocks = nn.ModuleList([DiTBlock(a.width, a.num_heads, a.mlp_ratio) for _ in range(a.depth)])
         self.final_layer = FinalLayer(a.width, a.action_dim)
@@ -199,19 +213,29 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)  # the head starts by predicting zero noise
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """x [B, T, D] noisy actions, t [B], z [B, Q, W] query tokens -> predicted noise [B, T, D]."""
-        c = self.t_embedder(t).unsqueeze(1) + self.z_embedder(z, self.training)  # [B, Q, W]
-        h = torch.cat([c, self.x_embedder(x)], dim=1) + self.positional_embedding  # [B, Q+T, W]
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x [B, T, D] noisy actions, t [B], z [B, Q, W] query tokens, state [B, S] (only when the
+        model reads it) -> predicted noise [B, T, D]."""
+        te = self.t_embedder(t).unsqueeze(1)  # [B, 1, W]
+        c = te + self.z_embedder(z, self.training)  # [B, Q, W]
+        if self.state_dim:
+            if state is None:
+                raise ValueError(f"This action expert reads the robot state ({self.state_dim} values).")
+            c = torch.cat([c, te + self.state_embedder(state.to(c.dtype)).unsqueeze(1)], dim=1)  # [B, Q+1, W]
+        h = torch.cat([c, self.x_embedder(x)], dim=1) + self.positional_embedding  # [B, C+T, W]
         for block in self.blocks:
             h = block(h)
         return self.final_layer(h)[:, self.num_cond :]  # the last T tokens: [B, T, D]
 
-    def forward_with_cfg(self, x, t, z_cond, cfg_scale: float):
-        """eps = eps_uncond + s (eps_cond - eps_uncond), the two passes batched as upstream."""
+    def forward_with_cfg(self, x, t, z_cond, cfg_scale: float, state: torch.Tensor | None = None):
+        """eps = eps_uncond + s (eps_cond - eps_uncond), the two passes batched as upstream.
+        Guidance is on the VLM's condition only: the state token is in both passes."""
         B = x.shape[0]
         uncond = self.z_embedder.uncondition.unsqueeze(0).expand(B, -1, -1).to(z_cond.dtype)
-        eps = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([z_cond, uncond]))  # [2B, T, D]
+        both = None if state is None else torch.cat([state, state])
+        eps = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([z_cond, uncond]), both)  # [2B, T, D]
         cond_eps, uncond_eps = eps[:B], eps[B:]
         return uncond_eps + cfg_scale * (cond_eps - uncond_eps)
 
@@ -224,11 +248,13 @@ class ActionModel(nn.Module):
         self.net = DiT(cfg)
         self.diffusion = GaussianDiffusion(cfg.action.diffusion_steps, cfg.action.noise_schedule)
 
-    def loss(self, actions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Epsilon-prediction MSE at a random timestep per sample. actions [B,T,D], cond [B,Q,W]."""
+    def loss(
+        self, actions: torch.Tensor, cond: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Epsilon-prediction MSE at a random timestep per sample. actions [B,T,D], cond [B,Q,W], state [B,S]."""
         noise = torch.randn_like(actions)
         t = torch.randint(0, self.diffusion.num_timesteps, (actions.shape[0],), device=actions.device)
-        pred = self.net(self.diffusion.q_sample(actions, t, noise), t, cond)
+        pred = self.net(self.diffusion.q_sample(actions, t, noise), t, cond, state)
         return F.mse_loss(pred, noise)
 
 
@@ -327,10 +353,13 @@ class ST4VLAModel(nn.Module):
             cond, maps = self.layer_qformer(layers, key_padding_mask=key_padding, need_weights=need_weights)
         return cond, maps
 
-    def action_loss(self, actions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def action_loss(
+        self, actions: torch.Tensor, cond: torch.Tensor, state: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Diffusion loss with upstream's repeated_diffusion_steps (each sample seen at r timesteps)."""
         r = self.config.action.repeated_diffusion_steps
-        return self.action_model.loss(actions.repeat(r, 1, 1), cond.repeat(r, 1, 1))
+        state = None if state is None else state.repeat(r, 1)
+        return self.action_model.loss(actions.repeat(r, 1, 1), cond.repeat(r, 1, 1), state)
 
     def grounding_loss(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-token loss on answer tokens only (inputs from build_inputs(..., answers=...))."""
@@ -346,6 +375,7 @@ class ST4VLAModel(nn.Module):
         num_ddim_steps: int = 10,
         cfg_scale: float = 1.5,
         on_step: Callable[[int, torch.Tensor], None] | None = None,
+        state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """DDIM from noise [B, T, D] to normalised actions [B, T, D]; CFG when cfg_scale > 1 (upstream)."""
         net = self.action_model.net
@@ -353,11 +383,11 @@ class ST4VLAModel(nn.Module):
         if cfg_scale > 1.0:
 
             def eps_fn(x, t):
-                return net.forward_with_cfg(x, t, cond, cfg_scale)
+                return net.forward_with_cfg(x, t, cond, cfg_scale, state)
         else:
 
             def eps_fn(x, t):
-                return net(x, t, cond)
+                return net(x, t, cond, state)
 
         return self.action_model.diffusion.ddim_sample(eps_fn, noise, num_ddim_steps, on_step)
 

@@ -185,6 +185,36 @@ class ActionNormalizer:
         return np.where(self.mask, scaled, x)
 
 
+class StateNormalizer:
+    """The robot state [..., S] -> [-1, 1] by the same BOUNDS_Q99 rule as the actions, every dim.
+
+    Only for checkpoints whose action expert reads the state (ActionConfig.state_dim > 0).
+    """
+
+    def __init__(self, stats: DatasetStatistics | dict, key: str | None = None):
+        if isinstance(stats, dict):
+            stats = DatasetStatistics.from_dict(stats)
+        self.key = stats.resolve_key(key)
+        block = stats.state(self.key)
+        if block is None:
+            raise ValueError(f"statistics {self.key!r} have no 'state' block, which this model needs")
+        self.q01, self.q99 = block["q01"], block["q99"]  # each [S]
+
+    @property
+    def dim(self) -> int:
+        return int(self.q01.shape[0])
+
+    def normalize(self, state: np.ndarray) -> np.ndarray:
+        x = np.array(state, dtype=np.float64)
+        if x.ndim == 0 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"the robot state must have {self.dim} values (key {self.key!r}), got shape {x.shape}"
+            )
+        if not np.isfinite(x).all():
+            raise ValueError("the robot state contains NaN or inf")
+        return np.clip(2.0 * (x - self.q01) / (self.q99 - self.q01 + _EPS) - 1.0, -1.0, 1.0)
+
+
 def default_mask(dim: int) -> np.ndarray:
     """Upstream's OXE action mask: every dim normalised except the gripper (dim 6)."""
     mask = np.ones(dim, dtype=bool)

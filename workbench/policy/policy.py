@@ -51,9 +51,15 @@ class ST4VLAPolicy:
         self.config: ST4VLAConfig = model.config
         self.name = name
         self.device = device
-        self.statistics = statistics
-        self.unnorm_key = select_unnorm_key(statistics, unnorm_key)
-        self._normalizer = make_normalizer(statistics, self.unnorm_key)
+        self.set_statistics(statistics, unnorm_key)
+
+    def set_statistics(self, statistics: dict[str, Any], unnorm_key: str | None = None) -> None:
+        """Use these dataset statistics (and key) to unnormalise actions and normalise the state."""
+        key = select_unnorm_key(statistics, unnorm_key)
+        normalizer = make_normalizer(statistics, key)
+        state_normalizer = make_state_normalizer(statistics, key, self.config.action.state_dim)
+        self.statistics, self.unnorm_key = statistics, key
+        self._normalizer, self._state_normalizer = normalizer, state_normalizer
 
     # --- construction ----------------------------------------------------------------------------
     @property
@@ -203,9 +209,15 @@ class ST4VLAPolicy:
         cfg_scale: float = 1.5,
         seed: int | None = None,
         return_internals: bool = False,
+        state: np.ndarray | None = None,
     ) -> ActionChunk:
-        """One action chunk: VLM forward -> query former -> DDIM (with CFG) -> unnormalise."""
+        """One action chunk: VLM forward -> query former -> DDIM (with CFG) -> unnormalise.
+
+        `state` is the robot state (the observation's joint positions); only checkpoints whose action
+        expert reads it (config.action.state_dim > 0) need it, the others ignore it.
+        """
         timings: dict[str, float] = {}
+        state_t = self.state_tensor(state)
         timer = _Timer(timings) if return_internals else None
         views, _ = self.prepare_images(images)
         vlm = self.model.qwen_vl_interface
@@ -225,7 +237,12 @@ class ST4VLAPolicy:
 
         t0 = time.perf_counter()
         sample = self.model.sample_actions(
-            cond, noise, num_ddim_steps, cfg_scale, on_step=on_step if return_internals else None
+            cond,
+            noise,
+            num_ddim_steps,
+            cfg_scale,
+            on_step=on_step if return_internals else None,
+            state=state_t,
         )
         if return_internals:
             timings["diffusion"] = time.perf_counter() - t0
@@ -237,6 +254,23 @@ class ST4VLAPolicy:
             chunk.timings = timings
             chunk.attention = self.attention_maps(inputs, maps)
         return chunk
+
+    @property
+    def reads_state(self) -> bool:
+        return self.config.action.state_dim > 0
+
+    def state_tensor(self, state: np.ndarray | None) -> torch.Tensor | None:
+        """The normalised robot state [1, S] for the action expert, or None when it reads none."""
+        if not self.reads_state:
+            return None
+        if state is None:
+            raise ValueError(
+                f"{self.name} reads the robot state ({self.config.action.state_dim} joint positions): "
+                "pass state= (the observation's state)."
+            )
+        x = self._state_normalizer.normalize(np.asarray(state, dtype=np.float64).reshape(-1))
+        dtype = next(self.model.action_model.parameters()).dtype
+        return torch.as_tensor(x, dtype=torch.float32).reshape(1, -1).to(self.device, dtype)
 
     def attention_maps(self, inputs: dict[str, torch.Tensor], maps: list) -> dict[str, np.ndarray]:
         """Query-former attention over each view's image tokens: {"view_k": [rows, cols]} (sample 0)."""
@@ -293,6 +327,23 @@ def make_normalizer(statistics: dict[str, Any], key: str):
         return ActionNormalizer(statistics, key)
     except (ValueError, KeyError) as e:
         raise ckpt.CheckpointError(f"Unusable dataset statistics for {key!r}: {e}") from e
+
+
+def make_state_normalizer(statistics: dict[str, Any], key: str, state_dim: int):
+    """The StateNormalizer when the action expert reads the state, else None; checks the statistics."""
+    if not state_dim:
+        return None
+    from workbench.policy.normalization import StateNormalizer
+
+    try:
+        norm = StateNormalizer(statistics, key)
+    except (ValueError, KeyError) as e:
+        raise ckpt.CheckpointError(f"Unusable state statistics for {key!r}: {e}") from e
+    if norm.dim != state_dim:
+        raise ckpt.CheckpointError(
+            f"The action expert reads {state_dim} state values but the statistics {key!r} describe {norm.dim}."
+        )
+    return norm
 
 
 class _Timer:

@@ -141,6 +141,7 @@ class RemotePolicy:
         cfg_scale: float = 1.5,
         seed: int | None = None,
         return_internals: bool = False,
+        state: Any = None,
     ) -> ActionChunk:
         """images: {camera: [H, W, 3]}, a list of views, or one view. Internals (attention) are not
         part of the protocol, so `return_internals` gives the same chunk without them."""
@@ -155,6 +156,8 @@ class RemotePolicy:
         }
         if seed is not None:
             request["seed"] = int(seed)  # our extension; upstream servers ignore unknown keys
+        if state is not None:
+            request["states"] = [np.asarray(state, dtype=np.float64)]  # our extension too
         t0 = time.perf_counter()
         data = self.client.predict_action(**request)
         elapsed = time.perf_counter() - t0

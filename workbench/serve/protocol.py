@@ -46,6 +46,22 @@ class InferRequest:
     num_ddim_steps: int = DEFAULT_DDIM_STEPS
     unnorm_key: str | None = None
     seed: int | None = None
+    states: list[np.ndarray | None] | None = None  # [B] robot states (our extension, optional)
+
+
+def _states(payload: dict, batch: int) -> list[np.ndarray | None] | None:
+    states = payload.get("states")
+    if states is None:
+        return None
+    if not isinstance(states, list | tuple | np.ndarray) or len(states) != batch:
+        raise RequestError(f"'states' must be a list of {batch} robot states (one per batch item) or absent")
+    out = []
+    for b, x in enumerate(states):
+        arr = None if x is None else np.asarray(x, dtype=np.float64)
+        if arr is not None and (arr.ndim != 1 or not np.isfinite(arr).all()):
+            raise RequestError(f"states[{b}] must be a flat vector of finite numbers")
+        out.append(arr)
+    return out
 
 
 def _image(x: Any, where: str) -> np.ndarray:
@@ -98,6 +114,7 @@ def parse_infer_request(payload: dict) -> InferRequest:
         int(steps),
         key,
         None if seed is None else int(seed),
+        _states(payload, len(batch)),
     )
 
 

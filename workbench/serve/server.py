@@ -198,11 +198,14 @@ class PolicyServer:
             return dict(self.policy.predict_action(**payload))  # upstream framework: its own request handling
         req = parse_infer_request(payload)
         normalized, actions, timings = [], [], []
-        for views, instruction in zip(req.batch_images, req.instructions, strict=True):
+        states = req.states or [None] * len(req.instructions)
+        for views, instruction, state in zip(req.batch_images, req.instructions, states, strict=True):
             t0 = time.perf_counter()
+            extra = {} if state is None else {"state": state}  # policies without a state token never see one
             chunk = self.policy.act(
-                views, instruction, num_ddim_steps=req.num_ddim_steps, cfg_scale=req.cfg_scale, seed=req.seed
-            )
+                views, instruction, num_ddim_steps=req.num_ddim_steps, cfg_scale=req.cfg_scale, seed=req.seed,
+                **extra,
+            )  # fmt: skip
             timings.append(time.perf_counter() - t0)
             normalized.append(np.asarray(chunk.normalized, dtype=np.float32))
             actions.append(np.asarray(chunk.actions, dtype=np.float32))

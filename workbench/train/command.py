@@ -54,6 +54,9 @@ def add_parsers(sub) -> None:
     s2.add_argument("--batch-size", type=int, default=12)
     s2.add_argument("--grounding-batch-size", type=int, default=4)
     s2.add_argument("--grounding-weight", type=float, default=0.1)
+    s2.add_argument(
+        "--state", action="store_true", help="the action expert also reads the robot state (not upstream)"
+    )
     s2.add_argument("--seed", type=int, default=0)
     s2.add_argument("--no-resume", action="store_true")
 
@@ -109,6 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla, model=model_size(args.size),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
+        state=args.state,
     )  # fmt: skip
     print(json.dumps(asdict(cfg)))
     print("stage-2 checkpoint:", train_stage2(cfg, resume=not args.no_resume))

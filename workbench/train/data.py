@@ -167,6 +167,7 @@ class FrameItem:
     ground_truth: GroundTruth | None
     frame: Frame  # model frame vs the raw render
     episode: int
+    state: np.ndarray | None = None  # [S] the robot's joint positions (observation.state)
 
 
 def action_chunk(actions: np.ndarray, t: int, length: int) -> np.ndarray:
@@ -210,6 +211,7 @@ def load_frames(
                     ground_truth=f.ground_truth,
                     frame=Frame(image_size, image_size, w, h),
                     episode=offset + i,
+                    state=None if f.state is None else np.asarray(f.state, dtype=np.float32),
                 )
             )
     if not items:

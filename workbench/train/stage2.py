@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
@@ -50,6 +51,9 @@ class Stage2Config:
     grounding_loss_weight: float = 0.1
     grounding_kinds: dict[str, float] = field(default_factory=lambda: {"task_box": 0.6, "object_box": 0.4})
     repeated_diffusion_steps: int = 4
+    # Not upstream: the action expert also reads the robot state (joint positions) as one token.
+    # Both bundled models use it, so the comparison stays fair (see workbench/train/NOTES.md).
+    state: bool = False
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
@@ -66,19 +70,34 @@ class Stage2Config:
 
 
 def statistics_for(frames: list[FrameItem]) -> dict:
-    """Upstream-schema statistics of the demonstrations' actions (gripper as 1 open / 0 closed)."""
+    """Upstream-schema statistics of the demonstrations' actions (gripper as 1 open / 0 closed) and,
+    when every frame has one, of the robot state."""
     actions = gripper_to_model(np.stack([f.chunk[0] for f in frames]))  # every frame's own action
+    states = np.stack([f.state for f in frames]) if all(f.state is not None for f in frames) else None
     episodes = len({f.episode for f in frames})
-    return {UNNORM_KEY: compute_statistics(actions, num_trajectories=episodes)}
+    return {UNNORM_KEY: compute_statistics(actions, states, num_trajectories=episodes)}
+
+
+def state_dim_of(cfg: Stage2Config, frames: list[FrameItem]) -> int:
+    if not cfg.state:
+        return 0
+    if any(f.state is None for f in frames):
+        raise ValueError("--state needs observation.state in every frame of the demonstrations")
+    return int(frames[0].state.shape[0])
 
 
 def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VLAPolicy:
     stats = statistics_for(frames)
+    state_dim = state_dim_of(cfg, frames)
     if cfg.init:
         policy = ST4VLAPolicy.load(cfg.init)
-        policy.statistics, policy.unnorm_key, policy._normalizer = stats, UNNORM_KEY, None
         policy.config.use_spatial_prompt = not cfg.vanilla
         policy.config.grounding_loss_weight = cfg.grounding_loss_weight
+        if state_dim != policy.config.action.state_dim:  # stage 1 never trains the action expert
+            policy.config.action.state_dim = state_dim
+            torch.manual_seed(cfg.seed)
+            policy.model.action_model = ActionModel(policy.config)
+        policy.set_statistics(stats, UNNORM_KEY)
     else:
         tok = cfg.tokenizer
         if tok is None or not (Path(tok) / "tokenizer.json").exists():
@@ -86,8 +105,8 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
             make_tokenizer(frames, tok)
         model_cfg = cfg.model.config(use_spatial_prompt=not cfg.vanilla)
         model_cfg.grounding_loss_weight = cfg.grounding_loss_weight
+        model_cfg.action.state_dim = state_dim
         policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
-        policy.unnorm_key = UNNORM_KEY
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.notes["training"] = "vanilla baseline" if cfg.vanilla else "ST4VLA two-stage"
     policy.name = Path(cfg.out).name
@@ -108,7 +127,10 @@ def action_batch(policy, frames, idx, normalizer):
     images = [[f.image] for f in items]
     inputs = vlm.build_inputs(images, [policy.prompt(f.instruction) for f in items])
     chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in items])))  # [B, T, 7]
-    return inputs, images, torch.as_tensor(chunks, dtype=torch.float32)
+    states = None
+    if policy.reads_state:
+        states = torch.cat([policy.state_tensor(f.state) for f in items]).float()  # [B, S]
+    return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
 
 
 def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
@@ -142,11 +164,11 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
     )
     t0, run_a, run_g = time.time(), None, None
     while step < cfg.steps:
-        inputs, images, actions = action_batch(
+        inputs, images, actions, states = action_batch(
             policy, frames, rng.integers(len(frames), size=cfg.batch_size), normalizer
         )
         cond, _ = model.condition(inputs, images)  # [B, Q, W]
-        loss_a = model.action_loss(actions, cond)
+        loss_a = model.action_loss(actions, cond, states)
         loss = loss_a
         loss_g = torch.zeros(())
         if cfg.grounding_loss_weight > 0:
