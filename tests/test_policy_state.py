@@ -105,7 +105,9 @@ def test_state_gradient_reaches_the_state_embedder(policy):
     model.train()
     try:
         cond, _ = model.condition(vlm.build_inputs([views], ["go"]), [views])
-        loss = model.action_loss(torch.rand(1, policy.chunk_length, 7) * 2 - 1, cond, torch.rand(1, STATE_DIM))
+        loss = model.action_loss(
+            torch.rand(1, policy.chunk_length, 7) * 2 - 1, cond, torch.rand(1, STATE_DIM)
+        )
         loss.backward()
         with pytest.raises(ValueError, match="reads the robot state"):
             model.action_loss(torch.zeros(1, policy.chunk_length, 7), cond)
@@ -127,6 +129,8 @@ def test_the_state_travels_over_the_wire(policy, image):
             with pytest.raises(Exception, match="reads the robot state"):
                 remote.act([image], "pick the can", num_ddim_steps=3, seed=4)
             with pytest.raises(Exception, match="states"):
-                remote.client.predict_action(batch_images=[[image]], instructions=["go"], states=[[1.0], [2.0]])
+                remote.client.predict_action(
+                    batch_images=[[image]], instructions=["go"], states=[[1.0], [2.0]]
+                )
         finally:
             remote.client.close()
