@@ -20,6 +20,7 @@ from workbench.train.data import (
     grounding_pairs,
     load_frames,
 )
+from workbench.train.head import HeadPhaseConfig
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, warmup_cosine
 from workbench.train.state import load_train_state, save_train_state
 
@@ -178,11 +179,26 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     assert base.prompt("Pick Up The Cube") == "pick up the cube"
 
     # --state: the stage-1 checkpoint gets an action expert that reads the joint positions.
+    # Then the head phase: only the DiT moves, on conditions cached once; it resumes like the rest.
     with_state = Stage2Config(
         data=(str(data[0]),), out=str(tmp_path / "s2_state"), init=str(ckpt), steps=3, batch_size=2,
-        grounding_batch_size=2, state=True,
+        grounding_batch_size=2, state=True, head=HeadPhaseConfig(steps=4, batch_size=4, save_every=2, log_every=2),
     )  # fmt: skip
     reader = ST4VLAPolicy.load(train_stage2(with_state))
+    joint = ST4VLAPolicy.load(tmp_path / "s2_state" / "latest")  # saved when the joint phase ended
+    after, before = reader.model.state_dict(), joint.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("action_model."))
+    assert not torch.equal(
+        after["action_model.net.final_layer.linear.weight"],
+        before["action_model.net.final_layer.linear.weight"],
+    )
+    log = json.loads((tmp_path / "s2_state" / "log.json").read_text())
+    assert [e["head_step"] for e in log if "head_step" in e] == [2, 4]
+    with_state.head.steps = 6
+    train_stage2(with_state)
+    assert "resumed the head phase at step 4" in capsys.readouterr().out
+    log = json.loads((tmp_path / "s2_state" / "log.json").read_text())
+    assert [e["head_step"] for e in log if "head_step" in e] == [2, 4, 6]
     frame = load_frames(data[0], reader.config.image_size, reader.chunk_length)[0]
     assert reader.config.action.state_dim == len(frame.state) == 9  # the Panda's 7 joints and 2 fingers
     assert len(reader.statistics["tabletop_panda"]["state"]["q01"]) == 9

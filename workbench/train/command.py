@@ -54,6 +54,9 @@ def add_parsers(sub) -> None:
     s2.add_argument("--batch-size", type=int, default=12)
     s2.add_argument("--grounding-batch-size", type=int, default=4)
     s2.add_argument("--grounding-weight", type=float, default=0.1)
+    s2.add_argument("--head-steps", type=int, default=0, help="then train the DiT alone on cached conditions")
+    s2.add_argument("--head-batch-size", type=int, default=32)
+    s2.add_argument("--head-lr", type=float, default=1e-3)
     s2.add_argument(
         "--state", action="store_true", help="the action expert also reads the robot state (not upstream)"
     )
@@ -106,6 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))
         return 0
+    from workbench.train.head import HeadPhaseConfig
     from workbench.train.stage2 import Stage2Config, train_stage2
 
     cfg = Stage2Config(
@@ -113,6 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
         state=args.state,
+        head=HeadPhaseConfig(steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr),
     )  # fmt: skip
     print(json.dumps(asdict(cfg)))
     print("stage-2 checkpoint:", train_stage2(cfg, resume=not args.no_resume))

@@ -13,6 +13,9 @@ from scratch), without the spatial prompt (the plain instruction) and without gr
 
     workbench train stage2 --init runs/stage1/final --out runs/st4vla
     workbench train stage2 --vanilla --out runs/vanilla
+
+On this CPU the joint phase can be followed by a head phase (`--head-steps`): the DiT alone, on
+frozen and cached conditions (workbench/train/head.py; not upstream).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
 from workbench.train.data import FrameItem, gripper_to_model, load_frames
+from workbench.train.head import HeadPhaseConfig, train_head
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
 
@@ -57,6 +61,7 @@ class Stage2Config:
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
+    head: HeadPhaseConfig = field(default_factory=HeadPhaseConfig)  # then the DiT alone (train/head.py)
     save_every: int = 250
     save_latest: bool = True
     log_every: int = 50
@@ -190,6 +195,9 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
                 policy.save(out / "latest")
                 model.train()
     bar.close()
+    if cfg.head.steps > 0:
+        log = [e for e in log if "head_step" not in e]
+        log += train_head(policy, frames, normalizer, cfg.head, out, cfg.seed, resume)
     model.eval()
     policy.save(out / "final")
     (out / "log.json").write_text(json.dumps(log, indent=1))

@@ -1,0 +1,114 @@
+"""Stage 2, second phase: more steps for the action expert alone, on frozen and cached conditions.
+
+Not upstream, a concession to the CPU budget. Upstream trains VLM, query former and DiT jointly
+for ~100k steps; here the joint phase gets ~2,000, and the DiT is still far from fitted when it
+ends (workbench/train/NOTES.md, third session). A DiT step is cheap next to a VLM forward, so this
+phase freezes the VLM and the query former, computes every frame's query tokens once (eval mode,
+one frame at a time: exactly what the policy computes at control time) and trains only the action
+model (the DiT, and the state token's embedder when there is one) for many steps on them.
+Both bundled models get the same phase, so the comparison stays fair.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from workbench.policy.normalization import ActionNormalizer
+from workbench.policy.policy import ST4VLAPolicy
+from workbench.train.data import FrameItem, gripper_to_model
+from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
+from workbench.train.state import load_train_state, save_train_state
+
+
+@dataclass
+class HeadPhaseConfig:
+    steps: int = 0  # 0 = no head phase
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    save_every: int = 500
+    log_every: int = 100
+
+
+@dataclass
+class CachedConditions:
+    cond: torch.Tensor  # [N, Q, W] query tokens, one row per frame
+    actions: torch.Tensor  # [N, T, 7] normalised chunks
+    states: torch.Tensor | None  # [N, S] normalised robot states, when the model reads them
+
+
+@torch.no_grad()
+def cache_conditions(
+    policy: ST4VLAPolicy, frames: list[FrameItem], normalizer: ActionNormalizer
+) -> CachedConditions:
+    model, vlm = policy.model, policy.model.qwen_vl_interface
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for f in tqdm(frames, desc="caching query tokens", unit="frame", mininterval=5):
+            inputs = vlm.build_inputs([[f.image]], [policy.prompt(f.instruction)])
+            rows.append(model.condition(inputs, [[f.image]])[0])  # [1, Q, W]
+    finally:
+        model.train(was_training)
+    chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in frames])))
+    states = torch.cat([policy.state_tensor(f.state) for f in frames]).float() if policy.reads_state else None
+    return CachedConditions(torch.cat(rows), torch.as_tensor(chunks, dtype=torch.float32), states)
+
+
+def train_head(
+    policy: ST4VLAPolicy,
+    frames: list[FrameItem],
+    normalizer: ActionNormalizer,
+    cfg: HeadPhaseConfig,
+    out: Path,
+    seed: int,
+    resume: bool = True,
+) -> list[dict]:
+    """Run the head phase; returns its log. Resumable from out/"head_state" like the joint phase."""
+    model = policy.model
+    head = model.action_model
+    optim = OptimConfig(lr=cfg.lr, warmup_steps=cfg.warmup_steps)
+    opt = build_optimizer({"action": list(head.parameters())}, optim)
+    sched = build_scheduler(opt, optim, cfg.steps)
+    step, log = 0, []
+    state_dir = out / "head_state"
+    if resume and (state_dir / "state.json").exists():
+        state = load_train_state(state_dir, model, opt, sched)
+        step, log = state.step, state.extra.get("log", [])
+        print(f"resumed the head phase at step {step}")
+    if step >= cfg.steps:
+        return log
+    cached = cache_conditions(policy, frames, normalizer)
+    rng = np.random.default_rng(seed + 1_000_003 + step)
+    r = policy.config.action.repeated_diffusion_steps
+    head.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="stage 2 head phase", unit="step")
+    t0, running = time.time(), None
+    while step < cfg.steps:
+        idx = torch.as_tensor(rng.integers(len(frames), size=cfg.batch_size))
+        states = None if cached.states is None else cached.states[idx].repeat(r, 1)
+        loss = head.loss(cached.actions[idx].repeat(r, 1, 1), cached.cond[idx].repeat(r, 1, 1), states)
+        optimizer_step(loss, head.parameters(), opt, sched, optim.clip_norm)
+        step += 1
+        running = smoothed(running, loss.item())
+        bar.update(1)
+        bar.set_postfix(action=f"{running:.3f}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            log.append(
+                {
+                    "head_step": step,
+                    "action_loss": round(running, 4),
+                    "minutes": round((time.time() - t0) / 60, 2),
+                }
+            )
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_train_state(state_dir, model, opt, sched, step, {"log": log})
+    bar.close()
+    return log
