@@ -1,8 +1,8 @@
 """Export the two bundled checkpoints and write their model cards (issue 7).
 
-    python scripts/make_cards.py export   # runs/v2/{st4vla,vanilla}/final -> assets/checkpoints/*
-    workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny ... --out runs/v2/eval/st4vla-tiny
-    workbench evaluate --checkpoint assets/checkpoints/vanilla-tiny ... --out runs/v2/eval/vanilla-tiny
+    python scripts/make_cards.py export   # runs/v3/{st4vla,vanilla}/final -> assets/checkpoints/*
+    workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny ... --out runs/v3/eval/st4vla-tiny
+    workbench evaluate --checkpoint assets/checkpoints/vanilla-tiny ... --out runs/v3/eval/vanilla-tiny
     python scripts/make_cards.py random   # the same evaluation for freshly initialised weights
     python scripts/make_cards.py cards    # README.md of both, with logs, evaluation and comparison
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from workbench.train.card import export_checkpoint, write_card
 
-RUNS = Path("runs/v2")
+STAGE1_RUN = Path("runs/v2/stage1")  # data and stage 1 of the second session, reused
+RUNS = Path("runs/v3")  # stage 2 (state token + head phase), the evaluations
 ASSETS = Path("assets/checkpoints")
-EVAL = "workbench evaluate --checkpoint assets/checkpoints/{name} --episodes 5 --seed 10000 --max-steps 50 --out runs/v2/eval/{name}"
+EVAL = "workbench evaluate --checkpoint assets/checkpoints/{name} --episodes 5 --seed 10000 --max-steps 50 --out runs/v3/eval/{name}"
 
 DATA = [
     "workbench train data --no-demos --scenes-out runs/v2/scenes_one --scenes-tasks tabletop_pick "
@@ -34,11 +35,11 @@ STAGE1 = (
 )
 STAGE2 = (
     "workbench train stage2 --data runs/v2/demos runs/v2/demos2 --init runs/v2/stage1/final "
-    "--tokenizer runs/v2/stage1/tokenizer --out runs/v2/st4vla --steps 2000 --batch-size 12"
+    "--tokenizer runs/v2/stage1/tokenizer --out runs/v3/st4vla --steps 2000 --batch-size 12 --state --head-steps 8000"
 )
 VANILLA = (
     "workbench train stage2 --vanilla --data runs/v2/demos runs/v2/demos2 --tokenizer runs/v2/stage1/tokenizer "
-    "--out runs/v2/vanilla --steps 2000 --batch-size 12"
+    "--out runs/v3/vanilla --steps 2000 --batch-size 12 --state --head-steps 8000"
 )
 EXPORT = "python scripts/make_cards.py export"
 
@@ -53,7 +54,14 @@ COMMON_DEVIATIONS = [
     "(upstream DiT-B); chunk 8.",
     "Optimiser as upstream (AdamW 0.9/0.95, warm-up + cosine, clip 1.0, per-module rates in upstream's "
     "ratios) but scaled: base 5e-4, VLM 1e-4, action 1e-3 (upstream 5e-5 / 1e-5 / 1e-4); warm-up 100, "
-    "2,000 steps of batch 12 (upstream 5k warm-up, 100k steps).",
+    "2,000 joint steps of batch 12 (upstream 5k warm-up, 100k steps).",
+    "Not upstream: the DiT reads the robot state (the Panda's 9 joint positions, normalised with the "
+    "`state` statistics) as one extra condition token (`action.state_dim` 9; CFG guides on the VLM's "
+    "tokens only). Without it the gripper command was at chance (workbench/train/NOTES.md, third session). "
+    "Callers pass `state=` to `act()`; upstream checkpoints keep `state_dim` 0.",
+    "Not upstream: after the joint phase, a head phase of 8,000 steps (batch 32, rate 1e-3, warm-up 100 + "
+    "cosine) trains the DiT alone on the query tokens of every demonstration frame, computed once with the "
+    "VLM and query former frozen (workbench/train/head.py): DiT steps are cheap, VLM steps are not.",
     "Actions: the simulator's [dx, dy, dz, axis-angle, gripper]; statistics key `tabletop_panda`; gripper "
     "trained as 1 open / 0 closed and sent as +1/-1 (upstream's WidowX convention).",
     "Weights stored in float16 (loaded as float32); the evaluation above ran on these stored weights.",
@@ -72,11 +80,10 @@ def random_baseline() -> None:
     from workbench.evaluate import EvalConfig, evaluate, write_report
     from workbench.policy.policy import ST4VLAPolicy
 
-    trained = ST4VLAPolicy.load(ASSETS / "st4vla-tiny")
+    trained = ST4VLAPolicy.load(RUNS / "st4vla" / "final")
     policy = ST4VLAPolicy.from_config(
-        trained.config, tokenizer_dir=ASSETS / "st4vla-tiny", statistics=trained.statistics, seed=1
+        trained.config, tokenizer_dir=RUNS / "st4vla" / "final", statistics=trained.statistics, seed=1
     )
-    policy.unnorm_key = trained.unnorm_key
     cfg = EvalConfig(
         checkpoint="random-tiny", out=str(RUNS / "eval" / "random-tiny"), episodes=5, max_steps=50
     )
@@ -144,7 +151,7 @@ def cards() -> None:
             "post-training (spatial prompt, query former + DiT, diffusion loss + 0.1 x grounding loss). "
             "A demo of the pipeline trained in about an hour of one CPU thread: read the evaluation before "
             "drawing conclusions.",
-            {"stage 1": _log(RUNS / "stage1" / "log.json"), "stage 2": _log(RUNS / "st4vla" / "log.json")},
+            {"stage 1": _log(STAGE1_RUN / "log.json"), "stage 2": _log(RUNS / "st4vla" / "log.json")},
         ),
         (
             "vanilla-tiny",

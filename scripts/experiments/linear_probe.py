@@ -66,7 +66,8 @@ def collect(policy, data: str, episodes: np.ndarray, every: int, batch: int = 32
         "action_xyz": action[:, :3],
         "gripper_command": action[:, 6:7],
     }
-    return {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()}, targets
+    merged = {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()}
+    return merged, targets, action  # action: the expert's whole 7-D action [N, 7]
 
 
 def ridge_r2(x_tr, y_tr, x_te, y_te, lam: float) -> float:
@@ -96,8 +97,8 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(n)
     tr = order[: args.train_episodes]
     te = order[args.train_episodes : args.train_episodes + args.test_episodes]
-    f_tr, y_tr = collect(policy, args.data, tr, args.every)
-    f_te, y_te = collect(policy, args.data, te, args.every)
+    f_tr, y_tr, _ = collect(policy, args.data, tr, args.every)
+    f_te, y_te, _ = collect(policy, args.data, te, args.every)
     report = {"frames": [len(y_tr["action_xyz"]), len(y_te["action_xyz"])]}
     for fname in f_tr:
         for yname in y_tr:

@@ -1,8 +1,10 @@
 """Open-loop check of a checkpoint: does its first predicted action depend on the image?
 
 On frames of recorded demonstrations, compare the policy's first action (unnormalised) with the
-expert's, against the constant that knows nothing: the mean action of the same frames. A policy
-that ignores the image lands on that baseline; a useful one is well below it.
+expert's, against the constant that knows nothing: the mean action of the same frames. On the
+frames where the expert moves, also the cosine between the predicted and the expert translation,
+against the same for the mean translation direction. A policy that ignores the image lands on
+these baselines; a useful one has a lower error and a higher cosine.
 
     python scripts/experiments/open_loop.py --checkpoint assets/checkpoints/vanilla-tiny \
         --data runs/v2/demos --episodes 20
@@ -36,6 +38,13 @@ def open_loop(checkpoint: str, data: str, episodes: int, every: int = 3) -> dict
             predicted.append(np.asarray(chunk.actions)[0])
             expert.append(ep.actions[t])
     p, e = np.stack(predicted), np.stack(expert)
+    moving = np.linalg.norm(e[:, :3], axis=1) >= 0.01  # frames where the expert translates
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        return float(
+            np.mean((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-9))
+        )
+
     # Translation and rotation only (the gripper is a sign); mean over frames and the 6 dimensions.
     return {
         "frames": len(e),
@@ -43,6 +52,9 @@ def open_loop(checkpoint: str, data: str, episodes: int, every: int = 3) -> dict
         "mean_action_abs_error": float(np.abs(e[:, :6].mean(0) - e[:, :6]).mean()),
         # act() returns upstream's gripper convention (1 open, 0 close); the expert's is +1 / -1.
         "gripper_agreement": float(np.mean((p[:, 6] >= 0.5) == (e[:, 6] > 0))),
+        # Direction of the translation on moving frames: does the policy head where the expert does?
+        "direction_cos": cosine(p[moving, :3], e[moving, :3]),
+        "mean_direction_cos": cosine(e[moving, :3].mean(0, keepdims=True), e[moving, :3]),
         "prediction_std": float(p[:, :6].std(0).mean()),
         "expert_std": float(e[:, :6].std(0).mean()),
     }

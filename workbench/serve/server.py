@@ -62,7 +62,7 @@ class PolicyServer:
         self.policy = policy
         self.host = host
         self._port = port
-        extensions = ["actions", "seed"] + (["spatial"] if hasattr(policy, "spatial") else [])
+        extensions = ["actions", "seed", "states"] + (["spatial"] if hasattr(policy, "spatial") else [])
         self.metadata = {"server": "st4vla-workbench", "protocol": "internvla-m1", "extensions": extensions}
         self.metadata |= metadata or {}
         self._lock = threading.Lock()  # one inference at a time: the model is not re-entrant
