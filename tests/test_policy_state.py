@@ -132,5 +132,11 @@ def test_the_state_travels_over_the_wire(policy, image):
                 remote.client.predict_action(
                     batch_images=[[image]], instructions=["go"], states=[[1.0], [2.0]]
                 )
+            with pytest.raises(Exception, match=r"states\[0\] must be a flat vector"):
+                remote.client.predict_action(
+                    batch_images=[[image]], instructions=["go"], states=[["a", "b", "c"]]
+                )
+            again = remote.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s)  # still serving
+            assert np.array_equal(again.normalized, got.normalized)
         finally:
             remote.client.close()

@@ -251,6 +251,7 @@ def run_episode(
     """One closed-loop episode; the spatial answer is scored on the first observation."""
     from workbench import spatial
     from workbench.sim import to_observation
+    from workbench.sim.base import robot_state
 
     t0 = time.perf_counter()
     obs, _ = env.reset(seed=seed, options={"split": objects})
@@ -273,7 +274,7 @@ def run_episode(
             num_ddim_steps=cfg.ddim_steps,
             cfg_scale=cfg.cfg_scale,
             seed=seed * 1000 + step,
-            state=(obs.get("agent") or {}).get("qpos"),  # read only by models with a state token
+            state=robot_state(obs),  # read only by models with a state token
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1

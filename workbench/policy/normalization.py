@@ -181,8 +181,7 @@ class ActionNormalizer:
         Unmasked dims (the gripper) pass through unchanged, as upstream trains on them raw (0/1).
         """
         x = self._check(actions, "actions")
-        scaled = np.clip(2.0 * (x - self.q01) / (self.q99 - self.q01 + _EPS) - 1.0, -1.0, 1.0)
-        return np.where(self.mask, scaled, x)
+        return np.where(self.mask, bounds_q99(x, self.q01, self.q99), x)
 
 
 class StateNormalizer:
@@ -212,7 +211,12 @@ class StateNormalizer:
             )
         if not np.isfinite(x).all():
             raise ValueError("the robot state contains NaN or inf")
-        return np.clip(2.0 * (x - self.q01) / (self.q99 - self.q01 + _EPS) - 1.0, -1.0, 1.0)
+        return bounds_q99(x, self.q01, self.q99)
+
+
+def bounds_q99(x: np.ndarray, q01: np.ndarray, q99: np.ndarray) -> np.ndarray:
+    """Upstream's training-side rule: [q01, q99] -> [-1, 1], clipped outside."""
+    return np.clip(2.0 * (x - q01) / (q99 - q01 + _EPS) - 1.0, -1.0, 1.0)
 
 
 def default_mask(dim: int) -> np.ndarray:

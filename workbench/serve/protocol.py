@@ -57,7 +57,10 @@ def _states(payload: dict, batch: int) -> list[np.ndarray | None] | None:
         raise RequestError(f"'states' must be a list of {batch} robot states (one per batch item) or absent")
     out = []
     for b, x in enumerate(states):
-        arr = None if x is None else np.asarray(x, dtype=np.float64)
+        try:
+            arr = None if x is None else np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = np.array([np.nan])  # not numbers: refused below with the same message
         if arr is not None and (arr.ndim != 1 or not np.isfinite(arr).all()):
             raise RequestError(f"states[{b}] must be a flat vector of finite numbers")
         out.append(arr)

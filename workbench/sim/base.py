@@ -116,6 +116,12 @@ def camera_from_params(params: dict, width: int, height: int) -> Camera:
     )
 
 
+def robot_state(obs: dict) -> np.ndarray | None:
+    """The robot's joint positions in a SimplerEnv-shaped observation (obs["agent"]["qpos"]), if any."""
+    agent = obs.get("agent", {})
+    return np.asarray(agent["qpos"], dtype=np.float64) if "qpos" in agent else None
+
+
 def to_observation(env: Env, obs: dict) -> Observation:
     """A SimplerEnv-layout obs dict (+ the env) -> workbench.records.Observation.
 
@@ -134,13 +140,12 @@ def to_observation(env: Env, obs: dict) -> Observation:
     ground_truth: GroundTruth | None = None
     if callable(getattr(env, "ground_truth", None)):
         ground_truth = env.ground_truth()
-    agent = obs.get("agent", {})
     extra = obs.get("extra", {})
     return Observation(
         images=images,
         instruction=env.get_language_instruction(),
         cameras=cameras,
         tcp_pose=np.asarray(extra["tcp_pose"], dtype=np.float64) if "tcp_pose" in extra else None,
-        state=np.asarray(agent["qpos"], dtype=np.float64) if "qpos" in agent else None,
+        state=robot_state(obs),
         ground_truth=ground_truth,
     )
