@@ -108,3 +108,30 @@ def test_bundled_checkpoints_load_and_beat_a_random_policy(name):
     assert s_trained > s_random or (s_trained == s_random and d_trained < d_random), (
         f"trained success {s_trained:.2f} reach {d_trained:.3f} m vs random {s_random:.2f} reach {d_random:.3f} m"
     )
+
+
+def test_the_state_the_policy_reads_can_be_supplied(tmp_path):
+    """evaluate(state_fn=...) feeds the action expert what the function returns (env, obs) -> state:
+    a model reading 11 values fails on the 9 joints alone and runs on joints + 2 extra values."""
+    from workbench.policy.normalization import compute_statistics
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.sim.base import robot_state
+    from workbench.train.common import model_size
+
+    rng = np.random.default_rng(0)
+    stats = {"sim": compute_statistics(rng.normal(size=(50, 7)), rng.normal(size=(50, 11)))}
+    config = model_size("test").config()
+    config.action.state_dim = 11
+    policy = ST4VLAPolicy.from_config(config, statistics=stats, seed=0)
+    cfg = EvalConfig(checkpoint="x", tasks=("tabletop_pick",), episodes=1, cells=(("seen", "seen"),),
+                     grounding=False, max_steps=2)  # fmt: skip
+    with pytest.raises(ValueError, match="must have 11 values"):
+        evaluate(cfg, policy=policy)
+    seen = []
+
+    def joints_and_two(env, obs):
+        seen.append(env.task_name)
+        return np.concatenate([robot_state(obs), [0.5, -0.5]])
+
+    report = evaluate(cfg, policy=policy, state_fn=joints_and_two)
+    assert report.episodes[0].steps == 2 and seen == ["tabletop_pick"] * 2

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -245,13 +247,29 @@ def _source_distance(env, obs: dict) -> float | None:
     return float(np.linalg.norm(np.asarray(obs["extra"]["tcp_pose"][:3]) - centre))
 
 
+StateFn = Callable[[Any, dict], "np.ndarray | None"]  # (env, obs) -> the state the policy reads
+
+
+def _joints(env, obs: dict) -> np.ndarray | None:
+    from workbench.sim.base import robot_state
+
+    return robot_state(obs)
+
+
 def run_episode(
-    policy, env, controller, task: str, objects: str, paraphrase: str, seed: int, cfg: EvalConfig
+    policy,
+    env,
+    controller,
+    task: str,
+    objects: str,
+    paraphrase: str,
+    seed: int,
+    cfg: EvalConfig,
+    state_fn: StateFn | None = None,
 ):
     """One closed-loop episode; the spatial answer is scored on the first observation."""
     from workbench import spatial
     from workbench.sim import to_observation
-    from workbench.sim.base import robot_state
 
     t0 = time.perf_counter()
     obs, _ = env.reset(seed=seed, options={"split": objects})
@@ -274,7 +292,7 @@ def run_episode(
             num_ddim_steps=cfg.ddim_steps,
             cfg_scale=cfg.cfg_scale,
             seed=seed * 1000 + step,
-            state=robot_state(obs),  # read only by models with a state token
+            state=(state_fn or _joints)(env, obs),  # read only by models with a state token
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1
@@ -289,8 +307,11 @@ def run_episode(
     return result
 
 
-def evaluate(cfg: EvalConfig, policy=None) -> EvalReport:
-    """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report."""
+def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn | None = None) -> EvalReport:
+    """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report.
+
+    `state_fn(env, obs)` is the state the policy's action expert reads; by default the joints.
+    Experiments that feed it more (scripts/experiments/oracle_points.py) pass their own."""
     import torch
 
     from workbench.controller import Controller, ControllerConfig
@@ -311,7 +332,9 @@ def evaluate(cfg: EvalConfig, policy=None) -> EvalReport:
         )
         for objects, paraphrase in cfg.cells:
             for k in range(cfg.episodes):
-                r = run_episode(policy, env, controller, task, objects, paraphrase, cfg.seed + k, cfg)
+                r = run_episode(
+                    policy, env, controller, task, objects, paraphrase, cfg.seed + k, cfg, state_fn
+                )
                 report.episodes.append(r)
                 bar.update(1)
                 bar.set_postfix(success=f"{np.mean([e.success for e in report.episodes]):.2f}")
