@@ -17,16 +17,18 @@ from workbench.spatial import (
     Point,
     SpatialAnswer,
     Trace,
+    format,
+    parse,
+    to_model,
+    to_original,
+)
+from workbench.spatial_metrics import (
     box_iou,
     discrete_frechet,
-    format,
     grounding_metrics,
-    parse,
     point_distance,
     point_in_box,
     resample_trace,
-    to_model,
-    to_original,
     trace_final_distance,
     trace_mean_distance,
 )

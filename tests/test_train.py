@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import spatial
+from workbench import spatial, spatial_metrics
 from workbench.train.data import (
     DataConfig,
     SceneConfig,
@@ -73,7 +73,7 @@ def test_grounding_answers_parse_back_to_the_ground_truth(data):
         (box,) = answer.geometry
         truth = next(b for b in item.ground_truth.objects if b.label == box.label)
         # one model-frame pixel is 2 original pixels wide at 112 px from 224 px: within rounding
-        assert spatial.box_iou(box, truth) > 0.7
+        assert spatial_metrics.box_iou(box, truth) > 0.7
     task = next(p for p in pairs if p.kind == "task_box")
     assert "Locate their bounding boxes" in task.question  # the spatial prompt itself
     labels = [g.label for g in spatial.parse(task.answer, item.frame).geometry]

@@ -268,7 +268,7 @@ def run_episode(
     state_fn: StateFn | None = None,
 ):
     """One closed-loop episode; the spatial answer is scored on the first observation."""
-    from workbench import spatial
+    from workbench import spatial_metrics
     from workbench.sim import to_observation
 
     t0 = time.perf_counter()
@@ -279,7 +279,9 @@ def run_episode(
     camera = first.main_camera
     result = EpisodeResult(task, objects, paraphrase, seed, instruction, success=False, steps=0)
     if cfg.grounding and first.ground_truth is not None:
-        m = spatial.grounding_metrics(policy.spatial([first.images[camera]], instruction), first.ground_truth)
+        m = spatial_metrics.grounding_metrics(
+            policy.spatial([first.images[camera]], instruction), first.ground_truth
+        )
         result.box_iou = float(m.get("box_iou", 0.0))
         result.point_in_box = float(m.get("box_center_in_box", 0.0))
     controller.reset()

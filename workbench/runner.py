@@ -415,7 +415,7 @@ class Runner:
             chunk.ee_path_2d = project_path(cam, chunk.ee_path_3d) if cam is not None else None
         metrics = {}
         if spatial is not None and obs.ground_truth is not None:
-            from workbench.spatial import grounding_metrics
+            from workbench.spatial_metrics import grounding_metrics
 
             metrics = grounding_metrics(spatial, obs.ground_truth)
         ps = PolicyStep(slot.name, instruction, spatial, chunk, executed, metrics, timings)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from workbench import spatial
+from workbench import spatial, spatial_metrics
 from workbench.policy.configuration import tiny_config
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.prompts import object_question
@@ -125,8 +125,8 @@ def evaluate(vlm, held: list[Scene], r: Recipe, batch: int = 16) -> dict[str, fl
         inputs = vlm.build_inputs([[s.image] for s in chunk], [object_question("box", t.label) for t in tgt])
         for s, t, text in zip(chunk, tgt, vlm.generate(inputs, max_new_tokens=32), strict=True):
             boxes = [g for g in spatial.parse(text).geometry if isinstance(g, Box)]
-            ious.append(spatial.box_iou(boxes[0], t) if boxes else 0.0)
-            best.append(max(spatial.box_iou(boxes[0], o) for o in s.boxes) if boxes else 0.0)
+            ious.append(spatial_metrics.box_iou(boxes[0], t) if boxes else 0.0)
+            best.append(max(spatial_metrics.box_iou(boxes[0], o) for o in s.boxes) if boxes else 0.0)
             texts_seen.append(text)
     return {"iou": float(np.mean(ious)), "any_object_iou": float(np.mean(best)), "example": texts_seen[0]}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench import spatial
+from workbench import spatial, spatial_metrics
 from workbench.policy.configuration import ST4VLAConfig, tiny_config
 from workbench.policy.prompts import object_question
 from workbench.policy.tokenizer import build_tokenizer, default_corpus
@@ -137,13 +137,13 @@ def measure_grounding(
         for f, t, text in zip(chunk, targets, texts, strict=True):
             answer = spatial.parse(text, f.frame)
             boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
-            obj_iou.append(spatial.box_iou(boxes[0], t) if boxes else 0.0)
+            obj_iou.append(spatial_metrics.box_iou(boxes[0], t) if boxes else 0.0)
         if not task:
             continue
         questions = [policy_question(f) for f in chunk]
         texts = vlm.generate(vlm.build_inputs([[f.image] for f in chunk], questions), max_new_tokens=64)
         for f, text in zip(chunk, texts, strict=True):
-            m = spatial.grounding_metrics(spatial.parse(text, f.frame), f.ground_truth)
+            m = spatial_metrics.grounding_metrics(spatial.parse(text, f.frame), f.ground_truth)
             task_iou.append(m.get("box_iou", 0.0))
     policy.model.train(was_training)
     out = {"object_box_iou": float(np.mean(obj_iou))}

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from workbench import spatial
+from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
 from workbench.policy.prompts import grounding_question, object_question
 from workbench.records import GroundTruth
@@ -148,7 +148,7 @@ def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_point
             QA("task_point", grounding_question("point", instruction), spatial.format(points, frame))
         )
     if gt.expert_trace is not None and len(gt.expert_trace.points) >= 2:
-        pts = spatial.resample_trace(gt.expert_trace, trace_points)
+        pts = spatial_metrics.resample_trace(gt.expert_trace, trace_points)
         trace = Trace(tuple((float(x), float(y)) for x, y in pts), "gripper")
         pairs.append(QA("trace", grounding_question("trace", instruction), spatial.format([trace], frame)))
     return pairs
