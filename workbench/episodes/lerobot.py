@@ -29,7 +29,6 @@ Every file the reader opens is resolved inside `root`: path templates in info.js
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.episodes import codecs
+from workbench.fileio import write_json_atomic
 from workbench.records import Camera, GroundTruth, Observation
 
 CODEBASE_VERSION = "v2.1"
@@ -142,12 +142,6 @@ class Episode:
 # ---------------------------------------------------------------------------------------------
 # Writer
 # ---------------------------------------------------------------------------------------------
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=4))
-    os.replace(tmp, path)  # a crash leaves the old file, never half a file
 
 
 def _append_jsonl(path: Path, obj: dict) -> None:
@@ -357,7 +351,7 @@ class LeRobotDatasetWriter:
             "video_path": VIDEO_PATH if n_videos else None,
             "features": self.features,
         }
-        _write_json_atomic(self.root / "meta" / "info.json", info)
+        write_json_atomic(self.root / "meta" / "info.json", info, indent=4)
 
 
 # ---------------------------------------------------------------------------------------------
