@@ -14,6 +14,8 @@ points (`workbench train stage2 ... --head-steps` with more steps).
 
     python scripts/experiments/oracle_points.py --checkpoint assets/checkpoints/st4vla-tiny \
         --head-steps 6000 --out runs/v4/oracle_st4vla
+    python scripts/experiments/oracle_points.py --checkpoint assets/checkpoints/st4vla-tiny \
+        --out runs/v4/oracle_st4vla --eval-only --point-noise 0.05   # points off by ~5% of the image
 """
 
 from __future__ import annotations
@@ -76,6 +78,58 @@ def oracle_state(env, obs: dict) -> np.ndarray:
     return np.concatenate([robot_state(obs), oracle_points(env.ground_truth(), w, h)])
 
 
+class NoisyOracle:
+    """The oracle's points, each off by an offset drawn once per episode from N(0, sigma^2) (sigma a
+    fraction of the image size): a grounding model that misplaces an object misplaces it the same
+    way step after step, so the error is persistent, not jitter."""
+
+    def __init__(self, sigma: float, seed: int = 0):
+        self.sigma, self.rng, self.offset = sigma, np.random.default_rng(seed), np.zeros(ORACLE_DIM)
+
+    def __call__(self, env, obs: dict) -> np.ndarray:
+        if env.elapsed_steps == 0:
+            self.offset = self.rng.normal(0.0, self.sigma, ORACLE_DIM)
+        state = oracle_state(env, obs)
+        points = state[-ORACLE_DIM:]
+        present = np.repeat(points.reshape(2, 2).any(axis=1), 2)  # no target stays "no target"
+        state[-ORACLE_DIM:] = np.where(present, points + self.offset, points)
+        return state
+
+
+def own_point_error(checkpoint: str, data: str, episodes: int) -> dict[str, float]:
+    """How far the checkpoint's own spatial answer puts the source object, on the first frame of
+    held-out demonstrations: the centre of its first box (or its first point) against the true
+    centre, per axis as a fraction of the image size (comparable with --point-noise)."""
+    from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.spatial import Box, Point
+    from workbench.train.data import CAMERA
+
+    policy, ds = ST4VLAPolicy.load(checkpoint), LeRobotDataset(data)
+    out = {}
+    for query in ("box", "point"):
+        errors, missing = [], 0
+        for i in range(min(episodes, ds.num_episodes)):
+            ep = ds.episode(i)
+            frame = ep.frames[0]
+            image = frame.images[CAMERA]
+            h, w = image.shape[:2]
+            truth = oracle_points(frame.ground_truth, w, h)[:2]
+            answer = policy.spatial([image], ep.task, query=query)
+            geo = [g for g in answer.geometry if isinstance(g, Box | Point)]
+            if not geo:
+                missing += 1
+                continue
+            x, y = geo[0].center if isinstance(geo[0], Box) else (geo[0].x, geo[0].y)
+            errors.append((x / w - truth[0], y / h - truth[1]))
+        e = np.asarray(errors).reshape(-1, 2)
+        out[f"{query}_rms_per_axis"] = float(np.sqrt((e**2).mean())) if len(e) else float("nan")
+        out[f"{query}_median_distance"] = (
+            float(np.median(np.linalg.norm(e, axis=1))) if len(e) else float("nan")
+        )
+        out[f"{query}_unanswered"] = missing
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, help="a checkpoint whose action expert reads the state")
@@ -85,9 +139,25 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=5, help="per task and cell, as for the cards")
     ap.add_argument("--seed", type=int, default=10_000)
     ap.add_argument("--max-steps", type=int, default=50)
+    ap.add_argument("--eval-only", action="store_true", help="evaluate <out>/final, trained before")
+    ap.add_argument(
+        "--point-noise",
+        type=float,
+        default=0.0,
+        help="per-episode offset of the points (fraction of the image)",
+    )
+    ap.add_argument(
+        "--own-error", metavar="DATA", help="only measure the checkpoint's own point error on DATA"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.own_error:
+        print(json.dumps(own_point_error(args.checkpoint, args.own_error, args.episodes * 10), indent=1))
+        return
     out = Path(args.out)
+    if args.eval_only:
+        closed_loop(ST4VLAPolicy.load(out / "final"), out, args)
+        return
     policy = ST4VLAPolicy.load(args.checkpoint)
     if not policy.reads_state:
         raise SystemExit(f"{args.checkpoint} has no state token (trained without --state)")
@@ -103,14 +173,19 @@ def main() -> None:
     policy.model.eval()
     policy.save(out / "final")
     (out / "log.json").write_text(json.dumps(log, indent=1))
+    closed_loop(policy, out, args)
+
+
+def closed_loop(policy: ST4VLAPolicy, out: Path, args: argparse.Namespace) -> None:
+    noise = args.point_noise
     cfg = EvalConfig(
         checkpoint=str(out / "final"),
-        out=str(out / "eval"),
+        out=str(out / (f"eval_noise{noise:g}" if noise else "eval")),
         episodes=args.episodes,
         seed=args.seed,
         max_steps=args.max_steps,
     )
-    report = evaluate(cfg, policy, state_fn=oracle_state)
+    report = evaluate(cfg, policy, state_fn=NoisyOracle(noise) if noise else oracle_state)
     write_report(report, cfg.out)
     print(json.dumps(report.summary(), indent=1))
 
