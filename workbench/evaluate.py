@@ -265,7 +265,7 @@ def run_episode(
     paraphrase: str,
     seed: int,
     cfg: EvalConfig,
-    state_fn: StateFn | None = None,
+    state_fn: StateFn = _joints,
 ):
     """One closed-loop episode; the spatial answer is scored on the first observation."""
     from workbench import spatial_metrics
@@ -294,7 +294,7 @@ def run_episode(
             num_ddim_steps=cfg.ddim_steps,
             cfg_scale=cfg.cfg_scale,
             seed=seed * 1000 + step,
-            state=(state_fn or _joints)(env, obs),  # read only by models with a state token
+            state=state_fn(env, obs),  # read only by models with a state token
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1
@@ -309,7 +309,7 @@ def run_episode(
     return result
 
 
-def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn | None = None) -> EvalReport:
+def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn = _joints) -> EvalReport:
     """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report.
 
     `state_fn(env, obs)` is the state the policy's action expert reads; by default the joints.
