@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", required=True, help="a checkpoint whose action expert reads the state")
     ap.add_argument("--data", nargs="+", default=["runs/v2/demos", "runs/v2/demos2"])
     ap.add_argument("--head-steps", type=int, default=6000)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="where the widened model and its evaluations go")
     ap.add_argument("--episodes", type=int, default=5, help="per task and cell, as for the cards")
     ap.add_argument("--seed", type=int, default=10_000)
     ap.add_argument("--max-steps", type=int, default=50)
@@ -149,11 +149,14 @@ def main() -> None:
     ap.add_argument(
         "--own-error", metavar="DATA", help="only measure the checkpoint's own point error on DATA"
     )
+    ap.add_argument("--own-episodes", type=int, default=50, help="first frames of this many episodes")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.own_error:
-        print(json.dumps(own_point_error(args.checkpoint, args.own_error, args.episodes * 10), indent=1))
+        print(json.dumps(own_point_error(args.checkpoint, args.own_error, args.own_episodes), indent=1))
         return
+    if not args.out:
+        ap.error("--out is needed to train and evaluate")
     out = Path(args.out)
     if args.eval_only:
         closed_loop(ST4VLAPolicy.load(out / "final"), out, args)
