@@ -109,6 +109,31 @@ def discrete_frechet(a: Trace | None, b: Trace | None) -> float:
     return float(ca[-1, -1])
 
 
+def centre_offset(
+    answer: SpatialAnswer, truth: tuple[float, float], width: int, height: int
+) -> tuple[float, float] | None:
+    """Where the answer's first box centre (or first point) lies from `truth`, per axis, as a fraction
+    of the image's width and height; None when the answer holds neither.
+
+    This is the unit in which the action expert needs the spatial answer to be right (a few percent
+    of the image: workbench/train/NOTES.md, "What if the spatial answer were perfect?").
+    """
+    geo = next((g for g in answer.geometry if isinstance(g, Box | Point)), None)
+    if geo is None:
+        return None
+    x, y = geo.center if isinstance(geo, Box) else (geo.x, geo.y)
+    return ((x - truth[0]) / width, (y - truth[1]) / height)
+
+
+def source_centre(truth: GroundTruth) -> tuple[float, float] | None:
+    """The source object's key point, or its box centre when it has none (original-image pixels)."""
+    label = truth.source_label
+    for p in truth.key_points:
+        if _same(p.label, label):
+            return (p.x, p.y)
+    return next((b.center for b in truth.objects if _same(b.label, label)), None)
+
+
 def _same(a: str, b: str) -> bool:
     return a.strip().lower() == b.strip().lower()
 

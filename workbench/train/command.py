@@ -29,6 +29,12 @@ def add_parsers(sub) -> None:
     s1.add_argument("--data", nargs="+", default=["runs/data/demos", "runs/data/scenes"])
     s1.add_argument("--out", default="runs/stage1")
     s1.add_argument("--size", default="demo", help="model size preset: demo | test")
+    s1.add_argument(
+        "--merge",
+        type=int,
+        default=None,
+        help="visual-token merge (2 as Qwen2.5-VL; 1: 4x the visual tokens)",
+    )
     s1.add_argument("--steps", type=int, default=1200)
     s1.add_argument("--batch-size", type=int, default=16)
     s1.add_argument("--lr", type=float, default=3e-4)
@@ -100,7 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
         from workbench.train.stage1 import Stage1Config, train_stage1
 
         cfg = Stage1Config(
-            data=tuple(args.data), out=args.out, model=model_size(args.size), steps=args.steps,
+            data=tuple(args.data), out=args.out, model=model_size(args.size, merge=args.merge), steps=args.steps,
             batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,

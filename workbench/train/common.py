@@ -4,7 +4,7 @@ the grounding measurement (greedy decode on held-out frames, mean box IoU)."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +62,13 @@ SIZES: dict[str, ModelSize] = {
 }  # fmt: skip
 
 
-def model_size(name: str) -> ModelSize:
+def model_size(name: str, merge: int | None = None) -> ModelSize:
+    """A named size; `merge` overrides its visual-token merge (1 keeps every 14-px patch a token)."""
     if name not in SIZES:
         raise ValueError(f"unknown model size {name!r}; choose one of {sorted(SIZES)}")
-    return SIZES[name]
+    if merge is not None and merge not in (1, 2):
+        raise ValueError(f"merge must be 1 or 2, got {merge}")
+    return SIZES[name] if merge is None else replace(SIZES[name], merge=merge)
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -117,10 +120,12 @@ def grounding_inputs(vlm, pairs: list[tuple[np.ndarray, QA]]) -> dict[str, torch
 def measure_grounding(
     policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16, task: bool = True
 ) -> dict[str, float]:
-    """Greedy-decode object (and, with `task`, task) box questions on `frames`; mean IoU with the truth.
+    """Greedy-decode object (and, with `task`, task) box questions on `frames`; score against the truth.
 
     object_box_iou: "Locate the <name>" for a random object of the scene (choosing by name);
-    task_box_iou: the spatial prompt's own question, scored on the source object's box.
+    task_box_iou: the spatial prompt's own question, scored on the source object's box;
+    *_centre_rms: how far the first box's centre lies from the object's centre, RMS per axis as a
+    fraction of the image (unanswered questions count as 0.5: a guess at the far side of the image).
     """
     vlm = policy.model.qwen_vl_interface
     was_training = policy.model.training
@@ -128,7 +133,7 @@ def measure_grounding(
     rng = np.random.default_rng(0)
     picked = [frames[i] for i in rng.choice(len(frames), min(max_frames, len(frames)), replace=False)]
     picked = [f for f in picked if f.ground_truth is not None and f.ground_truth.objects]
-    obj_iou, task_iou = [], []
+    obj_iou, task_iou, obj_off, task_off = [], [], [], []
     for start in range(0, len(picked), batch):
         chunk = picked[start : start + batch]
         targets = [f.ground_truth.objects[int(rng.integers(len(f.ground_truth.objects)))] for f in chunk]
@@ -138,18 +143,33 @@ def measure_grounding(
             answer = spatial.parse(text, f.frame)
             boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
             obj_iou.append(spatial_metrics.box_iou(boxes[0], t) if boxes else 0.0)
+            obj_off.append(_offset(answer, t.center, f.frame))
         if not task:
             continue
         questions = [policy_question(f) for f in chunk]
         texts = vlm.generate(vlm.build_inputs([[f.image] for f in chunk], questions), max_new_tokens=64)
         for f, text in zip(chunk, texts, strict=True):
-            m = spatial_metrics.grounding_metrics(spatial.parse(text, f.frame), f.ground_truth)
+            answer = spatial.parse(text, f.frame)
+            m = spatial_metrics.grounding_metrics(answer, f.ground_truth)
             task_iou.append(m.get("box_iou", 0.0))
+            source = spatial_metrics.source_centre(f.ground_truth)
+            if source is not None:
+                task_off.append(_offset(answer, source, f.frame))
     policy.model.train(was_training)
-    out = {"object_box_iou": float(np.mean(obj_iou))}
+    out = {"object_box_iou": float(np.mean(obj_iou)), "object_centre_rms": _rms(obj_off)}
     if task:
         out["task_box_iou"] = float(np.mean(task_iou))
+        out["task_centre_rms"] = _rms(task_off)
     return out
+
+
+def _offset(answer: spatial.SpatialAnswer, truth: tuple[float, float], frame: spatial.Frame):
+    off = spatial_metrics.centre_offset(answer, truth, frame.orig_width, frame.orig_height)
+    return off if off is not None else (0.5, 0.5)
+
+
+def _rms(offsets: list[tuple[float, float]]) -> float:
+    return float(np.sqrt(np.mean(np.square(offsets)))) if offsets else float("nan")
 
 
 def policy_question(item: FrameItem) -> str:

@@ -119,6 +119,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
             if held_ones:
                 one = measure_grounding(policy, held_ones, cfg.eval_frames, task=False)
                 m["one_object_box_iou"] = one["object_box_iou"]
+                m["one_object_centre_rms"] = one["object_centre_rms"]
             row = {"step": step, "loss": round(running, 4), "minutes": round((time.time() - t0) / 60, 2), **m}
             log.append(row)
             tqdm.write(json.dumps(row))
@@ -131,18 +132,32 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
     return out / "final"
 
 
+CARD_COLUMNS = {
+    "one_object_box_iou": "one-object box IoU",
+    "object_box_iou": "object box IoU",
+    "task_box_iou": "task box IoU",
+    "task_centre_rms": "task centre error (RMS, image fraction)",
+}
+
+
 def _card(cfg: Stage1Config, log: list[dict]) -> str:
     rows = "\n".join(
-        f"| {r['step']} | {r['loss']} | {r.get('one_object_box_iou', float('nan')):.3f} "
-        f"| {r.get('object_box_iou', float('nan')):.3f} | {r.get('task_box_iou', float('nan')):.3f} |"
+        f"| {r['step']} | {r['loss']} | "
+        + " | ".join(f"{r.get(k, float('nan')):.3f}" for k in CARD_COLUMNS)
+        + " |"
         for r in log
     )
     return (
         "# stage-1 grounding checkpoint\n\nQwen2.5-VL grounding pre-training on the built-in simulator "
         "(seen split). The query former and DiT are untrained.\n\n"
-        "Held-out mean box IoU, greedy decode: one-object scenes; 'Locate the <name>' among the scene's "
-        "objects; the spatial prompt's question scored on the source object.\n\n"
-        "| step | loss | one-object box IoU | object box IoU | task box IoU |\n|---|---|---|---|---|\n"
+        "Held-out, greedy decode: mean box IoU on one-object scenes; 'Locate the <name>' among the scene's "
+        "objects; the spatial prompt's question scored on the source object, and how far its first box's "
+        "centre lies from the source's centre.\n\n"
+        "| step | loss | "
+        + " | ".join(CARD_COLUMNS.values())
+        + " |\n|---|---|"
+        + "---|" * len(CARD_COLUMNS)
+        + "\n"
         + rows
         + "\n\n"
         f"Config: `{json.dumps(asdict(cfg))}`\n"
