@@ -33,7 +33,18 @@ def _report() -> EvalReport:
     for (o, p), fs in flags.items():
         for k, f in enumerate(fs):
             report.episodes.append(
-                EpisodeResult("tabletop_pick", o, p, k, "pick x", f, 5, 0.5 if o == "seen" else 0.1, 1.0)
+                EpisodeResult(
+                    "tabletop_pick",
+                    o,
+                    p,
+                    k,
+                    "pick x",
+                    f,
+                    5,
+                    0.5 if o == "seen" else 0.1,
+                    1.0,
+                    centre_error=0.1 * (k + 1) if o == "seen" else None,  # None: a report from before it
+                )  # fmt: skip
             )
     return report
 
@@ -46,7 +57,10 @@ def test_report_splits_and_files(tmp_path):
     assert s["paraphrase"]["unseen"]["successes"] == 2
     assert s["tasks"]["tabletop_pick"]["seen/seen"]["rate"] == 1.0
     assert s["grounding"]["seen"]["box_iou"] == pytest.approx(0.5)
+    assert s["grounding"]["seen"]["centre_error"] == pytest.approx(np.sqrt((0.01 + 0.04) / 2))  # RMS
+    assert np.isnan(s["grounding"]["unseen"]["centre_error"])
     md = markdown(report)
+    assert "| seen objects | 0.500 | 1.000 | 0.158 | 4 |" in md
     assert "| tabletop_pick | 100% [" in md and "unseen objects | 25% [" in md
     paths = write_report(report, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
@@ -68,6 +82,7 @@ def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
     assert len(report.episodes) == 4
     assert {(e.objects, e.paraphrase) for e in report.episodes} == {tuple(c) for c in cfg.cells}
     assert all(e.steps == 3 and e.box_iou is not None for e in report.episodes)
+    assert all(e.centre_error >= 0.0 for e in report.episodes)  # an untrained model's answer, scored
     # unseen paraphrases are drawn from the unseen bank
     from workbench.sim.instructions import BANK
 

@@ -24,11 +24,13 @@ from workbench.spatial import (
 )
 from workbench.spatial_metrics import (
     box_iou,
+    centre_offset,
     discrete_frechet,
     grounding_metrics,
     point_distance,
     point_in_box,
     resample_trace,
+    source_centre,
     trace_final_distance,
     trace_mean_distance,
 )
@@ -485,3 +487,18 @@ def test_grounding_metrics_when_nothing_was_predicted():
         "trace_frechet": math.inf,
     }
     assert grounding_metrics(parse("no idea"), GroundTruth()) == {"num_predicted": 0.0}
+
+
+def test_centre_offset_is_a_fraction_of_the_image_from_the_first_box_or_point():
+    answer = parse('[{"label": "a", "bbox_2d": [10, 20, 30, 40]}, {"label": "b", "point_2d": [0, 0]}]')
+    assert centre_offset(answer, (40.0, 10.0), 200, 100) == pytest.approx((-0.1, 0.2))  # from (20, 30)
+    assert centre_offset(parse('{"point_2d": [50, 50]}'), (50.0, 0.0), 100, 100) == pytest.approx((0.0, 0.5))
+    assert centre_offset(parse("no idea"), (0.0, 0.0), 100, 100) is None
+
+
+def test_source_centre_prefers_the_key_point_then_the_box():
+    boxes = [Box(0, 0, 10, 10, "carrot"), Box(50, 50, 60, 70, "plate")]
+    truth = GroundTruth(objects=boxes, key_points=[Point(3, 4, "Carrot")], source_label="carrot")
+    assert source_centre(truth) == (3, 4)
+    assert source_centre(GroundTruth(objects=boxes, source_label="plate")) == (55, 60)
+    assert source_centre(GroundTruth(objects=boxes, source_label="duck")) is None

@@ -148,6 +148,9 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     log1 = json.loads((tmp_path / "s1" / "log.json").read_text())
     assert log1[-1]["loss"] < 0.7 * log1[0]["loss"], log1
     assert "object_box_iou" in log1[-1] and "one_object_box_iou" in log1[-1]
+    for key in ("object_centre_rms", "task_centre_rms", "one_object_centre_rms"):
+        assert np.isfinite(log1[-1][key]) and log1[-1][key] >= 0.0, (key, log1[-1])
+    assert "task centre error" in (ckpt / "README.md").read_text()
 
     s2 = Stage2Config(
         data=(str(data[0]),), out=str(tmp_path / "s2"), init=str(ckpt), steps=30, batch_size=4,
@@ -204,3 +207,20 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     assert len(reader.statistics["tabletop_panda"]["state"]["q01"]) == 9
     chunk = reader.act([frame.image], frame.instruction, seed=0, state=frame.state)
     assert chunk.actions.shape == (reader.chunk_length, 7)
+
+
+def test_merge_one_gives_every_patch_its_own_visual_token():
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+
+    image = np.random.default_rng(0).integers(0, 255, (56, 56, 3), dtype=np.uint8)
+    counts = {}
+    for merge in (2, 1):
+        policy = ST4VLAPolicy.from_config(model_size("test", merge=merge).config(), seed=0)
+        vlm = policy.model.qwen_vl_interface
+        batch = vlm.build_inputs([[image]], ["Locate the red cube."], ['{"point_2d": [1, 2]}'])
+        counts[merge] = int((batch["input_ids"] == vlm.image_token_id).sum())
+        assert torch.isfinite(policy.model.grounding_loss(batch))
+    assert counts == {2: 4, 1: 16}  # 56 px = 4x4 patches of 14 px, merged 2x2 or kept
+    with pytest.raises(ValueError, match="merge must be 1 or 2"):
+        model_size("test", merge=3)

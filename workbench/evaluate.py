@@ -60,6 +60,9 @@ class EpisodeResult:
     steps: int
     box_iou: float | None = None
     point_in_box: float | None = None
+    # how far the answer's first box centre lies from the source's centre: RMS over x and y, as a
+    # fraction of the image (0.5 when unanswered); the unit of workbench/train/NOTES.md's oracle table
+    centre_error: float | None = None
     reach_distance: float | None = None  # closest the gripper came to the source object (metres)
     seconds: float = 0.0
 
@@ -108,10 +111,17 @@ class EvalReport:
             e for e in self.episodes if e.box_iou is not None and (objects is None or e.objects == objects)
         ]
         if not rows:
-            return {"box_iou": float("nan"), "point_in_box": float("nan"), "n": 0}
+            return {
+                "box_iou": float("nan"),
+                "point_in_box": float("nan"),
+                "centre_error": float("nan"),
+                "n": 0,
+            }
+        centre = [e.centre_error for e in rows if e.centre_error is not None]  # absent in older reports
         return {
             "box_iou": float(np.mean([e.box_iou for e in rows])),
             "point_in_box": float(np.mean([e.point_in_box for e in rows])),
+            "centre_error": float(np.sqrt(np.mean(np.square(centre)))) if centre else float("nan"),
             "n": len(rows),
         }
 
@@ -181,15 +191,19 @@ def markdown(report: EvalReport) -> str:
         f"| unseen paraphrases | {_pct(s['paraphrase']['unseen'])} |",
         f"| all | {_pct(s['overall'])} |",
         "",
-        "| grounding (first step, source object) | mean box IoU | point in box | n |",
-        "|---|---|---|---|",
+        "| grounding (first step, source object) | mean box IoU | point in box | centre error | n |",
+        "|---|---|---|---|---|",
     ]
     for split in SPLITS:
         g = s["grounding"][split]
-        lines.append(f"| {split} objects | {g['box_iou']:.3f} | {g['point_in_box']:.3f} | {g['n']} |")
+        lines.append(
+            f"| {split} objects | {g['box_iou']:.3f} | {g['point_in_box']:.3f} | {g['centre_error']:.3f} | {g['n']} |"
+        )
     lines += [
         "",
-        "Point in box: the centre of the best predicted box lies inside the source object's true box.",
+        "Point in box: the centre of the best predicted box lies inside the source object's true box. "
+        "Centre error: how far the first predicted box's centre lies from the source's centre, RMS per "
+        "axis as a fraction of the image (0.5 when nothing was answered).",
         "",
         "| closest gripper-to-source distance (mean, cm) | seen objects | unseen objects |",
         "|---|---|---|",
@@ -247,6 +261,16 @@ def _source_distance(env, obs: dict) -> float | None:
     return float(np.linalg.norm(np.asarray(obs["extra"]["tcp_pose"][:3]) - centre))
 
 
+def _centre_error(answer, truth, width: int, height: int) -> float | None:
+    from workbench import spatial_metrics
+
+    source = spatial_metrics.source_centre(truth)
+    if source is None:
+        return None
+    dx, dy = spatial_metrics.centre_offset(answer, source, width, height) or (0.5, 0.5)
+    return math.sqrt((dx * dx + dy * dy) / 2)
+
+
 StateFn = Callable[[Any, dict], "np.ndarray | None"]  # (env, obs) -> the state the policy reads
 
 
@@ -279,11 +303,12 @@ def run_episode(
     camera = first.main_camera
     result = EpisodeResult(task, objects, paraphrase, seed, instruction, success=False, steps=0)
     if cfg.grounding and first.ground_truth is not None:
-        m = spatial_metrics.grounding_metrics(
-            policy.spatial([first.images[camera]], instruction), first.ground_truth
-        )
+        image = first.images[camera]
+        answer = policy.spatial([image], instruction)
+        m = spatial_metrics.grounding_metrics(answer, first.ground_truth)
         result.box_iou = float(m.get("box_iou", 0.0))
         result.point_in_box = float(m.get("box_center_in_box", 0.0))
+        result.centre_error = _centre_error(answer, first.ground_truth, image.shape[1], image.shape[0])
     controller.reset()
     limit = cfg.max_steps or env.max_episode_steps
     for step in range(limit):
