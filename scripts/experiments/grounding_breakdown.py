@@ -1,0 +1,104 @@
+"""Why is a checkpoint's spatial answer off: the wrong object, or the right one placed loosely?
+
+For every object of every scene (first frame of each episode of a dataset never trained on), the
+checkpoint is asked "Locate the <name>" and the centre of its first box is classed as
+  right      inside the named object's true box
+  other      inside another object's box (it chose the wrong object)
+  elsewhere  on no object, or unanswered
+and likewise for the spatial prompt's own question, scored on the task's source object. The centre
+error is RMS per axis as a fraction of the image, over all answers and over the "right" ones alone
+(how precise it is once it has the right object): the unit of the oracle table in
+workbench/train/NOTES.md, where the action expert needs ~0.03 or better.
+
+    workbench train data --no-demos --scenes-out runs/v5/scenes_test --scenes-per-task 40 --scenes-seed 9000
+    python scripts/experiments/grounding_breakdown.py --data runs/v5/scenes_test \
+        --checkpoint runs/v5/stage1_m1/final runs/v5/stage1_m2/final
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from workbench import spatial, spatial_metrics
+from workbench.policy.policy import ST4VLAPolicy
+from workbench.policy.prompts import grounding_question, object_question
+from workbench.train.data import FrameItem, load_frames
+
+CLASSES = ("right", "other", "elsewhere")
+
+
+def classify(answer: spatial.SpatialAnswer, truth, label: str) -> tuple[str, tuple[float, float] | None]:
+    """The class of the first box's centre, and its offset (image fraction) from `label`'s centre."""
+    boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
+    named = [b for b in truth.objects if b.label == label]
+    if not boxes or not named:
+        return "elsewhere", None
+    centre = boxes[0].center
+    w, h = answer.frame.orig_width, answer.frame.orig_height
+    offset = ((centre[0] - named[0].center[0]) / w, (centre[1] - named[0].center[1]) / h)
+    if spatial_metrics.point_in_box(centre, named[0]):
+        return "right", offset
+    if any(spatial_metrics.point_in_box(centre, b) for b in truth.objects if b.label != label):
+        return "other", offset
+    return "elsewhere", offset
+
+
+def summarise(rows: list[tuple[str, tuple[float, float] | None]]) -> dict[str, float]:
+    def rms(offsets):
+        return float(np.sqrt(np.mean(np.square(offsets)))) if offsets else float("nan")
+
+    out = {c: sum(r[0] == c for r in rows) / len(rows) for c in CLASSES}
+    out["centre_rms"] = rms([r[1] if r[1] is not None else (0.5, 0.5) for r in rows])
+    out["centre_rms_when_right"] = rms([r[1] for r in rows if r[0] == "right"])
+    out["n"] = len(rows)
+    return out
+
+
+@torch.no_grad()
+def breakdown(
+    checkpoint: str, data: str, episodes: int | None = None, batch: int = 16
+) -> dict[str, dict[str, float]]:
+    torch.set_num_threads(1)
+    policy = ST4VLAPolicy.load(checkpoint)
+    policy.model.eval()
+    vlm = policy.model.qwen_vl_interface
+    frames = [f for f in load_frames(data, policy.config.image_size, 1) if f.ground_truth is not None]
+    firsts = sorted({f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode)[:episodes]
+    asks: list[tuple[FrameItem, str, str, str]] = []  # (frame, question, label, kind)
+    for f in firsts:
+        asks += [(f, object_question("box", b.label), b.label, "object") for b in f.ground_truth.objects]
+        asks.append((f, grounding_question("box", f.instruction), f.ground_truth.source_label, "task"))
+    rows: dict[str, list] = {"object": [], "task": []}
+    for start in tqdm(range(0, len(asks), batch), desc=f"ask {checkpoint}", unit="batch"):
+        chunk = asks[start : start + batch]
+        texts = vlm.generate(vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk]), 64)
+        for (f, _, label, kind), text in zip(chunk, texts, strict=True):
+            rows[kind].append(classify(spatial.parse(text, f.frame), f.ground_truth, label))
+    return {kind: summarise(r) for kind, r in rows.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", nargs="+", required=True)
+    ap.add_argument("--data", required=True, help="scenes or demonstrations never trained on")
+    ap.add_argument("--episodes", type=int, default=None, help="the first frames of this many (default all)")
+    args = ap.parse_args()
+    results = {c: breakdown(c, args.data, args.episodes) for c in args.checkpoint}
+    print(json.dumps(results, indent=1))
+    print("\n| checkpoint | question | right / other / elsewhere | centre error, all / when right | n |")
+    print("|---|---|---|---|---|")
+    for c, kinds in results.items():
+        for kind, s in kinds.items():
+            print(
+                f"| {c} | {kind} | {s['right']:.2f} / {s['other']:.2f} / {s['elsewhere']:.2f} "
+                f"| {s['centre_rms']:.3f} / {s['centre_rms_when_right']:.3f} | {s['n']} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
