@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import app
 from workbench.appcore import AppConfig
@@ -37,6 +38,20 @@ def url(tmp_path_factory):
     demo.close()
 
 
+def click_until_reported(page, x: float, y: float, tries: int = 3) -> None:
+    """Click the viewer until the app reports the point. On a loaded machine the software-rendered
+    viewer can drop the first click; Escape clears its selection so the next click is a new one."""
+    for attempt in range(tries):
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_selector("#point-info :text('Your point')", timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+
+
 def test_ab_side_by_side_and_click_to_prompt(chromium, artifacts, url):
     page = chromium.new_page(viewport={"width": 1500, "height": 1100})
     errors: list[str] = []
@@ -61,8 +76,7 @@ def test_ab_side_by_side_and_click_to_prompt(chromium, artifacts, url):
     page.locator("#viewer").screenshot(path=str(artifacts / "ab_viewer.png"))
     # click-to-prompt: the middle of the left camera view (upper part of the viewer)
     box = page.locator("#viewer canvas").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.3)
-    page.wait_for_selector("#point-info :text('Your point')", timeout=60_000)
+    click_until_reported(page, box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.3)
     page.wait_for_timeout(6_000)
     page.screenshot(path=str(artifacts / "ab_after_click.png"), full_page=True)
     assert not [e for e in errors if "WebGL" not in e], errors
