@@ -267,7 +267,8 @@ def _centre_error(answer, truth, width: int, height: int) -> float | None:
     source = spatial_metrics.source_centre(truth)
     if source is None:
         return None
-    dx, dy = spatial_metrics.centre_offset(answer, source, width, height) or (0.5, 0.5)
+    offset = spatial_metrics.centre_offset(answer, source, width, height)
+    dx, dy = offset or spatial_metrics.UNANSWERED_OFFSET
     return math.sqrt((dx * dx + dy * dy) / 2)
 
 

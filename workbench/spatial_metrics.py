@@ -109,6 +109,10 @@ def discrete_frechet(a: Trace | None, b: Trace | None) -> float:
     return float(ca[-1, -1])
 
 
+# An unanswered question scored as an answer half the image away on both axes (its far side).
+UNANSWERED_OFFSET = (0.5, 0.5)
+
+
 def centre_offset(
     answer: SpatialAnswer, truth: tuple[float, float], width: int, height: int
 ) -> tuple[float, float] | None:

@@ -39,8 +39,9 @@ def classify(answer: spatial.SpatialAnswer, truth, label: str) -> tuple[str, tup
     if not boxes or not named:
         return "elsewhere", None
     centre = boxes[0].center
-    w, h = answer.frame.orig_width, answer.frame.orig_height
-    offset = ((centre[0] - named[0].center[0]) / w, (centre[1] - named[0].center[1]) / h)
+    offset = spatial_metrics.centre_offset(
+        answer, named[0].center, answer.frame.orig_width, answer.frame.orig_height
+    )
     if spatial_metrics.point_in_box(centre, named[0]):
         return "right", offset
     if any(spatial_metrics.point_in_box(centre, b) for b in truth.objects if b.label != label):
@@ -53,7 +54,7 @@ def summarise(rows: list[tuple[str, tuple[float, float] | None]]) -> dict[str, f
         return float(np.sqrt(np.mean(np.square(offsets)))) if offsets else float("nan")
 
     out = {c: sum(r[0] == c for r in rows) / len(rows) for c in CLASSES}
-    out["centre_rms"] = rms([r[1] if r[1] is not None else (0.5, 0.5) for r in rows])
+    out["centre_rms"] = rms([r[1] if r[1] is not None else spatial_metrics.UNANSWERED_OFFSET for r in rows])
     out["centre_rms_when_right"] = rms([r[1] for r in rows if r[0] == "right"])
     out["n"] = len(rows)
     return out

@@ -101,7 +101,7 @@ def own_point_error(checkpoint: str, data: str, episodes: int) -> dict[str, floa
     held-out demonstrations: the centre of its first box (or its first point) against the true
     centre, per axis as a fraction of the image size (comparable with --point-noise)."""
     from workbench.episodes.lerobot import LeRobotDataset
-    from workbench.spatial import Box, Point
+    from workbench.spatial_metrics import centre_offset
     from workbench.train.data import CAMERA
 
     policy, ds = ST4VLAPolicy.load(checkpoint), LeRobotDataset(data)
@@ -115,12 +115,11 @@ def own_point_error(checkpoint: str, data: str, episodes: int) -> dict[str, floa
             h, w = image.shape[:2]
             truth = oracle_points(frame.ground_truth, w, h)[:2]
             answer = policy.spatial([image], ep.task, query=query)
-            geo = [g for g in answer.geometry if isinstance(g, Box | Point)]
-            if not geo:
+            offset = centre_offset(answer, (truth[0] * w, truth[1] * h), w, h)
+            if offset is None:
                 missing += 1
                 continue
-            x, y = geo[0].center if isinstance(geo[0], Box) else (geo[0].x, geo[0].y)
-            errors.append((x / w - truth[0], y / h - truth[1]))
+            errors.append(offset)
         e = np.asarray(errors).reshape(-1, 2)
         out[f"{query}_rms_per_axis"] = float(np.sqrt((e**2).mean())) if len(e) else float("nan")
         out[f"{query}_median_distance"] = (

@@ -165,7 +165,7 @@ def measure_grounding(
 
 def _offset(answer: spatial.SpatialAnswer, truth: tuple[float, float], frame: spatial.Frame):
     off = spatial_metrics.centre_offset(answer, truth, frame.orig_width, frame.orig_height)
-    return off if off is not None else (0.5, 0.5)
+    return off if off is not None else spatial_metrics.UNANSWERED_OFFSET
 
 
 def _rms(offsets: list[tuple[float, float]]) -> float:
