@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from workbench import spatial_metrics
+
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
 SPLITS = ("seen", "unseen")
 
@@ -121,7 +123,7 @@ class EvalReport:
         return {
             "box_iou": float(np.mean([e.box_iou for e in rows])),
             "point_in_box": float(np.mean([e.point_in_box for e in rows])),
-            "centre_error": float(np.sqrt(np.mean(np.square(centre)))) if centre else float("nan"),
+            "centre_error": spatial_metrics.rms(centre),
             "n": len(rows),
         }
 
@@ -262,8 +264,6 @@ def _source_distance(env, obs: dict) -> float | None:
 
 
 def _centre_error(answer, truth, width: int, height: int) -> float | None:
-    from workbench import spatial_metrics
-
     source = spatial_metrics.source_centre(truth)
     if source is None:
         return None
@@ -293,7 +293,6 @@ def run_episode(
     state_fn: StateFn = _joints,
 ):
     """One closed-loop episode; the spatial answer is scored on the first observation."""
-    from workbench import spatial_metrics
     from workbench.sim import to_observation
 
     t0 = time.perf_counter()

@@ -129,6 +129,12 @@ def centre_offset(
     return ((x - truth[0]) / width, (y - truth[1]) / height)
 
 
+def rms(values) -> float:
+    """Root mean square of offsets or errors (any shape); NaN when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.sqrt(np.mean(np.square(values)))) if values.size else float("nan")
+
+
 def source_centre(truth: GroundTruth) -> tuple[float, float] | None:
     """The source object's key point, or its box centre when it has none (original-image pixels)."""
     label = truth.source_label

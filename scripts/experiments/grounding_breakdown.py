@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -50,12 +49,11 @@ def classify(answer: spatial.SpatialAnswer, truth, label: str) -> tuple[str, tup
 
 
 def summarise(rows: list[tuple[str, tuple[float, float] | None]]) -> dict[str, float]:
-    def rms(offsets):
-        return float(np.sqrt(np.mean(np.square(offsets)))) if offsets else float("nan")
-
     out = {c: sum(r[0] == c for r in rows) / len(rows) for c in CLASSES}
-    out["centre_rms"] = rms([r[1] if r[1] is not None else spatial_metrics.UNANSWERED_OFFSET for r in rows])
-    out["centre_rms_when_right"] = rms([r[1] for r in rows if r[0] == "right"])
+    out["centre_rms"] = spatial_metrics.rms(
+        [r[1] if r[1] is not None else spatial_metrics.UNANSWERED_OFFSET for r in rows]
+    )
+    out["centre_rms_when_right"] = spatial_metrics.rms([r[1] for r in rows if r[0] == "right"])
     out["n"] = len(rows)
     return out
 

@@ -156,20 +156,16 @@ def measure_grounding(
             if source is not None:
                 task_off.append(_offset(answer, source, f.frame))
     policy.model.train(was_training)
-    out = {"object_box_iou": float(np.mean(obj_iou)), "object_centre_rms": _rms(obj_off)}
+    out = {"object_box_iou": float(np.mean(obj_iou)), "object_centre_rms": spatial_metrics.rms(obj_off)}
     if task:
         out["task_box_iou"] = float(np.mean(task_iou))
-        out["task_centre_rms"] = _rms(task_off)
+        out["task_centre_rms"] = spatial_metrics.rms(task_off)
     return out
 
 
 def _offset(answer: spatial.SpatialAnswer, truth: tuple[float, float], frame: spatial.Frame):
     off = spatial_metrics.centre_offset(answer, truth, frame.orig_width, frame.orig_height)
     return off if off is not None else spatial_metrics.UNANSWERED_OFFSET
-
-
-def _rms(offsets: list[tuple[float, float]]) -> float:
-    return float(np.sqrt(np.mean(np.square(offsets)))) if offsets else float("nan")
 
 
 def policy_question(item: FrameItem) -> str:
