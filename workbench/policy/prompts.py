@@ -34,6 +34,15 @@ OBJECT_QUESTIONS: dict[str, str] = {
 }
 
 
+# Scene-level question (stage-1 grounding data): every object, left to right, each label before its box.
+# Naming an object from where it is, then placing it, trains both directions of the name-to-image
+# binding that "Locate the {object}" needs among several objects (workbench/train/NOTES.md).
+DETECT_QUESTION = (
+    "Detect every object in the image. Output each label and bounding box in [x1,y1,x2,y2] format, "
+    "from left to right."
+)
+
+
 def spatial_prompt(instruction: str) -> str:
     """The text the VLM reads at control time (upstream lower-cases instructions in predict_action)."""
     return SPATIAL_PROMPT.replace("{instruction}", instruction.lower())

@@ -86,8 +86,10 @@ def make_tokenizer(frames: list[FrameItem], out_dir: str | Path):
         corpus += task["seen"]
     for item in frames[:: max(1, len(frames) // 400)]:
         if item.ground_truth is not None:
-            corpus += [p.question for p in grounding_pairs(item.ground_truth, item.instruction, item.frame)]
-            corpus += [p.answer for p in grounding_pairs(item.ground_truth, item.instruction, item.frame)]
+            # The detect-all question came after the bundled checkpoints: leaving it out keeps their
+            # recipe's tokenizer byte-identical (its words are split into smaller pieces instead).
+            pairs = grounding_pairs(item.ground_truth, item.instruction, item.frame)
+            corpus += [t for p in pairs if p.kind != "all_boxes" for t in (p.question, p.answer)]
     return build_tokenizer(corpus * 2, out_dir)
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
-from workbench.policy.prompts import grounding_question, object_question
+from workbench.policy.prompts import DETECT_QUESTION, grounding_question, object_question
 from workbench.records import GroundTruth
 from workbench.spatial import Box, Frame, Point, Trace
 
@@ -116,7 +116,7 @@ def generate(cfg: DataConfig) -> Path:
 
 @dataclass
 class QA:
-    kind: str  # "object_box" | "object_point" | "task_box" | "task_point" | "trace"
+    kind: str  # "object_box" | "object_point" | "task_box" | "task_point" | "trace" | "all_boxes"
     question: str
     answer: str
 
@@ -140,6 +140,9 @@ def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_point
         pairs.append(
             QA("object_point", object_question("point", point.label), spatial.format([point], frame))
         )
+    if gt.objects:
+        left_to_right = sorted(gt.objects, key=lambda b: (b.center[0], b.center[1]))
+        pairs.append(QA("all_boxes", DETECT_QUESTION, spatial.format(left_to_right, frame)))
     boxes = task_boxes(gt)
     if boxes:
         pairs.append(QA("task_box", grounding_question("box", instruction), spatial.format(boxes, frame)))

@@ -51,12 +51,25 @@ class Stage1Config:
     curriculum_data: tuple[str, ...] = ()
     curriculum_steps: int = 0
     curriculum_mix: float = 0.25
+    # Weight of "Detect every object" (labels then boxes, left to right) in both pools; 0 leaves the
+    # bundled checkpoints' recipe unchanged.
+    detect_all: float = 0.0
     heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
     eval_every: int = 250
     eval_frames: int = 32
     save_every: int = 250
     seed: int = 0
     threads: int = 1
+
+
+def with_detect_all(kinds: dict[str, float], weight: float) -> dict[str, float]:
+    """The question mix with "Detect every object" at `weight` of it (the other kinds scaled down)."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"detect_all is a share of the questions in [0, 1), got {weight}")
+    if weight == 0.0:
+        return dict(kinds)
+    total = sum(kinds.values())
+    return {**{k: v * (1.0 - weight) / total for k, v in kinds.items()}, "all_boxes": weight}
 
 
 def split_heldout(frames: list[FrameItem], n_episodes: int) -> tuple[list[FrameItem], list[FrameItem]]:
@@ -100,13 +113,17 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         state = load_train_state(out / "state", model, opt, sched)
         step, log = state.step, state.extra.get("log", [])
         print(f"resumed stage 1 at step {step}")
+    main_kinds, curriculum_kinds = (
+        with_detect_all(cfg.kinds, cfg.detect_all),
+        with_detect_all(CURRICULUM_KINDS, cfg.detect_all),
+    )
     rng = np.random.default_rng(cfg.seed + step)  # a resumed run draws fresh batches, not replays
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 1 grounding", unit="step")
     t0, running = time.time(), None
     while step < cfg.steps:
         one_object = bool(ones) and (step < cfg.curriculum_steps or rng.random() < cfg.curriculum_mix)
-        pool, kinds = (ones, CURRICULUM_KINDS) if one_object else (frames, cfg.kinds)
+        pool, kinds = (ones, curriculum_kinds) if one_object else (frames, main_kinds)
         inputs = grounding_inputs(vlm, sample_pairs(pool, cfg.batch_size, rng, kinds))
         loss = model.grounding_loss(inputs)
         optimizer_step(loss, vlm.parameters(), opt, sched, cfg.optim.clip_norm)
