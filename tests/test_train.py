@@ -74,10 +74,28 @@ def test_grounding_answers_parse_back_to_the_ground_truth(data):
         truth = next(b for b in item.ground_truth.objects if b.label == box.label)
         # one model-frame pixel is 2 original pixels wide at 112 px from 224 px: within rounding
         assert spatial_metrics.box_iou(box, truth) > 0.7
+    # "Detect every object": all of them, left to right, each with its label.
+    scene = spatial.parse(next(p for p in pairs if p.kind == "all_boxes").answer, item.frame)
+    assert sorted(g.label for g in scene.geometry) == sorted(b.label for b in item.ground_truth.objects)
+    xs = [g.center[0] for g in scene.geometry]
+    assert xs == sorted(xs)
     task = next(p for p in pairs if p.kind == "task_box")
     assert "Locate their bounding boxes" in task.question  # the spatial prompt itself
     labels = [g.label for g in spatial.parse(task.answer, item.frame).geometry]
     assert labels[0] == item.ground_truth.source_label
+
+
+def test_detect_all_takes_its_share_and_keeps_the_other_kinds_ratios():
+    from workbench.train.stage1 import DEFAULT_KINDS, with_detect_all
+
+    assert with_detect_all(DEFAULT_KINDS, 0.0) == DEFAULT_KINDS
+    mix = with_detect_all(DEFAULT_KINDS, 0.2)
+    assert mix["all_boxes"] == 0.2 and sum(mix.values()) == pytest.approx(1.0)
+    assert mix["object_box"] / mix["task_box"] == pytest.approx(
+        DEFAULT_KINDS["object_box"] / DEFAULT_KINDS["task_box"]
+    )
+    with pytest.raises(ValueError, match="share"):
+        with_detect_all(DEFAULT_KINDS, 1.0)
 
 
 def test_action_chunks_pad_with_stay_and_keep_the_gripper():
