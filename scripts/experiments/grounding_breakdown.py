@@ -5,7 +5,9 @@ checkpoint is asked "Locate the <name>" and the centre of its first box is class
   right      inside the named object's true box
   other      inside another object's box (it chose the wrong object)
   elsewhere  on no object, or unanswered
-and likewise for the spatial prompt's own question, scored on the task's source object. The centre
+and likewise for the spatial prompt's own question, scored on the task's source object. Of the answers
+that land on an object, the share on the named one ("chose right") is set against chance: the mean
+of 1 / (objects in the scene), what picking an object at random would score. The centre
 error is RMS per axis as a fraction of the image, over all answers and over the "right" ones alone
 (how precise it is once it has the right object): the unit of the oracle table in
 workbench/train/NOTES.md, where the action expert needs ~0.03 or better.
@@ -48,8 +50,12 @@ def classify(answer: spatial.SpatialAnswer, truth, label: str) -> tuple[str, tup
     return "elsewhere", offset
 
 
-def summarise(rows: list[tuple[str, tuple[float, float] | None]]) -> dict[str, float]:
+def summarise(rows: list[tuple[str, tuple[float, float] | None, int]]) -> dict[str, float]:
+    """rows: (class, offset, objects in the scene) per question."""
     out = {c: sum(r[0] == c for r in rows) / len(rows) for c in CLASSES}
+    on_object = [r for r in rows if r[0] != "elsewhere"]
+    out["chose_right"] = sum(r[0] == "right" for r in on_object) / max(1, len(on_object))
+    out["chance"] = sum(1.0 / r[2] for r in on_object) / max(1, len(on_object))
     out["centre_rms"] = spatial_metrics.rms(
         [r[1] if r[1] is not None else spatial_metrics.UNANSWERED_OFFSET for r in rows]
     )
@@ -77,7 +83,8 @@ def breakdown(
         chunk = asks[start : start + batch]
         texts = vlm.generate(vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk]), 64)
         for (f, _, label, kind), text in zip(chunk, texts, strict=True):
-            rows[kind].append(classify(spatial.parse(text, f.frame), f.ground_truth, label))
+            cls, offset = classify(spatial.parse(text, f.frame), f.ground_truth, label)
+            rows[kind].append((cls, offset, len(f.ground_truth.objects)))
     return {kind: summarise(r) for kind, r in rows.items()}
 
 
@@ -89,12 +96,16 @@ def main() -> None:
     args = ap.parse_args()
     results = {c: breakdown(c, args.data, args.episodes) for c in args.checkpoint}
     print(json.dumps(results, indent=1))
-    print("\n| checkpoint | question | right / other / elsewhere | centre error, all / when right | n |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| checkpoint | question | right / other / elsewhere | on an object: chose right (chance) "
+        "| centre error, all / when right | n |"
+    )
+    print("|---|---|---|---|---|---|")
     for c, kinds in results.items():
         for kind, s in kinds.items():
             print(
                 f"| {c} | {kind} | {s['right']:.2f} / {s['other']:.2f} / {s['elsewhere']:.2f} "
+                f"| {s['chose_right']:.2f} ({s['chance']:.2f}) "
                 f"| {s['centre_rms']:.3f} / {s['centre_rms_when_right']:.3f} | {s['n']} |"
             )
 
