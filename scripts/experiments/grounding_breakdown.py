@@ -12,6 +12,10 @@ error is RMS per axis as a fraction of the image, over all answers and over the 
 (how precise it is once it has the right object): the unit of the oracle table in
 workbench/train/NOTES.md, where the action expert needs ~0.03 or better.
 
+`--detect` also asks "Detect every object" once per scene (for checkpoints trained with
+`--detect-all`) and reports its recall: the share of the scene's objects that some answered box,
+labelled with the object's name, has its centre inside.
+
     workbench train data --no-demos --scenes-out runs/v5/scenes_test --scenes-per-task 40 --scenes-seed 9000
     python scripts/experiments/grounding_breakdown.py --data runs/v5/scenes_test \
         --checkpoint runs/v5/stage1_m1/final runs/v5/stage1_m2/final
@@ -27,7 +31,7 @@ from tqdm import tqdm
 
 from workbench import spatial, spatial_metrics
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.policy.prompts import grounding_question, object_question
+from workbench.policy.prompts import DETECT_QUESTION, grounding_question, object_question
 from workbench.train.data import FrameItem, load_frames
 
 CLASSES = ("right", "other", "elsewhere")
@@ -64,9 +68,19 @@ def summarise(rows: list[tuple[str, tuple[float, float] | None, int]]) -> dict[s
     return out
 
 
+def detect_recall(answer: spatial.SpatialAnswer, truth) -> float:
+    """Share of the true objects that an answered box with the same label is centred on."""
+    boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
+    found = [
+        any(b.label == t.label and spatial_metrics.point_in_box(b.center, t) for b in boxes)
+        for t in truth.objects
+    ]
+    return sum(found) / len(found)
+
+
 @torch.no_grad()
 def breakdown(
-    checkpoint: str, data: str, episodes: int | None = None, batch: int = 16
+    checkpoint: str, data: str, episodes: int | None = None, batch: int = 16, detect: bool = False
 ) -> dict[str, dict[str, float]]:
     torch.set_num_threads(1)
     policy = ST4VLAPolicy.load(checkpoint)
@@ -79,13 +93,23 @@ def breakdown(
         asks += [(f, object_question("box", b.label), b.label, "object") for b in f.ground_truth.objects]
         asks.append((f, grounding_question("box", f.instruction), f.ground_truth.source_label, "task"))
     rows: dict[str, list] = {"object": [], "task": []}
+    if detect:
+        recalls = []
+        for start in tqdm(range(0, len(firsts), batch), desc="detect every object", unit="batch"):
+            chunk = firsts[start : start + batch]
+            inputs = vlm.build_inputs([[f.image] for f in chunk], [DETECT_QUESTION] * len(chunk))
+            for f, text in zip(chunk, vlm.generate(inputs, 128), strict=True):
+                recalls.append(detect_recall(spatial.parse(text, f.frame), f.ground_truth))
     for start in tqdm(range(0, len(asks), batch), desc=f"ask {checkpoint}", unit="batch"):
         chunk = asks[start : start + batch]
         texts = vlm.generate(vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk]), 64)
         for (f, _, label, kind), text in zip(chunk, texts, strict=True):
             cls, offset = classify(spatial.parse(text, f.frame), f.ground_truth, label)
             rows[kind].append((cls, offset, len(f.ground_truth.objects)))
-    return {kind: summarise(r) for kind, r in rows.items()}
+    out = {kind: summarise(r) for kind, r in rows.items()}
+    if detect:
+        out["detect"] = {"recall": sum(recalls) / len(recalls), "n": len(recalls)}
+    return out
 
 
 def main() -> None:
@@ -93,8 +117,9 @@ def main() -> None:
     ap.add_argument("--checkpoint", nargs="+", required=True)
     ap.add_argument("--data", required=True, help="scenes or demonstrations never trained on")
     ap.add_argument("--episodes", type=int, default=None, help="the first frames of this many (default all)")
+    ap.add_argument("--detect", action="store_true", help="also ask 'Detect every object' (recall)")
     args = ap.parse_args()
-    results = {c: breakdown(c, args.data, args.episodes) for c in args.checkpoint}
+    results = {c: breakdown(c, args.data, args.episodes, detect=args.detect) for c in args.checkpoint}
     print(json.dumps(results, indent=1))
     print(
         "\n| checkpoint | question | right / other / elsewhere | on an object: chose right (chance) "
@@ -103,6 +128,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for c, kinds in results.items():
         for kind, s in kinds.items():
+            if kind == "detect":
+                print(f"| {c} | detect every object: recall {s['recall']:.2f} | | | | {s['n']} |")
+                continue
             print(
                 f"| {c} | {kind} | {s['right']:.2f} / {s['other']:.2f} / {s['elsewhere']:.2f} "
                 f"| {s['chose_right']:.2f} ({s['chance']:.2f}) "
