@@ -134,15 +134,21 @@ def _summary_row(name: str) -> str:
 
 READING = (
     "Reading: none of the issue's targets is reached (>= 60% seen / 40% unseen success, >= 0.6 box IoU, "
-    "+10 points over vanilla). st4vla-tiny completes 3 of 100 episodes (all `tabletop_put_in`), vanilla-tiny 0; "
-    "with Wilson intervals of [1, 8]% and [0, 4]% that gap is not evidence of anything. Both trained models "
-    "bring the gripper 12-14 cm closer to the object than random weights. Stage 1 grounds a lone object "
-    "(held-out box IoU 0.62, see the stage-1 log), but in closed loop the spatial answer's IoU is 0.07. "
-    "Open loop, on 20 demonstrations never trained on, the action expert now uses its condition: first-action "
-    "error 0.0091 for both against 0.0114 for the mean action, gripper command right on 94% / 97% of frames, "
-    "direction of motion cosine 0.63 / 0.58 against 0.40 for the mean direction (the second session's "
-    "models: 0.19 / 0.34, gripper at chance). The robot-state token and the head phase did that "
-    "(workbench/train/NOTES.md, third session); it is not yet enough to finish tasks in closed loop."
+    "+10 points over vanilla). st4vla-tiny completes 5 of 100 episodes, 2-11% (`tabletop_pick` and "
+    "`tabletop_put_in`; 4/50 with seen objects, 1/50 with unseen ones), vanilla-tiny 0, 0-4%: the "
+    "intervals overlap, so the gap is not evidence. The sixth session's st4vla-tiny differs from the "
+    "previous one (3/100) only in a stage 1 three times as long (9,000 steps instead of 3,000); its spatial "
+    "answer is better: box IoU on the source at the first step 0.185 on seen objects (0.068 before), and "
+    "the box's centre inside the source 34% of the time on seen objects, 12% on unseen ones. What limits "
+    "it is choosing the named object: on 200 scenes never trained on, the spatial prompt's first box lands "
+    "on the source 24% of the time and on another object 28% (scripts/experiments/grounding_breakdown.py), "
+    "while the action expert needs the source's position to about 3% of the image "
+    "(workbench/train/NOTES.md, the oracle table). Both trained models bring the gripper 12-14 cm closer "
+    "to the object than random weights. Open loop, on 20 demonstrations never trained on "
+    "(scripts/experiments/open_loop.py), the first action's error is 0.0087 (st4vla-tiny) and 0.0091 "
+    "(vanilla-tiny) against 0.0114 for the mean action, the gripper command is right on 98% / 97% of "
+    "frames, and the direction of motion has cosine 0.63 / 0.58 with the expert's against 0.40 for the "
+    "mean direction."
 )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 
 import torch
 from tqdm import tqdm
@@ -37,21 +38,23 @@ from workbench.train.data import FrameItem, load_frames
 CLASSES = ("right", "other", "elsewhere")
 
 
-def classify(answer: spatial.SpatialAnswer, truth, label: str) -> tuple[str, tuple[float, float] | None]:
-    """The class of the first box's centre, and its offset (image fraction) from `label`'s centre."""
+def classify(
+    answer: spatial.SpatialAnswer, truth, label: str
+) -> tuple[str, tuple[float, float] | None, str | None]:
+    """The class of the first box's centre, its offset (image fraction) from `label`'s centre, and the
+    object it landed on (None when on none)."""
     boxes = [g for g in answer.geometry if isinstance(g, spatial.Box)]
     named = [b for b in truth.objects if b.label == label]
     if not boxes or not named:
-        return "elsewhere", None
+        return "elsewhere", None, None
     centre = boxes[0].center
     offset = spatial_metrics.centre_offset(
         answer, named[0].center, answer.frame.orig_width, answer.frame.orig_height
     )
     if spatial_metrics.point_in_box(centre, named[0]):
-        return "right", offset
-    if any(spatial_metrics.point_in_box(centre, b) for b in truth.objects if b.label != label):
-        return "other", offset
-    return "elsewhere", offset
+        return "right", offset, label
+    others = [b.label for b in truth.objects if b.label != label and spatial_metrics.point_in_box(centre, b)]
+    return ("other", offset, others[0]) if others else ("elsewhere", offset, None)
 
 
 def summarise(rows: list[tuple[str, tuple[float, float] | None, int]]) -> dict[str, float]:
@@ -78,6 +81,21 @@ def detect_recall(answer: spatial.SpatialAnswer, truth) -> float:
     return sum(found) / len(found)
 
 
+def per_object(confusions: list[tuple[str, str | None]]) -> dict[str, dict]:
+    """For each named object: how often it was found, and which object it was most often taken for."""
+    out = {}
+    for name in sorted({n for n, _ in confusions}):
+        landed = [x for n, x in confusions if n == name]
+        wrong = Counter(x for x in landed if x is not None and x != name)
+        out[name] = {
+            "n": len(landed),
+            "right": sum(x == name for x in landed) / len(landed),
+            "other": sum(wrong.values()) / len(landed),
+            "taken_for": wrong.most_common(2),
+        }
+    return out
+
+
 @torch.no_grad()
 def breakdown(
     checkpoint: str, data: str, episodes: int | None = None, batch: int = 16, detect: bool = False
@@ -93,6 +111,7 @@ def breakdown(
         asks += [(f, object_question("box", b.label), b.label, "object") for b in f.ground_truth.objects]
         asks.append((f, grounding_question("box", f.instruction), f.ground_truth.source_label, "task"))
     rows: dict[str, list] = {"object": [], "task": []}
+    confusions: list[tuple[str, str | None]] = []  # (named, landed on) for "Locate the <name>"
     if detect:
         recalls = []
         for start in tqdm(range(0, len(firsts), batch), desc="detect every object", unit="batch"):
@@ -104,9 +123,12 @@ def breakdown(
         chunk = asks[start : start + batch]
         texts = vlm.generate(vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk]), 64)
         for (f, _, label, kind), text in zip(chunk, texts, strict=True):
-            cls, offset = classify(spatial.parse(text, f.frame), f.ground_truth, label)
+            cls, offset, landed = classify(spatial.parse(text, f.frame), f.ground_truth, label)
             rows[kind].append((cls, offset, len(f.ground_truth.objects)))
+            if kind == "object":
+                confusions.append((label, landed))
     out = {kind: summarise(r) for kind, r in rows.items()}
+    out["per_object"] = per_object(confusions)
     if detect:
         out["detect"] = {"recall": sum(recalls) / len(recalls), "n": len(recalls)}
     return out
@@ -128,6 +150,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for c, kinds in results.items():
         for kind, s in kinds.items():
+            if kind == "per_object":
+                continue
             if kind == "detect":
                 print(f"| {c} | detect every object: recall {s['recall']:.2f} | | | | {s['n']} |")
                 continue
@@ -136,6 +160,12 @@ def main() -> None:
                 f"| {s['chose_right']:.2f} ({s['chance']:.2f}) "
                 f"| {s['centre_rms']:.3f} / {s['centre_rms_when_right']:.3f} | {s['n']} |"
             )
+
+    for c, kinds in results.items():
+        print(f"\n{c}: 'Locate the <name>' per object (right / other, most often taken for)")
+        for name, r in kinds["per_object"].items():
+            taken = ", ".join(f"{x} {k}" for x, k in r["taken_for"])
+            print(f"  {name:14s} {r['right']:.2f} / {r['other']:.2f}  n={r['n']:3d}  {taken}")
 
 
 if __name__ == "__main__":
