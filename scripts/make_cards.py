@@ -188,7 +188,10 @@ def cards() -> None:
             "post-training (spatial prompt, query former + DiT, diffusion loss + 0.1 x grounding loss). "
             "A demo of the pipeline trained in about three hours of one CPU thread: read the evaluation "
             "before drawing conclusions.",
-            {"stage 1 (held-out, every 600 steps)": stage1_log, **_stage2_logs(RUNS["st4vla-tiny"])},
+            {
+                "stage 1 (held-out, every 600 steps; minutes restart where the run was resumed)": stage1_log,
+                **_stage2_logs(RUNS["st4vla-tiny"]),
+            },
         ),
         (
             "vanilla-tiny",
