@@ -48,10 +48,7 @@ STAGE2 = (
 )
 # The third session's stage 1 (3,000 steps), which only vanilla-tiny's tokenizer came from: the same
 # data give a byte-identical tokenizer.json to STAGE1_RUN's.
-VANILLA_TOKENIZER = (
-    "workbench train stage1 --data runs/v2/demos runs/v2/scenes --curriculum-data runs/v2/scenes_one "
-    "--curriculum-steps 1200 --steps 3000 --warmup 200 --lr 3e-4 --eval-every 300 --out runs/v2/stage1"
-)
+VANILLA_TOKENIZER = f"{_STAGE1} --steps 3000 --out runs/v2/stage1"
 VANILLA = (
     "workbench train stage2 --vanilla --data runs/v2/demos runs/v2/demos2 --tokenizer runs/v2/stage1/tokenizer "
     "--out runs/v3/vanilla --steps 2000 --batch-size 12 --state --head-steps 8000"
