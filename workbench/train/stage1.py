@@ -54,6 +54,9 @@ class Stage1Config:
     # Weight of "Detect every object" (labels then boxes, left to right) in both pools; 0 leaves the
     # bundled checkpoints' recipe unchanged.
     detect_all: float = 0.0
+    # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
+    # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
+    init: str | None = None
     heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
     eval_every: int = 250
     eval_frames: int = 32
@@ -101,9 +104,20 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
             cfg.curriculum_data, cfg.model.image_size, cfg.model.chunk, cfg.heldout_episodes
         )
     tok_dir = out / "tokenizer"
-    if not (tok_dir / "tokenizer.json").exists():
-        make_tokenizer(frames, tok_dir)
-    policy = ST4VLAPolicy.from_config(cfg.model.config(), tokenizer_dir=tok_dir, seed=cfg.seed, name="stage1")
+    if cfg.init:
+        policy = ST4VLAPolicy.load(cfg.init, name="stage1")
+        if policy.config.image_size != cfg.model.image_size:
+            raise ValueError(
+                f"--init {cfg.init} takes {policy.config.image_size}-px images, the size preset "
+                f"{cfg.model.image_size}: pick the matching --size"
+            )
+        policy.tokenizer.save_pretrained(tok_dir)  # stage 2 reads the tokenizer from here
+    else:
+        if not (tok_dir / "tokenizer.json").exists():
+            make_tokenizer(frames, tok_dir)
+        policy = ST4VLAPolicy.from_config(
+            cfg.model.config(), tokenizer_dir=tok_dir, seed=cfg.seed, name="stage1"
+        )
     model = policy.model.train()
     vlm = model.qwen_vl_interface
     opt = build_optimizer({"vlm": vlm.parameters()}, cfg.optim)
