@@ -170,6 +170,20 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
         assert np.isfinite(log1[-1][key]) and log1[-1][key] >= 0.0, (key, log1[-1])
     assert "task centre error" in (ckpt / "README.md").read_text()
 
+    # --init: a stage 1 that starts from a checkpoint's weights and tokenizer, not from random ones.
+    again = Stage1Config(
+        data=s1.data, out=str(tmp_path / "s1_init"), model=size, steps=1, batch_size=2, heldout_episodes=1,
+        eval_frames=2, optim=OptimConfig(lr=1e-12, warmup_steps=1), init=str(ckpt),
+    )  # fmt: skip
+    started = ST4VLAPolicy.load(train_stage1(again)).model.state_dict()
+    assert all(
+        torch.allclose(started[k], v, atol=1e-6)
+        for k, v in ST4VLAPolicy.load(ckpt).model.state_dict().items()
+    )
+    assert (tmp_path / "s1_init" / "tokenizer" / "tokenizer.json").read_text() == (
+        ckpt / "tokenizer.json"
+    ).read_text()
+
     s2 = Stage2Config(
         data=(str(data[0]),), out=str(tmp_path / "s2"), init=str(ckpt), steps=30, batch_size=4,
         grounding_batch_size=2, optim=OptimConfig(lr=2e-3, lr_vlm=5e-4, lr_action=3e-3, warmup_steps=3),
