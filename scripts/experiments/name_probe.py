@@ -30,6 +30,13 @@ from workbench.train.data import load_frames
 NEUTRAL_PROMPT = "Describe the image."  # irrelevant to image tokens (causal attention), needed to build a row
 
 
+def token_under(point: tuple[float, float], frame, rows: int, cols: int) -> int:
+    """Raster index of the visual token whose image cell holds `point` (pixels of the raw render)."""
+    r = min(int(point[1] / frame.orig_height * rows), rows - 1)
+    c = min(int(point[0] / frame.orig_width * cols), cols - 1)
+    return r * cols + c
+
+
 @torch.no_grad()
 def object_token_features(policy: ST4VLAPolicy, frames, batch: int = 32) -> dict[str, np.ndarray]:
     """[N, hidden] features of the visual token under each scene's object, at the LM's input and output."""
@@ -42,9 +49,7 @@ def object_token_features(policy: ST4VLAPolicy, frames, batch: int = 32) -> dict
         rows, cols = vlm.image_token_grids(inputs)[0]
         for b, f in enumerate(chunk):
             positions = (inputs["input_ids"][b] == vlm.image_token_id).nonzero().flatten()  # [rows*cols]
-            cx, cy = f.ground_truth.objects[0].center  # pixels of the raw render
-            fx, fy = cx / f.frame.orig_width, cy / f.frame.orig_height
-            token = min(int(fy * rows), rows - 1) * cols + min(int(fx * cols), cols - 1)
+            token = token_under(f.ground_truth.objects[0].center, f.frame, rows, cols)
             feats["lm_input"].append(states[0][b, positions[token]].float().numpy())
             feats["lm_last_layer"].append(states[-1][b, positions[token]].float().numpy())
     return {k: np.stack(v) for k, v in feats.items()}

@@ -14,10 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import model_size
+from workbench.train.state import load_model_weights
 
 
 def main() -> None:
@@ -30,13 +29,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     policy = ST4VLAPolicy.from_config(model_size(args.size).config(), tokenizer_dir=args.tokenizer)
-    missing, unexpected = policy.model.load_state_dict(
-        load_file(str(Path(args.state) / "model.safetensors")), strict=False
-    )
-    if unexpected or [m for m in missing if "lm_head" not in m]:
-        raise SystemExit(
-            f"{args.state} does not match the {args.size} model: missing {missing}, unexpected {unexpected}"
-        )
+    load_model_weights(args.state, policy.model)
     step = json.loads((Path(args.state) / "state.json").read_text())["step"]
     policy.save(args.out, card=f"# {args.state} at step {step}\n\nConverted by state_to_checkpoint.py.\n")
     print(f"checkpoint of step {step}: {args.out}")

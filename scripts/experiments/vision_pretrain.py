@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from name_probe import token_under
 from torch import nn
 from tqdm import tqdm
 
@@ -36,11 +37,8 @@ def token_labels(frame, rows: int, cols: int, names: list[str]) -> list[int]:
     """Per visual token (raster order): 0 for none, 1 + the index of the object whose centre is in it."""
     labels = [0] * (rows * cols)
     for box in frame.ground_truth.objects:
-        cx, cy = box.center
-        r = min(int(cy / frame.frame.orig_height * rows), rows - 1)
-        c = min(int(cx / frame.frame.orig_width * cols), cols - 1)
         if box.label in names:
-            labels[r * cols + c] = 1 + names.index(box.label)
+            labels[token_under(box.center, frame.frame, rows, cols)] = 1 + names.index(box.label)
     return labels
 
 

@@ -83,6 +83,16 @@ def save_train_state(
     return directory
 
 
+def load_model_weights(directory: str | Path, model: torch.nn.Module) -> None:
+    """The model weights of a training state (the tied lm_head is saved only as the embedding)."""
+    state = load_file(str(Path(directory) / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [m for m in missing if "lm_head" not in m]:
+        raise ValueError(
+            f"training state does not match the model: missing {missing}, unexpected {unexpected}"
+        )
+
+
 def load_train_state(
     directory: str | Path,
     model: torch.nn.Module,
@@ -94,11 +104,7 @@ def load_train_state(
     if not (directory / "state.json").exists():
         raise FileNotFoundError(f"{directory} holds no training state (state.json): start without --resume")
     meta = json.loads((directory / "state.json").read_text())
-    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
-    if unexpected or [m for m in missing if "lm_head" not in m]:
-        raise ValueError(
-            f"training state does not match the model: missing {missing}, unexpected {unexpected}"
-        )
+    load_model_weights(directory, model)
     tensors = load_file(str(directory / "optimizer.safetensors"))
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
