@@ -59,6 +59,8 @@ def test_demonstrations_are_lerobot_datasets_of_successful_seen_episodes(data):
 
 
 def test_grounding_answers_parse_back_to_the_ground_truth(data):
+    from workbench.sim.catalog import objects
+
     frames = load_frames(data[1], 112, 4)
     item = frames[0]
     assert item.image.shape == (112, 112, 3)
@@ -83,19 +85,30 @@ def test_grounding_answers_parse_back_to_the_ground_truth(data):
     assert "Locate their bounding boxes" in task.question  # the spatial prompt itself
     labels = [g.label for g in spatial.parse(task.answer, item.frame).geometry]
     assert labels[0] == item.ground_truth.source_label
+    # "Is there a <name>?": yes for each object on the table, no for every absent seen object.
+    present = {b.label for b in item.ground_truth.objects}
+    yes = {p.question for p in pairs if p.kind == "exists_yes" and p.answer == "Yes"}
+    no = {p.question for p in pairs if p.kind == "exists_no" and p.answer == "No"}
+    asked = "Is there a {} in the image? Answer yes or no."
+    assert yes == {asked.format(n) for n in present}
+    absent = {spec.name for spec in objects("seen")} - present
+    assert absent and no == {asked.format(n) for n in absent}
 
 
-def test_detect_all_takes_its_share_and_keeps_the_other_kinds_ratios():
-    from workbench.train.stage1 import DEFAULT_KINDS, with_detect_all
+def test_added_kinds_take_their_share_and_keep_the_other_kinds_ratios():
+    from workbench.train.stage1 import DEFAULT_KINDS, with_shares
 
-    assert with_detect_all(DEFAULT_KINDS, 0.0) == DEFAULT_KINDS
-    mix = with_detect_all(DEFAULT_KINDS, 0.2)
-    assert mix["all_boxes"] == 0.2 and sum(mix.values()) == pytest.approx(1.0)
+    assert with_shares(DEFAULT_KINDS, {"all_boxes": 0.0}) == DEFAULT_KINDS
+    mix = with_shares(DEFAULT_KINDS, {"all_boxes": 0.2, "exists_yes": 0.1, "exists_no": 0.1})
+    assert mix["all_boxes"] == 0.2 and mix["exists_no"] == 0.1
+    assert sum(mix.values()) == pytest.approx(1.0)
     assert mix["object_box"] / mix["task_box"] == pytest.approx(
         DEFAULT_KINDS["object_box"] / DEFAULT_KINDS["task_box"]
     )
     with pytest.raises(ValueError, match="share"):
-        with_detect_all(DEFAULT_KINDS, 1.0)
+        with_shares(DEFAULT_KINDS, {"all_boxes": 1.0})
+    with pytest.raises(ValueError, match="all of the mix"):
+        with_shares(DEFAULT_KINDS, {"all_boxes": 0.6, "exists_yes": 0.4})
 
 
 def test_action_chunks_pad_with_stay_and_keep_the_gripper():

@@ -43,6 +43,12 @@ DETECT_QUESTION = (
 )
 
 
+# Yes/no question (stage-1 grounding data, optional): half about an object on the table, half about a
+# seen object that is not. Only the name separates the two answers, so the model must match the name
+# against the visual tokens: the binding that choosing among several objects needs (NOTES.md).
+EXISTS_QUESTION = "Is there a {object} in the image? Answer yes or no."
+
+
 def spatial_prompt(instruction: str) -> str:
     """The text the VLM reads at control time (upstream lower-cases instructions in predict_action)."""
     return SPATIAL_PROMPT.replace("{instruction}", instruction.lower())

@@ -47,6 +47,10 @@ def add_parsers(sub) -> None:
     s1.add_argument(
         "--detect-all", type=float, default=0.0, help="share of 'Detect every object' questions (0..1)"
     )
+    s1.add_argument(
+        "--exists", type=float, default=0.0,
+        help="share of 'Is there a <name>?' questions, half yes and half an absent seen object (0..1)",
+    )  # fmt: skip
     s1.add_argument("--init", default=None, help="start from this checkpoint's weights and tokenizer")
     s1.add_argument("--seed", type=int, default=0)
     s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
@@ -114,7 +118,8 @@ def run_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
-            curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, init=args.init,
+            curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists,
+            init=args.init,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))

@@ -15,7 +15,7 @@ from workbench.policy.configuration import ST4VLAConfig, tiny_config
 from workbench.policy.prompts import object_question
 from workbench.policy.tokenizer import build_tokenizer, default_corpus
 from workbench.sim.instructions import BANK
-from workbench.train.data import QA, FrameItem, grounding_pairs, task_boxes
+from workbench.train.data import LATER_KINDS, QA, FrameItem, grounding_pairs, task_boxes
 
 
 @dataclass
@@ -86,10 +86,8 @@ def make_tokenizer(frames: list[FrameItem], out_dir: str | Path):
         corpus += task["seen"]
     for item in frames[:: max(1, len(frames) // 400)]:
         if item.ground_truth is not None:
-            # The detect-all question came after the bundled checkpoints: leaving it out keeps their
-            # recipe's tokenizer byte-identical (its words are split into smaller pieces instead).
             pairs = grounding_pairs(item.ground_truth, item.instruction, item.frame)
-            corpus += [t for p in pairs if p.kind != "all_boxes" for t in (p.question, p.answer)]
+            corpus += [t for p in pairs if p.kind not in LATER_KINDS for t in (p.question, p.answer)]
     return build_tokenizer(corpus * 2, out_dir)
 
 

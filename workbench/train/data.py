@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
-from workbench.policy.prompts import DETECT_QUESTION, grounding_question, object_question
+from workbench.policy.prompts import DETECT_QUESTION, EXISTS_QUESTION, grounding_question, object_question
 from workbench.records import GroundTruth
+from workbench.sim.catalog import objects
 from workbench.spatial import Box, Frame, Point, Trace
 
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
@@ -114,15 +115,27 @@ def generate(cfg: DataConfig) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
+# Question kinds added after the bundled checkpoints were trained: their words stay out of the
+# tokenizer's corpus, so the bundled recipe's tokenizer stays byte-identical.
+LATER_KINDS = frozenset({"all_boxes", "exists_yes", "exists_no"})
+
+
 @dataclass
 class QA:
-    kind: str  # "object_box" | "object_point" | "task_box" | "task_point" | "trace" | "all_boxes"
+    # "object_box" | "object_point" | "task_box" | "task_point" | "trace" | "all_boxes" | "exists_yes" |
+    # "exists_no"
+    kind: str
     question: str
     answer: str
 
 
 def _find(boxes: list[Box], label: str) -> Box | None:
     return next((b for b in boxes if b.label == label), None)
+
+
+def seen_object_names() -> list[str]:
+    """The names a training question may ask about (the unseen split never reaches training)."""
+    return [spec.name for spec in objects("seen")]
 
 
 def task_boxes(gt: GroundTruth) -> list[Box]:
@@ -143,6 +156,12 @@ def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_point
     if gt.objects:
         left_to_right = sorted(gt.objects, key=lambda b: (b.center[0], b.center[1]))
         pairs.append(QA("all_boxes", DETECT_QUESTION, spatial.format(left_to_right, frame)))
+    present = {b.label for b in gt.objects}
+    for name in sorted(present):
+        pairs.append(QA("exists_yes", EXISTS_QUESTION.replace("{object}", name), "Yes"))
+    for name in seen_object_names():
+        if name not in present:
+            pairs.append(QA("exists_no", EXISTS_QUESTION.replace("{object}", name), "No"))
     boxes = task_boxes(gt)
     if boxes:
         pairs.append(QA("task_box", grounding_question("box", instruction), spatial.format(boxes, frame)))

@@ -54,6 +54,9 @@ class Stage1Config:
     # Weight of "Detect every object" (labels then boxes, left to right) in both pools; 0 leaves the
     # bundled checkpoints' recipe unchanged.
     detect_all: float = 0.0
+    # Weight of "Is there a <name> in the image?" (half yes, half a seen object that is absent): a
+    # direct signal for matching a name against the visual tokens. 0 leaves the recipe unchanged.
+    exists: float = 0.0
     # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
     # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
     init: str | None = None
@@ -65,14 +68,22 @@ class Stage1Config:
     threads: int = 1
 
 
-def with_detect_all(kinds: dict[str, float], weight: float) -> dict[str, float]:
-    """The question mix with "Detect every object" at `weight` of it (the other kinds scaled down)."""
-    if not 0.0 <= weight < 1.0:
-        raise ValueError(f"detect_all is a share of the questions in [0, 1), got {weight}")
-    if weight == 0.0:
-        return dict(kinds)
+def with_shares(kinds: dict[str, float], shares: dict[str, float]) -> dict[str, float]:
+    """The question mix with each kind of `shares` at its share of it (the other kinds scaled down)."""
+    for kind, share in shares.items():
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"{kind} is a share of the questions in [0, 1), got {share}")
+    shares = {k: w for k, w in shares.items() if w > 0.0}
+    rest = 1.0 - sum(shares.values())
+    if rest <= 0.0:
+        raise ValueError(f"the added question kinds take all of the mix: {shares}")
     total = sum(kinds.values())
-    return {**{k: v * (1.0 - weight) / total for k, v in kinds.items()}, "all_boxes": weight}
+    return {**{k: v * rest / total for k, v in kinds.items()}, **shares}
+
+
+def added_kinds(cfg: Stage1Config) -> dict[str, float]:
+    """The optional question kinds' shares: detect-all, and existence split evenly into yes and no."""
+    return {"all_boxes": cfg.detect_all, "exists_yes": cfg.exists / 2, "exists_no": cfg.exists / 2}
 
 
 def split_heldout(frames: list[FrameItem], n_episodes: int) -> tuple[list[FrameItem], list[FrameItem]]:
@@ -128,8 +139,8 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         step, log = state.step, state.extra.get("log", [])
         print(f"resumed stage 1 at step {step}")
     main_kinds, curriculum_kinds = (
-        with_detect_all(cfg.kinds, cfg.detect_all),
-        with_detect_all(CURRICULUM_KINDS, cfg.detect_all),
+        with_shares(cfg.kinds, added_kinds(cfg)),
+        with_shares(CURRICULUM_KINDS, added_kinds(cfg)),
     )
     rng = np.random.default_rng(cfg.seed + step)  # a resumed run draws fresh batches, not replays
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
