@@ -16,6 +16,10 @@ workbench/train/NOTES.md, where the action expert needs ~0.03 or better.
 `--detect-all`) and reports its recall: the share of the scene's objects that some answered box,
 labelled with the object's name, has its centre inside.
 
+`--exists` also asks "Is there a <name> in the image?" about each object of the scene and as many seen
+objects that are absent (for checkpoints trained with `--exists`) and reports the share answered right,
+yes and no apart: whether the model can match a name against the image at all, without placing it.
+
     workbench train data --no-demos --scenes-out runs/v5/scenes_test --scenes-per-task 40 --scenes-seed 9000
     python scripts/experiments/grounding_breakdown.py --data runs/v5/scenes_test \
         --checkpoint runs/v5/stage1_m1/final runs/v5/stage1_m2/final
@@ -27,13 +31,19 @@ import argparse
 import json
 from collections import Counter
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from workbench import spatial, spatial_metrics
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.policy.prompts import DETECT_QUESTION, grounding_question, object_question
-from workbench.train.data import FrameItem, load_frames
+from workbench.policy.prompts import (
+    DETECT_QUESTION,
+    EXISTS_QUESTION,
+    grounding_question,
+    object_question,
+)
+from workbench.train.data import FrameItem, load_frames, seen_object_names
 
 CLASSES = ("right", "other", "elsewhere")
 
@@ -96,9 +106,39 @@ def per_object(confusions: list[tuple[str, str | None]]) -> dict[str, dict]:
     return out
 
 
+def existence_asks(frames: list[FrameItem], seed: int = 0) -> list[tuple[FrameItem, str, bool]]:
+    """(frame, question, truth): each object of each scene, and as many absent seen objects."""
+    rng = np.random.default_rng(seed)
+    asks = []
+    for f in frames:
+        present = [b.label for b in f.ground_truth.objects]
+        absent = [n for n in seen_object_names() if n not in present]
+        picked = rng.choice(len(absent), min(len(present), len(absent)), replace=False)
+        asks += [(f, EXISTS_QUESTION.replace("{object}", n), True) for n in present]
+        asks += [(f, EXISTS_QUESTION.replace("{object}", absent[i]), False) for i in picked]
+    return asks
+
+
+def existence_accuracy(vlm, frames: list[FrameItem], batch: int) -> dict[str, float]:
+    asks = existence_asks(frames)
+    said_yes = []
+    for start in tqdm(range(0, len(asks), batch), desc="is there a <name>", unit="batch"):
+        chunk = asks[start : start + batch]
+        texts = vlm.generate(vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk]), 4)
+        said_yes += [t.strip().lower().startswith("yes") for t in texts]
+    yes = [s for s, (_, _, truth) in zip(said_yes, asks, strict=True) if truth]
+    no = [not s for s, (_, _, truth) in zip(said_yes, asks, strict=True) if not truth]
+    return {"yes_right": float(np.mean(yes)), "no_right": float(np.mean(no)), "n": len(asks)}
+
+
 @torch.no_grad()
 def breakdown(
-    checkpoint: str, data: str, episodes: int | None = None, batch: int = 16, detect: bool = False
+    checkpoint: str,
+    data: str,
+    episodes: int | None = None,
+    batch: int = 16,
+    detect: bool = False,
+    exists: bool = False,
 ) -> dict[str, dict[str, float]]:
     torch.set_num_threads(1)
     policy = ST4VLAPolicy.load(checkpoint)
@@ -129,6 +169,8 @@ def breakdown(
                 confusions.append((label, landed))
     out = {kind: summarise(r) for kind, r in rows.items()}
     out["per_object"] = per_object(confusions)
+    if exists:
+        out["exists"] = existence_accuracy(vlm, firsts, batch)
     if detect:
         out["detect"] = {"recall": sum(recalls) / len(recalls), "n": len(recalls)}
     return out
@@ -140,8 +182,12 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="scenes or demonstrations never trained on")
     ap.add_argument("--episodes", type=int, default=None, help="the first frames of this many (default all)")
     ap.add_argument("--detect", action="store_true", help="also ask 'Detect every object' (recall)")
+    ap.add_argument("--exists", action="store_true", help="also ask 'Is there a <name>?' (accuracy)")
     args = ap.parse_args()
-    results = {c: breakdown(c, args.data, args.episodes, detect=args.detect) for c in args.checkpoint}
+    results = {
+        c: breakdown(c, args.data, args.episodes, detect=args.detect, exists=args.exists)
+        for c in args.checkpoint
+    }
     print(json.dumps(results, indent=1))
     print(
         "\n| checkpoint | question | right / other / elsewhere | on an object: chose right (chance) "
@@ -154,6 +200,12 @@ def main() -> None:
                 continue
             if kind == "detect":
                 print(f"| {c} | detect every object: recall {s['recall']:.2f} | | | | {s['n']} |")
+                continue
+            if kind == "exists":
+                print(
+                    f"| {c} | is there a <name>: right when present {s['yes_right']:.2f}, "
+                    f"when absent {s['no_right']:.2f} | | | | {s['n']} |"
+                )
                 continue
             print(
                 f"| {c} | {kind} | {s['right']:.2f} / {s['other']:.2f} / {s['elsewhere']:.2f} "
