@@ -269,3 +269,9 @@ def test_merge_one_gives_every_patch_its_own_visual_token():
     assert counts == {2: 4, 1: 16}  # 56 px = 4x4 patches of 14 px, merged 2x2 or kept
     with pytest.raises(ValueError, match="merge must be 1 or 2"):
         model_size("test", merge=3)
+    # --layers changes the language model's depth and nothing else
+    deeper = ST4VLAPolicy.from_config(model_size("test", layers=3).config(), seed=0)
+    assert deeper.config.vlm.num_layers == 3
+    assert model_size("test", layers=3).vision_depth == model_size("test").vision_depth
+    with pytest.raises(ValueError, match="layers must be at least 1"):
+        model_size("test", layers=0)

@@ -35,6 +35,7 @@ def add_parsers(sub) -> None:
         default=None,
         help="visual-token merge (2 as Qwen2.5-VL; 1: 4x the visual tokens)",
     )
+    s1.add_argument("--layers", type=int, default=None, help="language-model depth (default: the preset's)")
     s1.add_argument("--steps", type=int, default=1200)
     s1.add_argument("--batch-size", type=int, default=16)
     s1.add_argument("--lr", type=float, default=3e-4)
@@ -63,6 +64,9 @@ def add_parsers(sub) -> None:
         "--vanilla", action="store_true", help="baseline: no stage 1, plain instruction, no co-training"
     )
     s2.add_argument("--size", default="demo", help="model size preset when starting from scratch")
+    s2.add_argument(
+        "--layers", type=int, default=None, help="language-model depth when starting from scratch"
+    )
     s2.add_argument("--tokenizer", default="runs/stage1/tokenizer")
     s2.add_argument("--steps", type=int, default=600)
     s2.add_argument("--batch-size", type=int, default=12)
@@ -114,8 +118,8 @@ def run_train(args: argparse.Namespace) -> int:
         from workbench.train.stage1 import Stage1Config, train_stage1
 
         cfg = Stage1Config(
-            data=tuple(args.data), out=args.out, model=model_size(args.size, merge=args.merge), steps=args.steps,
-            batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
+            data=tuple(args.data), out=args.out, model=model_size(args.size, merge=args.merge, layers=args.layers),
+            steps=args.steps, batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
             curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists,
@@ -128,7 +132,8 @@ def run_train(args: argparse.Namespace) -> int:
     from workbench.train.stage2 import Stage2Config, train_stage2
 
     cfg = Stage2Config(
-        data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla, model=model_size(args.size),
+        data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla,
+        model=model_size(args.size, layers=args.layers),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
         state=args.state,

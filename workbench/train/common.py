@@ -62,13 +62,17 @@ SIZES: dict[str, ModelSize] = {
 }  # fmt: skip
 
 
-def model_size(name: str, merge: int | None = None) -> ModelSize:
-    """A named size; `merge` overrides its visual-token merge (1 keeps every 14-px patch a token)."""
+def model_size(name: str, merge: int | None = None, layers: int | None = None) -> ModelSize:
+    """A named size; `merge` overrides its visual-token merge (1 keeps every 14-px patch a token) and
+    `layers` its language model's depth."""
     if name not in SIZES:
         raise ValueError(f"unknown model size {name!r}; choose one of {sorted(SIZES)}")
     if merge is not None and merge not in (1, 2):
         raise ValueError(f"merge must be 1 or 2, got {merge}")
-    return SIZES[name] if merge is None else replace(SIZES[name], merge=merge)
+    if layers is not None and layers < 1:
+        raise ValueError(f"layers must be at least 1, got {layers}")
+    size = SIZES[name] if merge is None else replace(SIZES[name], merge=merge)
+    return size if layers is None else replace(size, layers=layers)
 
 
 def seed_everything(seed: int, threads: int) -> None:
