@@ -95,6 +95,20 @@ def test_grounding_answers_parse_back_to_the_ground_truth(data):
     assert absent and no == {asked.format(n) for n in absent}
 
 
+def test_contrast_pairs_ask_about_two_objects_of_the_same_image(data):
+    from workbench.train.common import sample_pairs
+
+    frames = load_frames(data[1], 112, 4)  # scenes of 2-4 objects
+    kinds = {"object_box": 1.0}
+    drawn = sample_pairs(frames, 16, np.random.default_rng(0), kinds, contrast=True)
+    assert len(drawn) == 16
+    for (img_a, qa_a), (img_b, qa_b) in zip(drawn[::2], drawn[1::2], strict=True):
+        assert img_a is img_b  # the same image...
+        assert qa_a.question != qa_b.question and qa_a.answer != qa_b.answer  # ...two of its objects
+    plain = sample_pairs(frames, 16, np.random.default_rng(0), kinds)
+    assert sum(a is b for (a, _), (b, _) in zip(plain[::2], plain[1::2], strict=True)) < 8
+
+
 def test_added_kinds_take_their_share_and_keep_the_other_kinds_ratios():
     from workbench.train.stage1 import DEFAULT_KINDS, with_shares
 

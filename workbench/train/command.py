@@ -52,6 +52,9 @@ def add_parsers(sub) -> None:
         "--exists", type=float, default=0.0,
         help="share of 'Is there a <name>?' questions, half yes and half an absent seen object (0..1)",
     )  # fmt: skip
+    s1.add_argument(
+        "--contrast", action="store_true", help="ask object questions in pairs: two objects of one image"
+    )
     s1.add_argument("--init", default=None, help="start from this checkpoint's weights and tokenizer")
     s1.add_argument("--seed", type=int, default=0)
     s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
@@ -122,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
             steps=args.steps, batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
-            curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists,
+            curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists, contrast=args.contrast,
             init=args.init,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))

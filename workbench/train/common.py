@@ -95,10 +95,19 @@ def make_tokenizer(frames: list[FrameItem], out_dir: str | Path):
     return build_tokenizer(corpus * 2, out_dir)
 
 
+# Question kinds about one named object: those a contrast pair asks twice, about two objects.
+CONTRAST_KINDS = ("object_box", "object_point")
+
+
 def sample_pairs(
-    frames: list[FrameItem], n: int, rng: np.random.Generator, kinds: dict[str, float]
+    frames: list[FrameItem], n: int, rng: np.random.Generator, kinds: dict[str, float], contrast: bool = False
 ) -> list[tuple[np.ndarray, QA]]:
-    """n (image, question/answer) pairs; the question kind is drawn with the given weights."""
+    """n (image, question/answer) pairs; the question kind is drawn with the given weights.
+
+    With `contrast`, an object question comes with a second one about another object of the same
+    image: within the batch only the name separates the two answers, so what the batch teaches about
+    choosing is not drowned by what it teaches about where objects usually are.
+    """
     names, weights = list(kinds), np.array(list(kinds.values()), dtype=np.float64)
     out = []
     while len(out) < n:
@@ -109,7 +118,11 @@ def sample_pairs(
         pairs = [
             p for p in grounding_pairs(item.ground_truth, item.instruction, item.frame) if p.kind == kind
         ]
-        if pairs:
+        if not pairs:
+            continue
+        if contrast and kind in CONTRAST_KINDS and len(pairs) >= 2 and len(out) + 2 <= n:
+            out += [(item.image, pairs[int(i)]) for i in rng.choice(len(pairs), 2, replace=False)]
+        else:  # the bundled recipe's draw: unchanged, so its batches stay reproducible
             out.append((item.image, pairs[int(rng.integers(len(pairs)))]))
     return out
 

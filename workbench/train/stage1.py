@@ -57,6 +57,8 @@ class Stage1Config:
     # Weight of "Is there a <name> in the image?" (half yes, half a seen object that is absent): a
     # direct signal for matching a name against the visual tokens. 0 leaves the recipe unchanged.
     exists: float = 0.0
+    # Ask object questions in pairs: two objects of the same image (workbench/train/common.py).
+    contrast: bool = False
     # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
     # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
     init: str | None = None
@@ -149,7 +151,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
     while step < cfg.steps:
         one_object = bool(ones) and (step < cfg.curriculum_steps or rng.random() < cfg.curriculum_mix)
         pool, kinds = (ones, curriculum_kinds) if one_object else (frames, main_kinds)
-        inputs = grounding_inputs(vlm, sample_pairs(pool, cfg.batch_size, rng, kinds))
+        inputs = grounding_inputs(vlm, sample_pairs(pool, cfg.batch_size, rng, kinds, cfg.contrast))
         loss = model.grounding_loss(inputs)
         optimizer_step(loss, vlm.parameters(), opt, sched, cfg.optim.clip_norm)
         step += 1
