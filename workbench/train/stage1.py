@@ -76,6 +76,8 @@ def with_shares(kinds: dict[str, float], shares: dict[str, float]) -> dict[str, 
         if not 0.0 <= share < 1.0:
             raise ValueError(f"{kind} is a share of the questions in [0, 1), got {share}")
     shares = {k: w for k, w in shares.items() if w > 0.0}
+    if not shares:
+        return dict(kinds)  # exactly the recipe's mix, so its batches stay reproducible
     rest = 1.0 - sum(shares.values())
     if rest <= 0.0:
         raise ValueError(f"the added question kinds take all of the mix: {shares}")
