@@ -1,0 +1,49 @@
+"""Does the order of image and question matter? Run any workbench command, or grounding_breakdown.py,
+with the question BEFORE the image in every prompt (a diagnostic, not the workbench's format).
+
+Upstream (and the workbench) put the image first, so the visual tokens cannot see the question: the
+answer position has to find the named object by itself, a two-step lookup. With the question first,
+each visual token can compare its own object with the name. If a model learns "Is there a <name>?"
+this way and not the other, the lookup in the language model is what stage 1 lacks
+(workbench/train/NOTES.md, seventh session).
+
+    python scripts/experiments/text_first.py workbench train stage1 --data ... --exists 0.95 --out runs/v7/tf
+    python scripts/experiments/text_first.py breakdown --data runs/v5/scenes_test --checkpoint runs/v7/tf/final --exists
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from workbench.policy.vlm import QwenVLInterface
+
+
+def chat_texts_text_first(self, num_images: list[int], prompts: list[str]) -> list[str]:
+    texts = []
+    for n, prompt in zip(num_images, prompts, strict=True):
+        content = [{"type": "text", "text": prompt}] + [{"type": "image"} for _ in range(n)]
+        messages = [{"role": "user", "content": content}]
+        texts.append(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return texts
+
+
+def main() -> None:
+    QwenVLInterface.chat_texts = chat_texts_text_first
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "workbench":
+        from workbench.cli import main as workbench_main
+
+        raise SystemExit(workbench_main(args))
+    if command == "breakdown":
+        sys.path.insert(0, str(Path(__file__).parent))
+        import grounding_breakdown
+
+        sys.argv = ["grounding_breakdown.py", *args]
+        grounding_breakdown.main()
+        return
+    raise SystemExit(f"usage: {sys.argv[0]} workbench <args> | breakdown <args>")
+
+
+if __name__ == "__main__":
+    main()
