@@ -18,7 +18,8 @@ labelled with the object's name, has its centre inside.
 
 `--exists` also asks "Is there a <name> in the image?" about each object of the scene and as many seen
 objects that are absent (for checkpoints trained with `--exists`) and reports the share answered right,
-yes and no apart: whether the model can match a name against the image at all, without placing it.
+yes and no apart, and the AUC of P(yes) (0.5: chance): whether the model can match a name against
+the image at all, without placing it.
 
     workbench train data --no-demos --scenes-out runs/v5/scenes_test --scenes-per-task 40 --scenes-seed 9000
     python scripts/experiments/grounding_breakdown.py --data runs/v5/scenes_test \
@@ -120,15 +121,25 @@ def existence_asks(frames: list[FrameItem], seed: int = 0) -> list[tuple[FrameIt
 
 
 def existence_accuracy(vlm, frames: list[FrameItem], batch: int) -> dict[str, float]:
+    """Right answers, present and absent apart, and the AUC of P(yes) (0.5: the name is not matched)."""
     asks = existence_asks(frames)
-    said_yes = []
+    yes_id, no_id = (vlm.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
+    p_yes = []
     for start in tqdm(range(0, len(asks), batch), desc="is there a <name>", unit="batch"):
         chunk = asks[start : start + batch]
-        texts = vlm.generate(vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk]), 4)
-        said_yes += [t.strip().lower().startswith("yes") for t in texts]
-    yes = [s for s, (_, _, truth) in zip(said_yes, asks, strict=True) if truth]
-    no = [not s for s, (_, _, truth) in zip(said_yes, asks, strict=True) if not truth]
-    return {"yes_right": float(np.mean(yes)), "no_right": float(np.mean(no)), "n": len(asks)}
+        inputs = vlm.build_inputs([[a[0].image] for a in chunk], [a[1] for a in chunk])
+        logits = vlm.forward(inputs, output_hidden_states=False).logits[:, -1, [yes_id, no_id]]
+        p_yes += torch.softmax(logits.float(), -1)[:, 0].tolist()
+    truth = np.array([a[2] for a in asks])
+    p = np.array(p_yes)
+    pos, neg = p[truth], p[~truth]
+    auc = float(np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])))
+    return {
+        "yes_right": float(np.mean(pos > 0.5)),
+        "no_right": float(np.mean(neg <= 0.5)),
+        "auc": auc,
+        "n": len(asks),
+    }
 
 
 @torch.no_grad()
@@ -204,7 +215,7 @@ def main() -> None:
             if kind == "exists":
                 print(
                     f"| {c} | is there a <name>: right when present {s['yes_right']:.2f}, "
-                    f"when absent {s['no_right']:.2f} | | | | {s['n']} |"
+                    f"when absent {s['no_right']:.2f}, AUC of P(yes) {s['auc']:.2f} | | | | {s['n']} |"
                 )
                 continue
             print(
