@@ -40,7 +40,7 @@ from workbench import spatial, spatial_metrics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.prompts import (
     DETECT_QUESTION,
-    EXISTS_QUESTION,
+    exists_question,
     grounding_question,
     object_question,
 )
@@ -115,8 +115,8 @@ def existence_asks(frames: list[FrameItem], seed: int = 0) -> list[tuple[FrameIt
         present = [b.label for b in f.ground_truth.objects]
         absent = [n for n in seen_object_names() if n not in present]
         picked = rng.choice(len(absent), min(len(present), len(absent)), replace=False)
-        asks += [(f, EXISTS_QUESTION.replace("{object}", n), True) for n in present]
-        asks += [(f, EXISTS_QUESTION.replace("{object}", absent[i]), False) for i in picked]
+        asks += [(f, exists_question(n), True) for n in present]
+        asks += [(f, exists_question(absent[i]), False) for i in picked]
     return asks
 
 

@@ -65,3 +65,7 @@ def object_question(query: str, obj: str) -> str:
     if query not in OBJECT_QUESTIONS:
         raise ValueError(f"Unknown object query {query!r}; use one of {sorted(OBJECT_QUESTIONS)}.")
     return OBJECT_QUESTIONS[query].replace("{object}", obj)
+
+
+def exists_question(obj: str) -> str:
+    return EXISTS_QUESTION.replace("{object}", obj)

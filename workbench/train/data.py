@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
-from workbench.policy.prompts import DETECT_QUESTION, EXISTS_QUESTION, grounding_question, object_question
+from workbench.policy.prompts import DETECT_QUESTION, exists_question, grounding_question, object_question
 from workbench.records import GroundTruth
 from workbench.sim.catalog import objects
 from workbench.spatial import Box, Frame, Point, Trace
@@ -158,10 +158,10 @@ def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_point
         pairs.append(QA("all_boxes", DETECT_QUESTION, spatial.format(left_to_right, frame)))
     present = {b.label for b in gt.objects}
     for name in sorted(present):
-        pairs.append(QA("exists_yes", EXISTS_QUESTION.replace("{object}", name), "Yes"))
+        pairs.append(QA("exists_yes", exists_question(name), "Yes"))
     for name in seen_object_names():
         if name not in present:
-            pairs.append(QA("exists_no", EXISTS_QUESTION.replace("{object}", name), "No"))
+            pairs.append(QA("exists_no", exists_question(name), "No"))
     boxes = task_boxes(gt)
     if boxes:
         pairs.append(QA("task_box", grounding_question("box", instruction), spatial.format(boxes, frame)))
