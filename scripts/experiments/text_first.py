@@ -19,17 +19,12 @@ from pathlib import Path
 from workbench.policy.vlm import QwenVLInterface
 
 
-def chat_texts_text_first(self, num_images: list[int], prompts: list[str]) -> list[str]:
-    texts = []
-    for n, prompt in zip(num_images, prompts, strict=True):
-        content = [{"type": "text", "text": prompt}] + [{"type": "image"} for _ in range(n)]
-        messages = [{"role": "user", "content": content}]
-        texts.append(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    return texts
+def text_then_images(num_images: int, prompt: str) -> list[dict]:
+    return [{"type": "text", "text": prompt}] + [{"type": "image"} for _ in range(num_images)]
 
 
 def main() -> None:
-    QwenVLInterface.chat_texts = chat_texts_text_first
+    QwenVLInterface.user_content = staticmethod(text_then_images)
     command, args = sys.argv[1], sys.argv[2:]
     if command == "workbench":
         from workbench.cli import main as workbench_main

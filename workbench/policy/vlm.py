@@ -115,12 +115,16 @@ class QwenVLInterface(nn.Module):
         self.image_token_id = self.model.config.image_token_id
 
     # --- prompts ---------------------------------------------------------------------------------
+    @staticmethod
+    def user_content(num_images: int, prompt: str) -> list[dict]:
+        """A user turn's content: the images first, then the prompt text (as upstream)."""
+        return [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+
     def chat_texts(self, num_images: list[int], prompts: list[str]) -> list[str]:
-        """One user turn per sample: images first, then the prompt text; generation prompt added."""
+        """One user turn per sample (`user_content`); generation prompt added."""
         texts = []
         for n, prompt in zip(num_images, prompts, strict=True):
-            content = [{"type": "image"} for _ in range(n)] + [{"type": "text", "text": prompt}]
-            messages = [{"role": "user", "content": content}]
+            messages = [{"role": "user", "content": self.user_content(n, prompt)}]
             texts.append(
                 self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             )
