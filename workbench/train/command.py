@@ -56,6 +56,11 @@ def add_parsers(sub) -> None:
         "--contrast", action="store_true", help="ask object questions in pairs: two objects of one image"
     )
     s1.add_argument("--init", default=None, help="start from this checkpoint's weights and tokenizer")
+    s1.add_argument(
+        "--freeze-vision",
+        action="store_true",
+        help="train only the language model (the vision tower stays as --init left it)",
+    )
     s1.add_argument("--seed", type=int, default=0)
     s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
 
@@ -126,7 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
             curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists, contrast=args.contrast,
-            init=args.init,
+            init=args.init, freeze_vision=args.freeze_vision,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))

@@ -62,6 +62,10 @@ class Stage1Config:
     # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
     # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
     init: str | None = None
+    # Keep the vision tower and merger as `init` left them; only the language model trains. For a
+    # vision tower pre-trained on identity (stage 0), which joint training from a random language
+    # model would otherwise overwrite (NOTES.md, eighth session).
+    freeze_vision: bool = False
     heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
     eval_every: int = 250
     eval_frames: int = 32
@@ -88,6 +92,15 @@ def with_shares(kinds: dict[str, float], shares: dict[str, float]) -> dict[str, 
 def added_kinds(cfg: Stage1Config) -> dict[str, float]:
     """The optional question kinds' shares: detect-all, and existence split evenly into yes and no."""
     return {"all_boxes": cfg.detect_all, "exists_yes": cfg.exists / 2, "exists_no": cfg.exists / 2}
+
+
+def trainable_parameters(vlm, freeze_vision: bool) -> list:
+    """The VLM's parameters stage 1 updates; with `freeze_vision`, all but the vision tower's."""
+    visual = vlm.model.model.visual
+    for p in visual.parameters():
+        p.requires_grad_(not freeze_vision)
+    frozen = {id(p) for p in visual.parameters()} if freeze_vision else set()
+    return [p for p in vlm.parameters() if id(p) not in frozen]
 
 
 def split_heldout(frames: list[FrameItem], n_episodes: int) -> tuple[list[FrameItem], list[FrameItem]]:
@@ -135,7 +148,8 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         )
     model = policy.model.train()
     vlm = model.qwen_vl_interface
-    opt = build_optimizer({"vlm": vlm.parameters()}, cfg.optim)
+    trained = trainable_parameters(vlm, cfg.freeze_vision)
+    opt = build_optimizer({"vlm": trained}, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
     step, log = 0, []
     if resume and (out / "state" / "state.json").exists():
@@ -155,7 +169,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         pool, kinds = (ones, curriculum_kinds) if one_object else (frames, main_kinds)
         inputs = grounding_inputs(vlm, sample_pairs(pool, cfg.batch_size, rng, kinds, cfg.contrast))
         loss = model.grounding_loss(inputs)
-        optimizer_step(loss, vlm.parameters(), opt, sched, cfg.optim.clip_norm)
+        optimizer_step(loss, trained, opt, sched, cfg.optim.clip_norm)
         step += 1
         running = smoothed(running, loss.item())
         bar.update(1)
