@@ -10,6 +10,10 @@ keep their initial weights (the same seed as stage 1), so a stage 1 started from
 
     python scripts/experiments/vision_pretrain.py --data runs/v2/scenes_one runs/v2/scenes \
         --tokenizer runs/v5/stage1_m2_long/tokenizer --out runs/v6/stage0
+
+`--boxes` also has each token that holds an object's centre regress where in its cell that centre
+lies and the box's width and height (fractions of the cell and of the image; L1), so that the
+features carry the geometry a box answer needs finer than one token, not only the identity.
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ def token_labels(frame, rows: int, cols: int, names: list[str]) -> list[int]:
     return labels
 
 
+def token_boxes(frame, rows: int, cols: int) -> tuple[list[list[float]], list[bool]]:
+    """Per visual token: (centre x, y within the cell; box w, h over the image) and whether it has one."""
+    targets, has = [[0.0] * 4 for _ in range(rows * cols)], [False] * (rows * cols)
+    w, h = frame.frame.orig_width, frame.frame.orig_height
+    for box in frame.ground_truth.objects:
+        i = token_under(box.center, frame.frame, rows, cols)
+        cx, cy = box.center[0] / w * cols, box.center[1] / h * rows
+        targets[i] = [cx - int(cx), cy - int(cy), (box.x2 - box.x1) / w, (box.y2 - box.y1) / h]
+        has[i] = True
+    return targets, has
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", required=True)
@@ -52,6 +68,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--heldout-episodes", type=int, default=20, help="as stage 1: never trained on")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--boxes", action="store_true", help="also regress each object's box from its token")
     args = ap.parse_args()
     seed_everything(args.seed, 1)
     size = model_size("demo")
@@ -66,7 +83,7 @@ def main() -> None:
     )
     vlm = policy.model.qwen_vl_interface
     inner = vlm.model.model  # Qwen2_5_VLModel: .visual is the vision tower and merger
-    head = nn.Linear(policy.config.vlm.hidden_size, 1 + len(names))
+    head = nn.Linear(policy.config.vlm.hidden_size, 1 + len(names) + (4 if args.boxes else 0))
     weight = torch.tensor([NONE_WEIGHT] + [1.0] * len(names))
     optim = OptimConfig(lr=args.lr, warmup_steps=50)
     params = list(inner.visual.parameters()) + list(head.parameters())
@@ -82,22 +99,39 @@ def main() -> None:
         m = policy.config.vlm.spatial_merge_size
         rows, cols = int(grid[0, 1]) // m, int(grid[0, 2]) // m
         labels = torch.tensor([token_labels(f, rows, cols, names) for f in batch]).flatten()
-        return head(torch.cat(list(embeds))), labels  # [B*rows*cols, classes], [B*rows*cols]
+        boxes = [token_boxes(f, rows, cols) for f in batch]
+        targets = torch.tensor([t for b in boxes for t in b[0]])  # [B*rows*cols, 4]
+        has = torch.tensor([x for b in boxes for x in b[1]])  # [B*rows*cols]
+        return head(torch.cat(list(embeds))), labels, targets, has
+
+    def loss_of(out, labels, targets, has):
+        loss = nn.functional.cross_entropy(out[:, : 1 + len(names)], labels, weight=weight)
+        if args.boxes:
+            loss = loss + (out[has, 1 + len(names) :] - targets[has]).abs().mean() * 4
+        return loss
 
     for step in tqdm(range(1, args.steps + 1), desc="stage 0 vision", unit="step"):
         batch = [frames[int(i)] for i in rng.integers(len(frames), size=args.batch_size)]
-        logits, labels = logits_and_labels(batch)
-        loss = nn.functional.cross_entropy(logits, labels, weight=weight)
+        loss = loss_of(*logits_and_labels(batch))
         optimizer_step(loss, params, opt, sched, optim.clip_norm)
         running = smoothed(running, loss.item())
         if step % 250 == 0 or step == args.steps:
             with torch.no_grad():
-                logits, labels = logits_and_labels(held[:64])
+                out, labels, targets, has = logits_and_labels(held[:64])
                 on_object = labels > 0
-                acc = (logits.argmax(-1)[on_object] == labels[on_object]).float().mean().item()
+                acc = (
+                    (out[:, : 1 + len(names)].argmax(-1)[on_object] == labels[on_object])
+                    .float()
+                    .mean()
+                    .item()
+                )
+                box_l1 = (
+                    (out[has, 1 + len(names) :] - targets[has]).abs().mean().item() if args.boxes else None
+                )
             log.append(
-                {"step": step, "loss": round(running, 4), "heldout_object_token_accuracy": round(acc, 3)}
-            )
+                {"step": step, "loss": round(running, 4), "heldout_object_token_accuracy": round(acc, 3),
+                 "heldout_box_l1": box_l1}
+            )  # fmt: skip
             tqdm.write(json.dumps(log[-1]))
     out = Path(args.out)
     card = "# stage 0: vision tower pre-trained on object identity\n\n" + "\n".join(
