@@ -211,6 +211,19 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
         ckpt / "tokenizer.json"
     ).read_text()
 
+    # --freeze-vision: from the same start, only the language model moves.
+    frozen = Stage1Config(
+        data=s1.data, out=str(tmp_path / "s1_frozen"), model=size, steps=3, batch_size=2, heldout_episodes=1,
+        eval_frames=2, optim=OptimConfig(lr=2e-3, warmup_steps=1), init=str(ckpt), freeze_vision=True,
+    )  # fmt: skip
+    after = ST4VLAPolicy.load(train_stage1(frozen)).model.state_dict()
+    before = ST4VLAPolicy.load(ckpt).model.state_dict()
+    vision = [k for k in before if ".visual." in k]
+    language = [k for k in before if ".language_model." in k]
+    assert vision and language
+    assert all(torch.equal(after[k], before[k]) for k in vision)
+    assert not all(torch.equal(after[k], before[k]) for k in language)
+
     s2 = Stage2Config(
         data=(str(data[0]),), out=str(tmp_path / "s2"), init=str(ckpt), steps=30, batch_size=4,
         grounding_batch_size=2, optim=OptimConfig(lr=2e-3, lr_vlm=5e-4, lr_action=3e-3, warmup_steps=3),
