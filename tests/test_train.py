@@ -253,6 +253,25 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     assert not base.config.use_spatial_prompt
     assert base.prompt("Pick Up The Cube") == "pick up the cube"
 
+    # --base: the vanilla baseline starts from a VLM never trained on grounding (a vision
+    # pre-training), with the plain instruction; ST4VLA refuses it (it starts from --init).
+    start = ST4VLAPolicy.from_config(size.config(), tokenizer_dir=tmp_path / "s1" / "tokenizer", seed=7)
+    start.save(tmp_path / "base")
+    from_base = Stage2Config(
+        data=(str(data[0]),), out=str(tmp_path / "vb"), vanilla=True, base=str(tmp_path / "base"), steps=1,
+        batch_size=2, optim=OptimConfig(lr=1e-12, lr_vlm=1e-12, lr_action=1e-12, warmup_steps=1),
+    )  # fmt: skip
+    assert from_base.init == str(tmp_path / "base") and from_base.grounding_loss_weight == 0.0
+    trained_vlm = ST4VLAPolicy.load(train_stage2(from_base))
+    assert trained_vlm.prompt("Pick Up The Cube") == "pick up the cube"
+    vlm_after = trained_vlm.model.qwen_vl_interface.state_dict()
+    assert all(
+        torch.allclose(vlm_after[k], v, atol=1e-6)
+        for k, v in start.model.qwen_vl_interface.state_dict().items()
+    )
+    with pytest.raises(ValueError, match="--base"):
+        Stage2Config(base=str(tmp_path / "base"))
+
     # --state: the stage-1 checkpoint gets an action expert that reads the joint positions.
     # Then the head phase: only the DiT moves, on conditions cached once; it resumes like the rest.
     with_state = Stage2Config(

@@ -71,6 +71,11 @@ def add_parsers(sub) -> None:
     s2.add_argument(
         "--vanilla", action="store_true", help="baseline: no stage 1, plain instruction, no co-training"
     )
+    s2.add_argument(
+        "--base",
+        default=None,
+        help="vanilla only: start from this checkpoint never trained on grounding (default: random)",
+    )
     s2.add_argument("--size", default="demo", help="model size preset when starting from scratch")
     s2.add_argument(
         "--layers", type=int, default=None, help="language-model depth when starting from scratch"
@@ -140,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
     from workbench.train.stage2 import Stage2Config, train_stage2
 
     cfg = Stage2Config(
-        data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla,
+        data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla, base=args.base,
         model=model_size(args.size, layers=args.layers),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,

@@ -47,6 +47,9 @@ class Stage2Config:
     out: str = "runs/st4vla"
     init: str | None = "runs/stage1/final"  # stage-1 checkpoint; None = from scratch
     vanilla: bool = False  # the baseline: no stage 1, plain instruction, no grounding co-training
+    # The vanilla baseline's starting VLM: a checkpoint never trained on grounding questions (the
+    # vision pre-training that stage 1 started from, if any); None = random weights.
+    base: str | None = None
     model: ModelSize = field(default_factory=ModelSize)  # used only when init is None
     tokenizer: str | None = "runs/stage1/tokenizer"  # shared so both models read the same tokens
     steps: int = 2000
@@ -70,8 +73,10 @@ class Stage2Config:
 
     def __post_init__(self) -> None:
         if self.vanilla:
-            self.init = None
+            self.init = self.base
             self.grounding_loss_weight = 0.0
+        elif self.base:
+            raise ValueError("--base is the vanilla baseline's starting point; ST4VLA starts from --init")
 
 
 def statistics_for(frames: list[FrameItem]) -> dict:
