@@ -211,10 +211,10 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
         ckpt / "tokenizer.json"
     ).read_text()
 
-    # --freeze-vision: from the same start, only the language model moves.
+    # --vision-lr 0: from the same start, only the language model moves.
     frozen = Stage1Config(
         data=s1.data, out=str(tmp_path / "s1_frozen"), model=size, steps=3, batch_size=2, heldout_episodes=1,
-        eval_frames=2, optim=OptimConfig(lr=2e-3, warmup_steps=1), init=str(ckpt), freeze_vision=True,
+        eval_frames=2, optim=OptimConfig(lr=2e-3, warmup_steps=1, lr_vision=0.0), init=str(ckpt),
     )  # fmt: skip
     after = ST4VLAPolicy.load(train_stage1(frozen)).model.state_dict()
     before = ST4VLAPolicy.load(ckpt).model.state_dict()

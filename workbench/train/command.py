@@ -132,11 +132,11 @@ def run_train(args: argparse.Namespace) -> int:
 
         cfg = Stage1Config(
             data=tuple(args.data), out=args.out, model=model_size(args.size, merge=args.merge, layers=args.layers),
-            steps=args.steps, batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup),
+            steps=args.steps, batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup, lr_vision=args.vision_lr),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
             curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists, contrast=args.contrast,
-            init=args.init, freeze_vision=args.freeze_vision,
+            init=args.init,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))

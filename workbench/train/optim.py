@@ -20,6 +20,7 @@ class OptimConfig:
     lr: float = 3e-4  # the "base" rate: every parameter not in a named group
     lr_vlm: float | None = None  # the VLM's rate (None: same as base)
     lr_action: float | None = None  # query former + DiT head (None: same as base)
+    lr_vision: float | None = None  # the VLM's vision tower and merger, when grouped apart (None: lr_vlm)
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05  # cosine decays to this fraction of the peak
     weight_decay: float = 0.01
@@ -36,8 +37,9 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 
 
 def build_optimizer(groups: dict[str, Iterable[torch.nn.Parameter]], cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over named parameter groups ("base", "vlm", "action"), each with its own peak rate."""
+    """AdamW over named parameter groups ("base", "vlm", "vision", "action"), each with its own peak rate."""
     rates = {"base": cfg.lr, "vlm": cfg.lr_vlm or cfg.lr, "action": cfg.lr_action or cfg.lr}
+    rates["vision"] = rates["vlm"] if cfg.lr_vision is None else cfg.lr_vision
     param_groups = []
     for name, params in groups.items():
         if name not in rates:

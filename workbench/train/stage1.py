@@ -62,10 +62,6 @@ class Stage1Config:
     # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
     # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
     init: str | None = None
-    # Keep the vision tower and merger as `init` left them; only the language model trains. For a
-    # vision tower pre-trained on identity (stage 0), which joint training from a random language
-    # model would otherwise overwrite (NOTES.md, eighth session).
-    freeze_vision: bool = False
     heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
     eval_every: int = 250
     eval_frames: int = 32
@@ -94,13 +90,17 @@ def added_kinds(cfg: Stage1Config) -> dict[str, float]:
     return {"all_boxes": cfg.detect_all, "exists_yes": cfg.exists / 2, "exists_no": cfg.exists / 2}
 
 
-def trainable_parameters(vlm, freeze_vision: bool) -> list:
-    """The VLM's parameters stage 1 updates; with `freeze_vision`, all but the vision tower's."""
-    visual = vlm.model.model.visual
-    for p in visual.parameters():
-        p.requires_grad_(not freeze_vision)
-    frozen = {id(p) for p in visual.parameters()} if freeze_vision else set()
-    return [p for p in vlm.parameters() if id(p) not in frozen]
+def vlm_groups(vlm, lr_vision: float | None) -> dict[str, list]:
+    """The VLM's parameters as optimiser groups. With a rate of its own (`--vision-lr`), the vision
+    tower and merger form the "vision" group; at 0 they are frozen, which keeps a vision
+    pre-training (stage 0) as it is. Without one, a single group (the bundled recipe)."""
+    if lr_vision is None:
+        return {"vlm": list(vlm.parameters())}
+    vision = list(vlm.model.model.visual.parameters())
+    for p in vision:
+        p.requires_grad_(lr_vision > 0)
+    ids = {id(p) for p in vision}
+    return {"vlm": [p for p in vlm.parameters() if id(p) not in ids], "vision": vision}
 
 
 def split_heldout(frames: list[FrameItem], n_episodes: int) -> tuple[list[FrameItem], list[FrameItem]]:
@@ -148,8 +148,9 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         )
     model = policy.model.train()
     vlm = model.qwen_vl_interface
-    trained = trainable_parameters(vlm, cfg.freeze_vision)
-    opt = build_optimizer({"vlm": trained}, cfg.optim)
+    groups = vlm_groups(vlm, cfg.optim.lr_vision)
+    trained = [p for g in groups.values() for p in g if p.requires_grad]
+    opt = build_optimizer(groups, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
     step, log = 0, []
     if resume and (out / "state" / "state.json").exists():
