@@ -57,9 +57,10 @@ def add_parsers(sub) -> None:
     )
     s1.add_argument("--init", default=None, help="start from this checkpoint's weights and tokenizer")
     s1.add_argument(
-        "--freeze-vision",
-        action="store_true",
-        help="train only the language model (the vision tower stays as --init left it)",
+        "--vision-lr",
+        type=float,
+        default=None,
+        help="the vision tower's own peak rate (0 freezes it; default: --lr)",
     )
     s1.add_argument("--seed", type=int, default=0)
     s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
