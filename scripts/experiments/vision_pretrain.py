@@ -11,9 +11,11 @@ keep their initial weights (the same seed as stage 1), so a stage 1 started from
     python scripts/experiments/vision_pretrain.py --data runs/v2/scenes_one runs/v2/scenes \
         --tokenizer runs/v5/stage1_m2_long/tokenizer --out runs/v6/stage0
 
-`--boxes` also has each token that holds an object's centre regress where in its cell that centre
-lies and the box's width and height (fractions of the cell and of the image; L1), so that the
-features carry the geometry a box answer needs finer than one token, not only the identity.
+`--boxes` also has each token that holds an object's centre regress that object's box: centre, width
+and height as fractions of the image (L1), so that the features carry the geometry a box answer
+needs, not only the identity. The centre is absolute, not within the token's cell: the language
+model's rotary positions only make attention relative, so a frozen token must say where it is.
+(`--boxes cell` regresses the centre within the cell instead, the first version.)
 """
 
 from __future__ import annotations
@@ -46,14 +48,17 @@ def token_labels(frame, rows: int, cols: int, names: list[str]) -> list[int]:
     return labels
 
 
-def token_boxes(frame, rows: int, cols: int) -> tuple[list[list[float]], list[bool]]:
-    """Per visual token: (centre x, y within the cell; box w, h over the image) and whether it has one."""
+def token_boxes(frame, rows: int, cols: int, cell: bool) -> tuple[list[list[float]], list[bool]]:
+    """Per visual token: its object's box (centre x, y; w, h; fractions of the image, or with `cell`
+    the centre as a fraction of the token's cell) and whether it holds an object's centre."""
     targets, has = [[0.0] * 4 for _ in range(rows * cols)], [False] * (rows * cols)
     w, h = frame.frame.orig_width, frame.frame.orig_height
     for box in frame.ground_truth.objects:
         i = token_under(box.center, frame.frame, rows, cols)
-        cx, cy = box.center[0] / w * cols, box.center[1] / h * rows
-        targets[i] = [cx - int(cx), cy - int(cy), (box.x2 - box.x1) / w, (box.y2 - box.y1) / h]
+        cx, cy = box.center[0] / w, box.center[1] / h
+        if cell:
+            cx, cy = cx * cols - int(cx * cols), cy * rows - int(cy * rows)
+        targets[i] = [cx, cy, (box.x2 - box.x1) / w, (box.y2 - box.y1) / h]
         has[i] = True
     return targets, has
 
@@ -68,7 +73,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--heldout-episodes", type=int, default=20, help="as stage 1: never trained on")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--boxes", action="store_true", help="also regress each object's box from its token")
+    ap.add_argument(
+        "--boxes", nargs="?", const="image", choices=("image", "cell"), default=None,
+        help="also regress each object's box from its token (centre over the image, or within the cell)",
+    )  # fmt: skip
     args = ap.parse_args()
     seed_everything(args.seed, 1)
     size = model_size("demo")
@@ -99,7 +107,7 @@ def main() -> None:
         m = policy.config.vlm.spatial_merge_size
         rows, cols = int(grid[0, 1]) // m, int(grid[0, 2]) // m
         labels = torch.tensor([token_labels(f, rows, cols, names) for f in batch]).flatten()
-        boxes = [token_boxes(f, rows, cols) for f in batch]
+        boxes = [token_boxes(f, rows, cols, args.boxes == "cell") for f in batch]
         targets = torch.tensor([t for b in boxes for t in b[0]])  # [B*rows*cols, 4]
         has = torch.tensor([x for b in boxes for x in b[1]])  # [B*rows*cols]
         return head(torch.cat(list(embeds))), labels, targets, has
