@@ -6,8 +6,10 @@ the visual token under it. Stage 1 trains the vision tower too, so each step cos
 and backward pass. This script takes the vision tower out of the loop: it runs a checkpoint's vision
 tower and merger once over every scene, keeps the 16 visual tokens per image, and trains only the
 real Qwen2.5-VL language model on top (transformers' `mm_encoder_outputs` path: the same forward as
-training, with the image features precomputed). A step is then about ten times cheaper, so the
-existence question can be trained for many thousand steps on this CPU: is it a plateau or a wall?
+training, with the image features precomputed and fixed). The question it answers: given visual
+tokens that are known to carry the object's name (stage 0's), does a language model learn to match a
+name against them? (A step of 32 questions still takes ~0.7 s on one thread: the language model, not
+the vision tower, is most of stage 1's cost.)
 
     python scripts/experiments/binding_on_cache.py --checkpoint runs/v6/stage0/final \
         --data runs/v2/scenes_one runs/v2/scenes --test runs/v5/scenes_test --steps 5000 --out runs/v8/bind
