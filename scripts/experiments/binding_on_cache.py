@@ -36,10 +36,10 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.prompts import exists_question
 from workbench.train.data import FrameItem, load_frames, seen_object_names
-from workbench.train.optim import warmup_cosine
+from workbench.train.optim import OptimConfig, build_scheduler, optimizer_step, smoothed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from grounding_breakdown import auc, existence_asks  # noqa: E402
+from grounding_breakdown import existence_asks, within_name_auc  # noqa: E402
 
 
 @torch.no_grad()
@@ -95,13 +95,8 @@ def existence_auc(vlm, feats, frames, scale: float, batch: int = 64) -> dict[str
         logits = vlm.forward(lm_inputs(vlm, feats, rows, frames, scale), output_hidden_states=False).logits
         p_yes += torch.softmax(logits[:, -1, [yes_id, no_id]].float(), -1)[:, 0].tolist()
     p, truth, names = np.array(p_yes), np.array([a[2] for a in asks]), np.array([a[1] for a in asks])
-    per_name = [
-        (auc(p[(names == q) & truth], p[(names == q) & ~truth]), int((names == q).sum()))
-        for q in sorted(set(names))
-        if ((names == q) & truth).any() and ((names == q) & ~truth).any()
-    ]
     return {
-        "auc": float(np.average([a for a, _ in per_name], weights=[n for _, n in per_name])),
+        "auc": within_name_auc(p, truth, names),
         "right": float(np.mean((p > 0.5) == truth)),
         "p_yes_std_within_name": float(np.mean([p[names == q].std() for q in set(names)])),
     }
@@ -148,7 +143,7 @@ def main() -> None:
     vlm = policy.model.qwen_vl_interface
     params = [p for n, p in vlm.model.named_parameters() if ".visual." not in f".{n}"]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, args.warmup, args.steps, 0.05))
+    sched = build_scheduler(opt, OptimConfig(warmup_steps=args.warmup), args.steps)
     rng, log, smooth = np.random.default_rng(args.seed), [], None
 
     def evaluate(step: int) -> None:
@@ -164,12 +159,8 @@ def main() -> None:
     for step in bar:
         rows = existence_draw(train, args.batch_size, rng)
         loss = vlm.forward(lm_inputs(vlm, train_feats, rows, train, args.visual_scale), False).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        smooth = loss.item() if smooth is None else 0.95 * smooth + 0.05 * loss.item()
+        optimizer_step(loss, params, opt, sched, clip_norm=1.0)
+        smooth = smoothed(smooth, loss.item())
         bar.set_postfix(loss=f"{smooth:.3f}")
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step)

@@ -125,6 +125,16 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])))
 
 
+def within_name_auc(p: np.ndarray, truth: np.ndarray, names: np.ndarray) -> float:
+    """The AUC of scores `p` against `truth` within each name (question), averaged weighted by questions."""
+    per_name = [
+        (auc(p[(names == q) & truth], p[(names == q) & ~truth]), int((names == q).sum()))
+        for q in sorted(set(names))
+        if ((names == q) & truth).any() and ((names == q) & ~truth).any()
+    ]
+    return float(np.average([a for a, _ in per_name], weights=[n for _, n in per_name]))
+
+
 def existence_accuracy(vlm, frames: list[FrameItem], batch: int) -> dict[str, float]:
     """Right answers, present and absent apart, and the AUC of P(yes) within each name (averaged,
     weighted by questions): 0.5 when the answer does not depend on the image. Pooled over names, the
@@ -138,17 +148,10 @@ def existence_accuracy(vlm, frames: list[FrameItem], batch: int) -> dict[str, fl
         logits = vlm.forward(inputs, output_hidden_states=False).logits[:, -1, [yes_id, no_id]]
         p_yes += torch.softmax(logits.float(), -1)[:, 0].tolist()
     p, truth = np.array(p_yes), np.array([a[2] for a in asks])
-    names = np.array([a[1] for a in asks])
-    per_name = [
-        (auc(p[(names == q) & truth], p[(names == q) & ~truth]), int((names == q).sum()))
-        for q in sorted(set(names))
-        if ((names == q) & truth).any() and ((names == q) & ~truth).any()
-    ]
-    within = float(np.average([a for a, _ in per_name], weights=[n for _, n in per_name]))
     return {
         "yes_right": float(np.mean(p[truth] > 0.5)),
         "no_right": float(np.mean(p[~truth] <= 0.5)),
-        "auc": within,
+        "auc": within_name_auc(p, truth, np.array([a[1] for a in asks])),
         "n": len(asks),
     }
 

@@ -112,11 +112,14 @@ def main() -> None:
         has = torch.tensor([x for b in boxes for x in b[1]])  # [B*rows*cols]
         return head(torch.cat(list(embeds))), labels, targets, has
 
+    classes = 1 + len(names)  # the head's outputs: classes, then (with --boxes) the 4 box numbers
+
+    def box_l1(out, targets, has):
+        return (out[has, classes:] - targets[has]).abs().mean()
+
     def loss_of(out, labels, targets, has):
-        loss = nn.functional.cross_entropy(out[:, : 1 + len(names)], labels, weight=weight)
-        if args.boxes:
-            loss = loss + (out[has, 1 + len(names) :] - targets[has]).abs().mean() * 4
-        return loss
+        loss = nn.functional.cross_entropy(out[:, :classes], labels, weight=weight)
+        return loss + 4 * box_l1(out, targets, has) if args.boxes else loss
 
     for step in tqdm(range(1, args.steps + 1), desc="stage 0 vision", unit="step"):
         batch = [frames[int(i)] for i in rng.integers(len(frames), size=args.batch_size)]
@@ -127,18 +130,11 @@ def main() -> None:
             with torch.no_grad():
                 out, labels, targets, has = logits_and_labels(held[:64])
                 on_object = labels > 0
-                acc = (
-                    (out[:, : 1 + len(names)].argmax(-1)[on_object] == labels[on_object])
-                    .float()
-                    .mean()
-                    .item()
-                )
-                box_l1 = (
-                    (out[has, 1 + len(names) :] - targets[has]).abs().mean().item() if args.boxes else None
-                )
+                acc = (out[:, :classes].argmax(-1)[on_object] == labels[on_object]).float().mean().item()
+                l1 = box_l1(out, targets, has).item() if args.boxes else None
             log.append(
                 {"step": step, "loss": round(running, 4), "heldout_object_token_accuracy": round(acc, 3),
-                 "heldout_box_l1": box_l1}
+                 "heldout_box_l1": l1}
             )  # fmt: skip
             tqdm.write(json.dumps(log[-1]))
     out = Path(args.out)
