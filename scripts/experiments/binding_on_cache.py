@@ -18,6 +18,8 @@ the vision tower, is most of stage 1's cost.)
 to change its depth); `--lm checkpoint` continues the checkpoint's own. `--visual-scale s` multiplies
 the cached visual tokens (the stage-1 models' tokens enter the language model ~25x louder than words).
 Scored like `grounding_breakdown.py --exists`: the AUC of P(yes) within each name on test scenes.
+`--save DIR` writes the result as a checkpoint (the source's vision tower, the trained language
+model), for `workbench train stage1 --init DIR`.
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ def language_model(source: ST4VLAPolicy, mode: str, layers: int | None, seed: in
     if layers:
         vlm_cfg = dataclasses.replace(vlm_cfg, num_layers=layers)
     config = dataclasses.replace(source.config, vlm=vlm_cfg)
-    return ST4VLAPolicy.from_config(config, tokenizer_dir=checkpoint, seed=seed)
+    fresh = ST4VLAPolicy.from_config(config, tokenizer_dir=checkpoint, seed=seed)
+    # The cached visual tokens are the source's: a saved result must carry the same vision tower.
+    visual = source.model.qwen_vl_interface.model.model.visual
+    fresh.model.qwen_vl_interface.model.model.visual.load_state_dict(visual.state_dict())
+    return fresh
 
 
 def main() -> None:
@@ -128,6 +134,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--save", default=None, help="write the trained model here as a checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -164,6 +171,9 @@ def main() -> None:
         bar.set_postfix(loss=f"{smooth:.3f}")
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step)
+    if args.save:
+        policy.save(args.save)
+        print(f"checkpoint: {args.save}")
 
 
 if __name__ == "__main__":
