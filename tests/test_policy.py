@@ -208,6 +208,27 @@ def test_training_losses_backpropagate(policy):
     model.zero_grad(set_to_none=True)
 
 
+def test_per_answer_loss_weighs_each_answer_equally(policy):
+    vlm = policy.model.qwen_vl_interface
+    views = [np.random.default_rng(3).integers(0, 255, (112, 112, 3), dtype=np.uint8)]
+    questions = ["find the cube", "is there a cube?"]
+    answers = ['[{"label": "cube", "bbox_2d": [1, 2, 30, 40]}]', "Yes"]
+    with torch.no_grad():
+        # transformers' own loss on each answer alone: the mean over that answer's tokens
+        alone = [
+            policy.model.grounding_loss(vlm.build_inputs([views], [q], answers=[a])).item()
+            for q, a in zip(questions, answers, strict=True)
+        ]
+        batch = vlm.build_inputs([views, views], questions, answers=answers)
+        per_answer = policy.model.grounding_loss(batch, per_answer=True).item()
+        per_token = policy.model.grounding_loss(batch).item()
+    n = (batch["labels"] != -100).sum(1).tolist()
+    assert n[0] > 3 * n[1]  # a box answer has many more tokens than "Yes"
+    assert per_answer == pytest.approx(sum(alone) / 2, rel=1e-4)
+    assert per_token == pytest.approx((alone[0] * n[0] + alone[1] * n[1]) / sum(n), rel=1e-4)
+    assert per_answer != pytest.approx(per_token, rel=1e-3)
+
+
 # --- the spatial answer ---------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from transformers import Dinov2Config, Dinov2Model, PreTrainedTokenizerFast
 
 from workbench.policy.configuration import ST4VLAConfig
 from workbench.policy.diffusion import GaussianDiffusion
-from workbench.policy.vlm import QwenVLInterface
+from workbench.policy.vlm import QwenVLInterface, answer_mean_loss
 
 # ------------------------------------------------------------------------------------------------
 # Query former (upstream LayerwiseQFormer)
@@ -361,11 +361,21 @@ class ST4VLAModel(nn.Module):
         state = None if state is None else state.repeat(r, 1)
         return self.action_model.loss(actions.repeat(r, 1, 1), cond.repeat(r, 1, 1), state)
 
-    def grounding_loss(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Next-token loss on answer tokens only (inputs from build_inputs(..., answers=...))."""
+    def grounding_loss(self, inputs: dict[str, torch.Tensor], per_answer: bool = False) -> torch.Tensor:
+        """Next-token loss on answer tokens only (inputs from build_inputs(..., answers=...)).
+
+        By default the mean over every answer token of the batch (transformers' loss, as upstream).
+        `per_answer` takes each answer's mean first, then the batch mean: a three-token "Yes" then
+        weighs as much as a 26-token box, instead of a ninth as much.
+        """
         if "labels" not in inputs:
             raise ValueError("grounding_loss needs `labels`: build the batch with answers=[...].")
-        return self.qwen_vl_interface(inputs, output_hidden_states=False).loss
+        if not per_answer:
+            return self.qwen_vl_interface(inputs, output_hidden_states=False).loss
+        labels = inputs["labels"]
+        unlabelled = {k: v for k, v in inputs.items() if k != "labels"}
+        logits = self.qwen_vl_interface(unlabelled, output_hidden_states=False).logits
+        return answer_mean_loss(logits, labels)
 
     @torch.no_grad()
     def sample_actions(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import (
     PreTrainedTokenizerFast,
@@ -219,6 +220,21 @@ class QwenVLInterface(nn.Module):
         """(rows, cols) of LLM image tokens for each image, in order."""
         m = self.config.vlm.spatial_merge_size
         return [(int(h) // m, int(w) // m) for _, h, w in inputs["image_grid_thw"].tolist()]
+
+
+def answer_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, averaged within each answer, then over the answers of the batch.
+
+    logits [B, L, V], labels [B, L] with IGNORE_INDEX off the answer (as build_inputs writes them).
+    """
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]  # position t predicts token t+1
+    mask = labels != IGNORE_INDEX
+    token_loss = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")  # [B, L-1]
+    per_answer = (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
+    answered = mask.any(1)
+    if not answered.any():
+        raise ValueError("no answer tokens in the batch: every label is IGNORE_INDEX")
+    return per_answer[answered].mean()
 
 
 def _expand_image_pads(texts: list[str], counts: list[int]) -> list[str]:

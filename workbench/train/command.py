@@ -57,6 +57,10 @@ def add_parsers(sub) -> None:
     )
     s1.add_argument("--init", default=None, help="start from this checkpoint's weights and tokenizer")
     s1.add_argument(
+        "--per-answer-loss", action="store_true",
+        help="average the loss within each answer first (a 'Yes' weighs as much as a box)",
+    )  # fmt: skip
+    s1.add_argument(
         "--vision-lr",
         type=float,
         default=None,
@@ -137,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
             curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists, contrast=args.contrast,
-            init=args.init,
+            init=args.init, per_answer_loss=args.per_answer_loss,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))

@@ -62,6 +62,9 @@ class Stage1Config:
     # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
     # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
     init: str | None = None
+    # Average the loss within each answer, then over the batch. The default (transformers' mean over
+    # every answer token) gives a 3-token "Yes" a ninth of a 26-token box's weight.
+    per_answer_loss: bool = False
     heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
     eval_every: int = 250
     eval_frames: int = 32
@@ -169,7 +172,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         one_object = bool(ones) and (step < cfg.curriculum_steps or rng.random() < cfg.curriculum_mix)
         pool, kinds = (ones, curriculum_kinds) if one_object else (frames, main_kinds)
         inputs = grounding_inputs(vlm, sample_pairs(pool, cfg.batch_size, rng, kinds, cfg.contrast))
-        loss = model.grounding_loss(inputs)
+        loss = model.grounding_loss(inputs, per_answer=cfg.per_answer_loss)
         optimizer_step(loss, trained, opt, sched, cfg.optim.clip_norm)
         step += 1
         running = smoothed(running, loss.item())
