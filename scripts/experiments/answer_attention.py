@@ -1,0 +1,140 @@
+"""Where does the language model look when it answers about a named object? (a diagnostic)
+
+The ninth session found a checkpoint that tells whether a named object is on the table (AUC of P(yes)
+within a name 0.93) yet, asked to locate it, lands on the right object no more often than the recipe.
+This script asks, for each object of each test scene, two questions about it, teacher-forced:
+
+- "Is there a <name> in the image?" read at the position that predicts "Yes";
+- "Locate the <name>" read at the position that predicts the box's first coordinate
+  (after `[{"label": "<name>", "bbox_2d": [`).
+
+At that position it takes the language model's attention over the visual tokens, per layer and head,
+and reports the share on the tokens under the named object and on those under the other objects,
+each divided by their share of the tokens ("lift": 1 means no preference, 16 tokens per image).
+If existence looks at the named object and "Locate" does not, the box answer is not read from where
+the name was matched.
+
+    python scripts/experiments/answer_attention.py --checkpoint runs/v9/stage1_bind_s0/final \
+        --data runs/v5/scenes_test --episodes 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from workbench import spatial
+from workbench.policy.policy import ST4VLAPolicy
+from workbench.policy.prompts import exists_question, object_question
+from workbench.policy.vlm import IGNORE_INDEX
+from workbench.train.data import FrameItem, load_frames
+
+
+def cells_under(box: spatial.Box, rows: int, cols: int, size: int) -> set[int]:
+    """Row-major indices of the visual tokens whose cell overlaps the box (model-frame pixels)."""
+    ch, cw = size / rows, size / cols
+    r0, r1 = int(box.y1 // ch), int(min(box.y2, size - 1e-6) // ch)
+    c0, c1 = int(box.x1 // cw), int(min(box.x2, size - 1e-6) // cw)
+    return {
+        r * cols + c
+        for r in range(max(r0, 0), min(r1, rows - 1) + 1)
+        for c in range(max(c0, 0), min(c1, cols - 1) + 1)
+    }
+
+
+def first_coordinate_index(tokenizer, answer: str) -> int | None:
+    """Index (within the answer's tokens) of the first coordinate, or None if no token boundary is there."""
+    prefix = answer[: answer.index("[", answer.index("bbox_2d")) + 1]
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    for k in range(1, len(ids)):
+        if tokenizer.decode(ids[:k]) == prefix:
+            return k
+    return None
+
+
+def lifts(attn: torch.Tensor, image_pos: torch.Tensor, named: set[int], others: set[int]) -> np.ndarray:
+    """attn [layers, heads, L] at one query position -> [layers, heads, 2] lift on named / other tokens."""
+    over = attn[:, :, image_pos].float()  # [layers, heads, 16]
+    over = over / over.sum(-1, keepdim=True).clamp(min=1e-12)
+    n = over.shape[-1]
+    out = []
+    for cells in (named, others):
+        idx = sorted(cells)
+        out.append(over[:, :, idx].sum(-1) / (len(idx) / n) if idx else torch.full(over.shape[:2], np.nan))
+    return torch.stack(out, -1).numpy()
+
+
+@torch.no_grad()
+def measure(checkpoint: str, data: str, episodes: int) -> dict:
+    torch.set_num_threads(1)
+    policy = ST4VLAPolicy.load(checkpoint)
+    policy.model.eval()
+    vlm = policy.model.qwen_vl_interface
+    vlm.model.set_attn_implementation("eager")  # attention weights are only returned by eager attention
+    size = policy.config.image_size
+    frames = [f for f in load_frames(data, size, 1) if f.ground_truth is not None]
+    firsts: list[FrameItem] = sorted(
+        {f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode
+    )
+    results: dict[str, list[np.ndarray]] = {"exists": [], "locate": []}
+    for f in tqdm(firsts[:episodes], desc="attention at the answer", unit="scene"):
+        boxes = [spatial.to_model(b, f.frame) for b in f.ground_truth.objects]
+        for i, box in enumerate(boxes):
+            answer = spatial.format([box], f.frame)
+            k = first_coordinate_index(vlm.tokenizer, answer)
+            asks = [("exists", exists_question(box.label), "Yes", 0)]
+            if k is not None:
+                asks.append(("locate", object_question("box", box.label), answer, k))
+            inputs = vlm.build_inputs(
+                [[f.image]] * len(asks), [q for _, q, _, _ in asks], [a for _, _, a, _ in asks]
+            )
+            dtype = next(vlm.model.parameters()).dtype
+            batch = {key: v for key, v in inputs.items() if key != "labels"}
+            batch["pixel_values"] = batch["pixel_values"].to(dtype)
+            vlm.model.model.rope_deltas = None
+            out = vlm.model(**batch, output_attentions=True, return_dict=True)
+            attn = torch.stack(out.attentions, 1)  # [B, layers, heads, L, L]
+            rows, cols = vlm.image_token_grids(inputs)[0]
+            named = cells_under(box, rows, cols, size)
+            others = (
+                set().union(*[cells_under(b, rows, cols, size) for j, b in enumerate(boxes) if j != i])
+                - named
+            )
+            for b, (kind, _, _, k_answer) in enumerate(asks):
+                start = int((inputs["labels"][b] != IGNORE_INDEX).nonzero()[0])  # first answer token
+                pos = start + k_answer - 1  # the position that predicts answer token k_answer
+                image_pos = (inputs["input_ids"][b] == vlm.image_token_id).nonzero().flatten()
+                results[kind].append(lifts(attn[b, :, :, pos], image_pos, named, others))
+    summary = {}
+    for kind, rows_ in results.items():
+        a = np.stack(rows_)  # [questions, layers, heads, 2]
+        mean = np.nanmean(a, 0)  # [layers, heads, 2]
+        summary[kind] = {
+            "n": len(rows_),
+            "named_lift_per_layer": [round(float(x), 2) for x in mean[:, :, 0].mean(1)],  # mean over heads
+            "other_lift_per_layer": [round(float(x), 2) for x in mean[:, :, 1].mean(1)],
+            "best_head": {
+                "layer_head": [int(x) for x in np.unravel_index(np.argmax(mean[:, :, 0]), mean.shape[:2])],
+                "named_lift": round(float(mean[:, :, 0].max()), 2),
+                "other_lift": round(float(mean[:, :, 1].flat[np.argmax(mean[:, :, 0])]), 2),
+            },
+        }
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", nargs="+", required=True)
+    ap.add_argument("--data", required=True, help="scenes never trained on")
+    ap.add_argument("--episodes", type=int, default=60)
+    args = ap.parse_args()
+    report = {c: measure(c, args.data, args.episodes) for c in args.checkpoint}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
