@@ -11,6 +11,8 @@ This script asks, for each object of each test scene, two questions about it, te
 At that position it takes the language model's attention over the visual tokens, per layer and head,
 and reports the share on the tokens under the named object and on those under the other objects,
 each divided by their share of the tokens ("lift": 1 means no preference, 16 tokens per image).
+`locate_prefix` takes, per layer and head, the highest lift at any position from the question's end
+to the first coordinate (the label's tokens included), in case the answer's prefix did the looking.
 If existence looks at the named object and "Locate" does not, the box answer is not read from where
 the name was matched.
 
@@ -80,7 +82,7 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
     firsts: list[FrameItem] = sorted(
         {f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode
     )
-    results: dict[str, list[np.ndarray]] = {"exists": [], "locate": []}
+    results: dict[str, list[np.ndarray]] = {"exists": [], "locate": [], "locate_prefix": []}
     for f in tqdm(firsts[:episodes], desc="attention at the answer", unit="scene"):
         boxes = [spatial.to_model(b, f.frame) for b in f.ground_truth.objects]
         for i, box in enumerate(boxes):
@@ -109,6 +111,11 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
                 pos = start + k_answer - 1  # the position that predicts answer token k_answer
                 image_pos = (inputs["input_ids"][b] == vlm.image_token_id).nonzero().flatten()
                 results[kind].append(lifts(attn[b, :, :, pos], image_pos, named, others))
+                if kind == "locate":  # every position from the question's end to the first coordinate
+                    prefix = [
+                        lifts(attn[b, :, :, p], image_pos, named, others) for p in range(start - 1, pos + 1)
+                    ]
+                    results["locate_prefix"].append(np.max(prefix, 0))
     summary = {}
     for kind, rows_ in results.items():
         a = np.stack(rows_)  # [questions, layers, heads, 2]
