@@ -13,6 +13,9 @@ and reports the share on the tokens under the named object and on those under th
 each divided by their share of the tokens ("lift": 1 means no preference, 16 tokens per image).
 `locate_prefix` takes, per layer and head, the highest lift at any position from the question's end
 to the first coordinate (the label's tokens included), in case the answer's prefix did the looking.
+The `*_weighted` figures weigh each token's attention by the norm of what it adds to the residual
+stream through that head (||W_o,h v_j||, Kobayashi et al. 2020): visual tokens are much louder than
+words and need not be equally loud, so a flat attention can still read mostly one object.
 If existence looks at the named object and "Locate" does not, the box answer is not read from where
 the name was matched.
 
@@ -70,6 +73,19 @@ def lifts(attn: torch.Tensor, image_pos: torch.Tensor, named: set[int], others: 
     return torch.stack(out, -1).numpy()
 
 
+def value_norms(lm, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """[B, layers, heads, L]: the norm of what each token adds through each head (||W_o,h v||)."""
+    out = []
+    for layer, h in zip(lm.layers, hidden_states, strict=False):  # hidden_states[l] enters layer l
+        att = layer.self_attn
+        heads, kv_heads, d = att.config.num_attention_heads, att.config.num_key_value_heads, att.head_dim
+        v = att.v_proj(layer.input_layernorm(h)).unflatten(-1, (kv_heads, d))  # [B, L, kv, d]
+        v = v.repeat_interleave(heads // kv_heads, dim=2)  # [B, L, heads, d], as grouped-query attention
+        w_o = att.o_proj.weight.unflatten(1, (heads, d))  # [hidden, heads, d]
+        out.append(torch.einsum("blhd,ohd->bhlo", v, w_o).norm(dim=-1))  # [B, heads, L]
+    return torch.stack(out, 1)
+
+
 @torch.no_grad()
 def measure(checkpoint: str, data: str, episodes: int) -> dict:
     torch.set_num_threads(1)
@@ -82,7 +98,9 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
     firsts: list[FrameItem] = sorted(
         {f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode
     )
-    results: dict[str, list[np.ndarray]] = {"exists": [], "locate": [], "locate_prefix": []}
+    results: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("exists", "locate", "exists_weighted", "locate_weighted", "locate_prefix")
+    }
     for f in tqdm(firsts[:episodes], desc="attention at the answer", unit="scene"):
         boxes = [spatial.to_model(b, f.frame) for b in f.ground_truth.objects]
         for i, box in enumerate(boxes):
@@ -98,8 +116,9 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
             batch = {key: v for key, v in inputs.items() if key != "labels"}
             batch["pixel_values"] = batch["pixel_values"].to(dtype)
             vlm.model.model.rope_deltas = None
-            out = vlm.model(**batch, output_attentions=True, return_dict=True)
+            out = vlm.model(**batch, output_attentions=True, output_hidden_states=True, return_dict=True)
             attn = torch.stack(out.attentions, 1)  # [B, layers, heads, L, L]
+            loud = value_norms(vlm.model.model.language_model, out.hidden_states)  # [B, layers, heads, L]
             rows, cols = vlm.image_token_grids(inputs)[0]
             named = cells_under(box, rows, cols, size)
             others = (
@@ -111,6 +130,8 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
                 pos = start + k_answer - 1  # the position that predicts answer token k_answer
                 image_pos = (inputs["input_ids"][b] == vlm.image_token_id).nonzero().flatten()
                 results[kind].append(lifts(attn[b, :, :, pos], image_pos, named, others))
+                weighted = attn[b, :, :, pos] * loud[b]
+                results[f"{kind}_weighted"].append(lifts(weighted, image_pos, named, others))
                 if kind == "locate":  # every position from the question's end to the first coordinate
                     prefix = [
                         lifts(attn[b, :, :, p], image_pos, named, others) for p in range(start - 1, pos + 1)
