@@ -11,8 +11,9 @@ This script asks, for each object of each test scene, two questions about it, te
 At that position it takes the language model's attention over the visual tokens, per layer and head,
 and reports the share on the tokens under the named object and on those under the other objects,
 each divided by their share of the tokens ("lift": 1 means no preference, 16 tokens per image).
-`locate_prefix` takes, per layer and head, the highest lift at any position from the question's end
-to the first coordinate (the label's tokens included), in case the answer's prefix did the looking.
+`locate_prefix` takes, per layer and head, the highest (weighted) lift at any position after the
+image up to the first coordinate (the question's name and the answer's label included), in case the
+looking was done before the box.
 The `*_weighted` figures weigh each token's attention by the norm of what it adds to the residual
 stream through that head (||W_o,h v_j||, Kobayashi et al. 2020): visual tokens are much louder than
 words and need not be equally loud, so a flat attention can still read mostly one object.
@@ -132,10 +133,9 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
                 results[kind].append(lifts(attn[b, :, :, pos], image_pos, named, others))
                 weighted = attn[b, :, :, pos] * loud[b]
                 results[f"{kind}_weighted"].append(lifts(weighted, image_pos, named, others))
-                if kind == "locate":  # every position from the question's end to the first coordinate
-                    prefix = [
-                        lifts(attn[b, :, :, p], image_pos, named, others) for p in range(start - 1, pos + 1)
-                    ]
+                if kind == "locate":  # every position after the image, up to the first coordinate
+                    after = range(int(image_pos[-1]) + 1, pos + 1)
+                    prefix = [lifts(attn[b, :, :, p] * loud[b], image_pos, named, others) for p in after]
                     results["locate_prefix"].append(np.max(prefix, 0))
     summary = {}
     for kind, rows_ in results.items():
