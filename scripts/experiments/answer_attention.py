@@ -103,9 +103,9 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
         k: [] for k in ("exists", "locate", "exists_weighted", "locate_weighted", "locate_prefix")
     }
     for f in tqdm(firsts[:episodes], desc="attention at the answer", unit="scene"):
-        boxes = [spatial.to_model(b, f.frame) for b in f.ground_truth.objects]
+        boxes = [spatial.to_model(b, f.frame) for b in f.ground_truth.objects]  # model-frame pixels
         for i, box in enumerate(boxes):
-            answer = spatial.format([box], f.frame)
+            answer = spatial.format([f.ground_truth.objects[i]], f.frame)  # format maps to the model frame
             k = first_coordinate_index(vlm.tokenizer, answer)
             asks = [("exists", exists_question(box.label), "Yes", 0)]
             if k is not None:
