@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +39,9 @@ from workbench import spatial
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.prompts import exists_question, object_question
 from workbench.policy.vlm import IGNORE_INDEX
-from workbench.train.data import FrameItem, load_frames
+
+sys.path.insert(0, str(Path(__file__).parent))
+from grounding_breakdown import first_frames  # noqa: E402
 
 
 def cells_under(box: spatial.Box, rows: int, cols: int, size: int) -> set[int]:
@@ -95,10 +99,7 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
     vlm = policy.model.qwen_vl_interface
     vlm.model.set_attn_implementation("eager")  # attention weights are only returned by eager attention
     size = policy.config.image_size
-    frames = [f for f in load_frames(data, size, 1) if f.ground_truth is not None]
-    firsts: list[FrameItem] = sorted(
-        {f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode
-    )
+    firsts = first_frames(data, size)
     results: dict[str, list[np.ndarray]] = {
         k: [] for k in ("exists", "locate", "exists_weighted", "locate_weighted", "locate_prefix")
     }
@@ -113,11 +114,8 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
             inputs = vlm.build_inputs(
                 [[f.image]] * len(asks), [q for _, q, _, _ in asks], [a for _, _, a, _ in asks]
             )
-            dtype = next(vlm.model.parameters()).dtype
-            batch = {key: v for key, v in inputs.items() if key != "labels"}
-            batch["pixel_values"] = batch["pixel_values"].to(dtype)
-            vlm.model.model.rope_deltas = None
-            out = vlm.model(**batch, output_attentions=True, output_hidden_states=True, return_dict=True)
+            unlabelled = {key: v for key, v in inputs.items() if key != "labels"}
+            out = vlm.forward(unlabelled, output_hidden_states=True, output_attentions=True)
             attn = torch.stack(out.attentions, 1)  # [B, layers, heads, L, L]
             loud = value_norms(vlm.model.model.language_model, out.hidden_states)  # [B, layers, heads, L]
             rows, cols = vlm.image_token_grids(inputs)[0]

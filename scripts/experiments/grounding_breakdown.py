@@ -156,6 +156,12 @@ def existence_accuracy(vlm, frames: list[FrameItem], batch: int) -> dict[str, fl
     }
 
 
+def first_frames(data: str, image_size: int) -> list[FrameItem]:
+    """The first frame of each episode (scene) that has ground truth, in episode order."""
+    frames = [f for f in load_frames(data, image_size, 1) if f.ground_truth is not None]
+    return sorted({f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode)
+
+
 @torch.no_grad()
 def breakdown(
     checkpoint: str,
@@ -169,8 +175,7 @@ def breakdown(
     policy = ST4VLAPolicy.load(checkpoint)
     policy.model.eval()
     vlm = policy.model.qwen_vl_interface
-    frames = [f for f in load_frames(data, policy.config.image_size, 1) if f.ground_truth is not None]
-    firsts = sorted({f.episode: f for f in reversed(frames)}.values(), key=lambda f: f.episode)[:episodes]
+    firsts = first_frames(data, policy.config.image_size)[:episodes]
     asks: list[tuple[FrameItem, str, str, str]] = []  # (frame, question, label, kind)
     for f in firsts:
         asks += [(f, object_question("box", b.label), b.label, "object") for b in f.ground_truth.objects]

@@ -189,14 +189,25 @@ class QwenVLInterface(nn.Module):
         return batch
 
     # --- model calls -----------------------------------------------------------------------------
-    def forward(self, inputs: dict[str, torch.Tensor], output_hidden_states: bool = True):
+    def forward(
+        self,
+        inputs: dict[str, torch.Tensor],
+        output_hidden_states: bool = True,
+        output_attentions: bool = False,
+    ):
+        """`output_attentions` needs the eager attention implementation (diagnostics only)."""
         dtype = next(self.model.parameters()).dtype
         inputs = dict(inputs)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
         # rope_deltas is cached by transformers across calls; a fresh forward must recompute it.
         self.model.model.rope_deltas = None
-        return self.model(**inputs, output_hidden_states=output_hidden_states, return_dict=True)
+        return self.model(
+            **inputs,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
 
     @torch.inference_mode()
     def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int = 128) -> list[str]:
@@ -229,8 +240,8 @@ def answer_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     """
     logits, labels = logits[:, :-1].float(), labels[:, 1:]  # position t predicts token t+1
     mask = labels != IGNORE_INDEX
-    token_loss = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")  # [B, L-1]
-    per_answer = (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
+    token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    per_answer = token_loss.sum(1) / mask.sum(1).clamp(min=1)  # ignored positions add 0
     answered = mask.any(1)
     if not answered.any():
         raise ValueError("no answer tokens in the batch: every label is IGNORE_INDEX")
