@@ -9,10 +9,12 @@ this way and not the other, the lookup in the language model is what stage 1 lac
 
     python scripts/experiments/text_first.py workbench train stage1 --data ... --exists 0.95 --out runs/v7/tf
     python scripts/experiments/text_first.py breakdown --data runs/v5/scenes_test --checkpoint runs/v7/tf/final --exists
+    python scripts/experiments/text_first.py scripts/experiments/answer_attention.py --checkpoint ... --data ...
 """
 
 from __future__ import annotations
 
+import runpy
 import sys
 from pathlib import Path
 
@@ -31,13 +33,13 @@ def main() -> None:
 
         raise SystemExit(workbench_main(args))
     if command == "breakdown":
-        sys.path.insert(0, str(Path(__file__).parent))
-        import grounding_breakdown
-
-        sys.argv = ["grounding_breakdown.py", *args]
-        grounding_breakdown.main()
+        command = str(Path(__file__).parent / "grounding_breakdown.py")
+    if command.endswith(".py"):  # any diagnostic script, e.g. answer_attention.py
+        sys.path.insert(0, str(Path(command).parent))
+        sys.argv = [command, *args]
+        runpy.run_path(command, run_name="__main__")
         return
-    raise SystemExit(f"usage: {sys.argv[0]} workbench <args> | breakdown <args>")
+    raise SystemExit(f"usage: {sys.argv[0]} workbench <args> | breakdown <args> | <script.py> <args>")
 
 
 if __name__ == "__main__":
