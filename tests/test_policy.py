@@ -70,6 +70,36 @@ def test_prompt_is_upstream_literal_with_lowercased_instruction(policy):
         grounding_question("polygon", "x")
 
 
+def _visual_states(policy: ST4VLAPolicy, question: str) -> torch.Tensor:
+    vlm = policy.model.qwen_vl_interface
+    inputs = vlm.build_inputs([[np.full((56, 56, 3), 90, np.uint8)]], [question])
+    with torch.no_grad():
+        states = vlm.forward(inputs).hidden_states[-1][0]  # [L, hidden]
+    return states[inputs["input_ids"][0] == vlm.image_token_id]
+
+
+def test_text_first_puts_the_question_before_the_image_and_lets_visual_tokens_read_it(tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny_config(image_size=56)
+    cfg.vlm.text_first = True
+    first = ST4VLAPolicy.from_config(cfg, statistics=STATS, seed=0)
+    text = first.model.qwen_vl_interface.chat_texts([1], ["Locate the cube."])[0]
+    assert text.endswith("user\nLocate the cube.<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n"
+                         "<|im_start|>assistant\n")  # fmt: skip
+    # Under the causal mask the visual tokens see the question only when it comes first.
+    assert not torch.allclose(
+        _visual_states(first, "Locate the cube."), _visual_states(first, "Locate the can.")
+    )
+    last = ST4VLAPolicy.from_config(tiny_config(image_size=56), statistics=STATS, seed=0)
+    assert torch.equal(_visual_states(last, "Locate the cube."), _visual_states(last, "Locate the can."))
+    # The choice is part of the checkpoint; an older config without the key reads as image first.
+    first.save(tmp_path / "tf")
+    assert ST4VLAPolicy.load(tmp_path / "tf").config.vlm.text_first
+    old = cfg.to_dict()
+    del old["vlm"]["text_first"]
+    assert not type(cfg).from_dict(old).vlm.text_first
+
+
 def test_fallback_inputs_expand_image_pads_and_left_pad(policy):
     vlm = policy.model.qwen_vl_interface
     views = [np.zeros((112, 112, 3), np.uint8)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -197,12 +198,15 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
         assert np.isfinite(log1[-1][key]) and log1[-1][key] >= 0.0, (key, log1[-1])
     assert "task centre error" in (ckpt / "README.md").read_text()
 
-    # --init: a stage 1 that starts from a checkpoint's weights and tokenizer, not from random ones.
+    # --init: a stage 1 that starts from a checkpoint's weights and tokenizer, not from random ones
+    # (here also switching the prompts to the question first, which changes no weight).
     again = Stage1Config(
-        data=s1.data, out=str(tmp_path / "s1_init"), model=size, steps=1, batch_size=2, heldout_episodes=1,
+        data=s1.data, out=str(tmp_path / "s1_init"), model=replace(size, text_first=True), steps=1, batch_size=2, heldout_episodes=1,
         eval_frames=2, optim=OptimConfig(lr=1e-12, warmup_steps=1), init=str(ckpt),
     )  # fmt: skip
-    started = ST4VLAPolicy.load(train_stage1(again)).model.state_dict()
+    started_policy = ST4VLAPolicy.load(train_stage1(again))
+    assert started_policy.config.vlm.text_first and not ST4VLAPolicy.load(ckpt).config.vlm.text_first
+    started = started_policy.model.state_dict()
     assert all(
         torch.allclose(started[k], v, atol=1e-6)
         for k, v in ST4VLAPolicy.load(ckpt).model.state_dict().items()

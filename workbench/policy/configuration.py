@@ -39,6 +39,11 @@ class VLMConfig:
     window_size: int = 112
     fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)
     base_model: str | None = None  # upstream `framework.qwenvl.base_vlm`, for the record only
+    # Put the user turn's text before its images. Upstream (and Qwen2.5-VL's examples) put the image
+    # first, so under the causal mask the visual tokens never see the question. With the text first,
+    # each visual token can weigh itself against the named object; the CPU demo models learn to choose
+    # the named object this way (workbench/train/NOTES.md, tenth session). Upstream checkpoints: False.
+    text_first: bool = False
 
     @property
     def mrope_section(self) -> list[int]:

@@ -116,10 +116,11 @@ class QwenVLInterface(nn.Module):
         self.image_token_id = self.model.config.image_token_id
 
     # --- prompts ---------------------------------------------------------------------------------
-    @staticmethod
-    def user_content(num_images: int, prompt: str) -> list[dict]:
-        """A user turn's content: the images first, then the prompt text (as upstream)."""
-        return [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+    def user_content(self, num_images: int, prompt: str) -> list[dict]:
+        """A user turn's content: the images, then the prompt text (as upstream), or the other way
+        round with `vlm.text_first`."""
+        images, text = [{"type": "image"} for _ in range(num_images)], [{"type": "text", "text": prompt}]
+        return text + images if self.config.vlm.text_first else images + text
 
     def chat_texts(self, num_images: list[int], prompts: list[str]) -> list[str]:
         """One user turn per sample (`user_content`); generation prompt added."""

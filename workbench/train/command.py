@@ -36,6 +36,10 @@ def add_parsers(sub) -> None:
         help="visual-token merge (2 as Qwen2.5-VL; 1: 4x the visual tokens)",
     )
     s1.add_argument("--layers", type=int, default=None, help="language-model depth (default: the preset's)")
+    s1.add_argument(
+        "--text-first", action="store_true",
+        help="the question before the image in every prompt (upstream: image first)",
+    )  # fmt: skip
     s1.add_argument("--steps", type=int, default=1200)
     s1.add_argument("--batch-size", type=int, default=16)
     s1.add_argument("--lr", type=float, default=3e-4)
@@ -84,6 +88,9 @@ def add_parsers(sub) -> None:
     s2.add_argument("--size", default="demo", help="model size preset when starting from scratch")
     s2.add_argument(
         "--layers", type=int, default=None, help="language-model depth when starting from scratch"
+    )
+    s2.add_argument(
+        "--text-first", action="store_true", help="the question before the image, when starting from scratch"
     )
     s2.add_argument("--tokenizer", default="runs/stage1/tokenizer")
     s2.add_argument("--steps", type=int, default=600)
@@ -136,7 +143,7 @@ def run_train(args: argparse.Namespace) -> int:
         from workbench.train.stage1 import Stage1Config, train_stage1
 
         cfg = Stage1Config(
-            data=tuple(args.data), out=args.out, model=model_size(args.size, merge=args.merge, layers=args.layers),
+            data=tuple(args.data), out=args.out, model=model_size(args.size, merge=args.merge, layers=args.layers, text_first=args.text_first),
             steps=args.steps, batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup, lr_vision=args.vision_lr),
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
@@ -151,7 +158,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = Stage2Config(
         data=tuple(args.data), out=args.out, init=args.init, vanilla=args.vanilla, base=args.base,
-        model=model_size(args.size, layers=args.layers),
+        model=model_size(args.size, layers=args.layers, text_first=args.text_first),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
         state=args.state,

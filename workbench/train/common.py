@@ -36,6 +36,7 @@ class ModelSize:
     dit_depth: int = 4
     dit_heads: int = 4
     chunk: int = 8
+    text_first: bool = False  # the question before the image in every prompt (VLMConfig.text_first)
 
     def config(self, use_spatial_prompt: bool = True) -> ST4VLAConfig:
         cfg = tiny_config(
@@ -45,6 +46,7 @@ class ModelSize:
             dit_width=self.dit_width, dit_depth=self.dit_depth, dit_heads=self.dit_heads, chunk_length=self.chunk,
         )  # fmt: skip
         cfg.use_spatial_prompt = use_spatial_prompt
+        cfg.vlm.text_first = self.text_first
         return cfg
 
 
@@ -62,16 +64,20 @@ SIZES: dict[str, ModelSize] = {
 }  # fmt: skip
 
 
-def model_size(name: str, merge: int | None = None, layers: int | None = None) -> ModelSize:
-    """A named size; `merge` overrides its visual-token merge (1 keeps every 14-px patch a token) and
-    `layers` its language model's depth."""
+def model_size(
+    name: str, merge: int | None = None, layers: int | None = None, text_first: bool = False
+) -> ModelSize:
+    """A named size; `merge` overrides its visual-token merge (1 keeps every 14-px patch a token),
+    `layers` its language model's depth, and `text_first` puts the question before the image."""
     if name not in SIZES:
         raise ValueError(f"unknown model size {name!r}; choose one of {sorted(SIZES)}")
     if merge is not None and merge not in (1, 2):
         raise ValueError(f"merge must be 1 or 2, got {merge}")
     if layers is not None and layers < 1:
         raise ValueError(f"layers must be at least 1, got {layers}")
-    size = SIZES[name] if merge is None else replace(SIZES[name], merge=merge)
+    size = replace(SIZES[name], text_first=text_first)
+    if merge is not None:
+        size = replace(size, merge=merge)
     return size if layers is None else replace(size, layers=layers)
 
 

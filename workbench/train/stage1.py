@@ -143,6 +143,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
                 f"{cfg.model.image_size}: pick the matching --size"
             )
         policy.tokenizer.save_pretrained(tok_dir)  # stage 2 reads the tokenizer from here
+        policy.config.vlm.text_first |= cfg.model.text_first  # e.g. a stage 0, which never saw a prompt
     else:
         if not (tok_dir / "tokenizer.json").exists():
             make_tokenizer(frames, tok_dir)

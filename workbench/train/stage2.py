@@ -102,6 +102,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
     if cfg.init:
         policy = ST4VLAPolicy.load(cfg.init)
         policy.config.use_spatial_prompt = not cfg.vanilla
+        policy.config.vlm.text_first |= cfg.model.text_first  # --text-first on a --base never grounded
         policy.config.grounding_loss_weight = cfg.grounding_loss_weight
         if state_dim != policy.config.action.state_dim:  # stage 1 never trains the action expert
             policy.config.action.state_dim = state_dim
