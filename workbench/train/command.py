@@ -65,6 +65,12 @@ def add_parsers(sub) -> None:
         help="average the loss within each answer first (a 'Yes' weighs as much as a box)",
     )  # fmt: skip
     s1.add_argument(
+        "--pointing", type=float, default=0.0,
+        help="weight of the pointing loss: one head attends to the object whose coordinates are written",
+    )  # fmt: skip
+    s1.add_argument("--pointing-layer", type=int, default=2, help="the pointing head's layer")
+    s1.add_argument("--pointing-head", type=int, default=0, help="the pointing head within that layer")
+    s1.add_argument(
         "--vision-lr",
         type=float,
         default=None,
@@ -148,7 +154,8 @@ def run_train(args: argparse.Namespace) -> int:
             eval_every=args.eval_every, heldout_episodes=args.heldout_episodes, seed=args.seed,
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
             curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists, contrast=args.contrast,
-            init=args.init, per_answer_loss=args.per_answer_loss,
+            init=args.init, per_answer_loss=args.per_answer_loss, pointing=args.pointing,
+            pointing_layer=args.pointing_layer, pointing_head=args.pointing_head,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))

@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from workbench.policy.policy import ST4VLAPolicy
+from workbench.policy.vlm import answer_mean_loss
 from workbench.train.common import (
     ModelSize,
     grounding_inputs,
@@ -29,6 +31,7 @@ from workbench.train.common import (
 )
 from workbench.train.data import FrameItem, load_frames
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
+from workbench.train.pointing import pointing_loss, pointing_targets
 from workbench.train.state import load_train_state, save_train_state
 
 DEFAULT_KINDS = {"object_box": 0.45, "object_point": 0.15, "task_box": 0.25, "task_point": 0.1, "trace": 0.05}
@@ -65,6 +68,12 @@ class Stage1Config:
     # Average the loss within each answer, then over the batch. The default (transformers' mean over
     # every answer token) gives a 3-token "Yes" a ninth of a 26-token box's weight.
     per_answer_loss: bool = False
+    # Weight of the pointing loss (workbench/train/pointing.py): head `pointing_head` of layer
+    # `pointing_layer` is taught to attend, while a coordinate is written, to the visual tokens under
+    # the object it belongs to. 0 leaves the recipe unchanged (and keeps the faster attention kernel).
+    pointing: float = 0.0
+    pointing_layer: int = 2
+    pointing_head: int = 0
     heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
     eval_every: int = 250
     eval_frames: int = 32
@@ -104,6 +113,31 @@ def vlm_groups(vlm, lr_vision: float | None) -> dict[str, list]:
         p.requires_grad_(lr_vision > 0)
     ids = {id(p) for p in vision}
     return {"vlm": [p for p in vlm.parameters() if id(p) not in ids], "vision": vision}
+
+
+def batch_loss(
+    model, inputs: dict, answers: list[str], cfg: Stage1Config
+) -> tuple[torch.Tensor, float | None]:
+    """The grounding loss of a batch, plus the weighted pointing loss when asked for (and its value)."""
+    if not cfg.pointing:
+        return model.grounding_loss(inputs, per_answer=cfg.per_answer_loss), None
+    vlm = model.qwen_vl_interface
+    given = {k: v for k, v in inputs.items() if k != "labels"} if cfg.per_answer_loss else inputs
+    out = vlm(given, output_hidden_states=False, output_attentions=True)
+    text = answer_mean_loss(out.logits, inputs["labels"]) if cfg.per_answer_loss else out.loss
+    targets = pointing_targets(vlm, inputs, answers)
+    point = pointing_loss(out.attentions[cfg.pointing_layer], targets, cfg.pointing_head)
+    return text + cfg.pointing * point, point.item()
+
+
+def check_pointing(cfg: Stage1Config, vlm) -> None:
+    layers, heads = vlm.config.vlm.num_layers, vlm.config.vlm.num_heads
+    if not 0 <= cfg.pointing_layer < layers or not 0 <= cfg.pointing_head < heads:
+        raise ValueError(
+            f"--pointing-layer {cfg.pointing_layer} / --pointing-head {cfg.pointing_head}: the language "
+            f"model has layers 0..{layers - 1} and heads 0..{heads - 1}"
+        )
+    vlm.model.set_attn_implementation("eager")  # only eager attention returns the probabilities
 
 
 def split_heldout(frames: list[FrameItem], n_episodes: int) -> tuple[list[FrameItem], list[FrameItem]]:
@@ -152,6 +186,8 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
         )
     model = policy.model.train()
     vlm = model.qwen_vl_interface
+    if cfg.pointing:
+        check_pointing(cfg, vlm)
     groups = vlm_groups(vlm, cfg.optim.lr_vision)
     trained = [p for g in groups.values() for p in g if p.requires_grad]
     opt = build_optimizer(groups, cfg.optim)
@@ -168,19 +204,24 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
     rng = np.random.default_rng(cfg.seed + step)  # a resumed run draws fresh batches, not replays
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 1 grounding", unit="step")
-    t0, running = time.time(), None
+    t0, running, running_point = time.time(), None, None
     while step < cfg.steps:
         one_object = bool(ones) and (step < cfg.curriculum_steps or rng.random() < cfg.curriculum_mix)
         pool, kinds = (ones, curriculum_kinds) if one_object else (frames, main_kinds)
-        inputs = grounding_inputs(vlm, sample_pairs(pool, cfg.batch_size, rng, kinds, cfg.contrast))
-        loss = model.grounding_loss(inputs, per_answer=cfg.per_answer_loss)
+        pairs = sample_pairs(pool, cfg.batch_size, rng, kinds, cfg.contrast)
+        inputs = grounding_inputs(vlm, pairs)
+        loss, point = batch_loss(model, inputs, [qa.answer for _, qa in pairs], cfg)
         optimizer_step(loss, trained, opt, sched, cfg.optim.clip_norm)
         step += 1
         running = smoothed(running, loss.item())
+        if point is not None:
+            running_point = smoothed(running_point, point)
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             m = measure_grounding(policy, held, cfg.eval_frames) if held else {}
+            if running_point is not None:
+                m["pointing_loss"] = round(running_point, 4)
             if held_ones:
                 one = measure_grounding(policy, held_ones, cfg.eval_frames, task=False)
                 m["one_object_box_iou"] = one["object_box_iou"]
