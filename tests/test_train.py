@@ -215,14 +215,18 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
         ckpt / "tokenizer.json"
     ).read_text()
 
-    # --vision-lr 0: from the same start, only the language model moves (here with the per-answer loss).
+    # --vision-lr 0: from the same start, only the language model moves (here with the per-answer loss
+    # and the pointing loss, whose running value is logged).
     frozen = Stage1Config(
         data=s1.data, out=str(tmp_path / "s1_frozen"), model=size, steps=3, batch_size=2, heldout_episodes=1,
         eval_frames=2, optim=OptimConfig(lr=2e-3, warmup_steps=1, lr_vision=0.0), init=str(ckpt),
-        per_answer_loss=True,
+        per_answer_loss=True, pointing=0.5, pointing_layer=0, pointing_head=1,
     )  # fmt: skip
     after = ST4VLAPolicy.load(train_stage1(frozen)).model.state_dict()
     assert json.loads((tmp_path / "s1_frozen" / "config.json").read_text())["per_answer_loss"] is True
+    assert json.loads((tmp_path / "s1_frozen" / "log.json").read_text())[-1]["pointing_loss"] > 0.0
+    with pytest.raises(ValueError, match="pointing-layer"):
+        train_stage1(replace(frozen, out=str(tmp_path / "bad"), pointing_layer=size.layers))
     before = ST4VLAPolicy.load(ckpt).model.state_dict()
     vision = [k for k in before if ".visual." in k]
     language = [k for k in before if ".language_model." in k]

@@ -20,8 +20,9 @@ import torch
 
 from workbench.policy.vlm import IGNORE_INDEX
 
-# `"bbox_2d": [x1, y1, x2, y2]` or `"point_2d": [x, y]`; group 1 spans the numbers.
-GEOMETRY = re.compile(r'"(?:bbox_2d|point_2d)":\s*\[([^\[\]]*)\]')
+# `"bbox_2d": [x1, y1, x2, y2]` or `"point_2d": [x, y]`; group 2 spans the numbers.
+GEOMETRY = re.compile(r'"(bbox_2d|point_2d)":\s*\[([^\[\]]*)\]')
+COUNT = {"bbox_2d": 4, "point_2d": 2}
 
 
 @dataclass
@@ -47,9 +48,12 @@ def geometry_spans(answer: str) -> list[tuple[int, int, list[float]]]:
     """(start, end, numbers) of each box or point in an answer; characters of its numbers only."""
     out = []
     for m in GEOMETRY.finditer(answer):
-        numbers = [float(v) for v in m.group(1).split(",") if v.strip()]
-        if len(numbers) in (2, 4):
-            out.append((m.start(1), m.end(1), numbers))
+        try:
+            numbers = [float(v) for v in m.group(2).split(",")]
+        except ValueError:  # not numbers: nothing to point at
+            continue
+        if len(numbers) == COUNT[m.group(1)]:
+            out.append((m.start(2), m.end(2), numbers))
     return out
 
 
