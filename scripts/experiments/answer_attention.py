@@ -39,21 +39,15 @@ from workbench import spatial
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.prompts import exists_question, object_question
 from workbench.policy.vlm import IGNORE_INDEX
+from workbench.train.pointing import cells_under
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grounding_breakdown import first_frames  # noqa: E402
 
 
-def cells_under(box: spatial.Box, rows: int, cols: int, size: int) -> set[int]:
+def cells_of(box: spatial.Box, rows: int, cols: int, size: int) -> set[int]:
     """Row-major indices of the visual tokens whose cell overlaps the box (model-frame pixels)."""
-    ch, cw = size / rows, size / cols
-    r0, r1 = int(box.y1 // ch), int(min(box.y2, size - 1e-6) // ch)
-    c0, c1 = int(box.x1 // cw), int(min(box.x2, size - 1e-6) // cw)
-    return {
-        r * cols + c
-        for r in range(max(r0, 0), min(r1, rows - 1) + 1)
-        for c in range(max(c0, 0), min(c1, cols - 1) + 1)
-    }
+    return set(cells_under(box.x1, box.y1, box.x2, box.y2, rows, cols, size))
 
 
 def first_coordinate_index(tokenizer, answer: str) -> int | None:
@@ -119,10 +113,9 @@ def measure(checkpoint: str, data: str, episodes: int) -> dict:
             attn = torch.stack(out.attentions, 1)  # [B, layers, heads, L, L]
             loud = value_norms(vlm.model.model.language_model, out.hidden_states)  # [B, layers, heads, L]
             rows, cols = vlm.image_token_grids(inputs)[0]
-            named = cells_under(box, rows, cols, size)
+            named = cells_of(box, rows, cols, size)
             others = (
-                set().union(*[cells_under(b, rows, cols, size) for j, b in enumerate(boxes) if j != i])
-                - named
+                set().union(*[cells_of(b, rows, cols, size) for j, b in enumerate(boxes) if j != i]) - named
             )
             for b, (kind, _, _, k_answer) in enumerate(asks):
                 start = int((inputs["labels"][b] != IGNORE_INDEX).nonzero()[0])  # first answer token
