@@ -39,7 +39,7 @@ from workbench import spatial
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.prompts import exists_question, object_question
 from workbench.policy.vlm import IGNORE_INDEX
-from workbench.train.pointing import cells_under
+from workbench.train.pointing import cells_under, geometry_spans
 
 sys.path.insert(0, str(Path(__file__).parent))
 from grounding_breakdown import first_frames  # noqa: E402
@@ -51,13 +51,10 @@ def cells_of(box: spatial.Box, rows: int, cols: int, size: int) -> set[int]:
 
 
 def first_coordinate_index(tokenizer, answer: str) -> int | None:
-    """Index (within the answer's tokens) of the first coordinate, or None if no token boundary is there."""
-    prefix = answer[: answer.index("[", answer.index("bbox_2d")) + 1]
-    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    for k in range(1, len(ids)):
-        if tokenizer.decode(ids[:k]) == prefix:
-            return k
-    return None
+    """Index (within the answer's tokens) of the first coordinate, or None if no token starts there."""
+    start = geometry_spans(answer)[0][0]  # the first number's first character
+    offsets = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return next((k for k, (a, _) in enumerate(offsets) if a == start and k > 0), None)
 
 
 def lifts(attn: torch.Tensor, image_pos: torch.Tensor, named: set[int], others: set[int]) -> np.ndarray:
