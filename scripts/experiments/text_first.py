@@ -1,5 +1,9 @@
-"""Does the order of image and question matter? Run any workbench command, or grounding_breakdown.py,
-with the question BEFORE the image in every prompt (a diagnostic, not the workbench's format).
+"""Does the order of image and question matter? Run any workbench command, or a diagnostic script,
+with the question BEFORE the image in every prompt, whatever the checkpoint's config says.
+
+Training now has the option itself (`workbench train stage1 --text-first`, `VLMConfig.text_first`,
+recorded in the checkpoint, which every tool then follows). This script remains for checkpoints
+trained with it before that option existed (runs/v7/tf, runs/v10/tf_3k*), whose config does not say so.
 
 Upstream (and the workbench) put the image first, so the visual tokens cannot see the question: the
 answer position has to find the named object by itself, a two-step lookup. With the question first,
