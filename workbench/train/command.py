@@ -78,6 +78,7 @@ def add_parsers(sub) -> None:
     )
     s1.add_argument("--seed", type=int, default=0)
     s1.add_argument("--no-resume", action="store_true", help="start over even if a training state exists")
+    s1.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: two runs side by side)")
 
     s2 = tsub.add_parser("stage2", help="spatially guided action post-training (or --vanilla baseline)")
     s2.add_argument("--data", nargs="+", default=["runs/data/demos"])
@@ -111,6 +112,7 @@ def add_parsers(sub) -> None:
     )
     s2.add_argument("--seed", type=int, default=0)
     s2.add_argument("--no-resume", action="store_true")
+    s2.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
     ev = sub.add_parser("evaluate", help="closed-loop success in the built-in sim; md + json + html report")
     ev.add_argument("--checkpoint", required=True)
@@ -155,7 +157,7 @@ def run_train(args: argparse.Namespace) -> int:
             curriculum_data=tuple(args.curriculum_data), curriculum_steps=args.curriculum_steps,
             curriculum_mix=args.curriculum_mix, detect_all=args.detect_all, exists=args.exists, contrast=args.contrast,
             init=args.init, per_answer_loss=args.per_answer_loss, pointing=args.pointing,
-            pointing_layer=args.pointing_layer, pointing_head=args.pointing_head,
+            pointing_layer=args.pointing_layer, pointing_head=args.pointing_head, threads=args.threads,
         )  # fmt: skip
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))
@@ -168,7 +170,7 @@ def run_train(args: argparse.Namespace) -> int:
         model=model_size(args.size, layers=args.layers, text_first=args.text_first),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
-        state=args.state,
+        state=args.state, threads=args.threads,
         head=HeadPhaseConfig(steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr),
     )  # fmt: skip
     print(json.dumps(asdict(cfg)))
