@@ -121,6 +121,7 @@ def _chunk(c: ActionChunk | None) -> dict | None:
         "ee_path_2d": _geom(c.ee_path_2d) if c.ee_path_2d else None,
         "attention": {k: _arr(v) for k, v in c.attention.items()} if c.attention else None,
         "timings": c.timings,
+        "answer": c.answer,
     }
 
 
@@ -134,6 +135,7 @@ def _unchunk(d: dict | None) -> ActionChunk | None:
         ee_path_2d=_ungeom(d["ee_path_2d"]) if d["ee_path_2d"] else None,
         attention={k: _unarr(v) for k, v in d["attention"].items()} if d["attention"] else None,
         timings=dict(d["timings"]),
+        answer=d.get("answer"),  # absent in sessions saved before answer-conditioned models
     )
 
 

@@ -75,6 +75,7 @@ class ActionChunk:
     ee_path_2d: Trace | None = None  # the same path projected into the main camera
     attention: dict[str, np.ndarray] | None = None  # view -> [h, w] query-former attention heatmap
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    answer: str | None = None  # the spatial answer the action expert read (answer-conditioned models)
 
 
 @dataclass

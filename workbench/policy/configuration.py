@@ -109,6 +109,11 @@ class ST4VLAConfig:
     image_size: int = 224  # model input frame (upstream: cv2.resize to 224x224, INTER_AREA)
     spatial_prompt: str = SPATIAL_PROMPT
     use_spatial_prompt: bool = True  # False = the vanilla baseline (plain instruction)
+    # Not upstream: the VLM first answers the spatial prompt (greedy decoding) and the query former
+    # reads the hidden states of the prompt AND of that answer, so the box the model wrote reaches the
+    # action expert (workbench/train/NOTES.md, thirteenth session). Upstream (False) runs one forward
+    # pass over the prompt and never decodes at control time.
+    condition_on_answer: bool = False
     grounding_loss_weight: float = 0.1
     notes: dict[str, Any] = field(default_factory=dict)  # free-form (deviations, provenance)
 
@@ -158,6 +163,8 @@ class ST4VLAConfig:
                 raise ValueError(
                     f"qformer.layer_range {self.qformer.layer_range} outside 0..{v.num_layers + 1}."
                 )
+        if self.condition_on_answer and not self.use_spatial_prompt:
+            raise ValueError("condition_on_answer needs the spatial prompt: there is no answer without it.")
 
     @property
     def qformer_layers(self) -> tuple[int, int]:

@@ -37,6 +37,10 @@ def neutral_statistics(action_dim: int = 7) -> dict[str, Any]:
     return {"default": {"action": action, "num_transitions": 0, "num_trajectories": 0}}
 
 
+# Longest spatial answer an answer-conditioned checkpoint writes before acting (two boxes take ~40).
+ANSWER_TOKENS = 64
+
+
 class ST4VLAPolicy:
     def __init__(
         self,
@@ -199,6 +203,30 @@ class ST4VLAPolicy:
         return answer
 
     # --- the action chunk ------------------------------------------------------------------------
+    def condition_inputs(
+        self, views: list[np.ndarray], instruction: str, answer: str | None = None
+    ) -> tuple[dict[str, torch.Tensor], str | None]:
+        """The VLM inputs the query former reads for one sample (views already model-sized).
+
+        Upstream: the prompt alone (returns no answer). An answer-conditioned checkpoint
+        (config.condition_on_answer) reads the prompt followed by an answer: `answer` when given, to
+        probe how the action follows an edited answer, else its own greedy answer to the prompt.
+        """
+        vlm = self.model.qwen_vl_interface
+        prompt = self.prompt(instruction)
+        if not self.config.condition_on_answer:
+            if answer is not None:
+                raise ValueError(
+                    f"{self.name} does not condition its actions on a spatial answer "
+                    "(config.condition_on_answer is false): do not pass answer=."
+                )
+            return vlm.build_inputs([views], [prompt]), None
+        if answer is None:
+            answer = vlm.generate(vlm.build_inputs([views], [prompt]), max_new_tokens=ANSWER_TOKENS)[0]
+        inputs = vlm.build_inputs([views], [prompt], answers=[answer])
+        inputs.pop("labels")  # the answer is read, not supervised
+        return inputs, answer
+
     @torch.no_grad()
     def act(
         self,
@@ -210,18 +238,21 @@ class ST4VLAPolicy:
         seed: int | None = None,
         return_internals: bool = False,
         state: np.ndarray | None = None,
+        answer: str | None = None,
     ) -> ActionChunk:
         """One action chunk: VLM forward -> query former -> DDIM (with CFG) -> unnormalise.
 
         `state` is the robot state (the observation's joint positions); only checkpoints whose action
-        expert reads it (config.action.state_dim > 0) need it, the others ignore it.
+        expert reads it (config.action.state_dim > 0) need it, the others ignore it. `answer` replaces
+        the spatial answer an answer-conditioned checkpoint would write itself (`condition_inputs`);
+        the answer read is returned in `chunk.answer`.
         """
         timings: dict[str, float] = {}
         state_t = self.state_tensor(state)
         timer = _Timer(timings) if return_internals else None
         views, _ = self.prepare_images(images)
-        vlm = self.model.qwen_vl_interface
-        inputs = vlm.build_inputs([views], [self.prompt(instruction)])
+        with _maybe(timer, "condition_inputs"):
+            inputs, answer = self.condition_inputs(views, instruction, answer)
         cond, maps = self.model.condition(inputs, [views], need_weights=return_internals, timer=timer)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = (1, self.chunk_length, self.action_dim)
@@ -249,7 +280,9 @@ class ST4VLAPolicy:
         normalized = sample[0].float().cpu().numpy()  # [T, D]
         with _maybe(timer, "unnormalize"):
             actions = self._normalizer.unnormalize(normalized)
-        chunk = ActionChunk(normalized=normalized, actions=np.asarray(actions, dtype=np.float64))
+        chunk = ActionChunk(
+            normalized=normalized, actions=np.asarray(actions, dtype=np.float64), answer=answer
+        )
         if return_internals:
             chunk.timings = timings
             chunk.attention = self.attention_maps(inputs, maps)

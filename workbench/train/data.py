@@ -144,6 +144,11 @@ def task_boxes(gt: GroundTruth) -> list[Box]:
     return out
 
 
+def task_answer(gt: GroundTruth, frame: Frame) -> str:
+    """The spatial prompt's true answer: the key objects' boxes in the model frame's pixels."""
+    return spatial.format(task_boxes(gt), frame)
+
+
 def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_points: int = 6) -> list[QA]:
     """Every question this frame's ground truth can answer; answers in the model frame's pixels."""
     pairs = []
@@ -164,7 +169,7 @@ def grounding_pairs(gt: GroundTruth, instruction: str, frame: Frame, trace_point
             pairs.append(QA("exists_no", exists_question(name), "No"))
     boxes = task_boxes(gt)
     if boxes:
-        pairs.append(QA("task_box", grounding_question("box", instruction), spatial.format(boxes, frame)))
+        pairs.append(QA("task_box", grounding_question("box", instruction), task_answer(gt, frame)))
         points = [Point(*b.center, b.label) for b in boxes]
         pairs.append(
             QA("task_point", grounding_question("point", instruction), spatial.format(points, frame))

@@ -33,7 +33,7 @@ from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
-from workbench.train.data import FrameItem, gripper_to_model, load_frames
+from workbench.train.data import FrameItem, gripper_to_model, load_frames, task_answer
 from workbench.train.head import HeadPhaseConfig, train_head
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
@@ -61,6 +61,10 @@ class Stage2Config:
     # Not upstream: the action expert also reads the robot state (joint positions) as one token.
     # Both bundled models use it, so the comparison stays fair (see workbench/train/NOTES.md).
     state: bool = False
+    # Not upstream: the query former also reads the spatial answer (ST4VLAConfig.condition_on_answer).
+    # The joint phase teacher-forces the true answer; the head phase caches the model's own answers,
+    # as the policy computes them at control time.
+    condition_on_answer: bool = False
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
@@ -77,6 +81,8 @@ class Stage2Config:
             self.grounding_loss_weight = 0.0
         elif self.base:
             raise ValueError("--base is the vanilla baseline's starting point; ST4VLA starts from --init")
+        if self.vanilla and self.condition_on_answer:
+            raise ValueError("--condition-on-answer needs the spatial prompt; the vanilla baseline has none")
 
 
 def statistics_for(frames: list[FrameItem]) -> dict:
@@ -119,6 +125,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         model_cfg.action.state_dim = state_dim
         policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
+    policy.config.condition_on_answer = cfg.condition_on_answer
     policy.config.notes["training"] = "vanilla baseline" if cfg.vanilla else "ST4VLA two-stage"
     policy.name = Path(cfg.out).name
     return policy
@@ -136,12 +143,23 @@ def action_batch(policy, frames, idx, normalizer):
     items = [frames[i] for i in idx]
     vlm = policy.model.qwen_vl_interface
     images = [[f.image] for f in items]
-    inputs = vlm.build_inputs(images, [policy.prompt(f.instruction) for f in items])
+    prompts = [policy.prompt(f.instruction) for f in items]
+    if policy.config.condition_on_answer:  # teacher forcing: the query former reads the true answer
+        inputs = vlm.build_inputs(images, prompts, answers=[true_answer(f) for f in items])
+        inputs.pop("labels")
+    else:
+        inputs = vlm.build_inputs(images, prompts)
     chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in items])))  # [B, T, 7]
     states = None
     if policy.reads_state:
         states = torch.cat([policy.state_tensor(f.state) for f in items]).float()  # [B, S]
     return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
+
+
+def true_answer(item: FrameItem) -> str:
+    if item.ground_truth is None:
+        raise ValueError(f"episode {item.episode} has no ground truth: an answer-conditioned model needs it")
+    return task_answer(item.ground_truth, item.frame)
 
 
 def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
