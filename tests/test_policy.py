@@ -193,6 +193,45 @@ def test_internals_attention_heatmap_and_timings(policy, image):
     assert [k for k in chunk.timings if k.startswith("ddim_step_")] == [f"ddim_step_{i}" for i in range(4)]
 
 
+def test_answer_conditioned_actions_follow_the_answer_they_read(image):
+    """Not upstream (config.condition_on_answer): the query former reads the prompt and an answer."""
+    from workbench.policy.configuration import ST4VLAConfig
+    from workbench.policy.policy import ANSWER_TOKENS
+    from workbench.record_json import _chunk, _unchunk
+
+    cfg = tiny_config()
+    cfg.condition_on_answer = True
+    p = ST4VLAPolicy.from_config(cfg, statistics=STATS, seed=0)
+    randomize_head(p)
+    left, right = '[{"bbox_2d": [2, 3, 20, 25]}]', '[{"bbox_2d": [70, 60, 100, 90]}]'
+    a = p.act([image], "pick up the cube", seed=0, answer=left)
+    b = p.act([image], "pick up the cube", seed=0, answer=right)
+    assert (a.answer, b.answer) == (left, right)
+    assert not np.allclose(a.normalized, b.normalized)  # an edited answer moves the action
+
+    # Without an answer it writes its own (greedy, the spatial prompt's) and acts on that.
+    own = p.act([image], "pick up the cube", seed=0)
+    views, _ = p.prepare_images([image])
+    vlm = p.model.qwen_vl_interface
+    expected = vlm.generate(vlm.build_inputs([views], [p.prompt("pick up the cube")]), ANSWER_TOKENS)[0]
+    assert own.answer == expected
+    given = p.act([image], "pick up the cube", seed=0, answer=expected)
+    np.testing.assert_allclose(own.normalized, given.normalized, atol=1e-6)
+    assert _unchunk(_chunk(a)).answer == left  # saved sessions keep what the action read
+
+    with pytest.raises(ValueError, match="spatial prompt"):
+        ST4VLAConfig(use_spatial_prompt=False, condition_on_answer=True)
+    old = tiny_config().to_dict()
+    del old["condition_on_answer"]  # configs written before the option load as upstream
+    assert ST4VLAConfig.from_dict(old).condition_on_answer is False
+
+
+def test_upstream_policy_reads_no_answer(policy, image):
+    assert policy.act([image], "pick up the cube", seed=0).answer is None
+    with pytest.raises(ValueError, match="does not condition"):
+        policy.act([image], "pick up the cube", seed=0, answer='[{"bbox_2d": [1, 1, 5, 5]}]')
+
+
 def test_diffusion_schedule_and_ddim_respacing():
     assert ddim_timesteps(100, 10) == list(range(0, 100, 10))
     assert ddim_timesteps(100, 5) == list(range(0, 100, 20))

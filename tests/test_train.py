@@ -310,6 +310,40 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     assert chunk.actions.shape == (reader.chunk_length, 7)
 
 
+def test_answer_conditioned_stage2_reads_the_true_answer_then_its_own(data, tmp_path):
+    """--condition-on-answer: the joint phase teacher-forces the true answer, the head phase caches the
+    model's own answers (decoded in batches, the same as one frame at a time)."""
+    from workbench.policy.normalization import ActionNormalizer
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+    from workbench.train.head import own_answers
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, train_stage2, true_answer
+
+    with pytest.raises(ValueError, match="vanilla"):
+        Stage2Config(vanilla=True, condition_on_answer=True)
+    cfg = Stage2Config(
+        data=(str(data[0]),), out=str(tmp_path / "ans"), init=None, model=model_size("test"), tokenizer=None,
+        steps=3, batch_size=2, grounding_batch_size=2, state=True, condition_on_answer=True,
+        head=HeadPhaseConfig(steps=2, batch_size=4),
+    )  # fmt: skip
+    policy = ST4VLAPolicy.load(train_stage2(cfg))
+    assert policy.config.condition_on_answer
+    frames = load_frames(data[0], policy.config.image_size, policy.chunk_length)
+
+    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
+    inputs, *_ = action_batch(policy, frames, [0, 5], normalizer)
+    assert "labels" not in inputs
+    tok = policy.tokenizer
+    for row, i in zip(inputs["input_ids"], [0, 5], strict=True):
+        assert true_answer(frames[i]) in tok.decode(row, skip_special_tokens=True)
+
+    picked = frames[:3]
+    single = [policy.condition_inputs([f.image], f.instruction)[1] for f in picked]
+    assert own_answers(policy, picked, batch=2) == single
+    chunk = policy.act([frames[0].image], frames[0].instruction, seed=0, state=frames[0].state)
+    assert chunk.answer == single[0]
+
+
 def test_merge_one_gives_every_patch_its_own_visual_token():
     from workbench.policy.policy import ST4VLAPolicy
     from workbench.train.common import model_size

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from workbench.episodes.lerobot import LeRobotDataset
-from workbench.policy.policy import ST4VLAPolicy
+from workbench.policy.policy import ANSWER_TOKENS, ST4VLAPolicy
 from workbench.train.data import CAMERA
 
 
@@ -31,6 +31,9 @@ def features(policy: ST4VLAPolicy, images: list[np.ndarray], prompts: list[str])
     vlm = model.qwen_vl_interface
     imgs = [[im] for im in images]
     inputs = vlm.build_inputs(imgs, prompts)
+    if policy.config.condition_on_answer:  # then the prompt and its own answer, as at control time
+        inputs = vlm.build_inputs(imgs, prompts, answers=vlm.generate(inputs, ANSWER_TOKENS))
+        inputs.pop("labels")
     layers, _ = model.vlm_hidden_states(inputs)
     last = layers[-1]  # [B, L, H]
     is_image = inputs["input_ids"] == vlm.model.config.image_token_id  # [B, L]
