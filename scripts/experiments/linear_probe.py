@@ -21,18 +21,21 @@ import torch
 from tqdm import tqdm
 
 from workbench.episodes.lerobot import LeRobotDataset
-from workbench.policy.policy import ANSWER_TOKENS, ST4VLAPolicy
+from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.data import CAMERA
 
 
 @torch.no_grad()
-def features(policy: ST4VLAPolicy, images: list[np.ndarray], prompts: list[str]) -> dict[str, np.ndarray]:
+def features(
+    policy: ST4VLAPolicy, images: list[np.ndarray], instructions: list[str]
+) -> dict[str, np.ndarray]:
     model = policy.model.eval()
     vlm = model.qwen_vl_interface
     imgs = [[im] for im in images]
+    prompts = [policy.prompt(i) for i in instructions]
     inputs = vlm.build_inputs(imgs, prompts)
     if policy.config.condition_on_answer:  # then the prompt and its own answer, as at control time
-        inputs = vlm.build_inputs(imgs, prompts, answers=vlm.generate(inputs, ANSWER_TOKENS))
+        inputs = vlm.build_inputs(imgs, prompts, answers=policy.answer_spatial_prompt(imgs, instructions))
         inputs.pop("labels")
     layers, _ = model.vlm_hidden_states(inputs)
     last = layers[-1]  # [B, L, H]
@@ -54,7 +57,7 @@ def collect(policy, data: str, episodes: np.ndarray, every: int, batch: int = 32
             f = ep.frames[t]
             gt = f.ground_truth
             src = next(k for k in gt.key_points if k.label == gt.source_label)
-            rows.append((f.images[CAMERA], policy.prompt(ep.task), f.state, f.action, (src.x, src.y)))
+            rows.append((f.images[CAMERA], ep.task, f.state, f.action, (src.x, src.y)))
     feats: dict[str, list] = {}
     for s in tqdm(range(0, len(rows), batch), desc="features", unit="batch"):
         part = rows[s : s + batch]

@@ -203,6 +203,14 @@ class ST4VLAPolicy:
         return answer
 
     # --- the action chunk ------------------------------------------------------------------------
+    @torch.no_grad()
+    def answer_spatial_prompt(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
+        """Greedy answers to the spatial prompt for a batch (views model-sized): what an answer-conditioned
+        checkpoint reads before acting. Batched decoding gives the same tokens as one sample at a time."""
+        vlm = self.model.qwen_vl_interface
+        inputs = vlm.build_inputs(views, [self.prompt(i) for i in instructions])
+        return vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS)
+
     def condition_inputs(
         self, views: list[np.ndarray], instruction: str, answer: str | None = None
     ) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -222,7 +230,7 @@ class ST4VLAPolicy:
                 )
             return vlm.build_inputs([views], [prompt]), None
         if answer is None:
-            answer = vlm.generate(vlm.build_inputs([views], [prompt]), max_new_tokens=ANSWER_TOKENS)[0]
+            answer = self.answer_spatial_prompt([views], [instruction])[0]
         inputs = vlm.build_inputs([views], [prompt], answers=[answer])
         inputs.pop("labels")  # the answer is read, not supervised
         return inputs, answer

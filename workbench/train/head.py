@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from workbench.policy.normalization import ActionNormalizer
-from workbench.policy.policy import ANSWER_TOKENS, ST4VLAPolicy
+from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.data import FrameItem, gripper_to_model
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
@@ -68,13 +68,12 @@ def cache_conditions(
 
 @torch.no_grad()
 def own_answers(policy: ST4VLAPolicy, frames: list[FrameItem], batch: int = 64) -> list[str]:
-    """The answer-conditioned model's greedy answers to its spatial prompt, decoded in batches (the same
-    tokens as one frame at a time, nine times faster on the CPU)."""
-    vlm, out = policy.model.qwen_vl_interface, []
+    """The answer-conditioned model's greedy answers to its spatial prompt, decoded in batches (nine times
+    faster on the CPU than one frame at a time)."""
+    out = []
     for start in tqdm(range(0, len(frames), batch), desc="answering the spatial prompt", unit="batch"):
         items = frames[start : start + batch]
-        inputs = vlm.build_inputs([[f.image] for f in items], [policy.prompt(f.instruction) for f in items])
-        out += vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS)
+        out += policy.answer_spatial_prompt([[f.image] for f in items], [f.instruction for f in items])
     return out
 
 
