@@ -226,9 +226,52 @@ def test_answer_conditioned_actions_follow_the_answer_they_read(image):
     assert ST4VLAConfig.from_dict(old).condition_on_answer is False
 
 
+def test_answer_points_reach_the_action_expert_as_numbers(image):
+    """Not upstream (config.answer_points): the centres of the answer's boxes join the state the DiT reads."""
+    from workbench.policy.configuration import ANSWER_POINTS, ST4VLAConfig
+    from workbench.policy.policy import ANSWER_TOKENS, points_from_answer
+
+    two = '[{"bbox_2d": [0, 0, 56, 112]}, {"bbox_2d": [56, 56, 112, 112]}]'
+    np.testing.assert_allclose(points_from_answer(two, 112, 112), [-0.5, 0.0, 0.5, 0.5])
+    one = '[{"label": "cube", "bbox_2d": [28, 28, 84, 84]}]'  # no target: it reads as the corner
+    np.testing.assert_allclose(points_from_answer(one, 112, 112), [0.0, 0.0, -1.0, -1.0])
+    np.testing.assert_allclose(points_from_answer("I cannot see it", 112, 112), [-1.0] * 4)
+
+    cfg = tiny_config()
+    cfg.answer_points = True
+    cfg.action.state_dim = 2 + ANSWER_POINTS  # a two-joint robot, then the points
+    stats = {k: {**v, "state": {"q01": [0.0, -1.0], "q99": [2.0, 1.0]}} for k, v in STATS.items()}
+    p = ST4VLAPolicy.from_config(cfg, statistics=stats, seed=0)
+    randomize_head(p)
+    joints = np.array([1.5, 0.5])
+    views, _ = p.prepare_images([image])
+    size = views[0].shape[:2]
+    x = p.state_tensor(joints, two, size)[0].numpy()
+    np.testing.assert_allclose(x[:2], [0.5, 0.5])  # the joints normalised by the state statistics
+    np.testing.assert_allclose(x[2:], points_from_answer(two, size[1], size[0]))
+    with pytest.raises(ValueError, match="answer"):
+        p.state_tensor(joints)
+
+    a = p.act([image], "pick up the cube", seed=0, state=joints, answer=two)
+    b = p.act([image], "pick up the cube", seed=0, state=joints, answer=one)
+    assert (a.answer, b.answer) == (two, one)
+    assert not np.allclose(a.normalized, b.normalized)  # other points, another action
+    own = p.act([image], "pick up the cube", seed=0, state=joints)  # writes its own answer first
+    vlm = p.model.qwen_vl_interface
+    assert (
+        own.answer
+        == vlm.generate(vlm.build_inputs([views], [p.prompt("pick up the cube")]), ANSWER_TOKENS)[0]
+    )
+
+    with pytest.raises(ValueError, match="spatial prompt"):
+        ST4VLAConfig(use_spatial_prompt=False, answer_points=True)
+    with pytest.raises(ValueError, match="state_dim"):
+        ST4VLAConfig(answer_points=True)
+
+
 def test_upstream_policy_reads_no_answer(policy, image):
     assert policy.act([image], "pick up the cube", seed=0).answer is None
-    with pytest.raises(ValueError, match="does not condition"):
+    with pytest.raises(ValueError, match="does not act on a spatial answer"):
         policy.act([image], "pick up the cube", seed=0, answer='[{"bbox_2d": [1, 1, 5, 5]}]')
 
 

@@ -344,6 +344,49 @@ def test_answer_conditioned_stage2_reads_the_true_answer_then_its_own(data, tmp_
     assert chunk.answer == single[0]
 
 
+def test_answer_points_stage2_reads_the_true_points_then_its_own(data, tmp_path):
+    """--answer-points: the DiT's state ends with the true answer's box centres in the joint phase, and
+    with the model's own answer's in the head phase and at control time."""
+    from workbench.policy.configuration import ANSWER_POINTS
+    from workbench.policy.normalization import ActionNormalizer
+    from workbench.policy.policy import ST4VLAPolicy, points_from_answer
+    from workbench.train.common import model_size
+    from workbench.train.head import cache_conditions, own_answers
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, train_stage2, true_answer
+
+    with pytest.raises(ValueError, match="vanilla"):
+        Stage2Config(vanilla=True, answer_points=True)
+    cfg = Stage2Config(
+        data=(str(data[0]),), out=str(tmp_path / "pts"), init=None, model=model_size("test"), tokenizer=None,
+        steps=3, batch_size=2, grounding_batch_size=2, state=True, answer_points=True,
+        head=HeadPhaseConfig(steps=2, batch_size=4),
+    )  # fmt: skip
+    policy = ST4VLAPolicy.load(train_stage2(cfg))
+    frames = load_frames(data[0], policy.config.image_size, policy.chunk_length)
+    joints = len(frames[0].state)
+    assert policy.config.answer_points and policy.config.action.state_dim == joints + ANSWER_POINTS
+    assert not policy.config.condition_on_answer  # the query former reads the prompt alone, as upstream
+
+    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
+    inputs, _, _, states = action_batch(policy, frames, [0, 5], normalizer)
+    assert "labels" not in inputs
+    size = frames[0].image.shape[:2]
+    for row, i in zip(states, [0, 5], strict=True):
+        truth = points_from_answer(true_answer(frames[i]), size[1], size[0])
+        np.testing.assert_allclose(row[joints:].numpy(), truth, atol=1e-6)
+        assert (truth > -1).any()  # the true answer has a box
+
+    picked = frames[:3]
+    own = own_answers(policy, picked, batch=2)
+    cached = cache_conditions(policy, picked, normalizer)
+    for row, answer in zip(cached.states, own, strict=True):
+        np.testing.assert_allclose(
+            row[joints:].numpy(), points_from_answer(answer, size[1], size[0]), atol=1e-6
+        )
+    chunk = policy.act([picked[0].image], picked[0].instruction, seed=0, state=picked[0].state)
+    assert chunk.answer == own[0]
+
+
 def test_merge_one_gives_every_patch_its_own_visual_token():
     from workbench.policy.policy import ST4VLAPolicy
     from workbench.train.common import model_size

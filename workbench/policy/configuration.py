@@ -100,6 +100,9 @@ class DinoConfig:
     pos_embed_size: int = 518  # the hub models' position-embedding grid (37x37), interpolated
 
 
+ANSWER_POINTS = 4  # answer_points: source centre (x, y), target centre (x, y)
+
+
 @dataclass
 class ST4VLAConfig:
     vlm: VLMConfig = field(default_factory=VLMConfig)
@@ -114,6 +117,11 @@ class ST4VLAConfig:
     # action expert (workbench/train/NOTES.md, thirteenth session). Upstream (False) runs one forward
     # pass over the prompt and never decodes at control time.
     condition_on_answer: bool = False
+    # Not upstream: the explicit spatial prompt. The VLM answers the spatial prompt (greedy) and the
+    # centres of the answer's first two boxes (source, then target) join the robot state the DiT reads,
+    # as 4 numbers (ANSWER_POINTS); action.state_dim counts them. The fourth session's oracle showed this
+    # DiT acts on points given as numbers, and the twelfth that the hidden states do not carry them.
+    answer_points: bool = False
     grounding_loss_weight: float = 0.1
     notes: dict[str, Any] = field(default_factory=dict)  # free-form (deviations, provenance)
 
@@ -165,6 +173,23 @@ class ST4VLAConfig:
                 )
         if self.condition_on_answer and not self.use_spatial_prompt:
             raise ValueError("condition_on_answer needs the spatial prompt: there is no answer without it.")
+        if self.answer_points and not self.use_spatial_prompt:
+            raise ValueError("answer_points needs the spatial prompt: there is no answer without it.")
+        if self.answer_points and self.action.state_dim < ANSWER_POINTS:
+            raise ValueError(
+                f"answer_points needs action.state_dim >= {ANSWER_POINTS} (the robot state plus the "
+                f"{ANSWER_POINTS} answer coordinates), got {self.action.state_dim}."
+            )
+
+    @property
+    def robot_state_dim(self) -> int:
+        """The robot state's share of action.state_dim (the rest are the answer's points)."""
+        return self.action.state_dim - (ANSWER_POINTS if self.answer_points else 0)
+
+    @property
+    def reads_answer(self) -> bool:
+        """Whether acting needs the model's own answer to the spatial prompt first."""
+        return self.condition_on_answer or self.answer_points
 
     @property
     def qformer_layers(self) -> tuple[int, int]:

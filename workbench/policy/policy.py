@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from workbench.policy import checkpoint as ckpt
-from workbench.policy.configuration import ST4VLAConfig
+from workbench.policy.configuration import ANSWER_POINTS, ST4VLAConfig
 from workbench.policy.modeling import ST4VLAModel
 from workbench.policy.prompts import grounding_question
 from workbench.policy.tokenizer import build_tokenizer, default_corpus, load_tokenizer
@@ -61,7 +61,7 @@ class ST4VLAPolicy:
         """Use these dataset statistics (and key) to unnormalise actions and normalise the state."""
         key = select_unnorm_key(statistics, unnorm_key)
         normalizer = make_normalizer(statistics, key)
-        state_normalizer = make_state_normalizer(statistics, key, self.config.action.state_dim)
+        state_normalizer = make_state_normalizer(statistics, key, self.config.robot_state_dim)
         self.statistics, self.unnorm_key = statistics, key
         self._normalizer, self._state_normalizer = normalizer, state_normalizer
 
@@ -223,11 +223,6 @@ class ST4VLAPolicy:
         vlm = self.model.qwen_vl_interface
         prompt = self.prompt(instruction)
         if not self.config.condition_on_answer:
-            if answer is not None:
-                raise ValueError(
-                    f"{self.name} does not condition its actions on a spatial answer "
-                    "(config.condition_on_answer is false): do not pass answer=."
-                )
             return vlm.build_inputs([views], [prompt]), None
         if answer is None:
             answer = self.answer_spatial_prompt([views], [instruction])[0]
@@ -253,14 +248,25 @@ class ST4VLAPolicy:
         `state` is the robot state (the observation's joint positions); only checkpoints whose action
         expert reads it (config.action.state_dim > 0) need it, the others ignore it. `answer` replaces
         the spatial answer an answer-conditioned checkpoint would write itself (`condition_inputs`);
-        the answer read is returned in `chunk.answer`.
+        the answer read is returned in `chunk.answer`. An answer-points checkpoint
+        (config.answer_points) reads the centres of that answer's boxes with the state.
         """
+        if answer is not None and not self.config.reads_answer:
+            raise ValueError(
+                f"{self.name} does not act on a spatial answer (config.condition_on_answer and "
+                "config.answer_points are false): do not pass answer=."
+            )
         timings: dict[str, float] = {}
-        state_t = self.state_tensor(state)
         timer = _Timer(timings) if return_internals else None
         views, _ = self.prepare_images(images)
+        with _maybe(timer, "spatial_answer"):
+            if answer is None and self.config.reads_answer:
+                answer = self.answer_spatial_prompt([views], [instruction])[0]
+        state_t = self.state_tensor(state, answer, views[0].shape[:2])
         with _maybe(timer, "condition_inputs"):
-            inputs, answer = self.condition_inputs(views, instruction, answer)
+            inputs, _ = self.condition_inputs(
+                views, instruction, answer if self.config.condition_on_answer else None
+            )
         cond, maps = self.model.condition(inputs, [views], need_weights=return_internals, timer=timer)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = (1, self.chunk_length, self.action_dim)
@@ -300,16 +306,29 @@ class ST4VLAPolicy:
     def reads_state(self) -> bool:
         return self.config.action.state_dim > 0
 
-    def state_tensor(self, state: np.ndarray | None) -> torch.Tensor | None:
-        """The normalised robot state [1, S] for the action expert, or None when it reads none."""
+    def state_tensor(
+        self, state: np.ndarray | None, answer: str | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor | None:
+        """What the action expert reads besides the query tokens, [1, S], or None when it reads nothing:
+        the normalised robot state, then (config.answer_points) the points of `answer`, an answer in the
+        pixels of a model frame of `size` = (height, width)."""
         if not self.reads_state:
             return None
-        if state is None:
-            raise ValueError(
-                f"{self.name} reads the robot state ({self.config.action.state_dim} joint positions): "
-                "pass state= (the observation's state)."
-            )
-        x = self._state_normalizer.normalize(np.asarray(state, dtype=np.float64).reshape(-1))
+        parts = []
+        if self.config.robot_state_dim:
+            if state is None:
+                raise ValueError(
+                    f"{self.name} reads the robot state ({self.config.robot_state_dim} joint positions): "
+                    "pass state= (the observation's state)."
+                )
+            parts.append(self._state_normalizer.normalize(np.asarray(state, dtype=np.float64).reshape(-1)))
+        if self.config.answer_points:
+            if answer is None or size is None:
+                raise ValueError(
+                    f"{self.name} reads the points of its spatial answer: pass answer= and size=."
+                )
+            parts.append(points_from_answer(answer, width=size[1], height=size[0]))
+        x = np.concatenate(parts)
         dtype = next(self.model.action_model.parameters()).dtype
         return torch.as_tensor(x, dtype=torch.float32).reshape(1, -1).to(self.device, dtype)
 
@@ -335,7 +354,7 @@ class ST4VLAPolicy:
 # ------------------------------------------------------------------------------------------------
 
 
-def answer_from_text(text: str, frame: Frame) -> SpatialAnswer:
+def answer_from_text(text: str, frame: Frame | None) -> SpatialAnswer:
     """Parse model text in the model frame into a SpatialAnswer on the original image. Never raises."""
     from workbench import spatial
 
@@ -343,6 +362,20 @@ def answer_from_text(text: str, frame: Frame) -> SpatialAnswer:
         return spatial.parse(text, frame)
     except Exception as e:  # noqa: BLE001 - the parser promises not to raise; be safe for the UI anyway
         return SpatialAnswer(text=text, geometry=[], frame=frame, problems=[f"parser error: {e}"])
+
+
+def points_from_answer(text: str, width: int, height: int) -> np.ndarray:
+    """[ANSWER_POINTS] in [-1, 1]: the centres of the first two boxes of an answer to the spatial prompt
+    (taught as the source's box, then the target's), over the frame's width and height. A box the answer
+    lacks reads as the frame's top-left corner (-1, -1), where no object on the table ever is."""
+    from workbench import spatial
+
+    out = np.full(ANSWER_POINTS, -1.0)
+    boxes = [g for g in answer_from_text(text, None).geometry if isinstance(g, spatial.Box)][:2]
+    for i, box in enumerate(boxes):
+        cx, cy = box.center
+        out[2 * i : 2 * i + 2] = (2 * cx / width - 1, 2 * cy / height - 1)
+    return np.clip(out, -1.0, 1.0)
 
 
 def select_unnorm_key(statistics: dict[str, Any], unnorm_key: str | None) -> str:

@@ -116,6 +116,12 @@ def add_parsers(sub) -> None:
         help="the query former also reads the spatial answer: true in training, generated at control time "
         "(not upstream)",
     )
+    s2.add_argument(
+        "--answer-points",
+        action="store_true",
+        help="the action expert also reads the centres of the spatial answer's boxes: true in the joint "
+        "phase, the model's own in the head phase and at control time (not upstream)",
+    )
     s2.add_argument("--seed", type=int, default=0)
     s2.add_argument("--no-resume", action="store_true")
     s2.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -176,7 +182,7 @@ def run_train(args: argparse.Namespace) -> int:
         model=model_size(args.size, layers=args.layers, text_first=args.text_first),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
-        state=args.state, condition_on_answer=args.condition_on_answer, threads=args.threads,
+        state=args.state, condition_on_answer=args.condition_on_answer, answer_points=args.answer_points, threads=args.threads,
         head=HeadPhaseConfig(steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr),
     )  # fmt: skip
     print(json.dumps(asdict(cfg)))

@@ -52,24 +52,29 @@ def cache_conditions(
     model.eval()
     rows = []
     try:
-        answers = own_answers(policy, frames) if policy.config.condition_on_answer else [None] * len(frames)
+        answers = own_answers(policy, frames) if policy.config.reads_answer else [None] * len(frames)
+        read = policy.config.condition_on_answer  # else the answer reaches the DiT as points, if at all
         for f, answer in tqdm(
             zip(frames, answers, strict=True), total=len(frames), desc="caching query tokens", unit="frame",
             mininterval=5,
         ):  # fmt: skip
-            inputs, _ = policy.condition_inputs([f.image], f.instruction, answer)
+            inputs, _ = policy.condition_inputs([f.image], f.instruction, answer if read else None)
             rows.append(model.condition(inputs, [[f.image]])[0])  # [1, Q, W]
     finally:
         model.train(was_training)
     chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in frames])))
-    states = torch.cat([policy.state_tensor(f.state) for f in frames]).float() if policy.reads_state else None
+    states = None
+    if policy.reads_state:
+        states = torch.cat(
+            [policy.state_tensor(f.state, a, f.image.shape[:2]) for f, a in zip(frames, answers, strict=True)]
+        ).float()
     return CachedConditions(torch.cat(rows), torch.as_tensor(chunks, dtype=torch.float32), states)
 
 
 @torch.no_grad()
 def own_answers(policy: ST4VLAPolicy, frames: list[FrameItem], batch: int = 64) -> list[str]:
-    """The answer-conditioned model's greedy answers to its spatial prompt, decoded in batches (nine times
-    faster on the CPU than one frame at a time)."""
+    """The model's greedy answers to its spatial prompt, as it writes them before acting (answer-conditioned
+    or answer-points models), decoded in batches (nine times faster on the CPU than one frame at a time)."""
     out = []
     for start in tqdm(range(0, len(frames), batch), desc="answering the spatial prompt", unit="batch"):
         items = frames[start : start + batch]

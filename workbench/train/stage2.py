@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from workbench.policy.configuration import ANSWER_POINTS
 from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
@@ -65,6 +66,9 @@ class Stage2Config:
     # The joint phase teacher-forces the true answer; the head phase caches the model's own answers,
     # as the policy computes them at control time.
     condition_on_answer: bool = False
+    # Not upstream: the DiT also reads the centres of the spatial answer's boxes (ST4VLAConfig.answer_points),
+    # true in the joint phase, the model's own in the head phase (as for condition_on_answer).
+    answer_points: bool = False
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
@@ -83,6 +87,8 @@ class Stage2Config:
             raise ValueError("--base is the vanilla baseline's starting point; ST4VLA starts from --init")
         if self.vanilla and self.condition_on_answer:
             raise ValueError("--condition-on-answer needs the spatial prompt; the vanilla baseline has none")
+        if self.vanilla and self.answer_points:
+            raise ValueError("--answer-points needs the spatial prompt; the vanilla baseline has none")
 
 
 def statistics_for(frames: list[FrameItem]) -> dict:
@@ -95,11 +101,13 @@ def statistics_for(frames: list[FrameItem]) -> dict:
 
 
 def state_dim_of(cfg: Stage2Config, frames: list[FrameItem]) -> int:
+    """The DiT's state input: the robot's joints (--state), then the answer's points (--answer-points)."""
+    points = ANSWER_POINTS if cfg.answer_points else 0
     if not cfg.state:
-        return 0
+        return points
     if any(f.state is None for f in frames):
         raise ValueError("--state needs observation.state in every frame of the demonstrations")
-    return int(frames[0].state.shape[0])
+    return int(frames[0].state.shape[0]) + points
 
 
 def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VLAPolicy:
@@ -107,6 +115,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
     state_dim = state_dim_of(cfg, frames)
     if cfg.init:
         policy = ST4VLAPolicy.load(cfg.init)
+        policy.config.answer_points = cfg.answer_points  # before the statistics: it splits the state
         policy.config.use_spatial_prompt = not cfg.vanilla
         policy.config.vlm.text_first |= cfg.model.text_first  # --text-first on a --base never grounded
         policy.config.grounding_loss_weight = cfg.grounding_loss_weight
@@ -123,6 +132,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         model_cfg = cfg.model.config(use_spatial_prompt=not cfg.vanilla)
         model_cfg.grounding_loss_weight = cfg.grounding_loss_weight
         model_cfg.action.state_dim = state_dim
+        model_cfg.answer_points = cfg.answer_points
         policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.condition_on_answer = cfg.condition_on_answer
@@ -151,8 +161,11 @@ def action_batch(policy, frames, idx, normalizer):
         inputs = vlm.build_inputs(images, prompts)
     chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in items])))  # [B, T, 7]
     states = None
-    if policy.reads_state:
-        states = torch.cat([policy.state_tensor(f.state) for f in items]).float()  # [B, S]
+    if policy.reads_state:  # with answer points, the true answer's (teacher forcing, as above)
+        answers = [true_answer(f) if policy.config.answer_points else None for f in items]
+        states = torch.cat(
+            [policy.state_tensor(f.state, a, f.image.shape[:2]) for f, a in zip(items, answers, strict=True)]
+        ).float()  # [B, S]
     return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
 
 
