@@ -122,6 +122,24 @@ def test_runner_steps_the_sim_and_fills_records(policy, task):
         Runner(make_source(task), [slot(policy)]).step()
 
 
+def test_a_policy_that_acts_on_its_answer_shows_that_answer_decoded_once(task, monkeypatch):
+    from workbench.policy import ST4VLAPolicy
+    from workbench.policy.configuration import tiny_config
+
+    cfg = tiny_config()
+    cfg.condition_on_answer = True
+    p = ST4VLAPolicy.from_config(cfg, seed=0)
+    assert p.acts_on_its_box_answer
+
+    def no_second_decode(*args, **kwargs):
+        raise AssertionError("the runner decoded the spatial answer a second time")
+
+    monkeypatch.setattr(p, "spatial", no_second_decode)
+    ps = Runner(make_source(task), [slot(p, spatial=True)]).reset(seed=0).policies["A"]
+    assert ps.chunk.answer and ps.spatial.text == ps.chunk.answer  # shown = what the action read
+    assert ps.spatial.frame.orig_width == 224  # mapped onto the original image
+
+
 def test_reask_does_not_advance_and_set_instruction_reaches_the_policy(policy, task):
     spy = Spy(policy)
     runner = Runner(make_source(task), [slot(spy, spatial=True)])

@@ -393,8 +393,11 @@ class Runner:
         images = list(obs.images.values())
         timings: dict[str, float] = {}
         spatial = None
+        # A model that acts on its own answer to the spatial prompt writes it inside act(): show that one
+        # (what the action read) instead of decoding the same greedy text twice.
+        from_chunk = slot.spatial_query == "box" and getattr(slot.policy, "acts_on_its_box_answer", False)
         t0 = time.perf_counter()
-        if slot.spatial_query:
+        if slot.spatial_query and not from_chunk:
             spatial = slot.policy.spatial(images, instruction, query=slot.spatial_query)
         t1 = time.perf_counter()
         chunk = slot.policy.act(
@@ -406,6 +409,8 @@ class Runner:
             return_internals=slot.return_internals,
             state=obs.state,
         )
+        if from_chunk:
+            spatial = slot.policy.read_answer(images, chunk.answer)
         t2 = time.perf_counter()
         timings["spatial"], timings["act"] = t1 - t0, t2 - t1
         executed = lane.controllers[slot.name].env_action(chunk)

@@ -202,6 +202,17 @@ class ST4VLAPolicy:
         self.last_spatial_seconds = time.perf_counter() - t0
         return answer
 
+    @property
+    def acts_on_its_box_answer(self) -> bool:
+        """Whether act() first answers exactly the "box" grounding question (its spatial prompt): then
+        `read_answer(images, chunk.answer)` is that answer, with no second decode."""
+        return self.config.reads_answer and self.prompt("x") == grounding_question("box", "x")
+
+    def read_answer(self, images: list[np.ndarray], text: str) -> SpatialAnswer:
+        """Model text (for example `chunk.answer`) as a SpatialAnswer on the original first view."""
+        _, frames = self.prepare_images(images)
+        return answer_from_text(text, frames[0])
+
     # --- the action chunk ------------------------------------------------------------------------
     @torch.no_grad()
     def answer_spatial_prompt(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
