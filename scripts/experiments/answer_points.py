@@ -10,6 +10,10 @@ Unlike the oracle, nothing here reads the simulator's ground truth, at training 
 the head is trained on the points the model itself writes on the training frames (with their real
 errors), and at control time the model answers the spatial prompt on every observation.
 
+The pipeline's form of the same idea is `ST4VLAConfig.answer_points` (`workbench train stage2
+--answer-points`), whose points are in [-1, 1] of the image (`points_from_answer`); this script keeps the
+fourteenth session's first measurement reproducible (workbench/train/NOTES.md).
+
     python scripts/experiments/answer_points.py --checkpoint assets/checkpoints/st4vla-tiny \
         --head-steps 6000 --out runs/v14/answer_points
     python scripts/experiments/answer_points.py --checkpoint assets/checkpoints/st4vla-tiny \
@@ -24,17 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from oracle_points import ORACLE_DIM, widen_state_token
+from oracle_points import ORACLE_DIM, train_widened
 from tqdm import tqdm
 
 from workbench import spatial
 from workbench.evaluate import EvalConfig, evaluate, write_report
-from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.sim.base import robot_state
 from workbench.train.data import load_frames
-from workbench.train.head import HeadPhaseConfig, train_head
-from workbench.train.stage2 import UNNORM_KEY, statistics_for
 
 
 def answer_points(geometry: list, width: int, height: int) -> np.ndarray:
@@ -101,13 +102,7 @@ def main() -> None:
     np.save(out / "training_points.npy", points)  # to measure their error against the ground truth
     for f, p in zip(frames, points, strict=True):
         f.state = np.concatenate([f.state, p])
-    widen_state_token(policy, ORACLE_DIM)
-    policy.set_statistics(statistics_for(frames), UNNORM_KEY)  # same action block, wider state block
-    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
-    log = train_head(policy, frames, normalizer, HeadPhaseConfig(steps=args.head_steps), out, seed=0)
-    policy.model.eval()
-    policy.save(out / "final")
-    (out / "log.json").write_text(json.dumps(log, indent=1))
+    train_widened(policy, frames, args.head_steps, out)
     closed_loop(policy, out, args)
 
 

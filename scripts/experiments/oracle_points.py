@@ -78,6 +78,18 @@ def oracle_state(env, obs: dict) -> np.ndarray:
     return np.concatenate([robot_state(obs), oracle_points(env.ground_truth(), w, h)])
 
 
+def train_widened(policy: ST4VLAPolicy, frames: list, head_steps: int, out: Path) -> None:
+    """Widen the state token by ORACLE_DIM (frames' states already carry the extra numbers), train the
+    head phase on the checkpoint's cached query tokens and save the result as out/"final"."""
+    widen_state_token(policy, ORACLE_DIM)
+    policy.set_statistics(statistics_for(frames), UNNORM_KEY)  # same action block, wider state block
+    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
+    log = train_head(policy, frames, normalizer, HeadPhaseConfig(steps=head_steps), out, seed=0)
+    policy.model.eval()
+    policy.save(out / "final")
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+
+
 class NoisyOracle:
     """The oracle's points, each off by an offset drawn once per episode from N(0, sigma^2) (sigma a
     fraction of the image size): a grounding model that misplaces an object misplaces it the same
@@ -168,13 +180,7 @@ def main() -> None:
         f.state = np.concatenate(
             [f.state, oracle_points(f.ground_truth, f.frame.orig_width, f.frame.orig_height)]
         )
-    widen_state_token(policy, ORACLE_DIM)
-    policy.set_statistics(statistics_for(frames), UNNORM_KEY)  # same action block, wider state block
-    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
-    log = train_head(policy, frames, normalizer, HeadPhaseConfig(steps=args.head_steps), out, seed=0)
-    policy.model.eval()
-    policy.save(out / "final")
-    (out / "log.json").write_text(json.dumps(log, indent=1))
+    train_widened(policy, frames, args.head_steps, out)
     closed_loop(policy, out, args)
 
 
