@@ -310,23 +310,29 @@ def test_tiny_two_stage_run_lowers_losses_and_resumes(data, tmp_path, capsys):
     assert chunk.actions.shape == (reader.chunk_length, 7)
 
 
+def tiny_stage2_with_state(data, out, **option):
+    """Three joint and two head steps of the test-size model reading the state, with one answer option."""
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+    from workbench.train.stage2 import Stage2Config, train_stage2
+
+    cfg = Stage2Config(
+        data=(str(data[0]),), out=str(out), init=None, model=model_size("test"), tokenizer=None, steps=3,
+        batch_size=2, grounding_batch_size=2, state=True, head=HeadPhaseConfig(steps=2, batch_size=4), **option,
+    )  # fmt: skip
+    return ST4VLAPolicy.load(train_stage2(cfg))
+
+
 def test_answer_conditioned_stage2_reads_the_true_answer_then_its_own(data, tmp_path):
     """--condition-on-answer: the joint phase teacher-forces the true answer, the head phase caches the
     model's own answers (decoded in batches, the same as one frame at a time)."""
     from workbench.policy.normalization import ActionNormalizer
-    from workbench.policy.policy import ST4VLAPolicy
-    from workbench.train.common import model_size
     from workbench.train.head import own_answers
-    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, train_stage2, true_answer
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, true_answer
 
     with pytest.raises(ValueError, match="vanilla"):
         Stage2Config(vanilla=True, condition_on_answer=True)
-    cfg = Stage2Config(
-        data=(str(data[0]),), out=str(tmp_path / "ans"), init=None, model=model_size("test"), tokenizer=None,
-        steps=3, batch_size=2, grounding_batch_size=2, state=True, condition_on_answer=True,
-        head=HeadPhaseConfig(steps=2, batch_size=4),
-    )  # fmt: skip
-    policy = ST4VLAPolicy.load(train_stage2(cfg))
+    policy = tiny_stage2_with_state(data, tmp_path / "ans", condition_on_answer=True)
     assert policy.config.condition_on_answer
     frames = load_frames(data[0], policy.config.image_size, policy.chunk_length)
 
@@ -349,19 +355,13 @@ def test_answer_points_stage2_reads_the_true_points_then_its_own(data, tmp_path)
     with the model's own answer's in the head phase and at control time."""
     from workbench.policy.configuration import ANSWER_POINTS
     from workbench.policy.normalization import ActionNormalizer
-    from workbench.policy.policy import ST4VLAPolicy, points_from_answer
-    from workbench.train.common import model_size
+    from workbench.policy.policy import points_from_answer
     from workbench.train.head import cache_conditions, own_answers
-    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, train_stage2, true_answer
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, true_answer
 
     with pytest.raises(ValueError, match="vanilla"):
         Stage2Config(vanilla=True, answer_points=True)
-    cfg = Stage2Config(
-        data=(str(data[0]),), out=str(tmp_path / "pts"), init=None, model=model_size("test"), tokenizer=None,
-        steps=3, batch_size=2, grounding_batch_size=2, state=True, answer_points=True,
-        head=HeadPhaseConfig(steps=2, batch_size=4),
-    )  # fmt: skip
-    policy = ST4VLAPolicy.load(train_stage2(cfg))
+    policy = tiny_stage2_with_state(data, tmp_path / "pts", answer_points=True)
     frames = load_frames(data[0], policy.config.image_size, policy.chunk_length)
     joints = len(frames[0].state)
     assert policy.config.answer_points and policy.config.action.state_dim == joints + ANSWER_POINTS

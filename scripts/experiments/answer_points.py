@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from oracle_points import ORACLE_DIM, train_widened
-from tqdm import tqdm
 
 from workbench import spatial
 from workbench.evaluate import EvalConfig, evaluate, write_report
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.sim.base import robot_state
 from workbench.train.data import load_frames
+from workbench.train.head import own_answers
 
 
 def answer_points(geometry: list, width: int, height: int) -> np.ndarray:
@@ -49,16 +49,12 @@ def answer_points(geometry: list, width: int, height: int) -> np.ndarray:
     return out
 
 
-@torch.no_grad()
-def training_points(policy: ST4VLAPolicy, frames, batch: int = 64) -> np.ndarray:
-    """[N, 4]: the model's own points on every training frame (batched greedy decode)."""
+def training_points(policy: ST4VLAPolicy, frames) -> np.ndarray:
+    """[N, 4]: the model's own points on every training frame (the head phase's batched greedy decode)."""
     rows = []
-    for start in tqdm(range(0, len(frames), batch), desc="answering the spatial prompt", unit="batch"):
-        items = frames[start : start + batch]
-        texts = policy.answer_spatial_prompt([[f.image] for f in items], [f.instruction for f in items])
-        for f, text in zip(items, texts, strict=True):
-            h, w = f.image.shape[:2]  # the answer is in the model frame's pixels
-            rows.append(answer_points(spatial.parse(text).geometry, w, h))
+    for f, text in zip(frames, own_answers(policy, frames), strict=True):
+        h, w = f.image.shape[:2]  # the answer is in the model frame's pixels
+        rows.append(answer_points(spatial.parse(text).geometry, w, h))
     return np.stack(rows)
 
 

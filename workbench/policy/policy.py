@@ -227,7 +227,8 @@ class ST4VLAPolicy:
     ) -> tuple[dict[str, torch.Tensor], str | None]:
         """The VLM inputs the query former reads for one sample (views already model-sized).
 
-        Upstream: the prompt alone (returns no answer). An answer-conditioned checkpoint
+        Upstream: the prompt alone (returns no answer; a given `answer` is not read here, though an
+        answer-points checkpoint reads it as points in `state_tensor`). An answer-conditioned checkpoint
         (config.condition_on_answer) reads the prompt followed by an answer: `answer` when given, to
         probe how the action follows an edited answer, else its own greedy answer to the prompt.
         """
@@ -275,9 +276,7 @@ class ST4VLAPolicy:
                 answer = self.answer_spatial_prompt([views], [instruction])[0]
         state_t = self.state_tensor(state, answer, views[0].shape[:2])
         with _maybe(timer, "condition_inputs"):
-            inputs, _ = self.condition_inputs(
-                views, instruction, answer if self.config.condition_on_answer else None
-            )
+            inputs, _ = self.condition_inputs(views, instruction, answer)
         cond, maps = self.model.condition(inputs, [views], need_weights=return_internals, timer=timer)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = (1, self.chunk_length, self.action_dim)

@@ -53,12 +53,11 @@ def cache_conditions(
     rows = []
     try:
         answers = own_answers(policy, frames) if policy.config.reads_answer else [None] * len(frames)
-        read = policy.config.condition_on_answer  # else the answer reaches the DiT as points, if at all
         for f, answer in tqdm(
             zip(frames, answers, strict=True), total=len(frames), desc="caching query tokens", unit="frame",
             mininterval=5,
         ):  # fmt: skip
-            inputs, _ = policy.condition_inputs([f.image], f.instruction, answer if read else None)
+            inputs, _ = policy.condition_inputs([f.image], f.instruction, answer)
             rows.append(model.condition(inputs, [[f.image]])[0])  # [1, Q, W]
     finally:
         model.train(was_training)

@@ -154,15 +154,16 @@ def action_batch(policy, frames, idx, normalizer):
     vlm = policy.model.qwen_vl_interface
     images = [[f.image] for f in items]
     prompts = [policy.prompt(f.instruction) for f in items]
-    if policy.config.condition_on_answer:  # teacher forcing: the query former reads the true answer
-        inputs = vlm.build_inputs(images, prompts, answers=[true_answer(f) for f in items])
+    # teacher forcing: the true answer, for the query former and/or as the DiT's points
+    answers = [true_answer(f) if policy.config.reads_answer else None for f in items]
+    if policy.config.condition_on_answer:
+        inputs = vlm.build_inputs(images, prompts, answers=answers)
         inputs.pop("labels")
     else:
         inputs = vlm.build_inputs(images, prompts)
     chunks = normalizer.normalize(gripper_to_model(np.stack([f.chunk for f in items])))  # [B, T, 7]
     states = None
-    if policy.reads_state:  # with answer points, the true answer's (teacher forcing, as above)
-        answers = [true_answer(f) if policy.config.answer_points else None for f in items]
+    if policy.reads_state:
         states = torch.cat(
             [policy.state_tensor(f.state, a, f.image.shape[:2]) for f, a in zip(items, answers, strict=True)]
         ).float()  # [B, S]
