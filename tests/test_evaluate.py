@@ -8,7 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.evaluate import EpisodeResult, EvalConfig, EvalReport, evaluate, markdown, wilson, write_report
+from workbench.evaluate import (
+    CELLS,
+    EpisodeResult,
+    EvalConfig,
+    EvalReport,
+    episode_seed,
+    evaluate,
+    markdown,
+    wilson,
+    write_report,
+)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 
@@ -23,6 +33,19 @@ def test_wilson_matches_known_values():
     assert wilson(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError, match="successes <= n"):
         wilson(3, 2)
+
+
+def test_every_episode_of_a_task_has_its_own_scene_and_a_subset_of_cells_replays_it():
+    cfg = EvalConfig(checkpoint="x", episodes=5, seed=100)
+    seeds = {c: [episode_seed(cfg, *c, k) for k in range(5)] for c in CELLS}
+    every = [s for cell in seeds.values() for s in cell]
+    assert sorted(every) == list(range(100, 120))  # 20 distinct scenes, none skipped
+    validation = EvalConfig(checkpoint="x", episodes=5, seed=100, cells=(("seen", "unseen"),))
+    assert [episode_seed(validation, "seen", "unseen", k) for k in range(5)] == seeds[("seen", "unseen")]
+    paired = EvalConfig(checkpoint="x", episodes=5, seed=100, paired_scenes=True)
+    assert all([episode_seed(paired, *c, k) for k in range(5)] == list(range(100, 105)) for c in CELLS)
+    with pytest.raises(ValueError, match="unknown cells"):
+        EvalConfig(checkpoint="x", cells=(("seen", "maybe"),))
 
 
 def _report() -> EvalReport:
@@ -62,6 +85,7 @@ def test_report_splits_and_files(tmp_path):
     md = markdown(report)
     assert "| seen objects | 0.500 | 1.000 | 0.158 | 4 |" in md
     assert "| tabletop_pick | 100% [" in md and "unseen objects | 25% [" in md
+    assert "each on its own scene" in md and "seed 10000 + 4k + c" in md
     paths = write_report(report, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert len(data["episodes"]) == 8 and data["summary"]["overall"]["successes"] == 4
@@ -79,7 +103,7 @@ def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
         checkpoint="random-test", out=str(tmp_path), tasks=("tabletop_pick",), episodes=1, max_steps=3
     )
     report = evaluate(cfg, policy=policy)
-    assert len(report.episodes) == 4
+    assert len(report.episodes) == 4 and len({e.seed for e in report.episodes}) == 4
     assert {(e.objects, e.paraphrase) for e in report.episodes} == {tuple(c) for c in cfg.cells}
     assert all(e.steps == 3 and e.box_iou is not None for e in report.episodes)
     assert all(e.centre_error >= 0.0 for e in report.episodes)  # an untrained model's answer, scored

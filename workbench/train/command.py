@@ -135,6 +135,14 @@ def add_parsers(sub) -> None:
     ev.add_argument("--max-steps", type=int, default=None)
     ev.add_argument("--ddim-steps", type=int, default=5)
     ev.add_argument("--no-grounding", action="store_true")
+    ev.add_argument(
+        "--cells", nargs="+", default=None, choices=["seen/seen", "seen/unseen", "unseen/seen", "unseen/unseen"],
+        help="cells to roll out, e.g. seen/seen seen/unseen for a validation that never touches unseen objects",
+    )  # fmt: skip
+    ev.add_argument(
+        "--paired-scenes", action="store_true",
+        help="the protocol before the fifteenth session: every cell of a task replays the seeds seed..seed+n-1",
+    )  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -191,11 +199,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from workbench.evaluate import TASKS, EvalConfig, evaluate, markdown, write_report
+    from workbench.evaluate import CELLS, TASKS, EvalConfig, evaluate, markdown, write_report
 
+    cells = tuple(tuple(c.split("/")) for c in args.cells) if args.cells else CELLS
     cfg = EvalConfig(
         checkpoint=args.checkpoint, out=args.out, tasks=tuple(args.tasks or TASKS), episodes=args.episodes,
         seed=args.seed, max_steps=args.max_steps, ddim_steps=args.ddim_steps, grounding=not args.no_grounding,
+        cells=cells, paired_scenes=args.paired_scenes,
     )  # fmt: skip
     report = evaluate(cfg)
     paths = write_report(report, cfg.out)
