@@ -50,6 +50,7 @@ class EvalConfig:
     # the protocol before the fifteenth session: episode k of every cell used seed + k, so the four
     # cells of a task replayed the same scenes (workbench/train/NOTES.md); kept to reproduce old figures
     paired_scenes: bool = False
+    workers: int = 1  # processes; each loads the checkpoint and runs whole cells on one thread
 
     def __post_init__(self) -> None:
         self.cells = tuple(tuple(c) for c in self.cells)
@@ -364,35 +365,86 @@ def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn = _joints) -> EvalR
     """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report.
 
     `state_fn(env, obs)` is the state the policy's action expert reads; by default the joints.
-    Experiments that feed it more (scripts/experiments/oracle_points.py) pass their own."""
+    Experiments that feed it more (scripts/experiments/oracle_points.py) pass their own.
+    With `cfg.workers` > 1 the cells run in that many processes, each loading the checkpoint; the
+    report is the one a single process writes (same seeds, same order)."""
+    if cfg.episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    if cfg.workers > 1 and (policy is not None or state_fn is not _joints):
+        raise ValueError("workers > 1 loads cfg.checkpoint in every worker: pass no policy and no state_fn")
+    units = [(task, objects, paraphrase) for task in cfg.tasks for objects, paraphrase in cfg.cells]
+    report = EvalReport(cfg.checkpoint, {**asdict(cfg), "cells": [list(c) for c in cfg.cells]})
+    bar = tqdm(total=len(units) * cfg.episodes, desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
+    for episodes in _run_units(cfg, units, policy, state_fn):
+        report.episodes += episodes
+        bar.update(len(episodes))
+        bar.set_postfix(success=f"{np.mean([e.success for e in report.episodes]):.2f}")
+    bar.close()
+    return report
+
+
+def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, state_fn: StateFn):
+    """Yield each unit's (task, objects, paraphrase) episodes, in the order of `units`."""
+    if cfg.workers <= 1:
+        from workbench.policy.policy import ST4VLAPolicy
+
+        policy = policy or ST4VLAPolicy.load(cfg.checkpoint)
+        for unit in units:
+            yield _run_cell(cfg, *unit, policy=policy, state_fn=state_fn)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: torch and pybullet do not survive a fork of a process that has used them
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(cfg.workers, context, _load_worker_policy, (cfg.checkpoint,)) as pool:
+        jobs = [pool.submit(_run_cell, cfg, *unit) for unit in units]
+        for job in jobs:
+            yield job.result()
+
+
+_worker_policy = None  # in a worker process: the policy it loaded at start
+
+
+def _load_worker_policy(checkpoint: str) -> None:
+    global _worker_policy
+    from workbench.policy.policy import ST4VLAPolicy
+
+    _worker_policy = ST4VLAPolicy.load(checkpoint)
+
+
+def _run_cell(
+    cfg: EvalConfig, task: str, objects: str, paraphrase: str, policy=None, state_fn: StateFn = _joints
+) -> list[EpisodeResult]:
+    """The cell's episodes, on one thread, with one environment of the task."""
     import torch
 
     from workbench.controller import Controller, ControllerConfig
-    from workbench.policy.policy import ST4VLAPolicy
     from workbench.sim import make
 
     torch.set_num_threads(1)
-    if cfg.episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
-    policy = policy or ST4VLAPolicy.load(cfg.checkpoint)
-    report = EvalReport(cfg.checkpoint, {**asdict(cfg), "cells": [list(c) for c in cfg.cells]})
-    total = len(cfg.tasks) * len(cfg.cells) * cfg.episodes
-    bar = tqdm(total=total, desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
-    for task in cfg.tasks:
-        env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
-        controller = Controller(
-            ControllerConfig(ensemble_horizon=cfg.ensemble_horizon, gripper=env.gripper_convention)
-        )
-        for objects, paraphrase in cfg.cells:
-            for k in range(cfg.episodes):
-                seed = episode_seed(cfg, objects, paraphrase, k)
-                r = run_episode(policy, env, controller, task, objects, paraphrase, seed, cfg, state_fn)
-                report.episodes.append(r)
-                bar.update(1)
-                bar.set_postfix(success=f"{np.mean([e.success for e in report.episodes]):.2f}")
+    policy = policy or _worker_policy
+    env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
+    controller = Controller(
+        ControllerConfig(ensemble_horizon=cfg.ensemble_horizon, gripper=env.gripper_convention)
+    )
+    try:
+        return [
+            run_episode(
+                policy,
+                env,
+                controller,
+                task,
+                objects,
+                paraphrase,
+                episode_seed(cfg, objects, paraphrase, k),
+                cfg,
+                state_fn,
+            )  # fmt: skip
+            for k in range(cfg.episodes)
+        ]
+    finally:
         env.close()
-    bar.close()
-    return report
 
 
 def write_report(report: EvalReport, out: str | Path) -> dict[str, Path]:

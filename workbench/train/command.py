@@ -140,6 +140,9 @@ def add_parsers(sub) -> None:
         help="cells to roll out, e.g. seen/seen seen/unseen for a validation that never touches unseen objects",
     )  # fmt: skip
     ev.add_argument(
+        "--workers", type=int, default=1, help="processes, one thread each (cells run in parallel)"
+    )
+    ev.add_argument(
         "--paired-scenes", action="store_true",
         help="the protocol before the fifteenth session: every cell of a task replays the seeds seed..seed+n-1",
     )  # fmt: skip
@@ -205,7 +208,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         checkpoint=args.checkpoint, out=args.out, tasks=tuple(args.tasks or TASKS), episodes=args.episodes,
         seed=args.seed, max_steps=args.max_steps, ddim_steps=args.ddim_steps, grounding=not args.no_grounding,
-        cells=cells, paired_scenes=args.paired_scenes,
+        cells=cells, paired_scenes=args.paired_scenes, workers=args.workers,
     )  # fmt: skip
     report = evaluate(cfg)
     paths = write_report(report, cfg.out)
