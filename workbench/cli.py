@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> int:
 
     add_train_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate"):
+    if args.command in ("train", "evaluate", "compare"):
         from workbench.train import command
 
-        return command.run_train(args) if args.command == "train" else command.run_evaluate(args)
+        run = {"train": command.run_train, "evaluate": command.run_evaluate, "compare": command.run_compare}
+        return run[args.command](args)
     if args.command == "serve":
         from workbench.serve.command import run as serve
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 
 
@@ -147,6 +148,10 @@ def add_parsers(sub) -> None:
         help="the protocol before the fifteenth session: every cell of a task replays the seeds seed..seed+n-1",
     )  # fmt: skip
 
+    cmp = sub.add_parser("compare", help="success gap of A over B on the episodes two reports share")
+    cmp.add_argument("a", help="report.json of A, or the --out folder of its evaluation")
+    cmp.add_argument("b", help="report.json of B, or its folder")
+
 
 def run_train(args: argparse.Namespace) -> int:
     from workbench.train.common import model_size
@@ -214,4 +219,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     paths = write_report(report, cfg.out)
     print(markdown(report))
     print("report:", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from workbench.compare import compare
+
+    try:
+        print(compare(args.a, args.b))
+    except (OSError, ValueError) as e:
+        print(f"workbench compare: {e}", file=sys.stderr)
+        return 2
     return 0

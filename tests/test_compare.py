@@ -1,0 +1,75 @@
+"""Comparing two evaluation reports: matched episodes and Newcombe's paired interval."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from workbench.cli import main
+from workbench.compare import compare, gaps, load_report, matched, paired_difference
+from workbench.evaluate import EpisodeResult, EvalConfig, EvalReport, wilson, write_report
+
+
+def _pairs(both: int, only_a: int, only_b: int, neither: int) -> list[tuple[bool, bool]]:
+    return (
+        [(True, True)] * both
+        + [(True, False)] * only_a
+        + [(False, True)] * only_b
+        + [(False, False)] * neither
+    )
+
+
+def test_paired_interval_matches_a_published_value():
+    # the paired 2x2 table [[59, 6], [16, 80]] (Fagerland, Lydersen & Laake, ch. 8): -0.0621 [-0.1186, -0.0046]
+    d, lo, hi = paired_difference(_pairs(59, 6, 16, 80))
+    assert (d, lo, hi) == (pytest.approx(-0.0621, abs=1e-4), pytest.approx(-0.1186, abs=1e-4),
+                           pytest.approx(-0.0046, abs=1e-4))  # fmt: skip
+
+
+def test_pairing_narrows_the_interval_and_stays_in_range():
+    # the same margins (30/50 against 20/50), with the outcomes correlated or not
+    d_corr, lo_corr, hi_corr = paired_difference(_pairs(20, 10, 0, 20))
+    d_ind, lo_ind, hi_ind = paired_difference(_pairs(12, 18, 8, 12))
+    assert d_corr == d_ind == pytest.approx(0.2)
+    assert hi_corr - lo_corr < hi_ind - lo_ind and lo_corr > 0
+    # A always, B never: the two Wilson half-widths add in quadrature (no correlation to use)
+    lowest = 1 - math.sqrt(2) * (1 - wilson(50, 50)[0])
+    assert paired_difference(_pairs(0, 50, 0, 0)) == (1.0, pytest.approx(lowest), 1.0)
+    d, lo, hi = paired_difference(_pairs(0, 0, 0, 40))
+    assert d == 0.0 and lo < 0 < hi
+
+
+def _report(name: str, successes: dict[tuple[str, int], bool]) -> EvalReport:
+    cfg = EvalConfig(checkpoint=name, tasks=("tabletop_pick",), episodes=3)
+    report = EvalReport(name, {**cfg.__dict__, "cells": [list(c) for c in cfg.cells]})
+    for (objects, seed), success in successes.items():
+        report.episodes.append(EpisodeResult("tabletop_pick", objects, "seen", seed, "pick x", success, 5))
+    return report
+
+
+def test_episodes_are_matched_by_task_cell_and_seed(tmp_path):
+    a = _report("a", {("seen", 1): True, ("seen", 2): True, ("unseen", 3): True, ("unseen", 9): True})
+    b = _report("b", {("seen", 1): True, ("seen", 2): False, ("unseen", 3): False, ("seen", 9): True})
+    assert matched(a, b) == [(True, True), (True, False), (True, False)]  # seed 9 is in other cells
+    rows = {g.split: g for g in gaps(a, b)}
+    assert (rows["all"].n, rows["all"].a_successes, rows["all"].b_successes) == (3, 3, 1)
+    assert rows["unseen objects"].difference == pytest.approx(1.0) and rows["unseen paraphrases"].n == 0
+    for name, report in (("a", a), ("b", b)):
+        write_report(report, tmp_path / name)
+    assert load_report(tmp_path / "a").episodes == a.episodes
+    text = compare(tmp_path / "a", tmp_path / "b" / "report.json")
+    assert "| all | 3/3 | 1/3 | +67 [" in text and "1 episodes of a have no match" in text
+
+
+def test_bad_reports_get_a_clear_error(tmp_path, capsys):
+    write_report(_report("a", {("seen", 1): True}), tmp_path / "a")
+    write_report(_report("b", {("seen", 2): True}), tmp_path / "b")
+    with pytest.raises(ValueError, match="share no episode"):
+        compare(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "bad.json").write_text(json.dumps({"episodes": [{"task": "x"}]}))
+    with pytest.raises(ValueError, match="not a workbench evaluation report"):
+        load_report(tmp_path / "bad.json")
+    assert main(["compare", str(tmp_path / "missing"), str(tmp_path / "a")]) == 2
+    assert "no evaluation report" in capsys.readouterr().err
