@@ -1,8 +1,8 @@
 """Export the two bundled checkpoints and write their model cards (issue 7).
 
     python scripts/make_cards.py export   # the runs of RUNS that exist -> assets/checkpoints/*
-    workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny ... --out runs/v11/eval/st4vla-tiny
-    workbench evaluate --checkpoint assets/checkpoints/vanilla-tiny ... --out runs/v11/eval/vanilla-tiny
+    workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny ... --out runs/v15/eval/st4vla-tiny
+    workbench evaluate --checkpoint assets/checkpoints/vanilla-tiny ... --out runs/v15/eval/vanilla-tiny
     python scripts/make_cards.py random   # the same evaluation for freshly initialised weights
     python scripts/make_cards.py cards    # README.md of both, with logs, evaluation and comparison
 
@@ -22,9 +22,13 @@ from workbench.train.card import export_checkpoint, write_card
 
 STAGE1_RUN = Path("runs/v11/pt_tf_s1")
 RUNS = {"st4vla-tiny": Path("runs/v14/st4vla_pts_s1"), "vanilla-tiny": Path("runs/v11/vanilla_tf")}  # stage 2
-EVALS = Path("runs/v11/eval")
+EVALS = Path("runs/v15/eval")
 ASSETS = Path("assets/checkpoints")
-EVAL = "workbench evaluate --checkpoint assets/checkpoints/{name} --episodes 5 --seed 10000 --max-steps 50 --out runs/v11/eval/{name}"
+EPISODES = 10  # per task and cell: 200 episodes, each on a scene of its own
+EVAL = (
+    f"workbench evaluate --checkpoint assets/checkpoints/{{name}} --episodes {EPISODES} --seed 10000 --max-steps 50 "
+    "--workers 2 --out runs/v15/eval/{name}"
+)
 
 DATA = [
     "workbench train data --no-demos --scenes-out runs/v2/scenes_one --scenes-tasks tabletop_pick "
@@ -111,8 +115,12 @@ def random_baseline() -> None:
     policy = ST4VLAPolicy.from_config(
         trained.config, tokenizer_dir=ASSETS / "st4vla-tiny", statistics=trained.statistics, seed=1
     )
-    cfg = EvalConfig(checkpoint="random-tiny", out=str(EVALS / "random-tiny"), episodes=5, max_steps=50)
-    print(write_report(evaluate(cfg, policy=policy), cfg.out))
+    weights = EVALS / "random-tiny" / "weights"  # saved, so that the evaluation's workers can load it
+    policy.save(weights)
+    cfg = EvalConfig(
+        checkpoint=str(weights), out=str(EVALS / "random-tiny"), episodes=EPISODES, max_steps=50, workers=2
+    )
+    print(write_report(evaluate(cfg), cfg.out))
 
 
 def _log(path: Path) -> list[dict]:
@@ -160,15 +168,28 @@ READING = (
 
 
 def comparison() -> str:
+    from workbench.compare import gaps, load_report, markdown
+
     rows = [_summary_row(n) for n in ("st4vla-tiny", "vanilla-tiny", "random-tiny") if (EVALS / n).exists()]
+    gap = []
+    if all((EVALS / n / "report.json").exists() for n in ("st4vla-tiny", "vanilla-tiny")):
+        a, b = load_report(EVALS / "st4vla-tiny"), load_report(EVALS / "vanilla-tiny")
+        gap = [
+            "",
+            "The gap on the same episodes (`workbench compare runs/v15/eval/st4vla-tiny runs/v15/eval/vanilla-tiny`; "
+            "Newcombe's interval for paired proportions):",
+            "",
+            markdown("st4vla-tiny", "vanilla-tiny", gaps(a, b)),
+        ]
     return "\n".join(
         [
-            "## Comparison on the same seeds (5 per task and cell, 100 episodes each)",
+            f"## Comparison on the same seeds ({EPISODES} per task and cell, {20 * EPISODES} episodes each)",
             "",
             "| checkpoint | success, seen / unseen objects | success, seen / unseen paraphrases "
             "| box IoU seen / unseen | closest gripper-to-source, cm (seen / unseen) |",
             "|---|---|---|---|---|",
             *rows,
+            *gap,
             "",
             READING,
         ]
