@@ -2,10 +2,10 @@
 
 For every task, episodes are rolled out in four cells: seen/unseen objects x seen/unseen instruction
 paraphrases, each episode on a scene of its own (`episode_seed`), so that the Wilson intervals, which
-count episodes as independent, are not too narrow. Success comes from the simulator; the grounding accuracy of the policy's
-spatial answer (box IoU with the source object's true box, and whether the predicted box centre falls
-inside it) is measured on the first observation of each episode. The unseen split is for reporting
-only: nothing in workbench/train reads it.
+count episodes as independent, are not too narrow. Success comes from the simulator; the grounding
+accuracy of the policy's spatial answer (box IoU with the source object's true box, and whether the
+predicted box centre falls inside it) is measured on the first observation of each episode. The
+unseen split is for reporting only: nothing in workbench/train reads it.
 
     workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny --episodes 4 --seed 0 --out runs/eval
 writes report.md, report.json and report.html (a Plotly figure) into --out.
@@ -395,7 +395,7 @@ def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, state
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: torch and pybullet do not survive a fork of a process that has used them
+    # spawn, not fork: forking a process whose torch thread pool or pybullet client is live is unsafe
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(cfg.workers, context, _load_worker_policy, (cfg.checkpoint,)) as pool:
         jobs = [pool.submit(_run_cell, cfg, *unit) for unit in units]
