@@ -140,8 +140,9 @@ def test_workers_write_the_report_a_single_process_writes(tmp_path):
         evaluate(replace(cfg, workers=2), policy=ST4VLAPolicy.load(cfg.checkpoint))
 
 
-def _rollouts(policy, seeds: range) -> tuple[float, float]:
-    cfg = EvalConfig(checkpoint="x", tasks=("tabletop_pick",), episodes=len(seeds), seed=seeds[0],
+def _rollouts(policy, episodes: int) -> tuple[float, float]:
+    """Success rate and mean closest approach on the first `episodes` pick scenes of the cards' seeds."""
+    cfg = EvalConfig(checkpoint="x", tasks=("tabletop_pick",), episodes=episodes, seed=10_000,
                      cells=(("seen", "seen"),), grounding=False, max_steps=40)  # fmt: skip
     episodes = evaluate(cfg, policy=policy).episodes
     return float(np.mean([e.success for e in episodes])), float(np.mean([e.reach_distance for e in episodes]))
@@ -165,8 +166,7 @@ def test_bundled_checkpoints_load_and_beat_a_random_policy(name):
         trained.config, tokenizer_dir=path, statistics=trained.statistics, seed=1
     )
     random.unnorm_key = trained.unnorm_key
-    seeds = range(10_000, 10_006)
-    (s_trained, d_trained), (s_random, d_random) = _rollouts(trained, seeds), _rollouts(random, seeds)
+    (s_trained, d_trained), (s_random, d_random) = _rollouts(trained, 6), _rollouts(random, 6)
     assert s_trained > s_random or (s_trained == s_random and d_trained < d_random), (
         f"trained success {s_trained:.2f} reach {d_trained:.3f} m vs random {s_random:.2f} reach {d_random:.3f} m"
     )
