@@ -161,8 +161,7 @@ READING = (
     "explicit prompt can only carry what the grounding knows, and this VLM never saw those objects or names. "
     "Protocol: every episode is a scene of its own (seed 10000 + 4k + cell). Until the fifteenth session the "
     "cells of a task replayed the same 25 scenes, and this same checkpoint read 22/100, 19/50 on seen objects "
-    "and box IoU 0.554 there: the narrower scene sample flattered it. Random weights of this architecture were "
-    "not re-run under this protocol (0/100 under the old one, before the answer points). The model was chosen "
+    "and box IoU 0.554 there: the narrower scene sample flattered it. The model was chosen "
     "on validation seeds, seen cells only (workbench/train/NOTES.md, fourteenth and fifteenth sessions)."
 )
 
