@@ -179,7 +179,7 @@ def comparison() -> str:
         a, b = load_report(EVALS / "st4vla-tiny"), load_report(EVALS / "vanilla-tiny")
         gap = [
             "",
-            "The gap on the same episodes (`workbench compare runs/v15/eval/st4vla-tiny runs/v15/eval/vanilla-tiny`; "
+            f"The gap on the same episodes (`workbench compare {EVALS}/st4vla-tiny {EVALS}/vanilla-tiny`; "
             "Newcombe's interval for paired proportions):",
             "",
             markdown("st4vla-tiny", "vanilla-tiny", gaps(a, b)),

@@ -96,11 +96,8 @@ def matched(a: EvalReport, b: EvalReport, **where: str) -> list[tuple[bool, bool
     def key(e: EpisodeResult) -> tuple:
         return (e.task, e.objects, e.paraphrase, e.seed)
 
-    def keep(e: EpisodeResult) -> bool:
-        return all(getattr(e, k) == v for k, v in where.items())
-
-    b_success = {key(e): e.success for e in b.episodes if keep(e)}
-    return [(e.success, b_success[key(e)]) for e in a.episodes if keep(e) and key(e) in b_success]
+    b_success = {key(e): e.success for e in b.select(**where)}
+    return [(e.success, b_success[key(e)]) for e in a.select(**where) if key(e) in b_success]
 
 
 def gaps(a: EvalReport, b: EvalReport) -> list[Gap]:

@@ -121,10 +121,13 @@ class EvalReport:
     config: dict
     episodes: list[EpisodeResult] = field(default_factory=list)
 
+    def select(self, **where: str) -> list[EpisodeResult]:
+        """The episodes matching `where` (task=..., objects=..., paraphrase=...)."""
+        return [e for e in self.episodes if all(getattr(e, k) == v for k, v in where.items())]
+
     def success(self, **where: str) -> Rate:
-        """Success over the episodes matching `where` (task=..., objects=..., paraphrase=...)."""
-        rows = [e for e in self.episodes if all(getattr(e, k) == v for k, v in where.items())]
-        return rate([e.success for e in rows])
+        """Success over the episodes matching `where`."""
+        return rate([e.success for e in self.select(**where)])
 
     def grounding(self, objects: str | None = None) -> dict[str, float]:
         rows = [
@@ -190,9 +193,10 @@ def _seeds(config: dict) -> str:
     seed, n = config["seed"], config["episodes"]
     if config.get("paired_scenes", True):  # reports written before the key existed were paired
         return f"seeds {seed}..{seed + n - 1} in every cell (the cells of a task share their scenes)"
+    order = ", ".join(f"{o}/{p}" for o, p in CELLS)
     return (
         f"{n} episodes per task and cell, each on its own scene: episode k of cell c (in the order "
-        f"seen/seen, seen/unseen, unseen/seen, unseen/unseen) has seed {seed} + 4k + c"
+        f"{order}) has seed {seed} + {len(CELLS)}k + c"
     )
 
 
@@ -428,20 +432,10 @@ def _run_cell(
     controller = Controller(
         ControllerConfig(ensemble_horizon=cfg.ensemble_horizon, gripper=env.gripper_convention)
     )
+    seeds = [episode_seed(cfg, objects, paraphrase, k) for k in range(cfg.episodes)]
     try:
         return [
-            run_episode(
-                policy,
-                env,
-                controller,
-                task,
-                objects,
-                paraphrase,
-                episode_seed(cfg, objects, paraphrase, k),
-                cfg,
-                state_fn,
-            )  # fmt: skip
-            for k in range(cfg.episodes)
+            run_episode(policy, env, controller, task, objects, paraphrase, s, cfg, state_fn) for s in seeds
         ]
     finally:
         env.close()
