@@ -44,6 +44,27 @@ def test_curriculum_scenes_hold_exactly_one_object(data):
     assert all(len(f.ground_truth.objects) > 1 for f in load_frames(data[1], 112, 4))
 
 
+def test_unseen_scenes_show_unseen_objects_under_seen_phrasings(tmp_path):
+    """--scenes-split unseen widens the grounding corpus to the unseen objects; the instructions stay
+    seen paraphrases, so the unseen paraphrase split never reaches training."""
+    from workbench.sim import catalog, instructions
+
+    with pytest.raises(ValueError, match="split"):
+        SceneConfig(split="novel")
+    root = generate_scenes(
+        SceneConfig(out=str(tmp_path / "u"), tasks=("tabletop_put_on",), scenes_per_task=3, split="unseen")
+    )
+    frames = load_frames(root, 112, 4)
+    assert len(frames) == 3
+    for f in frames:
+        gt = f.ground_truth
+        assert all(catalog.get(b.label).split == "unseen" for b in gt.objects)
+        seen = instructions.paraphrases("tabletop_put_on", gt.source_label, gt.target_label, "seen")
+        assert f.instruction in seen
+        unseen = instructions.paraphrases("tabletop_put_on", gt.source_label, gt.target_label, "unseen")
+        assert f.instruction not in unseen
+
+
 def test_demonstrations_are_lerobot_datasets_of_successful_seen_episodes(data):
     from workbench.episodes.lerobot import LeRobotDataset
     from workbench.sim import catalog
@@ -321,6 +342,24 @@ def tiny_stage2_with_state(data, out, **option):
         batch_size=2, grounding_batch_size=2, state=True, head=HeadPhaseConfig(steps=2, batch_size=4), **option,
     )  # fmt: skip
     return ST4VLAPolicy.load(train_stage2(cfg))
+
+
+def test_stage2_co_trains_grounding_on_its_grounding_corpus(data, tmp_path, monkeypatch):
+    """--grounding-data: the co-training's questions come from that corpus, actions from the demos."""
+    from workbench.train import stage2
+
+    asked = []
+    real = stage2.sample_pairs
+
+    def recording(frames, n, rng, kinds, contrast=False):
+        pairs = real(frames, n, rng, kinds, contrast)
+        asked.extend(f.instruction for f in frames)
+        return pairs
+
+    monkeypatch.setattr(stage2, "sample_pairs", recording)
+    tiny_stage2_with_state(data, tmp_path / "g", grounding_data=(str(data[2]),))
+    one_object = {f.instruction for f in load_frames(data[2], 112, 4)}
+    assert asked and set(asked) == one_object  # every question's image was a one-object scene
 
 
 def test_answer_conditioned_stage2_reads_the_true_answer_then_its_own(data, tmp_path):

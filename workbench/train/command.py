@@ -13,7 +13,7 @@ def add_parsers(sub) -> None:
     tsub = train.add_subparsers(dest="train_command", required=True)
 
     d = tsub.add_parser(
-        "data", help="expert demonstrations (+ grounding scenes) from the built-in sim, seen split"
+        "data", help="expert demonstrations (seen split) and grounding scenes (--scenes-split) from the built-in sim"
     )
     d.add_argument("--out", default="runs/data/demos")
     d.add_argument("--episodes-per-task", type=int, default=30)
@@ -24,6 +24,10 @@ def add_parsers(sub) -> None:
     d.add_argument("--scenes-tasks", nargs="+", default=None, help="tasks of the scenes (default: --tasks)")
     d.add_argument("--scenes-distractors", type=int, default=None, help="0 with tabletop_pick: one object")
     d.add_argument("--scenes-seed", type=int, default=5_000)
+    d.add_argument(
+        "--scenes-split", choices=("seen", "unseen"), default="seen",
+        help="objects of the scenes; unseen widens the grounding corpus (instructions stay seen paraphrases)",
+    )
     d.add_argument("--no-demos", action="store_true", help="write only the scenes")
 
     s1 = tsub.add_parser("stage1", help="spatial grounding pre-training of the VLM")
@@ -105,6 +109,10 @@ def add_parsers(sub) -> None:
     s2.add_argument("--batch-size", type=int, default=12)
     s2.add_argument("--grounding-batch-size", type=int, default=4)
     s2.add_argument("--grounding-weight", type=float, default=0.1)
+    s2.add_argument(
+        "--grounding-data", nargs="*", default=[],
+        help="the co-training's grounding corpus (default: the demonstrations); list the demonstrations too to keep them",
+    )
     s2.add_argument("--head-steps", type=int, default=0, help="then train the DiT alone on cached conditions")
     s2.add_argument("--head-batch-size", type=int, default=32)
     s2.add_argument("--head-lr", type=float, default=1e-3)
@@ -172,6 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
             scenes = SceneConfig(
                 out=args.scenes_out, tasks=tuple(args.scenes_tasks or tasks), scenes_per_task=args.scenes_per_task,
                 seed=args.scenes_seed, distractors=args.scenes_distractors,
+                split=args.scenes_split,
             )  # fmt: skip
             print("scenes:", generate_scenes(scenes))
         return 0
@@ -198,6 +207,7 @@ def run_train(args: argparse.Namespace) -> int:
         model=model_size(args.size, layers=args.layers, text_first=args.text_first),
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
+        grounding_data=tuple(args.grounding_data),
         state=args.state, condition_on_answer=args.condition_on_answer, answer_points=args.answer_points, threads=args.threads,
         head=HeadPhaseConfig(steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr),
     )  # fmt: skip

@@ -134,7 +134,8 @@ def _find(boxes: list[Box], label: str) -> Box | None:
 
 
 def seen_object_names() -> list[str]:
-    """The names a training question may ask about (the unseen split never reaches training)."""
+    """The names an existence question may deny. Only the seen objects: a corpus widened with
+    `SceneConfig(split="unseen")` still asks about absent objects among those alone."""
     return [spec.name for spec in objects("seen")]
 
 
@@ -271,18 +272,28 @@ class SceneConfig:
     render_width: int = 224
     render_height: int = 168
     distractors: int | None = None  # None: the task's own count; 0 with "tabletop_pick": one object
+    # The objects' split. "unseen" widens the grounding corpus beyond the demonstrations' objects, as
+    # the paper's web-scale grounding data names objects its robot data never shows; the instruction
+    # stays a seen paraphrase, so unseen phrasings never reach training.
+    split: str = "seen"
+
+    def __post_init__(self) -> None:
+        if self.split not in ("seen", "unseen"):
+            raise ValueError(f"scene split must be 'seen' or 'unseen', got {self.split!r}")
 
 
 def generate_scenes(cfg: SceneConfig) -> Path:
-    """Reset-only scenes (seen split) saved as one-frame LeRobot episodes with a zero action."""
-    from workbench.sim import make, to_observation
+    """Reset-only scenes saved as one-frame LeRobot episodes with a zero action; objects from
+    `cfg.split`, instructions always from the seen paraphrases."""
+    from workbench.sim import instructions, make, to_observation
 
     if cfg.seed + cfg.scenes_per_task * len(cfg.tasks) > 10_000:
         raise ValueError("scene seeds must stay below 10_000: evaluation seeds start there")
     root, writer, seed = Path(cfg.out), None, cfg.seed
     for task in cfg.tasks:
         env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
-        options = {"split": "seen", "paraphrase": True}
+        # The seen split keeps its original draw (the bundled recipe's scenes regenerate byte for byte).
+        options = {"split": cfg.split, "paraphrase": cfg.split == "seen"}
         if cfg.distractors is not None:
             options["distractors"] = cfg.distractors
         for _ in tqdm(range(cfg.scenes_per_task), desc=f"scenes {task}", unit="scene"):
@@ -293,6 +304,10 @@ def generate_scenes(cfg: SceneConfig) -> Path:
                 continue
             finally:
                 seed += 1
+            if cfg.split != "seen":
+                target = env.target.name if env.target else ""
+                rng = np.random.default_rng(seed - 1)
+                env.set_language_instruction(instructions.sample(task, env.source.name, target, "seen", rng))
             o = to_observation(env, obs)
             if writer is None:
                 features = default_features(

@@ -58,6 +58,10 @@ class Stage2Config:
     grounding_batch_size: int = 8
     grounding_loss_weight: float = 0.1
     grounding_kinds: dict[str, float] = field(default_factory=lambda: {"task_box": 0.6, "object_box": 0.4})
+    # The co-training's grounding corpus, when it is not the demonstrations (upstream co-trains on its
+    # VLM grounding data): e.g. stage 1's scenes, so that objects stage 1 taught and no demonstration
+    # shows stay grounded. Empty: the demonstrations' frames (the bundled recipe's draw).
+    grounding_data: tuple[str, ...] = ()
     repeated_diffusion_steps: int = 4
     # Not upstream: the action expert also reads the robot state (joint positions) as one token.
     # Both bundled models use it, so the comparison stays fair (see workbench/train/NOTES.md).
@@ -186,6 +190,7 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
         init_cfg = json.loads((Path(cfg.init) / "config.json").read_text())
         size, chunk = init_cfg["image_size"], init_cfg["action"]["chunk_length"]
     frames = load_frames(cfg.data, size, chunk)
+    questions = load_frames(cfg.grounding_data, size, chunk) if cfg.grounding_data else frames
     policy = build_policy(cfg, frames, out)
     model = policy.model.train()
     normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
@@ -215,7 +220,7 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
         loss = loss_a
         loss_g = torch.zeros(())
         if cfg.grounding_loss_weight > 0:
-            pairs = sample_pairs(frames, cfg.grounding_batch_size, rng, cfg.grounding_kinds)
+            pairs = sample_pairs(questions, cfg.grounding_batch_size, rng, cfg.grounding_kinds)
             loss_g = model.grounding_loss(grounding_inputs(vlm, pairs))
             loss = loss + cfg.grounding_loss_weight * loss_g
         optimizer_step(loss, model.parameters(), opt, sched, cfg.optim.clip_norm)
