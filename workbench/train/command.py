@@ -13,7 +13,8 @@ def add_parsers(sub) -> None:
     tsub = train.add_subparsers(dest="train_command", required=True)
 
     d = tsub.add_parser(
-        "data", help="expert demonstrations (seen split) and grounding scenes (--scenes-split) from the built-in sim"
+        "data",
+        help="expert demonstrations (seen split) and grounding scenes (--scenes-split) from the built-in sim",
     )
     d.add_argument("--out", default="runs/data/demos")
     d.add_argument("--episodes-per-task", type=int, default=30)
@@ -25,7 +26,9 @@ def add_parsers(sub) -> None:
     d.add_argument("--scenes-distractors", type=int, default=None, help="0 with tabletop_pick: one object")
     d.add_argument("--scenes-seed", type=int, default=5_000)
     d.add_argument(
-        "--scenes-split", choices=("seen", "unseen"), default="seen",
+        "--scenes-split",
+        choices=("seen", "unseen"),
+        default="seen",
         help="objects of the scenes; unseen widens the grounding corpus (instructions stay seen paraphrases)",
     )
     d.add_argument("--no-demos", action="store_true", help="write only the scenes")
@@ -110,7 +113,9 @@ def add_parsers(sub) -> None:
     s2.add_argument("--grounding-batch-size", type=int, default=4)
     s2.add_argument("--grounding-weight", type=float, default=0.1)
     s2.add_argument(
-        "--grounding-data", nargs="*", default=[],
+        "--grounding-data",
+        nargs="*",
+        default=[],
         help="the co-training's grounding corpus (default: the demonstrations); list the demonstrations too to keep them",
     )
     s2.add_argument("--head-steps", type=int, default=0, help="then train the DiT alone on cached conditions")
