@@ -68,6 +68,7 @@ def _report() -> EvalReport:
                     0.5 if o == "seen" else 0.1,
                     1.0,
                     centre_error=0.1 * (k + 1) if o == "seen" else None,  # None: a report from before it
+                    source=("red cube" if k == 0 else "green cube") if o == "seen" else "pink cube",
                 )  # fmt: skip
             )
     return report
@@ -87,6 +88,11 @@ def test_report_splits_and_files(tmp_path):
     assert "| seen objects | 0.500 | 1.000 | 0.158 | 4 |" in md
     assert "| tabletop_pick | 100% [" in md and "unseen objects | 25% [" in md
     assert "each on its own scene" in md and "seed 10000 + 4k + c" in md
+    # per source object, seen split first: green cube 1/2, red cube 2/2 (seen), pink cube 1/4 (unseen)
+    assert [(r["source"], r["successes"], r["n"]) for r in s["sources"]] == [
+        ("green cube", 1, 2), ("red cube", 2, 2), ("pink cube", 1, 4),
+    ]  # fmt: skip
+    assert "| pink cube | unseen | 25% [" in md and "| red cube | seen | 100% [" in md
     paths = write_report(report, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
     assert len(data["episodes"]) == 8 and data["summary"]["overall"]["successes"] == 4
@@ -108,6 +114,9 @@ def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
     assert {(e.objects, e.paraphrase) for e in report.episodes} == {tuple(c) for c in cfg.cells}
     assert all(e.steps == 3 and e.box_iou is not None for e in report.episodes)
     assert all(e.centre_error >= 0.0 for e in report.episodes)  # an untrained model's answer, scored
+    from workbench.sim.catalog import CATALOG
+
+    assert all(CATALOG[e.source].split == e.objects for e in report.episodes)  # the object moved, named
     # unseen paraphrases are drawn from the unseen bank
     from workbench.sim.instructions import BANK
 

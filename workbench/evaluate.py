@@ -85,6 +85,7 @@ class EpisodeResult:
     centre_error: float | None = None
     reach_distance: float | None = None  # closest the gripper came to the source object (metres)
     seconds: float = 0.0
+    source: str | None = None  # the object to move (catalog name); absent in older reports
 
 
 @dataclass
@@ -163,7 +164,25 @@ class EvalReport:
             },
             "grounding": {s: self.grounding(s) for s in SPLITS},
             "reach_distance": {s: self.reach(s) for s in SPLITS},
+            "sources": self.by_source(),
         }
+
+    def by_source(self) -> list[dict]:
+        """Success and box IoU per source object, seen split first: where a failure on unseen objects
+        is one object's (a mesh the grounding never places) or all of them."""
+        rows = []
+        for name in sorted({e.source for e in self.episodes if e.source is not None}):
+            eps = self.select(source=name)
+            ious = [e.box_iou for e in eps if e.box_iou is not None]
+            rows.append(
+                {
+                    "source": name,
+                    "objects": eps[0].objects,
+                    **asdict(rate([e.success for e in eps])),
+                    "box_iou": float(np.mean(ious)) if ious else float("nan"),
+                }
+            )
+        return sorted(rows, key=lambda r: (SPLITS.index(r["objects"]), r["source"]))
 
     def reach(self, objects: str | None = None) -> float:
         """Mean over episodes of the closest gripper-to-source distance (metres); NaN if not measured."""
@@ -242,6 +261,11 @@ def markdown(report: EvalReport) -> str:
         "|---|---|---|",
         f"| all tasks | {100 * s['reach_distance']['seen']:.1f} | {100 * s['reach_distance']['unseen']:.1f} |",
     ]
+    if s["sources"]:
+        lines += ["", "| source object | split | success | box IoU |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['source']} | {r['objects']} | {_pct(r)} | {r['box_iou']:.3f} |" for r in s["sources"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -332,7 +356,10 @@ def run_episode(
     instruction = env.get_language_instruction()
     first = to_observation(env, obs)
     camera = first.main_camera
-    result = EpisodeResult(task, objects, paraphrase, seed, instruction, success=False, steps=0)
+    source = getattr(getattr(env, "source", None), "name", None)
+    result = EpisodeResult(
+        task, objects, paraphrase, seed, instruction, success=False, steps=0, source=source
+    )
     if cfg.grounding and first.ground_truth is not None:
         image = first.images[camera]
         answer = policy.spatial([image], instruction)
