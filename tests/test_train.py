@@ -356,6 +356,8 @@ def test_stage2_co_trains_grounding_on_its_grounding_corpus(data, tmp_path, monk
         asked.extend(f.instruction for f in frames)
         return pairs
 
+    with pytest.raises(ValueError, match="vanilla"):
+        stage2.Stage2Config(vanilla=True, grounding_data=(str(data[2]),))
     monkeypatch.setattr(stage2, "sample_pairs", recording)
     tiny_stage2_with_state(data, tmp_path / "g", grounding_data=(str(data[2]),))
     one_object = {f.instruction for f in load_frames(data[2], 112, 4)}

@@ -26,7 +26,7 @@ from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
 from workbench.policy.prompts import DETECT_QUESTION, exists_question, grounding_question, object_question
 from workbench.records import GroundTruth
-from workbench.sim.catalog import objects
+from workbench.sim.catalog import SPLITS, objects
 from workbench.spatial import Box, Frame, Point, Trace
 
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
@@ -278,8 +278,8 @@ class SceneConfig:
     split: str = "seen"
 
     def __post_init__(self) -> None:
-        if self.split not in ("seen", "unseen"):
-            raise ValueError(f"scene split must be 'seen' or 'unseen', got {self.split!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"scene split must be one of {SPLITS}, got {self.split!r}")
 
 
 def generate_scenes(cfg: SceneConfig) -> Path:

@@ -93,6 +93,10 @@ class Stage2Config:
             raise ValueError("--condition-on-answer needs the spatial prompt; the vanilla baseline has none")
         if self.vanilla and self.answer_points:
             raise ValueError("--answer-points needs the spatial prompt; the vanilla baseline has none")
+        if self.vanilla and self.grounding_data:
+            raise ValueError(
+                "--grounding-data is the co-training's corpus; the vanilla baseline co-trains none"
+            )
 
 
 def statistics_for(frames: list[FrameItem]) -> dict:
