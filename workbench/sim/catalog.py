@@ -2,8 +2,8 @@
 
 The split is how the workbench probes generalisation: demonstrations are generated with "seen"
 objects (and seen instruction paraphrases); "unseen" objects differ in colour/shape combination or are
-meshes never shown in training. Every entry is sized so the Panda's gripper (8 cm opening) can
-grasp it from above.
+meshes, and no demonstration shows them (a grounding corpus may: `workbench train data --scenes-split
+unseen`). Every entry is sized so the Panda's gripper (8 cm opening) can grasp it from above.
 
 Shapes:
     box       size = half extents (x, y, z)
