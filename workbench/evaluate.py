@@ -296,16 +296,6 @@ def figure(report: EvalReport):
     return fig
 
 
-def _instruction(env, paraphrase: str, seed: int) -> str:
-    """A paraphrase of the desired split for the scene's objects, drawn deterministically per seed."""
-    from workbench.sim import instructions
-
-    target = env.target.name if getattr(env, "target", None) is not None else ""
-    return instructions.sample(
-        env.task_name, env.source.name, target, paraphrase, np.random.default_rng(seed)
-    )
-
-
 def _source_distance(env, obs: dict) -> float | None:
     """Distance from the gripper (TCP) to the source object's centre; None where the env has no such
     privileged state (e.g. SimplerEnv). A continuous measure of progress when success is rare."""
@@ -348,11 +338,11 @@ def run_episode(
     state_fn: StateFn = _joints,
 ):
     """One closed-loop episode; the spatial answer is scored on the first observation."""
-    from workbench.sim import to_observation
+    from workbench.sim import instructions, to_observation
 
     t0 = time.perf_counter()
     obs, _ = env.reset(seed=seed, options={"split": objects})
-    env.set_language_instruction(_instruction(env, paraphrase, seed))
+    env.set_language_instruction(instructions.for_scene(env, paraphrase, seed))
     instruction = env.get_language_instruction()
     first = to_observation(env, obs)
     camera = first.main_camera

@@ -102,3 +102,11 @@ def sample(task: str, source: str, target: str, split: str, rng: np.random.Gener
     """One paraphrase of `split`, drawn with `rng`."""
     options = paraphrases(task, source, target, split)
     return options[int(rng.integers(len(options)))]
+
+
+def for_scene(env, split: str, seed: int) -> str:
+    """A paraphrase of `split` for the objects of `env`'s current scene, drawn deterministically per
+    seed: how evaluation phrases an episode, and how grounding scenes of unseen objects keep seen
+    phrasings."""
+    target = env.target.name if getattr(env, "target", None) is not None else ""
+    return sample(env.task_name, env.source.name, target, split, np.random.default_rng(seed))

@@ -305,9 +305,7 @@ def generate_scenes(cfg: SceneConfig) -> Path:
             finally:
                 seed += 1
             if cfg.split != "seen":
-                target = env.target.name if env.target else ""
-                rng = np.random.default_rng(seed - 1)
-                env.set_language_instruction(instructions.sample(task, env.source.name, target, "seen", rng))
+                env.set_language_instruction(instructions.for_scene(env, "seen", seed - 1))
             o = to_observation(env, obs)
             if writer is None:
                 features = default_features(
