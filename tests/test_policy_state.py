@@ -140,3 +140,60 @@ def test_the_state_travels_over_the_wire(policy, image):
             assert np.array_equal(again.normalized, got.normalized)
         finally:
             remote.client.close()
+
+
+def tcp_policy() -> ST4VLAPolicy:
+    """3 joints, then the TCP's x, y, z (ST4VLAConfig.state_tcp)."""
+    cfg = state_config(STATE_DIM + 3)
+    cfg.state_tcp = True
+    stats = copy.deepcopy(STATS)
+    stats["toy"]["state"] = {"q01": [-1.0, 0.0, 0.0, 0.2, -0.4, 0.0], "q99": [1.0, 2.0, 0.04, 0.8, 0.4, 0.5]}
+    p = ST4VLAPolicy.from_config(cfg, statistics=stats, seed=0)
+    lin = p.model.action_model.net.final_layer.linear
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.05)
+    return p
+
+
+def test_a_tcp_state_needs_the_tcp_pose_and_reads_its_position(image):
+    p = tcp_policy()
+    s, tcp = np.array([0.5, 0.5, 0.03]), np.array([0.5, 0.1, 0.2, 1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(p.robot_state(s, tcp), [0.5, 0.5, 0.03, 0.5, 0.1, 0.2])
+    with pytest.raises(ValueError, match="tcp_pose="):
+        p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s)
+    with pytest.raises(ValueError, match="x, y, z"):
+        p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s, tcp_pose=[0.5, 0.1])
+    a = p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s, tcp_pose=tcp).normalized
+    moved = tcp.copy()
+    moved[1] = -0.3
+    b = p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s, tcp_pose=moved).normalized
+    assert not np.allclose(a, b)
+    # the orientation is not read: only the position joins the state
+    turned = tcp.copy()
+    turned[3:] = [0.0, 1.0, 0.0, 0.0]
+    c = p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s, tcp_pose=turned).normalized
+    np.testing.assert_allclose(a, c)
+    with pytest.raises(ValueError, match="state_tcp needs"):
+        cfg = state_config(3)
+        cfg.state_tcp = True
+        cfg.validate()
+
+
+def test_the_tcp_pose_travels_over_the_wire(image):
+    p = tcp_policy()
+    s, tcp = np.array([0.5, 0.5, 0.03]), np.array([0.5, 0.1, 0.2, 1.0, 0.0, 0.0, 0.0])
+    want = p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s, tcp_pose=tcp)
+    with PolicyServer(p, port=0) as server:
+        remote = RemotePolicy.connect(port=server.port, image_size=None)
+        try:
+            assert "tcp_poses" in remote.client.metadata["extensions"]
+            got = remote.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s, tcp_pose=tcp)
+            assert np.allclose(got.normalized, want.normalized, atol=1e-6)
+            with pytest.raises(Exception, match="tcp_pose="):
+                remote.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s)
+            with pytest.raises(Exception, match=r"tcp_poses\[0\] must be a flat vector"):
+                remote.client.predict_action(
+                    batch_images=[[image]], instructions=["go"], states=[s], tcp_poses=[[np.nan] * 7]
+                )
+        finally:
+            remote.client.close()

@@ -296,3 +296,31 @@ def test_background_sinks_write_in_order_and_surface_errors(policy, task, tmp_pa
     runner.reset(seed=0)
     with pytest.raises(RuntimeError, match="disk full"):
         runner.flush()
+
+
+def test_a_policy_that_reads_the_tcp_gets_each_steps_pose(task):
+    """ST4VLAConfig.state_tcp: the runner hands the observation's TCP pose to act() with the joints."""
+    from workbench.policy import ST4VLAPolicy
+    from workbench.policy.configuration import tiny_config
+
+    cfg = tiny_config()
+    cfg.action.state_dim, cfg.state_tcp = 12, True  # 9 joints, then the TCP's x, y, z
+    state = {"q01": [-3.0] * 9 + [0.0, -0.5, 0.0], "q99": [3.0] * 9 + [1.0, 0.5, 0.6]}
+    action = {"q01": [-0.05] * 6 + [0.0], "q99": [0.05] * 6 + [1.0], "mask": [True] * 6 + [False]}
+    torch.manual_seed(0)
+    policy = ST4VLAPolicy.from_config(cfg, statistics={"sim": {"action": action, "state": state}})
+    received = []
+
+    class TcpSpy(Spy):
+        config = policy.config
+
+        def act(self, images, instruction, **kw):
+            received.append((kw["state"], kw["tcp_pose"]))
+            return self.policy.act(images, instruction, **kw)
+
+    runner = Runner(make_source(task), [slot(TcpSpy(policy))])
+    records = [runner.reset(seed=0), *runner.run(2)]
+    assert len(received) == 3
+    for r, (joints, tcp) in zip(records, received, strict=True):
+        np.testing.assert_array_equal(tcp, r.observation.tcp_pose)
+        np.testing.assert_array_equal(joints, r.observation.state)

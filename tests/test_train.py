@@ -428,6 +428,89 @@ def test_answer_points_stage2_reads_the_true_points_then_its_own(data, tmp_path)
     assert chunk.answer == own[0]
 
 
+def test_demonstrations_record_the_tcp_and_forward_kinematics_recovers_it(data):
+    """Demonstrations store observation.tcp_pose; for older datasets (joints only) the built-in Panda's
+    forward kinematics fills it in, and must agree with what the simulator reported."""
+    from workbench.sim.robot import tcp_poses
+    from workbench.train.data import fill_tcp_poses
+
+    frames = load_frames(data[0], 56, 4)
+    recorded = np.stack([f.tcp_pose for f in frames])
+    assert recorded.shape == (len(frames), 7)
+    assert np.ptp(recorded[:, :3], axis=0).max() > 0.05  # the arm moved: a real check, not a constant
+    np.testing.assert_allclose(
+        tcp_poses(np.stack([f.state for f in frames]))[:, :3], recorded[:, :3], atol=1e-5
+    )
+
+    for f in frames:  # as read from a dataset recorded before the TCP was stored
+        f.tcp_pose = None
+    fill_tcp_poses(frames)
+    np.testing.assert_allclose(np.stack([f.tcp_pose for f in frames])[:, :3], recorded[:, :3], atol=1e-5)
+    frames[0].tcp_pose, frames[0].state = None, frames[0].state[:7]
+    with pytest.raises(ValueError, match="9 joint positions"):
+        fill_tcp_poses(frames[:1])
+    with pytest.raises(ValueError, match=r"\[N, 9\]"):
+        tcp_poses(np.zeros((2, 7)))
+
+
+def test_tcp_stage2_reads_the_joints_then_the_tcp_position(data, tmp_path):
+    from workbench.policy.configuration import ANSWER_POINTS
+    from workbench.policy.normalization import ActionNormalizer
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, robot_states
+
+    with pytest.raises(ValueError, match="needs --state"):
+        Stage2Config(tcp=True)
+    policy = tiny_stage2_with_state(data, tmp_path / "tcp", tcp=True, answer_points=True)
+    frames = load_frames(data[0], policy.config.image_size, policy.chunk_length)
+    joints = len(frames[0].state)
+    assert policy.config.state_tcp and policy.config.robot_state_dim == joints + 3
+    assert policy.config.action.state_dim == joints + 3 + ANSWER_POINTS
+    stats = policy.statistics[UNNORM_KEY]["state"]
+    assert len(stats["q01"]) == joints + 3  # normalised like the joints, from the demonstrations' TCP
+
+    # the DiT's input is the normalised [joints, tcp xyz], then the points
+    normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
+    _, _, _, states = action_batch(policy, frames, [0, 3], normalizer)
+    robot = robot_states(frames, tcp=True)[[0, 3]]
+    np.testing.assert_allclose(robot[:, joints:], np.stack([frames[i].tcp_pose[:3] for i in (0, 3)]))
+    expected = policy._state_normalizer.normalize(robot)
+    np.testing.assert_allclose(states[:, : joints + 3].numpy(), expected, atol=1e-5)
+
+    # acting: the TCP is required, and it matters
+    reloaded = ST4VLAPolicy.load(tmp_path / "tcp" / "final")
+    assert reloaded.config.state_tcp
+    f = frames[0]
+    with pytest.raises(ValueError, match="tcp_pose="):
+        reloaded.act([f.image], f.instruction, seed=0, state=f.state)
+    a = reloaded.act([f.image], f.instruction, seed=0, state=f.state, tcp_pose=f.tcp_pose).normalized
+    moved = f.tcp_pose.copy()
+    moved[:3] += 0.1
+    b = reloaded.act([f.image], f.instruction, seed=0, state=f.state, tcp_pose=moved).normalized
+    assert not np.allclose(a, b)
+
+
+def test_evaluation_feeds_the_tcp_to_a_policy_that_reads_it(data, tmp_path):
+    from workbench.evaluate import EvalConfig, evaluate
+
+    policy = tiny_stage2_with_state(data, tmp_path / "tcp_eval", tcp=True)
+    seen = []
+    act = policy.act
+
+    def spy(*args, **kw):
+        seen.append(kw.get("tcp_pose"))
+        return act(*args, **kw)
+
+    policy.act = spy
+    cfg = EvalConfig(
+        checkpoint="in-memory", tasks=("tabletop_pick",), episodes=1, max_steps=2, cells=(("seen", "seen"),)
+    )
+    report = evaluate(cfg, policy=policy)
+    assert report.episodes[0].steps == 2 and len(seen) == 2
+    assert all(t is not None and t.shape == (7,) for t in seen)
+    assert not np.allclose(seen[0], seen[1])  # the pose of each step, not a stale copy
+
+
 def test_merge_one_gives_every_patch_its_own_visual_token():
     from workbench.policy.policy import ST4VLAPolicy
     from workbench.train.common import model_size

@@ -320,6 +320,15 @@ def _centre_error(answer, truth, width: int, height: int) -> float | None:
 StateFn = Callable[[Any, dict], "np.ndarray | None"]  # (env, obs) -> the state the policy reads
 
 
+def tcp_kwargs(policy, obs: dict) -> dict:
+    """{"tcp_pose": ...} for a policy that reads the TCP position (config.state_tcp), else {}: other
+    policies' act() does not take it."""
+    if not getattr(getattr(policy, "config", None), "state_tcp", False):
+        return {}
+    tcp = obs.get("extra", {}).get("tcp_pose")  # absent: the policy says what it needs
+    return {"tcp_pose": None if tcp is None else np.asarray(tcp, dtype=np.float64)}
+
+
 def _joints(env, obs: dict) -> np.ndarray | None:
     from workbench.sim.base import robot_state
 
@@ -368,6 +377,7 @@ def run_episode(
             cfg_scale=cfg.cfg_scale,
             seed=seed * 1000 + step,
             state=state_fn(env, obs),  # read only by models with a state token
+            **tcp_kwargs(policy, obs),
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1

@@ -47,6 +47,11 @@ class Policy(Protocol):
     ) -> ActionChunk: ...
 
 
+def _reads_tcp(policy) -> bool:
+    """Whether the policy's action expert also reads the TCP position (ST4VLAConfig.state_tcp)."""
+    return bool(getattr(getattr(policy, "config", None), "state_tcp", False))
+
+
 @dataclass
 class Transition:
     observation: Observation
@@ -408,6 +413,7 @@ class Runner:
             seed=slot.seed + lane.step,
             return_internals=slot.return_internals,
             state=obs.state,
+            **({"tcp_pose": obs.tcp_pose} if _reads_tcp(slot.policy) else {}),
         )
         if from_chunk:
             spatial = slot.policy.read_answer(images, chunk.answer)

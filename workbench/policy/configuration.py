@@ -101,6 +101,7 @@ class DinoConfig:
 
 
 ANSWER_POINTS = 4  # answer_points: source centre (x, y), target centre (x, y)
+TCP_POSITION = 3  # state_tcp: the TCP's x, y, z
 
 
 @dataclass
@@ -122,6 +123,11 @@ class ST4VLAConfig:
     # as 4 numbers (ANSWER_POINTS); action.state_dim counts them. The fourth session's oracle showed this
     # DiT acts on points given as numbers, and the twelfth that the hidden states do not carry them.
     answer_points: bool = False
+    # Not upstream: the robot state the DiT reads is the joints followed by the TCP position (x, y, z in
+    # the robot's base frame: SimplerEnv's obs["extra"]["tcp_pose"][:3]); action.state_dim counts it.
+    # From the joints alone the DiT must learn the arm's forward kinematics to turn "the object is at
+    # (u, v)" into a motion, and closed loop it stopped 2-3 cm beside the object (NOTES, 17th session).
+    state_tcp: bool = False
     grounding_loss_weight: float = 0.1
     notes: dict[str, Any] = field(default_factory=dict)  # free-form (deviations, provenance)
 
@@ -181,9 +187,16 @@ class ST4VLAConfig:
                 f"{ANSWER_POINTS} answer coordinates), got {self.action.state_dim}."
             )
 
+        if self.state_tcp and self.robot_state_dim <= TCP_POSITION:
+            raise ValueError(
+                f"state_tcp needs a robot state of the joints plus the {TCP_POSITION} TCP coordinates, "
+                f"but action.state_dim leaves {self.robot_state_dim} for the robot."
+            )
+
     @property
     def robot_state_dim(self) -> int:
-        """The robot state's share of action.state_dim (the rest are the answer's points)."""
+        """The robot state's share of action.state_dim (the rest are the answer's points); with
+        state_tcp it ends with the TCP position."""
         return self.action.state_dim - (ANSWER_POINTS if self.answer_points else 0)
 
     @property

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from workbench.policy import checkpoint as ckpt
-from workbench.policy.configuration import ANSWER_POINTS, ST4VLAConfig
+from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION, ST4VLAConfig
 from workbench.policy.modeling import ST4VLAModel
 from workbench.policy.prompts import grounding_question
 from workbench.policy.tokenizer import build_tokenizer, default_corpus, load_tokenizer
@@ -254,11 +254,13 @@ class ST4VLAPolicy:
         return_internals: bool = False,
         state: np.ndarray | None = None,
         answer: str | None = None,
+        tcp_pose: np.ndarray | None = None,
     ) -> ActionChunk:
         """One action chunk: VLM forward -> query former -> DDIM (with CFG) -> unnormalise.
 
         `state` is the robot state (the observation's joint positions); only checkpoints whose action
-        expert reads it (config.action.state_dim > 0) need it, the others ignore it. `answer` replaces
+        expert reads it (config.action.state_dim > 0) need it, the others ignore it; so is `tcp_pose`
+        (obs["extra"]["tcp_pose"], [7] or at least x, y, z), read by config.state_tcp checkpoints. `answer` replaces
         the spatial answer an answer-conditioned checkpoint would write itself (`condition_inputs`);
         the answer read is returned in `chunk.answer`. An answer-points checkpoint
         (config.answer_points) reads the centres of that answer's boxes with the state.
@@ -274,7 +276,7 @@ class ST4VLAPolicy:
         with _maybe(timer, "spatial_answer"):
             if answer is None and self.config.reads_answer:
                 answer = self.answer_spatial_prompt([views], [instruction])[0]
-        state_t = self.state_tensor(state, answer, views[0].shape[:2])
+        state_t = self.state_tensor(state, answer, views[0].shape[:2], tcp_pose)
         with _maybe(timer, "condition_inputs"):
             inputs, _ = self.condition_inputs(views, instruction, answer)
         cond, maps = self.model.condition(inputs, [views], need_weights=return_internals, timer=timer)
@@ -316,22 +318,43 @@ class ST4VLAPolicy:
     def reads_state(self) -> bool:
         return self.config.action.state_dim > 0
 
+    def robot_state(self, state: np.ndarray | None, tcp_pose: np.ndarray | None = None) -> np.ndarray:
+        """The robot state as the action expert reads it, unnormalised: the joints, then (config.state_tcp)
+        the TCP position."""
+        if state is None:
+            raise ValueError(
+                f"{self.name} reads the robot state ({self.config.robot_state_dim} numbers): pass state= "
+                "(the observation's joint positions)."
+            )
+        robot = np.asarray(state, dtype=np.float64).reshape(-1)
+        if self.config.state_tcp:
+            if tcp_pose is None:
+                raise ValueError(
+                    f"{self.name} reads the TCP position after the joints: pass tcp_pose= "
+                    '(obs["extra"]["tcp_pose"], x, y, z first).'
+                )
+            tcp = np.asarray(tcp_pose, dtype=np.float64).reshape(-1)
+            if tcp.size < TCP_POSITION:
+                raise ValueError(f"tcp_pose needs at least x, y, z; got {tcp.size} numbers.")
+            robot = np.concatenate([robot, tcp[:TCP_POSITION]])
+        return robot
+
     def state_tensor(
-        self, state: np.ndarray | None, answer: str | None = None, size: tuple[int, int] | None = None
+        self,
+        state: np.ndarray | None,
+        answer: str | None = None,
+        size: tuple[int, int] | None = None,
+        tcp_pose: np.ndarray | None = None,
     ) -> torch.Tensor | None:
         """What the action expert reads besides the query tokens, [1, S], or None when it reads nothing:
-        the normalised robot state, then (config.answer_points) the points of `answer`, an answer in the
-        pixels of a model frame of `size` = (height, width)."""
+        the normalised robot state (the joints, then with config.state_tcp the TCP position of
+        `tcp_pose`), then (config.answer_points) the points of `answer`, an answer in the pixels of a
+        model frame of `size` = (height, width)."""
         if not self.reads_state:
             return None
         parts = []
         if self.config.robot_state_dim:
-            if state is None:
-                raise ValueError(
-                    f"{self.name} reads the robot state ({self.config.robot_state_dim} joint positions): "
-                    "pass state= (the observation's state)."
-                )
-            parts.append(self._state_normalizer.normalize(np.asarray(state, dtype=np.float64).reshape(-1)))
+            parts.append(self._state_normalizer.normalize(self.robot_state(state, tcp_pose)))
         if self.config.answer_points:
             if answer is None or size is None:
                 raise ValueError(

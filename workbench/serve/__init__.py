@@ -9,7 +9,9 @@ Compatible both ways: our `PolicyServer` answers upstream's SimplerEnv / LIBERO 
                                           "cfg_scale": 1.5, "use_ddim": True, "num_ddim_steps": 10,
                                           "seed": int (extension, optional),
                                           "states": [[S floats] | None] * B (extension, optional:
-                                          the robot state, for models whose DiT reads it)}
+                                          the robot state, for models whose DiT reads it),
+                                          "tcp_poses": [[7 floats] | None] * B (extension, optional:
+                                          the TCP pose, for models whose state ends with it)}
     infer response     server -> client  {"status": "ok", "ok": True, "type": "inference_result",
                                           "request_id": ..., "data": {"normalized_actions": [B, T, 7],
                                           "actions": [B, T, 7] (extension: unnormalised on the server),

@@ -142,6 +142,7 @@ class RemotePolicy:
         seed: int | None = None,
         return_internals: bool = False,
         state: Any = None,
+        tcp_pose: Any = None,
     ) -> ActionChunk:
         """images: {camera: [H, W, 3]}, a list of views, or one view. Internals (attention) are not
         part of the protocol, so `return_internals` gives the same chunk without them."""
@@ -158,6 +159,8 @@ class RemotePolicy:
             request["seed"] = int(seed)  # our extension; upstream servers ignore unknown keys
         if state is not None:
             request["states"] = [np.asarray(state, dtype=np.float64)]  # our extension too
+        if tcp_pose is not None:
+            request["tcp_poses"] = [np.asarray(tcp_pose, dtype=np.float64)]  # for state_tcp models
         t0 = time.perf_counter()
         data = self.client.predict_action(**request)
         elapsed = time.perf_counter() - t0

@@ -47,14 +47,16 @@ class InferRequest:
     unnorm_key: str | None = None
     seed: int | None = None
     states: list[np.ndarray | None] | None = None  # [B] robot states (our extension, optional)
+    tcp_poses: list[np.ndarray | None] | None = None  # [B] TCP poses (our extension, optional)
 
 
-def _states(payload: dict, batch: int) -> list[np.ndarray | None] | None:
-    states = payload.get("states")
+def _states(payload: dict, batch: int, key: str = "states") -> list[np.ndarray | None] | None:
+    """The optional per-item vectors under `key` ("states" or "tcp_poses"), checked."""
+    states = payload.get(key)
     if states is None:
         return None
     if not isinstance(states, list | tuple | np.ndarray) or len(states) != batch:
-        raise RequestError(f"'states' must be a list of {batch} robot states (one per batch item) or absent")
+        raise RequestError(f"'{key}' must be a list of {batch} vectors (one per batch item) or absent")
     out = []
     for b, x in enumerate(states):
         try:
@@ -62,7 +64,7 @@ def _states(payload: dict, batch: int) -> list[np.ndarray | None] | None:
         except (TypeError, ValueError):
             arr = np.array([np.nan])  # not numbers: refused below with the same message
         if arr is not None and (arr.ndim != 1 or not np.isfinite(arr).all()):
-            raise RequestError(f"states[{b}] must be a flat vector of finite numbers")
+            raise RequestError(f"{key}[{b}] must be a flat vector of finite numbers")
         out.append(arr)
     return out
 
@@ -118,6 +120,7 @@ def parse_infer_request(payload: dict) -> InferRequest:
         key,
         None if seed is None else int(seed),
         _states(payload, len(batch)),
+        _states(payload, len(batch), "tcp_poses"),
     )
 
 

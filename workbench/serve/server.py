@@ -62,7 +62,9 @@ class PolicyServer:
         self.policy = policy
         self.host = host
         self._port = port
-        extensions = ["actions", "seed", "states"] + (["spatial"] if hasattr(policy, "spatial") else [])
+        extensions = ["actions", "seed", "states", "tcp_poses"] + (
+            ["spatial"] if hasattr(policy, "spatial") else []
+        )
         self.metadata = {"server": "st4vla-workbench", "protocol": "internvla-m1", "extensions": extensions}
         self.metadata |= metadata or {}
         self._lock = threading.Lock()  # one inference at a time: the model is not re-entrant
@@ -199,9 +201,14 @@ class PolicyServer:
         req = parse_infer_request(payload)
         normalized, actions, timings = [], [], []
         states = req.states or [None] * len(req.instructions)
-        for views, instruction, state in zip(req.batch_images, req.instructions, states, strict=True):
+        tcps = req.tcp_poses or [None] * len(req.instructions)
+        for views, instruction, state, tcp in zip(
+            req.batch_images, req.instructions, states, tcps, strict=True
+        ):
             t0 = time.perf_counter()
             extra = {} if state is None else {"state": state}  # policies without a state token never see one
+            if tcp is not None:
+                extra["tcp_pose"] = tcp
             chunk = self.policy.act(
                 views, instruction, num_ddim_steps=req.num_ddim_steps, cfg_scale=req.cfg_scale, seed=req.seed,
                 **extra,

@@ -186,3 +186,25 @@ class Panda:
         self.target_rot = state["target_rot"].copy()
         self.joint_targets = state["joint_targets"].copy()
         self.finger_target = state["finger_target"]
+
+
+def tcp_poses(qpos: np.ndarray) -> np.ndarray:
+    """[N, 9] joint positions of this Panda -> [N, 7] TCP poses (SimplerEnv's extra.tcp_pose layout).
+
+    Forward kinematics in a physics-free pybullet client: it fills in the TCP for demonstrations
+    recorded before datasets stored observation.tcp_pose (workbench/train/data.py).
+    """
+    qpos = np.asarray(qpos, dtype=np.float64)
+    if qpos.ndim != 2 or qpos.shape[1] != len(ARM_JOINTS) + len(FINGER_JOINTS):
+        raise ValueError(f"need [N, 9] Panda joint positions (7 arm, 2 fingers), got shape {qpos.shape}")
+    client = BulletClient(connection_mode=pb.DIRECT)
+    try:
+        robot = Panda(client)
+        out = np.empty((len(qpos), 7))
+        for i, q in enumerate(qpos):
+            for joint, value in zip(ARM_JOINTS + FINGER_JOINTS, q, strict=True):
+                client.resetJointState(robot.body, joint, float(value))
+            out[i] = robot.tcp_pose()
+        return out
+    finally:
+        client.disconnect()

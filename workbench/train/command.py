@@ -125,6 +125,11 @@ def add_parsers(sub) -> None:
         "--state", action="store_true", help="the action expert also reads the robot state (not upstream)"
     )
     s2.add_argument(
+        "--tcp",
+        action="store_true",
+        help="with --state: the robot state ends with the TCP position (x, y, z), not the joints alone (not upstream)",
+    )
+    s2.add_argument(
         "--condition-on-answer",
         action="store_true",
         help="the query former also reads the spatial answer: true in training, generated at control time "
@@ -213,7 +218,7 @@ def run_train(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
         grounding_data=tuple(args.grounding_data),
-        state=args.state, condition_on_answer=args.condition_on_answer, answer_points=args.answer_points, threads=args.threads,
+        state=args.state, tcp=args.tcp, condition_on_answer=args.condition_on_answer, answer_points=args.answer_points, threads=args.threads,
         head=HeadPhaseConfig(steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr),
     )  # fmt: skip
     print(json.dumps(asdict(cfg)))

@@ -91,7 +91,7 @@ def generate(cfg: DataConfig) -> Path:
             if writer is None:
                 state_dim = len(frames[0][0].state)
                 features = default_features(
-                    {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=state_dim
+                    {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=state_dim, tcp_pose=True
                 )
                 writer = LeRobotDatasetWriter(root, fps=env.control_hz, features=features, robot_type="panda")
             for o, a in frames:
@@ -196,6 +196,7 @@ class FrameItem:
     frame: Frame  # model frame vs the raw render
     episode: int
     state: np.ndarray | None = None  # [S] the robot's joint positions (observation.state)
+    tcp_pose: np.ndarray | None = None  # [7] the TCP pose (observation.tcp_pose), where recorded
 
 
 def action_chunk(actions: np.ndarray, t: int, length: int) -> np.ndarray:
@@ -240,11 +241,30 @@ def load_frames(
                     frame=Frame(image_size, image_size, w, h),
                     episode=offset + i,
                     state=None if f.state is None else np.asarray(f.state, dtype=np.float32),
+                    tcp_pose=None if f.tcp_pose is None else np.asarray(f.tcp_pose, dtype=np.float64),
                 )
             )
     if not items:
         raise ValueError(f"{root} holds no frames: generate demonstrations first (workbench train data)")
     return items
+
+
+def fill_tcp_poses(frames: list[FrameItem]) -> None:
+    """Give every frame its TCP pose: datasets recorded before observation.tcp_pose was stored have only
+    the joints, and the built-in Panda's forward kinematics turns those into the pose it would have
+    recorded (exact to float precision, tests/test_train_tcp.py)."""
+    missing = [f for f in frames if f.tcp_pose is None]
+    if not missing:
+        return
+    if any(f.state is None or len(f.state) != 9 for f in missing):
+        raise ValueError(
+            "a state that includes the TCP position needs observation.tcp_pose, or the built-in Panda's "
+            "9 joint positions to compute it from; some frames have neither"
+        )
+    from workbench.sim.robot import tcp_poses
+
+    for f, pose in zip(missing, tcp_poses(np.stack([f.state for f in missing])), strict=True):
+        f.tcp_pose = pose
 
 
 def gripper_to_model(actions: np.ndarray) -> np.ndarray:

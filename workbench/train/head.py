@@ -65,7 +65,10 @@ def cache_conditions(
     states = None
     if policy.reads_state:
         states = torch.cat(
-            [policy.state_tensor(f.state, a, f.image.shape[:2]) for f, a in zip(frames, answers, strict=True)]
+            [
+                policy.state_tensor(f.state, a, f.image.shape[:2], f.tcp_pose)
+                for f, a in zip(frames, answers, strict=True)
+            ]
         ).float()
     return CachedConditions(torch.cat(rows), torch.as_tensor(chunks, dtype=torch.float32), states)
 

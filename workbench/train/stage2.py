@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from workbench.policy.configuration import ANSWER_POINTS
+from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION
 from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
-from workbench.train.data import FrameItem, gripper_to_model, load_frames, task_answer
+from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames, task_answer
 from workbench.train.head import HeadPhaseConfig, train_head
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
@@ -73,6 +73,8 @@ class Stage2Config:
     # Not upstream: the DiT also reads the centres of the spatial answer's boxes (ST4VLAConfig.answer_points),
     # true in the joint phase, the model's own in the head phase (as for condition_on_answer).
     answer_points: bool = False
+    # Not upstream: the robot state ends with the TCP position (ST4VLAConfig.state_tcp); needs --state.
+    tcp: bool = False
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
@@ -93,17 +95,30 @@ class Stage2Config:
             raise ValueError("--condition-on-answer needs the spatial prompt; the vanilla baseline has none")
         if self.vanilla and self.answer_points:
             raise ValueError("--answer-points needs the spatial prompt; the vanilla baseline has none")
+        if self.tcp and not self.state:
+            raise ValueError("--tcp adds the TCP position to the robot state: it needs --state")
         if self.vanilla and self.grounding_data:
             raise ValueError(
                 "--grounding-data is the co-training's corpus; the vanilla baseline co-trains none"
             )
 
 
-def statistics_for(frames: list[FrameItem]) -> dict:
+def robot_states(frames: list[FrameItem], tcp: bool = False) -> np.ndarray | None:
+    """[N, S] the robot state of every frame as the DiT reads it: the joints, then (tcp) the TCP position;
+    None unless every frame has one."""
+    if any(f.state is None for f in frames) or (tcp and any(f.tcp_pose is None for f in frames)):
+        return None
+    joints = np.stack([f.state for f in frames]).astype(np.float64)
+    if not tcp:
+        return joints
+    return np.concatenate([joints, np.stack([f.tcp_pose[:TCP_POSITION] for f in frames])], axis=1)
+
+
+def statistics_for(frames: list[FrameItem], tcp: bool = False) -> dict:
     """Upstream-schema statistics of the demonstrations' actions (gripper as 1 open / 0 closed) and,
-    when every frame has one, of the robot state."""
+    when every frame has one, of the robot state (with the TCP position when `tcp`)."""
     actions = gripper_to_model(np.stack([f.chunk[0] for f in frames]))  # every frame's own action
-    states = np.stack([f.state for f in frames]) if all(f.state is not None for f in frames) else None
+    states = robot_states(frames, tcp)
     episodes = len({f.episode for f in frames})
     return {UNNORM_KEY: compute_statistics(actions, states, num_trajectories=episodes)}
 
@@ -115,15 +130,16 @@ def state_dim_of(cfg: Stage2Config, frames: list[FrameItem]) -> int:
         return points
     if any(f.state is None for f in frames):
         raise ValueError("--state needs observation.state in every frame of the demonstrations")
-    return int(frames[0].state.shape[0]) + points
+    return int(frames[0].state.shape[0]) + (TCP_POSITION if cfg.tcp else 0) + points
 
 
 def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VLAPolicy:
-    stats = statistics_for(frames)
+    stats = statistics_for(frames, cfg.tcp)
     state_dim = state_dim_of(cfg, frames)
     if cfg.init:
         policy = ST4VLAPolicy.load(cfg.init)
         policy.config.answer_points = cfg.answer_points  # before the statistics: it splits the state
+        policy.config.state_tcp = cfg.tcp
         policy.config.use_spatial_prompt = not cfg.vanilla
         policy.config.vlm.text_first |= cfg.model.text_first  # --text-first on a --base never grounded
         policy.config.grounding_loss_weight = cfg.grounding_loss_weight
@@ -141,6 +157,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         model_cfg.grounding_loss_weight = cfg.grounding_loss_weight
         model_cfg.action.state_dim = state_dim
         model_cfg.answer_points = cfg.answer_points
+        model_cfg.state_tcp = cfg.tcp
         policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.condition_on_answer = cfg.condition_on_answer
@@ -173,7 +190,10 @@ def action_batch(policy, frames, idx, normalizer):
     states = None
     if policy.reads_state:
         states = torch.cat(
-            [policy.state_tensor(f.state, a, f.image.shape[:2]) for f, a in zip(items, answers, strict=True)]
+            [
+                policy.state_tensor(f.state, a, f.image.shape[:2], f.tcp_pose)
+                for f, a in zip(items, answers, strict=True)
+            ]
         ).float()  # [B, S]
     return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
 
@@ -194,6 +214,8 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
         init_cfg = json.loads((Path(cfg.init) / "config.json").read_text())
         size, chunk = init_cfg["image_size"], init_cfg["action"]["chunk_length"]
     frames = load_frames(cfg.data, size, chunk)
+    if cfg.tcp:
+        fill_tcp_poses(frames)
     questions = load_frames(cfg.grounding_data, size, chunk) if cfg.grounding_data else frames
     policy = build_policy(cfg, frames, out)
     model = policy.model.train()
