@@ -25,7 +25,6 @@ import torch
 from workbench.policy.modeling import StateEmbedder
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.sim.base import robot_state
 from workbench.sim.robot import tcp_poses
 from workbench.train.data import load_frames
 from workbench.train.head import HeadPhaseConfig, train_head
@@ -53,11 +52,6 @@ def widen_robot_state(policy: ST4VLAPolicy, extra: int) -> None:
     policy.config.action.state_dim = head.state_dim
 
 
-def tcp_state(env, obs: dict) -> np.ndarray:
-    """At control time: the joints, then the TCP position the observation reports."""
-    return np.concatenate([robot_state(obs), np.asarray(obs["extra"]["tcp_pose"][:3], dtype=np.float64)])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
@@ -76,6 +70,7 @@ def main() -> None:
     for f, t in zip(frames, tcp, strict=True):
         f.state = np.concatenate([f.state, t]).astype(np.float32)
     widen_robot_state(policy, TCP_DIM)
+    policy.config.state_tcp = True  # loads as a TCP-reading checkpoint: `workbench evaluate` passes the pose
     policy.set_statistics(statistics_for(frames), UNNORM_KEY)  # same actions, wider state block
     normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
     log = train_head(policy, frames, normalizer, HeadPhaseConfig(steps=args.head_steps), out, seed=0)
