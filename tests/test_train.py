@@ -368,8 +368,8 @@ def test_answer_conditioned_stage2_reads_the_true_answer_then_its_own(data, tmp_
     """--condition-on-answer: the joint phase teacher-forces the true answer, the head phase caches the
     model's own answers (decoded in batches, the same as one frame at a time)."""
     from workbench.policy.normalization import ActionNormalizer
-    from workbench.train.head import own_answers
-    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, true_answer
+    from workbench.train.head import own_answers, true_answer
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch
 
     with pytest.raises(ValueError, match="vanilla"):
         Stage2Config(vanilla=True, condition_on_answer=True)
@@ -397,8 +397,8 @@ def test_answer_points_stage2_reads_the_true_points_then_its_own(data, tmp_path)
     from workbench.policy.configuration import ANSWER_POINTS
     from workbench.policy.normalization import ActionNormalizer
     from workbench.policy.policy import points_from_answer
-    from workbench.train.head import cache_conditions, own_answers
-    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch, true_answer
+    from workbench.train.head import cache_conditions, own_answers, true_answer
+    from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch
 
     with pytest.raises(ValueError, match="vanilla"):
         Stage2Config(vanilla=True, answer_points=True)
@@ -426,6 +426,15 @@ def test_answer_points_stage2_reads_the_true_points_then_its_own(data, tmp_path)
         )
     chunk = policy.act([picked[0].image], picked[0].instruction, seed=0, state=picked[0].state)
     assert chunk.answer == own[0]
+
+    # the head phase may read the true answers instead (HeadPhaseConfig.answers = "true")
+    true = cache_conditions(policy, picked, normalizer, answers="true")
+    for row, f in zip(true.states, picked, strict=True):
+        truth = points_from_answer(true_answer(f), size[1], size[0])
+        np.testing.assert_allclose(row[joints:].numpy(), truth, atol=1e-6)
+    torch.testing.assert_close(true.cond, cached.cond)  # the query tokens do not read the answer
+    with pytest.raises(ValueError, match="'own' or 'true'"):
+        HeadPhaseConfig(answers="mine")
 
 
 def test_demonstrations_record_the_tcp_and_forward_kinematics_recovers_it(data):

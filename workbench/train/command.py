@@ -122,6 +122,12 @@ def add_parsers(sub) -> None:
     s2.add_argument("--head-batch-size", type=int, default=32)
     s2.add_argument("--head-lr", type=float, default=1e-3)
     s2.add_argument(
+        "--head-answers",
+        choices=("own", "true"),
+        default="own",
+        help="the spatial answers the head phase's DiT reads (answer-reading models): the model's own, or the ground truth's",
+    )
+    s2.add_argument(
         "--state", action="store_true", help="the action expert also reads the robot state (not upstream)"
     )
     s2.add_argument(
@@ -219,7 +225,9 @@ def run_train(args: argparse.Namespace) -> int:
         grounding_batch_size=args.grounding_batch_size, grounding_loss_weight=args.grounding_weight, seed=args.seed,
         grounding_data=tuple(args.grounding_data),
         state=args.state, tcp=args.tcp, condition_on_answer=args.condition_on_answer, answer_points=args.answer_points, threads=args.threads,
-        head=HeadPhaseConfig(steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr),
+        head=HeadPhaseConfig(
+            steps=args.head_steps, batch_size=args.head_batch_size, lr=args.head_lr, answers=args.head_answers
+        ),
     )  # fmt: skip
     print(json.dumps(asdict(cfg)))
     print("stage-2 checkpoint:", train_stage2(cfg, resume=not args.no_resume))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.train.data import FrameItem, gripper_to_model
+from workbench.train.data import FrameItem, gripper_to_model, task_answer
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
 
@@ -34,6 +34,15 @@ class HeadPhaseConfig:
     warmup_steps: int = 100
     save_every: int = 500
     log_every: int = 100
+    # What the DiT reads as the spatial answer (answer-reading models): "own" = the model's greedy answers,
+    # as at control time; "true" = the answer from the ground truth, so that the DiT learns to trust the
+    # points exactly (NOTES, seventeenth session: trained on its own, sometimes wrong, answers, the DiT
+    # barely used even exact points).
+    answers: str = "own"
+
+    def __post_init__(self) -> None:
+        if self.answers not in ("own", "true"):
+            raise ValueError(f"head-phase answers must be 'own' or 'true', got {self.answers!r}")
 
 
 @dataclass
@@ -45,14 +54,21 @@ class CachedConditions:
 
 @torch.no_grad()
 def cache_conditions(
-    policy: ST4VLAPolicy, frames: list[FrameItem], normalizer: ActionNormalizer
+    policy: ST4VLAPolicy, frames: list[FrameItem], normalizer: ActionNormalizer, answers: str = "own"
 ) -> CachedConditions:
+    """Every frame's query tokens (and state), computed once; the answers read are the model's own or
+    ("true") the ground truth's."""
     model = policy.model
     was_training = model.training
     model.eval()
     rows = []
     try:
-        answers = own_answers(policy, frames) if policy.config.reads_answer else [None] * len(frames)
+        if not policy.config.reads_answer:
+            answers = [None] * len(frames)
+        elif answers == "true":
+            answers = [true_answer(f) for f in frames]
+        else:
+            answers = own_answers(policy, frames)
         for f, answer in tqdm(
             zip(frames, answers, strict=True), total=len(frames), desc="caching query tokens", unit="frame",
             mininterval=5,
@@ -71,6 +87,13 @@ def cache_conditions(
             ]
         ).float()
     return CachedConditions(torch.cat(rows), torch.as_tensor(chunks, dtype=torch.float32), states)
+
+
+def true_answer(item: FrameItem) -> str:
+    """The spatial prompt's answer from the frame's ground truth (the key objects' boxes)."""
+    if item.ground_truth is None:
+        raise ValueError(f"episode {item.episode} has no ground truth: the true answer needs it")
+    return task_answer(item.ground_truth, item.frame)
 
 
 @torch.no_grad()
@@ -107,7 +130,7 @@ def train_head(
         print(f"resumed the head phase at step {step}")
     if step >= cfg.steps:
         return log
-    cached = cache_conditions(policy, frames, normalizer)
+    cached = cache_conditions(policy, frames, normalizer, cfg.answers)
     rng = np.random.default_rng(seed + 1_000_003 + step)
     r = policy.config.action.repeated_diffusion_steps
     head.train()

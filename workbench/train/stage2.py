@@ -34,8 +34,8 @@ from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
-from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames, task_answer
-from workbench.train.head import HeadPhaseConfig, train_head
+from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames
+from workbench.train.head import HeadPhaseConfig, train_head, true_answer
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
 
@@ -196,12 +196,6 @@ def action_batch(policy, frames, idx, normalizer):
             ]
         ).float()  # [B, S]
     return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
-
-
-def true_answer(item: FrameItem) -> str:
-    if item.ground_truth is None:
-        raise ValueError(f"episode {item.episode} has no ground truth: an answer-conditioned model needs it")
-    return task_answer(item.ground_truth, item.frame)
 
 
 def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
