@@ -541,3 +541,36 @@ def test_merge_one_gives_every_patch_its_own_visual_token():
     assert model_size("test", layers=3).vision_depth == model_size("test").vision_depth
     with pytest.raises(ValueError, match="layers must be at least 1"):
         model_size("test", layers=0)
+
+
+def test_dart_noise_moves_the_arm_off_the_expert_path_and_keeps_the_experts_labels(data, tmp_path):
+    from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.train.data import CAMERA
+
+    with pytest.raises(ValueError, match="action noise"):
+        DataConfig(action_noise=0.2)
+    clean, noisy = (
+        LeRobotDataset(
+            generate(
+                DataConfig(
+                    out=str(tmp_path / n),
+                    tasks=("tabletop_pick",),
+                    episodes_per_task=1,
+                    seed=0,
+                    action_noise=s,
+                )
+            )
+        )  # fmt: skip
+        for n, s in (("clean", 0.0), ("noisy", 0.01))
+    )
+    a, b = clean.episode(0), noisy.episode(0)
+    assert a.meta["seed"] == b.meta["seed"]  # the same scene
+    np.testing.assert_array_equal(a.frames[0].images[CAMERA], b.frames[0].images[CAMERA])
+    np.testing.assert_allclose(a.actions[0], b.actions[0])  # same state, same expert action
+    tcp_a = np.stack([f.tcp_pose[:3] for f in a.frames])
+    tcp_b = np.stack([f.tcp_pose[:3] for f in b.frames])
+    n = min(len(tcp_a), len(tcp_b))
+    assert np.abs(tcp_a[1:n] - tcp_b[1:n]).max() > 0.005  # the noise moved the arm
+    # the labels are the expert's own commands (within its step limit), not the executed noisy ones
+    assert np.abs(b.actions[:, :3]).max() <= 0.045 + 1e-6
+    assert set(np.unique(b.actions[:, 6])) <= {-1.0, 1.0}

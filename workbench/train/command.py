@@ -20,6 +20,12 @@ def add_parsers(sub) -> None:
     d.add_argument("--episodes-per-task", type=int, default=30)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--tasks", nargs="+", default=None)
+    d.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        help="DART: execute the expert's motion plus this much Gaussian noise (m/step), record the expert's",
+    )
     d.add_argument("--scenes-out", default=None, help="also write single-frame grounding scenes here")
     d.add_argument("--scenes-per-task", type=int, default=80)
     d.add_argument("--scenes-tasks", nargs="+", default=None, help="tasks of the scenes (default: --tasks)")
@@ -188,8 +194,12 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.no_demos:
             root = generate(
                 DataConfig(
-                    out=args.out, tasks=tasks, episodes_per_task=args.episodes_per_task, seed=args.seed
-                )
+                    out=args.out,
+                    tasks=tasks,
+                    episodes_per_task=args.episodes_per_task,
+                    seed=args.seed,
+                    action_noise=args.action_noise,
+                )  # fmt: skip
             )
             print(f"demonstrations: {root}")
         if args.scenes_out:

@@ -43,10 +43,17 @@ class DataConfig:
     render_height: int = 168
     paraphrase: bool = True  # draw seen paraphrases instead of the canonical instruction
     max_attempts_factor: int = 3  # give up on a task after this many times episodes_per_task resets
+    # DART (Laskey et al., 2017): the arm executes the expert's motion plus Gaussian noise of this standard
+    # deviation (metres per step, on dx, dy, dz) while the dataset records the expert's own action. The
+    # closed-loop expert corrects the drift, so the demonstrations show states off the expert's path with
+    # corrective labels: what a policy needs once its own errors put it there (NOTES, 17th session).
+    action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.seed + self.max_attempts_factor * self.episodes_per_task * len(self.tasks) > 10_000:
             raise ValueError("training seeds must stay below 10_000: evaluation seeds start there")
+        if not 0.0 <= self.action_noise <= 0.05:
+            raise ValueError(f"action noise is metres per step in [0, 0.05], got {self.action_noise}")
 
 
 def resize_to_model(image: np.ndarray, size: int) -> np.ndarray:
@@ -78,11 +85,15 @@ def generate(cfg: DataConfig) -> Path:
             finally:
                 seed += 1
             frames, success = [], False
+            noise = np.random.default_rng(seed - 1)  # per episode: reproducible, independent of order
             for _step in range(env.max_episode_steps):
                 o = to_observation(env, obs)
                 action = env.expert().act(obs)
-                frames.append((o, action))
-                obs, _, terminated, truncated, info = env.step(action)
+                frames.append((o, action))  # the label is the expert's action, never the noisy one
+                executed = np.array(action, dtype=np.float64)
+                if cfg.action_noise:
+                    executed[:3] += noise.normal(0.0, cfg.action_noise, 3)
+                obs, _, terminated, truncated, info = env.step(executed)
                 if terminated or truncated:
                     success = bool(info["success"])
                     break
