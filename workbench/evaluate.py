@@ -323,7 +323,9 @@ StateFn = Callable[[Any, dict], "np.ndarray | None"]  # (env, obs) -> the state 
 def tcp_kwargs(policy, obs: dict) -> dict:
     """{"tcp_pose": ...} for a policy that reads the TCP position (config.state_tcp), else {}: other
     policies' act() does not take it."""
-    if not getattr(getattr(policy, "config", None), "state_tcp", False):
+    from workbench.policy.configuration import reads_tcp
+
+    if not reads_tcp(policy):
         return {}
     tcp = obs.get("extra", {}).get("tcp_pose")  # absent: the policy says what it needs
     return {"tcp_pose": None if tcp is None else np.asarray(tcp, dtype=np.float64)}

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from workbench.controller import Controller, ControllerConfig, project_path, rollout_path
+from workbench.policy.configuration import reads_tcp
 from workbench.records import ActionChunk, Observation, PolicyStep, StepRecord
 from workbench.spatial import SpatialAnswer
 
@@ -45,11 +46,6 @@ class Policy(Protocol):
         return_internals: bool = False,
         state: np.ndarray | None = None,  # the robot state, for models that read it
     ) -> ActionChunk: ...
-
-
-def _reads_tcp(policy) -> bool:
-    """Whether the policy's action expert also reads the TCP position (ST4VLAConfig.state_tcp)."""
-    return bool(getattr(getattr(policy, "config", None), "state_tcp", False))
 
 
 @dataclass
@@ -413,7 +409,7 @@ class Runner:
             seed=slot.seed + lane.step,
             return_internals=slot.return_internals,
             state=obs.state,
-            **({"tcp_pose": obs.tcp_pose} if _reads_tcp(slot.policy) else {}),
+            **({"tcp_pose": obs.tcp_pose} if reads_tcp(slot.policy) else {}),
         )
         if from_chunk:
             spatial = slot.policy.read_answer(images, chunk.answer)

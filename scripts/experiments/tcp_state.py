@@ -4,10 +4,11 @@ Closed-loop traces (NOTES, seventeenth session) show the DiT bringing the grippe
 the object and closing on nothing, even when it is fed the *true* points of the objects. It reads the
 nine joint positions, so to turn "the object is at (u, v) in the image" into a motion it must also
 compute the forward kinematics of the arm. This gives it the TCP position (x, y, z in the robot's
-base frame: SimplerEnv's obs["extra"]["tcp_pose"][:3]) as three more state inputs. The demonstrations
-store only the joints, so the TCP of each training frame is computed from them (pybullet forward
-kinematics of the same Panda). The new inputs' weights start at zero (the widened model starts as
-the checkpoint); the head phase then trains the DiT on the checkpoint's cached query tokens.
+base frame: SimplerEnv's obs["extra"]["tcp_pose"][:3]) as three more state inputs, as a
+`state_tcp` checkpoint reads them (`fill_tcp_poses` computes the TCP of the bundled recipe's
+demonstrations from their joints). The new inputs' weights start at zero (the widened model starts as
+the checkpoint); the head phase then trains the DiT on the checkpoint's cached query tokens. The result
+loads as a `state_tcp` checkpoint, so `workbench evaluate` passes it the pose.
 
     python scripts/experiments/tcp_state.py --checkpoint assets/checkpoints/st4vla-tiny \
         --head-steps 6000 --out runs/v17/tcp_st4vla
@@ -19,18 +20,15 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from workbench.policy.configuration import TCP_POSITION
 from workbench.policy.modeling import StateEmbedder
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.sim.robot import tcp_poses
-from workbench.train.data import load_frames
+from workbench.train.data import fill_tcp_poses, load_frames
 from workbench.train.head import HeadPhaseConfig, train_head
 from workbench.train.stage2 import UNNORM_KEY, statistics_for
-
-TCP_DIM = 3
 
 
 def widen_robot_state(policy: ST4VLAPolicy, extra: int) -> None:
@@ -66,12 +64,10 @@ def main() -> None:
     if not policy.reads_state:
         raise SystemExit(f"{args.checkpoint} has no state token (trained without --state)")
     frames = load_frames(tuple(args.data), policy.config.image_size, policy.chunk_length)
-    tcp = tcp_poses(np.stack([f.state for f in frames]))[:, :TCP_DIM]
-    for f, t in zip(frames, tcp, strict=True):
-        f.state = np.concatenate([f.state, t]).astype(np.float32)
-    widen_robot_state(policy, TCP_DIM)
-    policy.config.state_tcp = True  # loads as a TCP-reading checkpoint: `workbench evaluate` passes the pose
-    policy.set_statistics(statistics_for(frames), UNNORM_KEY)  # same actions, wider state block
+    fill_tcp_poses(frames)
+    widen_robot_state(policy, TCP_POSITION)
+    policy.config.state_tcp = True  # the DiT's robot state is now [joints, TCP position]
+    policy.set_statistics(statistics_for(frames, tcp=True), UNNORM_KEY)  # same actions, wider state block
     normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
     log = train_head(policy, frames, normalizer, HeadPhaseConfig(steps=args.head_steps), out, seed=0)
     policy.model.eval()

@@ -104,6 +104,12 @@ ANSWER_POINTS = 4  # answer_points: source centre (x, y), target centre (x, y)
 TCP_POSITION = 3  # state_tcp: the TCP's x, y, z
 
 
+def reads_tcp(policy: Any) -> bool:
+    """Whether `policy.act` needs `tcp_pose=` (ST4VLAConfig.state_tcp). Other policies (remote, random,
+    wrappers without a config) do not take the keyword, so callers pass it only when this is true."""
+    return bool(getattr(getattr(policy, "config", None), "state_tcp", False))
+
+
 @dataclass
 class ST4VLAConfig:
     vlm: VLMConfig = field(default_factory=VLMConfig)

@@ -263,7 +263,7 @@ def load_frames(
 def fill_tcp_poses(frames: list[FrameItem]) -> None:
     """Give every frame its TCP pose: datasets recorded before observation.tcp_pose was stored have only
     the joints, and the built-in Panda's forward kinematics turns those into the pose it would have
-    recorded (exact to float precision, tests/test_train_tcp.py)."""
+    recorded (to float precision: test_demonstrations_record_the_tcp_and_forward_kinematics_recovers_it)."""
     missing = [f for f in frames if f.tcp_pose is None]
     if not missing:
         return

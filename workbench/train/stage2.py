@@ -71,7 +71,8 @@ class Stage2Config:
     # as the policy computes them at control time.
     condition_on_answer: bool = False
     # Not upstream: the DiT also reads the centres of the spatial answer's boxes (ST4VLAConfig.answer_points),
-    # true in the joint phase, the model's own in the head phase (as for condition_on_answer).
+    # true in the joint phase; in the head phase the model's own (as for condition_on_answer) or, with
+    # head.answers = "true" (--head-answers true), the true ones again.
     answer_points: bool = False
     # Not upstream: the robot state ends with the TCP position (ST4VLAConfig.state_tcp); needs --state.
     tcp: bool = False
