@@ -574,3 +574,66 @@ def test_dart_noise_moves_the_arm_off_the_expert_path_and_keeps_the_experts_labe
     # the labels are the expert's own commands (within its step limit), not the executed noisy ones
     assert np.abs(b.actions[:, :3]).max() <= 0.045 + 1e-6
     assert set(np.unique(b.actions[:, 6])) <= {-1.0, 1.0}
+
+
+def test_dart_noise_can_be_limited_to_phases_and_to_a_share_of_their_steps():
+    from workbench.train.data import perturbed
+
+    with pytest.raises(ValueError, match="unknown expert phases"):
+        DataConfig(action_noise=0.01, noise_phases=("aproach",))
+    with pytest.raises(ValueError, match="noise probability"):
+        DataConfig(action_noise=0.01, noise_probability=0.0)
+    rng = np.random.default_rng(0)
+    assert not perturbed(DataConfig(), "approach", rng)  # no noise configured
+    cfg = DataConfig(action_noise=0.01, noise_phases=("approach", "descend"), noise_probability=0.25)
+    assert not any(perturbed(cfg, "lift", rng) for _ in range(200))  # never outside the listed phases
+    share = np.mean([perturbed(cfg, "descend", rng) for _ in range(4000)])
+    assert 0.22 < share < 0.28
+    assert all(perturbed(DataConfig(action_noise=0.01), p, rng) for p in ("approach", "carry", "release"))
+
+
+def test_phase_limited_dart_leaves_the_placing_to_the_expert(tmp_path):
+    """Noise at every step of every phase defeats the expert on placing tasks (it never comes within
+    1 mm of a goal); occasional pushes while approaching and descending leave it successful, and the
+    arm moves as the clean expert's once the grasp begins."""
+    from workbench.episodes.lerobot import LeRobotDataset
+
+    kw = dict(tasks=("tabletop_put_on",), episodes_per_task=1, seed=0, max_attempts_factor=1)
+    clean = LeRobotDataset(generate(DataConfig(out=str(tmp_path / "clean"), **kw))).episode(0)
+    noisy_cfg = DataConfig(
+        out=str(tmp_path / "noisy"), action_noise=0.02, noise_phases=("approach", "descend"),
+        noise_probability=0.25, **kw,
+    )  # fmt: skip
+    noisy = LeRobotDataset(generate(noisy_cfg)).episode(0)
+    assert noisy.meta["seed"] == clean.meta["seed"] == 0 and noisy.meta["success"]
+    tcp_a = np.stack([f.tcp_pose[:3] for f in clean.frames])
+    tcp_b = np.stack([f.tcp_pose[:3] for f in noisy.frames])
+    n = min(len(tcp_a), len(tcp_b))
+    assert np.abs(tcp_a[:n] - tcp_b[:n]).max() > 0.005  # the pushes moved the arm off the clean path
+    with pytest.raises(RuntimeError, match="no successful demonstration"):
+        generate(DataConfig(out=str(tmp_path / "every_step"), action_noise=0.02, **kw))
+
+
+def test_head_continuation_trains_only_the_action_model_and_keeps_the_statistics(data, tmp_path):
+    """`workbench train head`: more head steps for a finished checkpoint on new demonstrations; the VLM,
+    the query former and the normalisation the checkpoint reads observations with stay as they were."""
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.head import HeadContinueConfig, continue_head
+
+    base = tiny_stage2_with_state(data, tmp_path / "base", answer_points=True)
+    base.save(tmp_path / "ckpt")
+    cfg = HeadContinueConfig(
+        str(tmp_path / "ckpt"), (str(data[0]),), str(tmp_path / "more"),
+        HeadPhaseConfig(steps=6, batch_size=4, answers="true", log_every=2),
+    )  # fmt: skip
+    out = continue_head(cfg)
+    after = ST4VLAPolicy.load(out)
+    assert after.statistics == base.statistics
+    before_w, after_w = base.model.state_dict(), after.model.state_dict()
+    changed = {k for k in before_w if not torch.equal(before_w[k], after_w[k])}
+    assert changed and all(k.startswith("action_model.") for k in changed)
+    log = json.loads((tmp_path / "more" / "log.json").read_text())
+    assert [r["head_step"] for r in log["log"]] == [2, 4, 6]
+    continue_head(cfg)  # finished: resuming does no more steps
+    again = ST4VLAPolicy.load(out).model.state_dict()
+    assert all(torch.equal(again[k], after_w[k]) for k in after_w)

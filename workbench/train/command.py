@@ -26,6 +26,15 @@ def add_parsers(sub) -> None:
         default=0.0,
         help="DART: execute the expert's motion plus this much Gaussian noise (m/step), record the expert's",
     )
+    d.add_argument(
+        "--noise-phases",
+        nargs="+",
+        default=(),
+        help="add the --action-noise only in these expert phases (e.g. approach descend); default: all",
+    )
+    d.add_argument(
+        "--noise-probability", type=float, default=1.0, help="the share of those steps that get the noise"
+    )
     d.add_argument("--scenes-out", default=None, help="also write single-frame grounding scenes here")
     d.add_argument("--scenes-per-task", type=int, default=80)
     d.add_argument("--scenes-tasks", nargs="+", default=None, help="tasks of the scenes (default: --tasks)")
@@ -157,6 +166,22 @@ def add_parsers(sub) -> None:
     s2.add_argument("--no-resume", action="store_true")
     s2.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
+    hd = tsub.add_parser(
+        "head",
+        help="more head-phase steps for a finished checkpoint's action expert, on (new) demonstrations",
+    )
+    hd.add_argument("--checkpoint", required=True, help="a stage-2 checkpoint (workbench format)")
+    hd.add_argument("--data", nargs="+", required=True, help="demonstrations (LeRobot layout)")
+    hd.add_argument("--out", required=True)
+    hd.add_argument("--steps", type=int, required=True)
+    hd.add_argument("--batch-size", type=int, default=32)
+    hd.add_argument("--lr", type=float, default=1e-3)
+    hd.add_argument("--warmup", type=int, default=100)
+    hd.add_argument("--answers", choices=("own", "true"), default="own", help="as stage2 --head-answers")
+    hd.add_argument("--seed", type=int, default=0)
+    hd.add_argument("--no-resume", action="store_true")
+    hd.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
     ev = sub.add_parser("evaluate", help="closed-loop success in the built-in sim; md + json + html report")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--episodes", type=int, default=4, help="episodes per task and cell")
@@ -199,6 +224,8 @@ def run_train(args: argparse.Namespace) -> int:
                     episodes_per_task=args.episodes_per_task,
                     seed=args.seed,
                     action_noise=args.action_noise,
+                    noise_phases=tuple(args.noise_phases),
+                    noise_probability=args.noise_probability,
                 )  # fmt: skip
             )
             print(f"demonstrations: {root}")
@@ -225,7 +252,23 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(cfg)))
         print("stage-1 checkpoint:", train_stage1(cfg, resume=not args.no_resume))
         return 0
-    from workbench.train.head import HeadPhaseConfig
+    from workbench.train.head import HeadContinueConfig, HeadPhaseConfig, continue_head
+
+    if args.train_command == "head":
+        from workbench.train.common import seed_everything
+
+        seed_everything(args.seed, args.threads)
+        head = HeadPhaseConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=args.warmup,
+            answers=args.answers,
+        )
+        cfg = HeadContinueConfig(args.checkpoint, tuple(args.data), args.out, head, seed=args.seed)
+        print(json.dumps(asdict(cfg)))
+        print("checkpoint:", continue_head(cfg, resume=not args.no_resume))
+        return 0
     from workbench.train.stage2 import Stage2Config, train_stage2
 
     cfg = Stage2Config(

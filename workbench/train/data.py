@@ -48,12 +48,27 @@ class DataConfig:
     # closed-loop expert corrects the drift, so the demonstrations show states off the expert's path with
     # corrective labels: what a policy needs once its own errors put it there (NOTES, 17th session).
     action_noise: float = 0.0
+    # The expert phases the noise is added in (workbench.sim.expert.PHASES); empty: all of them. Noise
+    # while placing makes the expert fail most placing tasks (NOTES, 17th session); the misses a policy
+    # must learn to recover from happen while approaching and descending.
+    noise_phases: tuple[str, ...] = ()
+    # The share of those steps that are perturbed. Noise at every step never lets the expert reach a goal
+    # (its target must come within 1 mm), so each phase times out; occasional pushes, each corrected in the
+    # next step or two, keep the demonstrations successful.
+    noise_probability: float = 1.0
 
     def __post_init__(self) -> None:
         if self.seed + self.max_attempts_factor * self.episodes_per_task * len(self.tasks) > 10_000:
             raise ValueError("training seeds must stay below 10_000: evaluation seeds start there")
         if not 0.0 <= self.action_noise <= 0.05:
             raise ValueError(f"action noise is metres per step in [0, 0.05], got {self.action_noise}")
+        if not 0.0 < self.noise_probability <= 1.0:
+            raise ValueError(f"noise probability must be in (0, 1], got {self.noise_probability}")
+        from workbench.sim.expert import PHASES
+
+        unknown = sorted(set(self.noise_phases) - set(PHASES))
+        if unknown:
+            raise ValueError(f"unknown expert phases {unknown}: choose from {', '.join(PHASES)}")
 
 
 def resize_to_model(image: np.ndarray, size: int) -> np.ndarray:
@@ -61,6 +76,13 @@ def resize_to_model(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[:2] == (size, size):
         return image
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def perturbed(cfg: DataConfig, phase: str, rng: np.random.Generator) -> bool:
+    """Whether DART noise is added to this step's executed action (the expert being in `phase`)."""
+    if not cfg.action_noise or (cfg.noise_phases and phase not in cfg.noise_phases):
+        return False
+    return cfg.noise_probability == 1.0 or bool(rng.random() < cfg.noise_probability)
 
 
 def generate(cfg: DataConfig) -> Path:
@@ -88,10 +110,11 @@ def generate(cfg: DataConfig) -> Path:
             noise = np.random.default_rng(seed - 1)  # per episode: reproducible, independent of order
             for _step in range(env.max_episode_steps):
                 o = to_observation(env, obs)
-                action = env.expert().act(obs)
+                expert = env.expert()
+                action = expert.act(obs)  # expert.phase is now the phase this action belongs to
                 frames.append((o, action))  # the label is the expert's action, never the noisy one
                 executed = np.array(action, dtype=np.float64)
-                if cfg.action_noise:
+                if perturbed(cfg, expert.phase, noise):
                     executed[:3] += noise.normal(0.0, cfg.action_noise, 3)
                 obs, _, terminated, truncated, info = env.step(executed)
                 if terminated or truncated:

@@ -11,6 +11,7 @@ Both bundled models get the same phase, so the comparison stays fair.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,3 +158,37 @@ def train_head(
             save_train_state(state_dir, model, opt, sched, step, {"log": log})
     bar.close()
     return log
+
+
+@dataclass
+class HeadContinueConfig:
+    """`workbench train head`: more head-phase steps for a finished checkpoint, on (new) demonstrations.
+
+    The VLM, query former and the checkpoint's normalisation statistics stay as they are, so the result
+    reads observations exactly as the checkpoint did; only the action model learns."""
+
+    checkpoint: str
+    data: tuple[str, ...]
+    out: str
+    head: HeadPhaseConfig
+    seed: int = 0
+
+
+def continue_head(cfg: HeadContinueConfig, resume: bool = True) -> Path:
+    """Train the checkpoint's action model for cfg.head.steps more steps; returns out/"final"."""
+    from workbench.train.data import fill_tcp_poses, load_frames
+
+    out = Path(cfg.out)
+    policy = ST4VLAPolicy.load(cfg.checkpoint)
+    frames = load_frames(cfg.data, policy.config.image_size, policy.chunk_length)
+    if policy.config.state_tcp:
+        fill_tcp_poses(frames)
+    normalizer = ActionNormalizer(policy.statistics, policy.unnorm_key)
+    out.mkdir(parents=True, exist_ok=True)
+    log = train_head(policy, frames, normalizer, cfg.head, out, cfg.seed, resume)
+    policy.model.eval()
+    policy.save(out / "final")
+    (out / "log.json").write_text(
+        json.dumps({"checkpoint": cfg.checkpoint, "data": cfg.data, "log": log}, indent=1)
+    )
+    return out / "final"
