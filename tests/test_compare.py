@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,20 @@ def test_bad_reports_get_a_clear_error(tmp_path, capsys):
         load_report(tmp_path / "bad.json")
     assert main(["compare", str(tmp_path / "missing"), str(tmp_path / "a")]) == 2
     assert "no evaluation report" in capsys.readouterr().err
+
+
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "st4vla-tiny"
+
+
+def test_evaluate_command_passes_the_inference_settings_on(tmp_path):
+    """`workbench evaluate --cfg-scale --ensemble-horizon --ddim-steps`: a real (two-step) run of the
+    bundled checkpoint whose report records the settings it ran with."""
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate", "--checkpoint", str(BUNDLED), "--episodes", "1", "--max-steps", "2",
+        "--tasks", "tabletop_pick", "--cells", "seen/seen", "--no-grounding", "--out", str(out),
+        "--cfg-scale", "1.0", "--ensemble-horizon", "1", "--ddim-steps", "3",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((out / "report.json").read_text())["config"]
+    assert (config["cfg_scale"], config["ensemble_horizon"], config["ddim_steps"]) == (1.0, 1, 3)

@@ -190,6 +190,10 @@ def add_parsers(sub) -> None:
     ev.add_argument("--tasks", nargs="+", default=None)
     ev.add_argument("--max-steps", type=int, default=None)
     ev.add_argument("--ddim-steps", type=int, default=5)
+    ev.add_argument("--cfg-scale", type=float, default=1.5, help="classifier-free guidance (1: none)")
+    ev.add_argument(
+        "--ensemble-horizon", type=int, default=2, help="chunks averaged per executed action (1: the latest)"
+    )
     ev.add_argument("--no-grounding", action="store_true")
     ev.add_argument(
         "--cells", nargs="+", default=None, choices=["seen/seen", "seen/unseen", "unseen/seen", "unseen/unseen"],
@@ -293,7 +297,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cells = tuple(tuple(c.split("/")) for c in args.cells) if args.cells else CELLS
     cfg = EvalConfig(
         checkpoint=args.checkpoint, out=args.out, tasks=tuple(args.tasks or TASKS), episodes=args.episodes,
-        seed=args.seed, max_steps=args.max_steps, ddim_steps=args.ddim_steps, grounding=not args.no_grounding,
+        seed=args.seed, max_steps=args.max_steps, ddim_steps=args.ddim_steps, cfg_scale=args.cfg_scale,
+        ensemble_horizon=args.ensemble_horizon, grounding=not args.no_grounding,
         cells=cells, paired_scenes=args.paired_scenes, workers=args.workers,
     )  # fmt: skip
     report = evaluate(cfg)
