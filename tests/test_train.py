@@ -635,5 +635,9 @@ def test_head_continuation_trains_only_the_action_model_and_keeps_the_statistics
     log = json.loads((tmp_path / "more" / "log.json").read_text())
     assert [r["head_step"] for r in log["log"]] == [2, 4, 6]
     continue_head(cfg)  # finished: resuming does no more steps
+    with pytest.raises(ValueError, match="not a workbench checkpoint"):
+        continue_head(replace(cfg, checkpoint=str(data[0]), out=str(tmp_path / "bad")))
+    with pytest.raises(FileNotFoundError):
+        continue_head(replace(cfg, checkpoint=str(tmp_path / "missing"), out=str(tmp_path / "bad")))
     again = ST4VLAPolicy.load(out).model.state_dict()
     assert all(torch.equal(again[k], after_w[k]) for k in after_w)

@@ -263,12 +263,8 @@ def run_train(args: argparse.Namespace) -> int:
 
         seed_everything(args.seed, args.threads)
         head = HeadPhaseConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            warmup_steps=args.warmup,
-            answers=args.answers,
-        )
+            steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup, answers=args.answers
+        )  # fmt: skip
         cfg = HeadContinueConfig(args.checkpoint, tuple(args.data), args.out, head, seed=args.seed)
         print(json.dumps(asdict(cfg)))
         print("checkpoint:", continue_head(cfg, resume=not args.no_resume))

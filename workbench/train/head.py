@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from workbench.policy import checkpoint as ckpt
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.train.data import FrameItem, gripper_to_model, task_answer
+from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames, task_answer
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.state import load_train_state, save_train_state
 
@@ -176,9 +177,9 @@ class HeadContinueConfig:
 
 def continue_head(cfg: HeadContinueConfig, resume: bool = True) -> Path:
     """Train the checkpoint's action model for cfg.head.steps more steps; returns out/"final"."""
-    from workbench.train.data import fill_tcp_poses, load_frames
-
     out = Path(cfg.out)
+    if Path(cfg.checkpoint).exists() and not ckpt.is_workbench_dir(Path(cfg.checkpoint)):
+        raise ValueError(f"{cfg.checkpoint} is not a workbench checkpoint: continue one that stage 2 wrote")
     policy = ST4VLAPolicy.load(cfg.checkpoint)
     frames = load_frames(cfg.data, policy.config.image_size, policy.chunk_length)
     if policy.config.state_tcp:
