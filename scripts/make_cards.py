@@ -235,6 +235,11 @@ def _refresh_comparison(path: Path, table: str) -> None:
 
 
 def cards() -> None:
+    missing = [n for n in RUNS if not (EVALS / n / "report.json").exists()]
+    if missing:  # a fresh checkout has no runs/: keep the cards rather than empty their tables
+        raise SystemExit(
+            f"no evaluation report for {', '.join(missing)} under {EVALS}: run the EVAL commands first"
+        )
     table = comparison()
     stage1_log = [r for r in _log(STAGE1_RUN / "log.json") if r["step"] % 300 == 0]
     for name, title_cmds, summary, extra, deviations in (
