@@ -82,6 +82,8 @@ def perturbed(cfg: DataConfig, phase: str, rng: np.random.Generator) -> bool:
     """Whether DART noise is added to this step's executed action (the expert being in `phase`)."""
     if not cfg.action_noise or (cfg.noise_phases and phase not in cfg.noise_phases):
         return False
+    # No draw when every step is perturbed: the noise stream stays the one datasets made before
+    # noise_probability existed were recorded with.
     return cfg.noise_probability == 1.0 or bool(rng.random() < cfg.noise_probability)
 
 
