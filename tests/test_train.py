@@ -614,6 +614,24 @@ def test_phase_limited_dart_leaves_the_placing_to_the_expert(tmp_path):
         generate(DataConfig(out=str(tmp_path / "every_step"), action_noise=0.02, **kw))
 
 
+def test_recovery_demonstrations_start_closed_on_nothing_and_grasp_again(tmp_path):
+    """--miss-offset: the expert's first grasp is aimed beside the source; only its retry is recorded,
+    so the episode opens with the gripper shut on nothing and ends in a successful second grasp."""
+    from workbench.episodes.lerobot import LeRobotDataset
+
+    with pytest.raises(ValueError, match="miss offset"):
+        DataConfig(miss_offset=0.5)
+    kw = dict(tasks=("tabletop_pick",), episodes_per_task=1, seed=0)
+    clean = LeRobotDataset(generate(DataConfig(out=str(tmp_path / "clean"), **kw))).episode(0)
+    rec = LeRobotDataset(generate(DataConfig(out=str(tmp_path / "rec"), miss_offset=0.03, **kw))).episode(0)
+    assert rec.meta["success"]
+    assert np.abs(rec.frames[0].state[-2:]).max() < 1e-3  # the fingers shut on nothing
+    assert np.abs(clean.frames[0].state[-2:]).min() > 0.01  # a clean episode starts open
+    assert rec.actions[0, 6] == 1.0  # the first recorded label opens the gripper again
+    closes = np.flatnonzero(rec.actions[:, 6] == -1.0)
+    assert len(closes) and closes[0] > 3  # re-aimed, then the second grasp
+
+
 def test_head_continuation_trains_only_the_action_model_and_keeps_the_statistics(data, tmp_path):
     """`workbench train head`: more head steps for a finished checkpoint on new demonstrations; the VLM,
     the query former and the normalisation the checkpoint reads observations with stay as they were."""

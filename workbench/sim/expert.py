@@ -43,11 +43,15 @@ class ScriptedExpert:
         self.retries = 0
         self.hold_offset = 0.03  # TCP height above the held object's lowest point, measured at lift
         self.place: list[float] | None = None  # the place point, frozen when carrying starts
+        # Metres [dx, dy] added to the first grasp (retries == 0) only: a deliberate miss, so recovery
+        # demonstrations (workbench.train.data, DataConfig.miss_offset) start where a policy's own miss
+        # leaves the arm: closed on nothing beside the object.
+        self.aim_offset: list[float] = [0.0, 0.0]
 
     # --- state --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("phase", "phase_steps", "retries", "hold_offset", "place")}
+        return {k: getattr(self, k) for k in ("phase", "phase_steps", "retries", "hold_offset", "place", "aim_offset")}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
@@ -62,7 +66,8 @@ class ScriptedExpert:
         pts = self._source_points()
         lo, hi = pts[:, 2].min(), pts[:, 2].max()
         z = max((lo + hi) / 2, hi - 0.03, 0.012)
-        return np.array([*pts[:, :2].mean(0), z])
+        xy = pts[:, :2].mean(0) + (np.asarray(self.aim_offset) if self.retries == 0 else 0.0)
+        return np.array([*xy, z])
 
     def _closing_angle(self) -> float:
         """World yaw the fingers should close along.

@@ -35,6 +35,10 @@ def add_parsers(sub) -> None:
     d.add_argument(
         "--noise-probability", type=float, default=1.0, help="the share of those steps that get the noise"
     )
+    d.add_argument(
+        "--miss-offset", type=float, default=0.0,
+        help="recovery demonstrations: aim the first grasp this many metres off, record only the retry",
+    )  # fmt: skip
     d.add_argument("--scenes-out", default=None, help="also write single-frame grounding scenes here")
     d.add_argument("--scenes-per-task", type=int, default=80)
     d.add_argument("--scenes-tasks", nargs="+", default=None, help="tasks of the scenes (default: --tasks)")
@@ -230,6 +234,7 @@ def run_train(args: argparse.Namespace) -> int:
                     action_noise=args.action_noise,
                     noise_phases=tuple(args.noise_phases),
                     noise_probability=args.noise_probability,
+                    miss_offset=args.miss_offset,
                 )  # fmt: skip
             )
             print(f"demonstrations: {root}")

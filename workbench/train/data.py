@@ -56,6 +56,12 @@ class DataConfig:
     # (its target must come within 1 mm), so each phase times out; occasional pushes, each corrected in the
     # next step or two, keep the demonstrations successful.
     noise_probability: float = 1.0
+    # Recovery demonstrations (0: off). The expert's first grasp is aimed this many metres beside the
+    # source, in a random horizontal direction, so it closes on nothing; it notices, opens, and grasps
+    # again. Only the frames from that retry on are recorded (the aimed miss would teach missing), and
+    # episodes whose first grasp holds anyway are dropped. The failures of the bundled policy are such
+    # misses, which clean demonstrations never show a way out of (NOTES, 17th and 19th sessions).
+    miss_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.seed + self.max_attempts_factor * self.episodes_per_task * len(self.tasks) > 10_000:
@@ -64,6 +70,8 @@ class DataConfig:
             raise ValueError(f"action noise is metres per step in [0, 0.05], got {self.action_noise}")
         if not 0.0 < self.noise_probability <= 1.0:
             raise ValueError(f"noise probability must be in (0, 1], got {self.noise_probability}")
+        if not 0.0 <= self.miss_offset <= 0.1:
+            raise ValueError(f"miss offset is metres in [0, 0.1], got {self.miss_offset}")
         from workbench.sim.expert import PHASES
 
         unknown = sorted(set(self.noise_phases) - set(PHASES))
@@ -85,6 +93,17 @@ def perturbed(cfg: DataConfig, phase: str, rng: np.random.Generator) -> bool:
     # No draw when every step is perturbed: the noise stream stays the one datasets made before
     # noise_probability existed were recorded with.
     return cfg.noise_probability == 1.0 or bool(rng.random() < cfg.noise_probability)
+
+
+def aim_miss(expert, offset: float, seed: int) -> int | None:
+    """Aim the expert's first grasp `offset` metres off in a direction drawn from `seed`.
+
+    Returns -1 (the recovery has not started yet) when a miss is aimed, None when `offset` is 0."""
+    if not offset:
+        return None
+    angle = np.random.default_rng([seed, 1]).uniform(0.0, 2 * np.pi)  # apart from the noise stream
+    expert.aim_offset = [offset * float(np.cos(angle)), offset * float(np.sin(angle))]
+    return -1
 
 
 def generate(cfg: DataConfig) -> Path:
@@ -110,10 +129,13 @@ def generate(cfg: DataConfig) -> Path:
                 seed += 1
             frames, success = [], False
             noise = np.random.default_rng(seed - 1)  # per episode: reproducible, independent of order
+            recovery_start = aim_miss(env.expert(), cfg.miss_offset, seed - 1)
             for _step in range(env.max_episode_steps):
                 o = to_observation(env, obs)
                 expert = env.expert()
                 action = expert.act(obs)  # expert.phase is now the phase this action belongs to
+                if recovery_start is not None and recovery_start < 0 and expert.retries > 0:
+                    recovery_start = len(frames)  # this action is the first of the second attempt
                 frames.append((o, action))  # the label is the expert's action, never the noisy one
                 executed = np.array(action, dtype=np.float64)
                 if perturbed(cfg, expert.phase, noise):
@@ -124,6 +146,10 @@ def generate(cfg: DataConfig) -> Path:
                     break
             if not success:
                 continue  # only successful demonstrations are training data
+            if recovery_start is not None:
+                if recovery_start < 0:
+                    continue  # the aimed-off grasp held: no recovery to show
+                frames = frames[recovery_start:]
             if writer is None:
                 state_dim = len(frames[0][0].state)
                 features = default_features(
