@@ -51,7 +51,10 @@ class ScriptedExpert:
     # --- state --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("phase", "phase_steps", "retries", "hold_offset", "place", "aim_offset")}
+        return {
+            k: getattr(self, k)
+            for k in ("phase", "phase_steps", "retries", "hold_offset", "place", "aim_offset")
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
