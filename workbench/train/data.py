@@ -95,15 +95,10 @@ def perturbed(cfg: DataConfig, phase: str, rng: np.random.Generator) -> bool:
     return cfg.noise_probability == 1.0 or bool(rng.random() < cfg.noise_probability)
 
 
-def aim_miss(expert, offset: float, seed: int) -> int | None:
-    """Aim the expert's first grasp `offset` metres off in a direction drawn from `seed`.
-
-    Returns -1 (the recovery has not started yet) when a miss is aimed, None when `offset` is 0."""
-    if not offset:
-        return None
+def aim_miss(expert, offset: float, seed: int) -> None:
+    """Aim the expert's first grasp `offset` metres off in a direction drawn from `seed`."""
     angle = np.random.default_rng([seed, 1]).uniform(0.0, 2 * np.pi)  # apart from the noise stream
     expert.aim_offset = [offset * float(np.cos(angle)), offset * float(np.sin(angle))]
-    return -1
 
 
 def generate(cfg: DataConfig) -> Path:
@@ -129,13 +124,15 @@ def generate(cfg: DataConfig) -> Path:
                 seed += 1
             frames, success = [], False
             noise = np.random.default_rng(seed - 1)  # per episode: reproducible, independent of order
-            recovery_start = aim_miss(env.expert(), cfg.miss_offset, seed - 1)
+            if cfg.miss_offset:
+                aim_miss(env.expert(), cfg.miss_offset, seed - 1)
+            retry_start = None  # the index of the second attempt's first frame
             for _step in range(env.max_episode_steps):
                 o = to_observation(env, obs)
                 expert = env.expert()
                 action = expert.act(obs)  # expert.phase is now the phase this action belongs to
-                if recovery_start is not None and recovery_start < 0 and expert.retries > 0:
-                    recovery_start = len(frames)  # this action is the first of the second attempt
+                if retry_start is None and expert.retries > 0:
+                    retry_start = len(frames)  # this action is the first of the second attempt
                 frames.append((o, action))  # the label is the expert's action, never the noisy one
                 executed = np.array(action, dtype=np.float64)
                 if perturbed(cfg, expert.phase, noise):
@@ -146,10 +143,10 @@ def generate(cfg: DataConfig) -> Path:
                     break
             if not success:
                 continue  # only successful demonstrations are training data
-            if recovery_start is not None:
-                if recovery_start < 0:
+            if cfg.miss_offset:
+                if retry_start is None:
                     continue  # the aimed-off grasp held: no recovery to show
-                frames = frames[recovery_start:]
+                frames = frames[retry_start:]
             if writer is None:
                 state_dim = len(frames[0][0].state)
                 features = default_features(
