@@ -43,6 +43,8 @@ class EvalConfig:
     ddim_steps: int = 5
     cfg_scale: float = 1.5
     ensemble_horizon: int = 2
+    refine_radius: int = 0  # > 0: sub-pixel answer coordinates (ST4VLAPolicy.refine_radius)
+    answer_votes: int = 1  # > 1: the median answer of shifted frames (ST4VLAPolicy.answer_votes)
     render_width: int = 224  # the camera image as rendered for the policy (as in training data)
     render_height: int = 168
     grounding: bool = True  # also ask the spatial question at the first step
@@ -422,6 +424,7 @@ def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, state
         from workbench.policy.policy import ST4VLAPolicy
 
         policy = policy or ST4VLAPolicy.load(cfg.checkpoint)
+        answer_settings(policy, cfg.refine_radius, cfg.answer_votes)
         for unit in units:
             yield _run_cell(cfg, *unit, policy=policy, state_fn=state_fn)
         return
@@ -430,7 +433,8 @@ def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, state
 
     # spawn, not fork: forking a process whose torch thread pool or pybullet client is live is unsafe
     context = mp.get_context("spawn")
-    with ProcessPoolExecutor(cfg.workers, context, _load_worker_policy, (cfg.checkpoint,)) as pool:
+    init_args = (cfg.checkpoint, cfg.refine_radius, cfg.answer_votes)
+    with ProcessPoolExecutor(cfg.workers, context, _load_worker_policy, init_args) as pool:
         jobs = [pool.submit(_run_cell, cfg, *unit) for unit in units]
         for job in jobs:
             yield job.result()
@@ -439,11 +443,18 @@ def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, state
 _worker_policy = None  # in a worker process: the policy it loaded at start
 
 
-def _load_worker_policy(checkpoint: str) -> None:
+def _load_worker_policy(checkpoint: str, refine_radius: int, answer_votes: int) -> None:
     global _worker_policy
     from workbench.policy.policy import ST4VLAPolicy
 
     _worker_policy = ST4VLAPolicy.load(checkpoint)
+    answer_settings(_worker_policy, refine_radius, answer_votes)
+
+
+def answer_settings(policy, refine_radius: int, answer_votes: int) -> None:
+    """How the policy answers its spatial prompt at control time (inference settings, not weights)."""
+    if hasattr(policy, "refine_radius"):  # remote and random policies answer as they answer
+        policy.refine_radius, policy.answer_votes = refine_radius, answer_votes
 
 
 def _run_cell(

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from workbench.policy import checkpoint as ckpt
+from workbench.policy import consensus
 from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION, ST4VLAConfig
 from workbench.policy.modeling import ST4VLAModel
 from workbench.policy.prompts import grounding_question
@@ -55,6 +56,12 @@ class ST4VLAPolicy:
         self.config: ST4VLAConfig = model.config
         self.name = name
         self.device = device
+        # Inference setting: > 0 writes the spatial answer's numbers as their local expectation over
+        # this many pixels either side of the greedy value (workbench.policy.refine); 0 = plain greedy.
+        self.refine_radius = 0
+        # Inference setting: > 1 asks the spatial prompt on this many shifted copies of the frame and
+        # acts on their median answer (workbench.policy.consensus); 1 = the frame alone.
+        self.answer_votes = 1
         self.set_statistics(statistics, unnorm_key)
 
     def set_statistics(self, statistics: dict[str, Any], unnorm_key: str | None = None) -> None:
@@ -197,7 +204,8 @@ class ST4VLAPolicy:
         question = grounding_question(query, instruction)
         vlm = self.model.qwen_vl_interface
         t0 = time.perf_counter()
-        text = vlm.generate(vlm.build_inputs([views], [question]), max_new_tokens=max_new_tokens)[0]
+        inputs = vlm.build_inputs([views], [question])
+        text = vlm.generate(inputs, max_new_tokens=max_new_tokens, refine_radius=self.refine_radius)[0]
         answer = answer_from_text(text, frames[0])
         self.last_spatial_seconds = time.perf_counter() - t0
         return answer
@@ -218,9 +226,14 @@ class ST4VLAPolicy:
     def answer_spatial_prompt(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
         """Greedy answers to the spatial prompt for a batch (views model-sized): what an answer-conditioned
         checkpoint reads before acting. Batched decoding gives the same tokens as one sample at a time."""
+        if self.answer_votes > 1:
+            return consensus.answer_with_votes(self._greedy_answers, views, instructions, self.answer_votes)
+        return self._greedy_answers(views, instructions)
+
+    def _greedy_answers(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
         vlm = self.model.qwen_vl_interface
         inputs = vlm.build_inputs(views, [self.prompt(i) for i in instructions])
-        return vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS)
+        return vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS, refine_radius=self.refine_radius)
 
     def condition_inputs(
         self, views: list[np.ndarray], instruction: str, answer: str | None = None

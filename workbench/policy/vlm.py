@@ -23,6 +23,7 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
+from workbench.policy import refine
 from workbench.policy.configuration import ST4VLAConfig, VLMConfig
 
 IGNORE_INDEX = -100
@@ -114,6 +115,7 @@ class QwenVLInterface(nn.Module):
         self.image_processor = make_image_processor(config)
         self.processor = try_full_processor(self.image_processor, tokenizer)
         self.image_token_id = self.model.config.image_token_id
+        self._numbers: refine.NumberTable | None = None  # built on the first refined decode
 
     # --- prompts ---------------------------------------------------------------------------------
     def user_content(self, num_images: int, prompt: str) -> list[dict]:
@@ -211,8 +213,11 @@ class QwenVLInterface(nn.Module):
         )
 
     @torch.inference_mode()
-    def generate(self, inputs: dict[str, torch.Tensor], max_new_tokens: int = 128) -> list[str]:
-        """Greedy decode (upstream chat_with_M1); returns only the new text of each row."""
+    def generate(
+        self, inputs: dict[str, torch.Tensor], max_new_tokens: int = 128, refine_radius: int = 0
+    ) -> list[str]:
+        """Greedy decode (upstream chat_with_M1); returns only the new text of each row. With
+        `refine_radius` > 0 each number is written as its local expectation (workbench.policy.refine)."""
         dtype = next(self.model.parameters()).dtype
         inputs = {k: v for k, v in inputs.items() if k != "labels"}
         if "pixel_values" in inputs:
@@ -224,9 +229,22 @@ class QwenVLInterface(nn.Module):
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            return_dict_in_generate=True,
+            output_logits=refine_radius > 0,
         )
-        new = out[:, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        new = out.sequences[:, inputs["input_ids"].shape[1] :]  # [B, N]
+        if refine_radius <= 0:
+            return self.tokenizer.batch_decode(
+                new, skip_special_tokens=True, clean_up_tokenization_spaces=False
+            )
+        if self._numbers is None:
+            self._numbers = refine.NumberTable(self.tokenizer)
+        return [
+            refine.refine_text(
+                row.tolist(), [step[b] for step in out.logits], self.tokenizer, self._numbers, refine_radius
+            )
+            for b, row in enumerate(new)
+        ]
 
     def image_token_grids(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
         """(rows, cols) of LLM image tokens for each image, in order."""
