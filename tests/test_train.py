@@ -659,3 +659,53 @@ def test_head_continuation_trains_only_the_action_model_and_keeps_the_statistics
         continue_head(replace(cfg, checkpoint=str(tmp_path / "missing"), out=str(tmp_path / "bad")))
     again = ST4VLAPolicy.load(out).model.state_dict()
     assert all(torch.equal(again[k], after_w[k]) for k in after_w)
+
+
+def test_answer_phase_trains_only_the_vlm_on_the_true_answers_and_resumes(data, tmp_path, monkeypatch):
+    """`workbench train answers`: the VLM learns the spatial prompt's true answer on new frames; the
+    query former, the DiT and the statistics stay; an interrupted run resumes to the same weights."""
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.answers import AnswerPhaseConfig, answer_batch, tune_answers
+
+    base = tiny_stage2_with_state(data, tmp_path / "base", answer_points=True)
+    base.save(tmp_path / "ckpt")
+    frames = load_frames([str(data[0])], base.config.image_size, base.chunk_length)
+    probe = frames[:: max(1, len(frames) // 8)][:8]
+
+    def answer_loss(policy) -> float:
+        with torch.no_grad():
+            return policy.model.grounding_loss(answer_batch(policy, probe)).item()
+
+    cfg = AnswerPhaseConfig(
+        str(tmp_path / "ckpt"), (str(data[0]),), str(tmp_path / "tuned"), steps=12, batch_size=4, lr=1e-3,
+        warmup_steps=2, save_every=6, log_every=6,
+    )  # fmt: skip
+    after = ST4VLAPolicy.load(tune_answers(cfg))
+    assert answer_loss(after) < 0.9 * answer_loss(base)
+    assert after.statistics == base.statistics
+    before_w, after_w = base.model.state_dict(), after.model.state_dict()
+    changed = {k for k in before_w if not torch.equal(before_w[k], after_w[k])}
+    assert changed and all(k.startswith("qwen_vl_interface.") for k in changed)
+    assert [r["step"] for r in json.loads((tmp_path / "tuned" / "log.json").read_text())["log"]] == [6, 12]
+
+    # interrupted at its first save (step 6), then run again: it resumes to the uninterrupted weights
+    import workbench.train.answers as answers_module
+
+    def save_then_stop(*args, **kw):
+        save_train_state(*args, **kw)
+        raise KeyboardInterrupt
+
+    interrupted = replace(cfg, out=str(tmp_path / "interrupted"))
+    monkeypatch.setattr(answers_module, "save_train_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        tune_answers(interrupted)
+    monkeypatch.undo()
+    resumed = ST4VLAPolicy.load(tune_answers(interrupted)).model.state_dict()
+    assert all(torch.allclose(resumed[k], after_w[k], atol=1e-6) for k in after_w)
+
+    vanilla = tiny_stage2_with_state(data, tmp_path / "vanilla", vanilla=True)
+    vanilla.save(tmp_path / "vanilla_ckpt")
+    with pytest.raises(ValueError, match="no spatial prompt"):
+        tune_answers(replace(cfg, checkpoint=str(tmp_path / "vanilla_ckpt"), out=str(tmp_path / "bad")))
+    with pytest.raises(ValueError, match="not a workbench checkpoint"):
+        tune_answers(replace(cfg, checkpoint=str(data[0]), out=str(tmp_path / "bad")))

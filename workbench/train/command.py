@@ -186,6 +186,21 @@ def add_parsers(sub) -> None:
     hd.add_argument("--no-resume", action="store_true")
     hd.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
+    an = tsub.add_parser(
+        "answers",
+        help="the answer phase: a finished checkpoint's VLM taught its spatial prompt's true answer on "
+        "fresh demonstrations (follow with `train head`)",
+    )
+    an.add_argument("--checkpoint", required=True, help="a stage-2 checkpoint with the spatial prompt")
+    an.add_argument("--data", nargs="+", required=True, help="demonstrations with ground truth")
+    an.add_argument("--out", required=True)
+    an.add_argument("--steps", type=int, default=1500)
+    an.add_argument("--batch-size", type=int, default=16)
+    an.add_argument("--lr", type=float, default=1e-4)
+    an.add_argument("--seed", type=int, default=0)
+    an.add_argument("--no-resume", action="store_true")
+    an.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
     ev = sub.add_parser("evaluate", help="closed-loop success in the built-in sim; md + json + html report")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--episodes", type=int, default=4, help="episodes per task and cell")
@@ -198,6 +213,14 @@ def add_parsers(sub) -> None:
     ev.add_argument(
         "--ensemble-horizon", type=int, default=2, help="chunks averaged per executed action (1: the latest)"
     )
+    ev.add_argument(
+        "--refine-radius", type=int, default=0,
+        help="write the spatial answer's coordinates as their local expectation over this many pixels (0: greedy)",
+    )  # fmt: skip
+    ev.add_argument(
+        "--answer-votes", type=int, default=1,
+        help="answer the spatial prompt on this many shifted copies of the frame and act on the median (1: the frame alone)",
+    )  # fmt: skip
     ev.add_argument("--no-grounding", action="store_true")
     ev.add_argument(
         "--cells", nargs="+", default=None, choices=["seen/seen", "seen/unseen", "unseen/seen", "unseen/unseen"],
@@ -263,6 +286,18 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     from workbench.train.head import HeadContinueConfig, HeadPhaseConfig, continue_head
 
+    if args.train_command == "answers":
+        from workbench.train.answers import AnswerPhaseConfig, tune_answers
+        from workbench.train.common import seed_everything
+
+        seed_everything(args.seed, args.threads)
+        cfg = AnswerPhaseConfig(
+            args.checkpoint, tuple(args.data), args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+            seed=args.seed,
+        )  # fmt: skip
+        print(json.dumps(asdict(cfg)))
+        print("checkpoint:", tune_answers(cfg, resume=not args.no_resume))
+        return 0
     if args.train_command == "head":
         from workbench.train.common import seed_everything
 
@@ -299,7 +334,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         checkpoint=args.checkpoint, out=args.out, tasks=tuple(args.tasks or TASKS), episodes=args.episodes,
         seed=args.seed, max_steps=args.max_steps, ddim_steps=args.ddim_steps, cfg_scale=args.cfg_scale,
-        ensemble_horizon=args.ensemble_horizon, grounding=not args.no_grounding,
+        ensemble_horizon=args.ensemble_horizon, refine_radius=args.refine_radius,
+        answer_votes=args.answer_votes, grounding=not args.no_grounding,
         cells=cells, paired_scenes=args.paired_scenes, workers=args.workers,
     )  # fmt: skip
     report = evaluate(cfg)
