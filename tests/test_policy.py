@@ -357,7 +357,7 @@ def test_spatial_maps_model_text_to_original_image(policy, image, monkeypatch):
     vlm = policy.model.qwen_vl_interface
     asked = {}
 
-    def fake_generate(inputs, max_new_tokens=128):
+    def fake_generate(inputs, max_new_tokens=128, refine_radius=0):
         asked["ids"] = inputs["input_ids"]
         return ['```json\n[{"label": "carrot", "bbox_2d": [28, 28, 56, 84]}]\n```']
 
