@@ -21,7 +21,7 @@ _NUMBER = re.compile(r"^( ?)(\d+)$")
 
 
 class NumberTable:
-    """The tokenizer's whole-number tokens: id -> (leading space, value)."""
+    """The tokenizer's whole-number tokens: id -> (leading space, value); and its special tokens."""
 
     def __init__(self, tokenizer):
         ids, values, spaced = [], [], []
@@ -34,6 +34,7 @@ class NumberTable:
         self.ids = torch.tensor(ids, dtype=torch.long)  # [K]
         self.values = torch.tensor(values, dtype=torch.float64)  # [K]
         self.lookup = {i: (s, v) for i, s, v in zip(ids, spaced, values, strict=True)}
+        self.special = set(tokenizer.all_special_ids)  # skipped when decoding, as skip_special_tokens does
 
 
 def refined_value(logits: torch.Tensor, table: NumberTable, value: int, radius: int) -> float:
@@ -51,10 +52,9 @@ def refine_text(
 ) -> str:
     """One row's generated tokens decoded, each number token written as its refined value (one decimal).
     tokens [N] and logits (N tensors [V], the scores each token was chosen from) are aligned."""
-    special = set(tokenizer.all_special_ids)
     pieces = []
     for token_id, row in zip(tokens, logits, strict=True):
-        if token_id in special:
+        if token_id in table.special:
             continue
         if token_id in table.lookup:
             spaced, value = table.lookup[token_id]

@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from workbench.policy import checkpoint as ckpt
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.train.data import FrameItem, load_frames, task_answer
+from workbench.train.data import FrameItem, load_frames
+from workbench.train.head import true_answer
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
-from workbench.train.state import load_train_state, save_train_state
+from workbench.train.state import resume_or_start, save_train_state
 
 
 @dataclass
@@ -48,11 +49,7 @@ class AnswerPhaseConfig:
 
 def answer_batch(policy: ST4VLAPolicy, items: list[FrameItem]) -> dict[str, torch.Tensor]:
     """The spatial prompt on each frame, with the frame's true answer supervised."""
-    answers = []
-    for f in items:
-        if f.ground_truth is None:
-            raise ValueError(f"episode {f.episode} has no ground truth: the answer phase needs it")
-        answers.append(task_answer(f.ground_truth, f.frame))
+    answers = [true_answer(f) for f in items]
     vlm = policy.model.qwen_vl_interface
     return vlm.build_inputs(
         [[f.image] for f in items], [policy.prompt(f.instruction) for f in items], answers
@@ -72,12 +69,8 @@ def tune_answers(cfg: AnswerPhaseConfig, resume: bool = True) -> Path:
     optim = OptimConfig(lr=cfg.lr, warmup_steps=cfg.warmup_steps)
     opt = build_optimizer({"vlm": list(vlm.parameters())}, optim)
     sched = build_scheduler(opt, optim, cfg.steps)
-    step, log = 0, []
     state_dir = out / "state"
-    if resume and (state_dir / "state.json").exists():
-        state = load_train_state(state_dir, model, opt, sched)
-        step, log = state.step, state.extra.get("log", [])
-        print(f"resumed the answer phase at step {step}")
+    step, log = resume_or_start(state_dir, model, opt, sched, "the answer phase", resume)
     out.mkdir(parents=True, exist_ok=True)
     # A fixed permutation per pass, so each frame is seen once per pass and a resume picks up in place.
     order = np.random.default_rng(cfg.seed).permutation(len(frames))

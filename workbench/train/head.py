@@ -25,7 +25,7 @@ from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames, task_answer
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
-from workbench.train.state import load_train_state, save_train_state
+from workbench.train.state import resume_or_start, save_train_state
 
 
 @dataclass
@@ -124,12 +124,8 @@ def train_head(
     optim = OptimConfig(lr=cfg.lr, warmup_steps=cfg.warmup_steps)
     opt = build_optimizer({"action": list(head.parameters())}, optim)
     sched = build_scheduler(opt, optim, cfg.steps)
-    step, log = 0, []
     state_dir = out / "head_state"
-    if resume and (state_dir / "state.json").exists():
-        state = load_train_state(state_dir, model, opt, sched)
-        step, log = state.step, state.extra.get("log", [])
-        print(f"resumed the head phase at step {step}")
+    step, log = resume_or_start(state_dir, model, opt, sched, "the head phase", resume)
     if step >= cfg.steps:
         return log
     cached = cache_conditions(policy, frames, normalizer, cfg.answers)

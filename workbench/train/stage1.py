@@ -32,7 +32,7 @@ from workbench.train.common import (
 from workbench.train.data import FrameItem, load_frames
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.pointing import pointing_loss, pointing_targets
-from workbench.train.state import load_train_state, save_train_state
+from workbench.train.state import resume_or_start, save_train_state
 
 DEFAULT_KINDS = {"object_box": 0.45, "object_point": 0.15, "task_box": 0.25, "task_point": 0.1, "trace": 0.05}
 # One object on the table: the model can only learn WHERE before it has to learn WHICH.
@@ -192,11 +192,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
     trained = [p for g in groups.values() for p in g if p.requires_grad]
     opt = build_optimizer(groups, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
-    step, log = 0, []
-    if resume and (out / "state" / "state.json").exists():
-        state = load_train_state(out / "state", model, opt, sched)
-        step, log = state.step, state.extra.get("log", [])
-        print(f"resumed stage 1 at step {step}")
+    step, log = resume_or_start(out / "state", model, opt, sched, "stage 1", resume)
     main_kinds, curriculum_kinds = (
         with_shares(cfg.kinds, added_kinds(cfg)),
         with_shares(CURRICULUM_KINDS, added_kinds(cfg)),

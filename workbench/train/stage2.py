@@ -37,7 +37,7 @@ from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, 
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames
 from workbench.train.head import HeadPhaseConfig, train_head, true_answer
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
-from workbench.train.state import load_train_state, save_train_state
+from workbench.train.state import resume_or_start, save_train_state
 
 UNNORM_KEY = "tabletop_panda"
 
@@ -217,11 +217,7 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
     normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
     opt = build_optimizer(module_groups(model), cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
-    step, log = 0, []
-    if resume and (out / "state" / "state.json").exists():
-        state = load_train_state(out / "state", model, opt, sched)
-        step, log = state.step, state.extra.get("log", [])
-        print(f"resumed stage 2 at step {step}")
+    step, log = resume_or_start(out / "state", model, opt, sched, "stage 2", resume)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     rng = np.random.default_rng(cfg.seed + step)
     vlm = model.qwen_vl_interface

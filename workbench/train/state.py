@@ -129,3 +129,20 @@ def _jsonable(x: Any) -> Any:
 
 def _tupled(x: Any) -> Any:
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
+
+
+def resume_or_start(
+    directory: str | Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    what: str,
+    resume: bool = True,
+) -> tuple[int, list[dict]]:
+    """(step, log) of the run whose state `directory` holds, restored into model, opt and scheduler; (0, [])
+    when there is none or `resume` is off. `what` names the run in the message ("stage 1", ...)."""
+    if not (resume and (Path(directory) / "state.json").exists()):
+        return 0, []
+    state = load_train_state(directory, model, opt, scheduler)
+    print(f"resumed {what} at step {state.step}")
+    return state.step, state.extra.get("log", [])
