@@ -11,14 +11,15 @@ A checkpoint whose training run is not on this machine keeps its card; only its 
 refreshed. vanilla-tiny was retrained in the eleventh session, st4vla-tiny in the sixteenth: the
 fourteenth session's answer-points recipe after a stage 1 continued on a grounding corpus that also
 names the unseen objects (workbench/train/NOTES.md); in the seventeenth its head phase was rerun on the
-true answers, and in the twentieth an answer phase (ANSWER_RUN) was added, which its card appends to the
-sections the (gone) stage-2 run wrote.
+true answers, and in the twentieth an answer phase was added (SHIPPED_LATER: phases run on a finished
+checkpoint, which its card appends to the sections the gone stage-2 run wrote).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.train.card import export_checkpoint, write_card
@@ -82,37 +83,53 @@ VANILLA = (
 )
 EXPORT = "python scripts/make_cards.py export"
 
+
+@dataclass(frozen=True)
+class LaterPhase:
+    """A phase run on a finished checkpoint after its stage-2 run, which is gone: the card keeps the
+    sections that run wrote and gains this phase's commands, log and deviation."""
+
+    title: str  # the log's heading: "### {title} log"
+    run: Path
+    commands: tuple[str, ...]  # the data it needs (not yet in the card), then the phase itself
+    step_key: str  # the log entries' step field
+    loss_key: str
+    summary: str  # a sentence added to the card's first paragraph
+    deviation: str
+
+
 # The answer phase (twentieth session): the VLM taught its spatial prompt's true answer on 2,500 fresh
-# demonstrations (and the demonstrations of two experiments, and the unseen-object scenes), after which
-# st4vla-tiny ships. Its stage-2 run is gone, so the card keeps its earlier sections and gains this one.
-ANSWER_RUN = Path("runs/v20/answers2")
-ANSWER_DATA = [
-    "workbench train data --out runs/v20/demos_more --episodes-per-task 200 --seed 5000",
-    "workbench train data --out runs/v20/demos_more2 --episodes-per-task 200 --seed 6200",
-    "workbench train data --out runs/v20/demos_more3 --episodes-per-task 100 --seed 8200",
-    "workbench train data --out runs/v18/demos_dart --episodes-per-task 40 --seed 2000 --action-noise 0.02 "
-    "--noise-phases approach descend --noise-probability 0.25",
-    "workbench train data --out runs/v19/demos_recover --episodes-per-task 40 --seed 3000 --miss-offset 0.03",
-]
-ANSWERS = (
-    "workbench train answers --checkpoint assets/checkpoints/st4vla-tiny --data runs/v20/demos_more "
-    "runs/v20/demos_more2 runs/v20/demos_more3 runs/v18/demos_dart runs/v19/demos_recover runs/v16/scenes_unseen "
-    "runs/v16/scenes_unseen runs/v16/scenes_unseen --out runs/v20/answers2 --steps 4000 --batch-size 16 --lr 1e-4 "
-    "--threads 2   # the seventeenth session's export (git bcb4db5); from scratch: runs/v17/st4vla_headtrue/final"
+# demonstrations (and the demonstrations of two experiments, and the unseen-object scenes).
+ANSWER_PHASE = LaterPhase(
+    title="answer phase",
+    run=Path("runs/v20/answers2"),
+    commands=(
+        "workbench train data --out runs/v20/demos_more --episodes-per-task 200 --seed 5000",
+        "workbench train data --out runs/v20/demos_more2 --episodes-per-task 200 --seed 6200",
+        "workbench train data --out runs/v20/demos_more3 --episodes-per-task 100 --seed 8200",
+        "workbench train data --out runs/v18/demos_dart --episodes-per-task 40 --seed 2000 --action-noise 0.02 "
+        "--noise-phases approach descend --noise-probability 0.25",
+        "workbench train data --out runs/v19/demos_recover --episodes-per-task 40 --seed 3000 --miss-offset 0.03",
+        "workbench train answers --checkpoint assets/checkpoints/st4vla-tiny --data runs/v20/demos_more "
+        "runs/v20/demos_more2 runs/v20/demos_more3 runs/v18/demos_dart runs/v19/demos_recover "
+        "runs/v16/scenes_unseen runs/v16/scenes_unseen runs/v16/scenes_unseen --out runs/v20/answers2 "
+        "--steps 4000 --batch-size 16 --lr 1e-4 --threads 2   # the seventeenth session's export "
+        "(git bcb4db5); from scratch: runs/v17/st4vla_headtrue/final",
+    ),
+    step_key="step",
+    loss_key="answer_loss",
+    summary="After stage 2, an answer phase (not upstream) taught the VLM its spatial prompt's answer on 2,500 "
+    "fresh simulated demonstrations: the answer, not the action expert, was what failed on new scenes.",
+    deviation="Not upstream: an answer phase after stage 2 (`workbench train answers`, "
+    "workbench/train/answers.py): 4,000 steps (batch 16, rate 1e-4) of the VLM alone on the spatial prompt, "
+    "answered with the true boxes, over every frame of 2,500 fresh demonstrations and the unseen-object "
+    "scenes (74k frames, each seen about once). With the true answer at every step the action expert "
+    "succeeds on 80 of 100 seen-object validation episodes, with its own on 43: the answer is what failed, "
+    "and on new scenes the VLM answered three times worse than on its training frames "
+    "(workbench/train/NOTES.md, twentieth session). The query former and the DiT are unchanged.",
 )
-ANSWER_SUMMARY = (
-    "After stage 2, an answer phase (not upstream) taught the VLM its spatial prompt's answer on 2,500 fresh "
-    "simulated demonstrations: the answer, not the action expert, was what failed on new scenes."
-)
-ANSWER_PHASE_DEVIATION = (
-    "Not upstream: an answer phase after stage 2 (`workbench train answers`, workbench/train/answers.py): "
-    "4,000 steps (batch 16, rate 1e-4) of the VLM alone on the spatial prompt, answered with the true boxes, "
-    "over every frame of 2,500 fresh demonstrations and the unseen-object scenes (74k frames, each seen about "
-    "once). With the true answer at every step the action expert succeeds on 80 of 100 seen-object "
-    "validation episodes, with its own on 43: the answer is what failed, and on new scenes the VLM answered "
-    "three times worse than on its training frames (workbench/train/NOTES.md, twentieth session). The query "
-    "former and the DiT are unchanged."
-)
+SHIPPED_LATER: dict[str, list[LaterPhase]] = {"st4vla-tiny": [ANSWER_PHASE], "vanilla-tiny": []}
+
 
 COMMON_DEVIATIONS = [
     "Sizes: a few million parameters, trained from scratch on a 2-core CPU (no pretrained Qwen2.5-VL weights "
@@ -156,10 +173,15 @@ ANSWER_POINTS_DEVIATION = (
 )
 
 
+def shipped_run(name: str) -> Path:
+    """The run whose weights ship: the last later phase's, else the stage-2 run."""
+    later = SHIPPED_LATER[name]
+    return later[-1].run if later else RUNS[name]
+
+
 def export() -> None:
-    for name, run in RUNS.items():
-        if name == "st4vla-tiny" and (ANSWER_RUN / "final").exists():
-            run = ANSWER_RUN  # the shipped weights are the answer phase's
+    for name in RUNS:
+        run = shipped_run(name)
         if (run / "final").exists():
             print("exported", export_checkpoint(run / "final", ASSETS / name))
         else:
@@ -270,30 +292,44 @@ def _refresh_comparison(path: Path, table: str) -> None:
     path.write_text(head + table + "\n\n## Architecture and deviations" + tail)
 
 
-def _amend_with_answer_phase(path: Path, table: str) -> None:
-    """st4vla-tiny's card after the answer phase: its commands, log, evaluation and deviation added to the
-    sections the stage-2 run wrote (that run is gone). Running it twice gives the same card."""
+def _phase_log(phase: LaterPhase) -> str:
+    data = json.loads((phase.run / "log.json").read_text())["log"]
+    rows = [r for r in data if r[phase.step_key] % 500 == 0]
+    table = f"### {phase.title} log\n\n| step | {phase.loss_key} | minutes |\n|---|---|---|\n"
+    return table + "".join(
+        f"| {r[phase.step_key]} | {r[phase.loss_key]:.3f} | {r['minutes']:.2f} |\n" for r in rows
+    )
+
+
+def _amend_with_later_phases(path: Path, phases: list[LaterPhase], table: str) -> None:
+    """A card whose stage-2 run is gone, after the phases run on its checkpoint since: their commands,
+    logs and deviations added to the sections that run wrote, the evaluation and comparison replaced.
+    Running it twice gives the same card."""
     text = path.read_text()
     head, _, rest = text.partition("## How it was trained\n\n```\n")
-    if ANSWER_SUMMARY not in head:
-        head = head.rstrip("\n") + f" {ANSWER_SUMMARY}\n\n"
+    head = head.rstrip("\n")
+    for phase in phases:
+        if phase.summary not in head:
+            head += f" {phase.summary}"
     block, _, rest = rest.partition("```\n")
-    added = [*ANSWER_DATA, ANSWERS, EXPORT]
-    kept = [c for c in block.splitlines() if c not in added and not c.startswith("workbench evaluate")]
-    block = "\n".join([*kept, *added, EVAL.format(name="st4vla-tiny")]) + "\n"
+    added = [c for phase in phases for c in phase.commands]
+    kept = [
+        c for c in block.splitlines() if c not in (*added, EXPORT) and not c.startswith("workbench evaluate")
+    ]
+    block = "\n".join([*kept, *added, EXPORT, EVAL.format(name=path.parent.name)]) + "\n"
     logs, _, rest = rest.partition("## Evaluation\n")
-    logs = logs.partition("### answer phase log")[0].rstrip("\n") + "\n\n"
-    log = json.loads((ANSWER_RUN / "log.json").read_text())["log"]
-    rows = [r for r in log if r["step"] % 500 == 0]
-    logs += "### answer phase log\n\n| step | answer_loss | minutes |\n|---|---|---|\n"
-    logs += "".join(f"| {r['step']} | {r['answer_loss']:.3f} | {r['minutes']:.2f} |\n" for r in rows) + "\n"
+    for phase in phases:  # everything from the first later phase's log on is rewritten
+        logs = logs.partition(f"### {phase.title} log")[0]
+    logs = logs.rstrip("\n") + "\n\n" + "\n".join(_phase_log(phase) for phase in phases) + "\n"
     _, _, tail = rest.partition("## Architecture and deviations")
     tail = tail.rstrip("\n")
-    if ANSWER_PHASE_DEVIATION not in tail:
-        tail += f"\n- {ANSWER_PHASE_DEVIATION}"
-    evaluation = (EVALS / "st4vla-tiny" / "report.md").read_text().replace("# Evaluation", "###  Evaluation")
+    for phase in phases:
+        if phase.deviation not in tail:
+            tail += f"\n- {phase.deviation}"
+    report = (EVALS / path.parent.name / "report.md").read_text()
+    evaluation = report.replace("# Evaluation", "###  Evaluation")
     path.write_text(
-        f"{head}## How it was trained\n\n```\n{block}```\n{logs}## Evaluation\n\n{evaluation}\n{table}\n\n"
+        f"{head}\n\n## How it was trained\n\n```\n{block}```\n{logs}## Evaluation\n\n{evaluation}\n{table}\n\n"
         f"## Architecture and deviations{tail}\n"
     )
 
@@ -338,9 +374,14 @@ def cards() -> None:
             COMMON_DEVIATIONS,
         ),
     ):
-        if name == "st4vla-tiny" and not (RUNS[name] / "final").exists() and (ANSWER_RUN / "final").exists():
-            _amend_with_answer_phase(ASSETS / name / "README.md", table)
-            print("card (answer phase added):", ASSETS / name / "README.md")
+        later = SHIPPED_LATER[name]
+        if (
+            not (RUNS[name] / "final").exists()
+            and later
+            and all((p.run / "log.json").exists() for p in later)
+        ):
+            _amend_with_later_phases(ASSETS / name / "README.md", later, table)
+            print(f"card ({', '.join(p.title for p in later)} added):", ASSETS / name / "README.md")
             continue
         if not (RUNS[name] / "final").exists():
             _refresh_comparison(ASSETS / name / "README.md", table)
