@@ -128,7 +128,74 @@ ANSWER_PHASE = LaterPhase(
     "and on new scenes the VLM answered three times worse than on its training frames "
     "(workbench/train/NOTES.md, twentieth session). The query former and the DiT are unchanged.",
 )
-SHIPPED_LATER: dict[str, list[LaterPhase]] = {"st4vla-tiny": [ANSWER_PHASE], "vanilla-tiny": []}
+# The twenty-first session: the answer phase continued on 3,750 more demonstrations (and 4,000 more
+# unseen-object scenes, their share raised from 4% to 11% of the frames), then 4,000 more head steps on
+# the query tokens the answer phases had moved. vanilla-tiny gets the same head continuation on the same
+# demonstrations, so that the two still differ only in stage 1, the spatial prompt and what reads it.
+_V21_DEMOS = "runs/v21/demos_a runs/v21/demos_b runs/v21/demos_c runs/v21/demos_d"
+_V21_SCENES = "runs/v16/scenes_unseen runs/v21/scenes_unseen_a runs/v21/scenes_unseen_b"
+V21_HEAD_DATA = "workbench train data --out runs/v21/demos_b --episodes-per-task 150 --seed 153"
+ANSWER_PHASE_2 = LaterPhase(
+    title="answer phase, continued",
+    run=Path("runs/v21/answers3"),
+    commands=(
+        "workbench train data --out runs/v21/demos_a --episodes-per-task 300 --seed 3389",
+        V21_HEAD_DATA,
+        "workbench train data --out runs/v21/demos_c --episodes-per-task 150 --seed 2200",
+        "workbench train data --out runs/v21/demos_d --episodes-per-task 150 --seed 7206",
+        "workbench train data --no-demos --scenes-out runs/v21/scenes_unseen_a --scenes-per-task 400 "
+        "--scenes-seed 0 --scenes-split unseen",
+        "workbench train data --no-demos --scenes-out runs/v21/scenes_unseen_b --scenes-per-task 400 "
+        "--scenes-seed 2000 --scenes-split unseen",
+        f"workbench train answers --checkpoint runs/v20/answers2/final --data {_V21_DEMOS} runs/v20/demos_more "
+        "runs/v20/demos_more2 runs/v20/demos_more3 runs/v18/demos_dart runs/v19/demos_recover "
+        f"{_V21_SCENES} {_V21_SCENES} {_V21_SCENES} {_V21_SCENES} --out runs/v21/answers3 --steps 9000 "
+        "--batch-size 16 --lr 1e-4 --threads 2",
+    ),
+    step_key="step",
+    loss_key="answer_loss",
+    summary="The answer phase was then continued on 3,750 more demonstrations and more unseen-object scenes, "
+    "and the DiT given 4,000 more head steps on the query tokens the answer phases had moved.",
+    deviation="Not upstream: the answer phase continued (twenty-first session): 9,000 more steps from the first "
+    "one's weights over 6,650 demonstrations and 5,000 unseen-object scenes listed four times (183k frames; "
+    "the scenes, reset frames only, are 11% of them, up from 4%).",
+)
+HEAD_ST4VLA = LaterPhase(
+    title="head continuation",
+    run=Path("runs/v21/head_st4vla"),
+    commands=(
+        "workbench train head --checkpoint runs/v21/answers3/final --data runs/v2/demos runs/v2/demos2 "
+        "runs/v21/demos_b --steps 4000 --lr 5e-4 --answers true --threads 1 --out runs/v21/head_st4vla",
+    ),
+    step_key="head_step",
+    loss_key="action_loss",
+    summary="",
+    deviation="Not upstream: after the answer phases, 4,000 more head steps (`workbench train head`, batch 32, "
+    "rate 5e-4, DiT alone, true answers) on the query tokens of 1,250 demonstrations, recomputed with the "
+    "new VLM (the answer phases move them; the DiT had learnt the old ones). vanilla-tiny got the same "
+    "continuation on the same demonstrations.",
+)
+HEAD_VANILLA = LaterPhase(
+    title="head continuation",
+    run=Path("runs/v21/head_vanilla"),
+    commands=(
+        V21_HEAD_DATA,
+        "workbench train head --checkpoint assets/checkpoints/vanilla-tiny --data runs/v2/demos runs/v2/demos2 "
+        "runs/v21/demos_b --steps 4000 --lr 5e-4 --threads 1 --out runs/v21/head_vanilla   # the eleventh "
+        "session's export (git 912fb17); from scratch: runs/v11/vanilla_tf/final",
+    ),
+    step_key="head_step",
+    loss_key="action_loss",
+    summary="In the twenty-first session it was given the same 4,000 more head steps on the same "
+    "demonstrations as st4vla-tiny, so that the two still differ only in stage 1 and the spatial prompt.",
+    deviation="Not upstream: 4,000 more head steps after stage 2 (`workbench train head`, batch 32, rate 5e-4, "
+    "DiT alone) on the query tokens of 1,250 demonstrations, the continuation st4vla-tiny got after its "
+    "answer phases (twenty-first session).",
+)
+SHIPPED_LATER: dict[str, list[LaterPhase]] = {
+    "st4vla-tiny": [ANSWER_PHASE, ANSWER_PHASE_2, HEAD_ST4VLA],
+    "vanilla-tiny": [HEAD_VANILLA],
+}
 
 
 COMMON_DEVIATIONS = [
@@ -232,22 +299,22 @@ def _summary_row(name: str) -> str:
 
 
 READING = (
-    "Reading: of the issue's targets (>= 60% seen / 40% unseen success, >= 0.6 box IoU on seen objects, +10 "
-    "points over vanilla on unseen objects and on unseen paraphrases), the box IoU and both gaps are reached, "
-    "the success rates are not. st4vla-tiny completes 80 of 200 episodes [33, 47]%: 54/100 on seen objects, "
-    "26/100 on unseen ones; 46/100 on seen and 34/100 on unseen paraphrases; its spatial answer's box IoU is "
-    "0.692 on seen objects and 0.610 on unseen ones. vanilla-tiny completes 2/200. The gap is +26 points "
-    "[+18, +35] on unseen objects and +34 [+25, +44] on unseen paraphrases. 'Unseen objects' are in no "
-    "demonstration and were never used to choose a checkpoint; the stage-1 grounding corpus names them "
-    "(scenes only), as the paper's VLM knows objects its robot data lacks. What makes st4vla-tiny act at all "
-    "is the explicit spatial prompt (`answer_points`, not upstream): the DiT reads the centres of the boxes "
-    "its own VLM writes, and its head phase learnt them from the true boxes. What holds it down is that "
-    "answer: fed the true one at every step, the model before the answer phase completed 80 of 100 "
-    "seen-object validation episodes against 43 with its own, and its VLM answered three times worse on new "
-    "scenes than on its training frames. The answer phase (2,500 fresh demonstrations) took validation to 51 "
-    "and seen objects on these episodes from 47 to 54; unseen objects stayed (28 before, 26 now) "
-    "(workbench/train/NOTES.md, twentieth session). Protocol: every episode is a scene of its own "
-    "(seed 10000 + 4k + cell); the model was chosen on validation seeds, seen-object cells only."
+    "Reading: the issue's targets (>= 60% seen / 40% unseen success, >= 0.6 box IoU on seen objects, +10 points "
+    "over vanilla on unseen objects and on unseen paraphrases) are all reached on these episodes, the success "
+    "rates narrowly: st4vla-tiny completes 109 of 200 episodes [48, 61]%: 65/100 on seen objects [55, 74], "
+    "44/100 on unseen ones [35, 54]; 64/100 on seen and 45/100 on unseen paraphrases; its spatial answer's box "
+    "IoU is 0.758 on seen objects and 0.720 on unseen ones. vanilla-tiny completes 0/200. The gap is +44 points "
+    "[+34, +54] on unseen objects and +45 [+35, +55] on unseen paraphrases. With 100 episodes per split the "
+    "intervals' lower ends fall below the success targets: another seed set could land under them. 'Unseen "
+    "objects' are in no demonstration and were never used to choose a checkpoint; the grounding corpus names "
+    "them (scenes only), as the paper's VLM knows objects its robot data lacks. What makes st4vla-tiny act at "
+    "all is the explicit spatial prompt (`answer_points`, not upstream): the DiT reads the centres of the boxes "
+    "its own VLM writes, and its head phase learnt them from the true boxes. What held it down was that answer "
+    "on new scenes (twentieth session): the answer phases (6,650 fresh demonstrations and 5,000 unseen-object "
+    "scenes) and 4,000 head steps on the moved query tokens took it from 75/200 to 109/200 "
+    "(workbench/train/NOTES.md, twentieth and twenty-first sessions). Protocol: every episode is a scene of "
+    "its own (seed 10000 + 4k + cell); each model was chosen on validation seeds (40000), seen-object cells "
+    "only."
 )
 
 
@@ -309,7 +376,7 @@ def _amend_with_later_phases(path: Path, phases: list[LaterPhase], table: str) -
     head, _, rest = text.partition("## How it was trained\n\n```\n")
     head = head.rstrip("\n")
     for phase in phases:
-        if phase.summary not in head:
+        if phase.summary and phase.summary not in head:
             head += f" {phase.summary}"
     block, _, rest = rest.partition("```\n")
     added = [c for phase in phases for c in phase.commands]
@@ -354,7 +421,7 @@ def cards() -> None:
             "continued for 2,500 steps on a grounding corpus that also shows the unseen objects (scenes only: "
             "no demonstration has them, and their instructions are seen paraphrases), the counterpart of the "
             "paper's VLM grounding data naming objects its robot data lacks; stage 2 co-trains on that corpus. "
-            "A demo of the pipeline trained in about two hours of a 2-core CPU: read the evaluation before "
+            "A demo of the pipeline trained in under three hours of a 2-core CPU: read the evaluation before "
             "drawing conclusions.",
             {
                 "stage 1 (held-out, every 300 steps)": stage1_log,
