@@ -17,7 +17,6 @@ follow this phase with `workbench train head` (which recomputes them). Resumable
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from workbench.policy import checkpoint as ckpt
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.data import FrameItem, load_frames
 from workbench.train.head import true_answer
-from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
+from workbench.train.optim import LossProgress, OptimConfig, build_optimizer, build_scheduler, optimizer_step
 from workbench.train.state import resume_or_start, save_train_state
 
 
@@ -77,20 +76,14 @@ def tune_answers(cfg: AnswerPhaseConfig, resume: bool = True) -> Path:
     model.eval()  # dropout off in the query former; the VLM has none
     vlm.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="answer phase", unit="step")
-    t0, running = time.time(), None
+    progress = LossProgress(bar, log, "answer_loss", every=cfg.log_every)
     while step < cfg.steps:
         start = (step * cfg.batch_size) % len(frames)
         idx = order[start : start + cfg.batch_size]
         loss = model.grounding_loss(answer_batch(policy, [frames[i] for i in idx]))
         optimizer_step(loss, vlm.parameters(), opt, sched, optim.clip_norm)
         step += 1
-        running = smoothed(running, loss.item())
-        bar.update(1)
-        bar.set_postfix(answer=f"{running:.3f}")
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            log.append(
-                {"step": step, "answer_loss": round(running, 4), "minutes": round((time.time() - t0) / 60, 2)}
-            )
+        progress.record(step, loss.item(), last=step == cfg.steps)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(state_dir, model, opt, sched, step, {"log": log})
     bar.close()

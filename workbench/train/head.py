@@ -12,7 +12,6 @@ Both bundled models get the same phase, so the comparison stays fair.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from workbench.policy import checkpoint as ckpt
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames, task_answer
-from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
+from workbench.train.optim import LossProgress, OptimConfig, build_optimizer, build_scheduler, optimizer_step
 from workbench.train.state import resume_or_start, save_train_state
 
 
@@ -133,24 +132,14 @@ def train_head(
     r = policy.config.action.repeated_diffusion_steps
     head.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 2 head phase", unit="step")
-    t0, running = time.time(), None
+    progress = LossProgress(bar, log, "action_loss", step_key="head_step", every=cfg.log_every)
     while step < cfg.steps:
         idx = torch.as_tensor(rng.integers(len(frames), size=cfg.batch_size))
         states = None if cached.states is None else cached.states[idx].repeat(r, 1)
         loss = head.loss(cached.actions[idx].repeat(r, 1, 1), cached.cond[idx].repeat(r, 1, 1), states)
         optimizer_step(loss, head.parameters(), opt, sched, optim.clip_norm)
         step += 1
-        running = smoothed(running, loss.item())
-        bar.update(1)
-        bar.set_postfix(action=f"{running:.3f}")
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            log.append(
-                {
-                    "head_step": step,
-                    "action_loss": round(running, 4),
-                    "minutes": round((time.time() - t0) / 60, 2),
-                }
-            )
+        progress.record(step, loss.item(), last=step == cfg.steps)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(state_dir, model, opt, sched, step, {"log": log})
     bar.close()

@@ -9,10 +9,15 @@ CPU, they need far larger steps (see workbench/train/NOTES.md).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 @dataclass
@@ -78,3 +83,25 @@ def optimizer_step(
 def smoothed(previous: float | None, value: float, keep: float = 0.95) -> float:
     """Exponential moving average for the progress bar and the log (the first value starts it)."""
     return value if previous is None else keep * previous + (1 - keep) * value
+
+
+@dataclass
+class LossProgress:
+    """The bookkeeping of a one-loss training loop (the head phase, the answer phase): the loss's running
+    average on the progress bar, and appended to `log` every `every` steps and at the last one."""
+
+    bar: tqdm
+    log: list[dict]
+    loss_key: str  # the log's field, e.g. "action_loss"; the bar shows it without "_loss"
+    step_key: str = "step"
+    every: int = 50
+    running: float | None = None
+    t0: float = field(default_factory=time.time)
+
+    def record(self, step: int, loss: float, last: bool) -> None:
+        self.running = smoothed(self.running, loss)
+        self.bar.update(1)
+        self.bar.set_postfix({self.loss_key.removesuffix("_loss"): f"{self.running:.3f}"})
+        if step % self.every == 0 or last:
+            minutes = round((time.time() - self.t0) / 60, 2)
+            self.log.append({self.step_key: step, self.loss_key: round(self.running, 4), "minutes": minutes})
