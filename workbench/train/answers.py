@@ -76,14 +76,14 @@ def tune_answers(cfg: AnswerPhaseConfig, resume: bool = True) -> Path:
     model.eval()  # dropout off in the query former; the VLM has none
     vlm.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="answer phase", unit="step")
-    progress = LossProgress(bar, log, "answer_loss", every=cfg.log_every)
+    progress = LossProgress(bar, log, every=cfg.log_every)
     while step < cfg.steps:
         start = (step * cfg.batch_size) % len(frames)
         idx = order[start : start + cfg.batch_size]
         loss = model.grounding_loss(answer_batch(policy, [frames[i] for i in idx]))
         optimizer_step(loss, vlm.parameters(), opt, sched, optim.clip_norm)
         step += 1
-        progress.record(step, loss.item(), last=step == cfg.steps)
+        progress.record(step, {"answer_loss": loss.item()}, last=step == cfg.steps)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(state_dir, model, opt, sched, step, {"log": log})
     bar.close()

@@ -132,14 +132,14 @@ def train_head(
     r = policy.config.action.repeated_diffusion_steps
     head.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 2 head phase", unit="step")
-    progress = LossProgress(bar, log, "action_loss", step_key="head_step", every=cfg.log_every)
+    progress = LossProgress(bar, log, step_key="head_step", every=cfg.log_every)
     while step < cfg.steps:
         idx = torch.as_tensor(rng.integers(len(frames), size=cfg.batch_size))
         states = None if cached.states is None else cached.states[idx].repeat(r, 1)
         loss = head.loss(cached.actions[idx].repeat(r, 1, 1), cached.cond[idx].repeat(r, 1, 1), states)
         optimizer_step(loss, head.parameters(), opt, sched, optim.clip_norm)
         step += 1
-        progress.record(step, loss.item(), last=step == cfg.steps)
+        progress.record(step, {"action_loss": loss.item()}, last=step == cfg.steps)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(state_dir, model, opt, sched, step, {"log": log})
     bar.close()

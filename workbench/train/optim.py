@@ -87,21 +87,23 @@ def smoothed(previous: float | None, value: float, keep: float = 0.95) -> float:
 
 @dataclass
 class LossProgress:
-    """The bookkeeping of a one-loss training loop (the head phase, the answer phase): the loss's running
-    average on the progress bar, and appended to `log` every `every` steps and at the last one."""
+    """The bookkeeping of a training loop's losses (stage 2, the head phase, the answer phase): each
+    loss's running average on the progress bar, and appended to `log` every `every` steps and at the
+    last one. The bar shows a loss's log field without "_loss" ("action_loss" -> "action")."""
 
     bar: tqdm
     log: list[dict]
-    loss_key: str  # the log's field, e.g. "action_loss"; the bar shows it without "_loss"
     step_key: str = "step"
     every: int = 50
-    running: float | None = None
+    running: dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.time)
 
-    def record(self, step: int, loss: float, last: bool) -> None:
-        self.running = smoothed(self.running, loss)
+    def record(self, step: int, losses: dict[str, float], last: bool) -> None:
+        for key, value in losses.items():
+            self.running[key] = smoothed(self.running.get(key), value)
         self.bar.update(1)
-        self.bar.set_postfix({self.loss_key.removesuffix("_loss"): f"{self.running:.3f}"})
+        self.bar.set_postfix({k.removesuffix("_loss"): f"{v:.3f}" for k, v in self.running.items()})
         if step % self.every == 0 or last:
+            rounded = {k: round(v, 4) for k, v in self.running.items()}
             minutes = round((time.time() - self.t0) / 60, 2)
-            self.log.append({self.step_key: step, self.loss_key: round(self.running, 4), "minutes": minutes})
+            self.log.append({self.step_key: step, **rounded, "minutes": minutes})

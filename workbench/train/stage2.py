@@ -21,7 +21,6 @@ frozen and cached conditions (workbench/train/head.py; not upstream).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from workbench.policy.policy import ST4VLAPolicy
 from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames
 from workbench.train.head import HeadPhaseConfig, train_head, true_answer
-from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
+from workbench.train.optim import LossProgress, OptimConfig, build_optimizer, build_scheduler, optimizer_step
 from workbench.train.state import resume_or_start, save_train_state
 
 UNNORM_KEY = "tabletop_panda"
@@ -227,7 +226,7 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
         desc="stage 2 vanilla" if cfg.vanilla else "stage 2 ST4VLA",
         unit="step",
     )
-    t0, run_a, run_g = time.time(), None, None
+    progress = LossProgress(bar, log, every=cfg.log_every)
     while step < cfg.steps:
         inputs, images, actions, states = action_batch(
             policy, frames, rng.integers(len(frames), size=cfg.batch_size), normalizer
@@ -242,12 +241,8 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
             loss = loss + cfg.grounding_loss_weight * loss_g
         optimizer_step(loss, model.parameters(), opt, sched, cfg.optim.clip_norm)
         step += 1
-        run_a, run_g = smoothed(run_a, loss_a.item()), smoothed(run_g, loss_g.item())
-        bar.update(1)
-        bar.set_postfix(action=f"{run_a:.3f}", grounding=f"{run_g:.3f}")
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            log.append({"step": step, "action_loss": round(run_a, 4), "grounding_loss": round(run_g, 4),
-                        "minutes": round((time.time() - t0) / 60, 2)})  # fmt: skip
+        losses = {"action_loss": loss_a.item(), "grounding_loss": loss_g.item()}
+        progress.record(step, losses, last=step == cfg.steps)
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_train_state(out / "state", model, opt, sched, step, {"log": log})
             if cfg.save_latest:  # a loadable checkpoint of the run so far (the app can open it)
