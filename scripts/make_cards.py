@@ -8,7 +8,7 @@
 
 The cards paste the evaluation of the exported (float16) weights, so the numbers are those of what ships.
 A checkpoint whose training run is not on this machine keeps its card; only its comparison section is
-refreshed. vanilla-tiny was retrained in the eleventh session, st4vla-tiny in the sixteenth: the
+refreshed (and a later phase whose run is gone keeps the log table its card already has). vanilla-tiny was retrained in the eleventh session, st4vla-tiny in the sixteenth: the
 fourteenth session's answer-points recipe after a stage 1 continued on a grounding corpus that also
 names the unseen objects (workbench/train/NOTES.md); in the seventeenth its head phase was rerun on the
 true answers, and in the twentieth an answer phase was added (SHIPPED_LATER: phases run on a finished
@@ -364,10 +364,17 @@ def _refresh_comparison(path: Path, table: str) -> None:
     path.write_text(head + table + "\n\n## Architecture and deviations" + tail)
 
 
-def _phase_log(phase: LaterPhase) -> str:
+def _phase_log(phase: LaterPhase, card_logs: str) -> str:
+    """The phase's log table from its run, or, where the run is gone from this machine, the card's own."""
+    heading = f"### {phase.title} log"
+    if not (phase.run / "log.json").exists():
+        kept = card_logs.partition(heading)[2].split("\n### ")[0].rstrip("\n")
+        if not kept:
+            raise SystemExit(f"{phase.run}/log.json is not on this machine and the card has no {heading!r}")
+        return heading + kept + "\n"
     data = json.loads((phase.run / "log.json").read_text())["log"]
     rows = [r for r in data if r[phase.step_key] % 500 == 0]
-    table = f"### {phase.title} log\n\n| step | {phase.loss_key} | minutes |\n|---|---|---|\n"
+    table = f"{heading}\n\n| step | {phase.loss_key} | minutes |\n|---|---|---|\n"
     return table + "".join(
         f"| {r[phase.step_key]} | {r[phase.loss_key]:.3f} | {r['minutes']:.2f} |\n" for r in rows
     )
@@ -389,10 +396,11 @@ def _amend_with_later_phases(path: Path, phases: list[LaterPhase], table: str) -
         c for c in block.splitlines() if c not in (*added, EXPORT) and not c.startswith("workbench evaluate")
     ]
     block = "\n".join([*kept, *added, EXPORT, EVAL.format(name=path.parent.name)]) + "\n"
-    logs, _, rest = rest.partition("## Evaluation\n")
+    card_logs, _, rest = rest.partition("## Evaluation\n")
+    logs = card_logs
     for phase in phases:  # everything from the first later phase's log on is rewritten
         logs = logs.partition(f"### {phase.title} log")[0]
-    logs = logs.rstrip("\n") + "\n\n" + "\n".join(_phase_log(phase) for phase in phases) + "\n"
+    logs = logs.rstrip("\n") + "\n\n" + "\n".join(_phase_log(phase, card_logs) for phase in phases) + "\n"
     _, _, tail = rest.partition("## Architecture and deviations")
     tail = tail.rstrip("\n")
     for phase in phases:
@@ -447,11 +455,7 @@ def cards() -> None:
         ),
     ):
         later = SHIPPED_LATER[name]
-        if (
-            not (RUNS[name] / "final").exists()
-            and later
-            and all((p.run / "log.json").exists() for p in later)
-        ):
+        if not (RUNS[name] / "final").exists() and later:
             _amend_with_later_phases(ASSETS / name / "README.md", later, table)
             print(f"card ({', '.join(p.title for p in later)} added):", ASSETS / name / "README.md")
             continue
