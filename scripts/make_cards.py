@@ -8,8 +8,8 @@
 
 The cards paste the evaluation of the exported (float16) weights, so the numbers are those of what ships.
 A checkpoint whose training run is not on this machine keeps its card; only its comparison section is
-refreshed (and a later phase whose run is gone keeps the log table its card already has). vanilla-tiny was retrained in the eleventh session, st4vla-tiny in the sixteenth: the
-fourteenth session's answer-points recipe after a stage 1 continued on a grounding corpus that also
+refreshed, and a later phase whose run is gone keeps the log table its card already has. vanilla-tiny
+was retrained in the eleventh session, st4vla-tiny in the sixteenth: the fourteenth session's answer-points recipe after a stage 1 continued on a grounding corpus that also
 names the unseen objects (workbench/train/NOTES.md); in the seventeenth its head phase was rerun on the
 true answers, and in the twentieth an answer phase was added (SHIPPED_LATER: phases run on a finished
 checkpoint, which its card appends to the sections the gone stage-2 run wrote).
@@ -89,13 +89,17 @@ class LaterPhase:
     """A phase run on a finished checkpoint after its stage-2 run, which is gone: the card keeps the
     sections that run wrote and gains this phase's commands, log and deviation."""
 
-    title: str  # the log's heading: "### {title} log"
+    title: str  # names its log table in the card (log_heading)
     run: Path
     commands: tuple[str, ...]  # the data it needs (not yet in the card), then the phase itself
     step_key: str  # the log entries' step field
     loss_key: str
     summary: str  # a sentence added to the card's first paragraph
     deviation: str
+
+    @property
+    def log_heading(self) -> str:
+        return f"### {self.title} log"
 
 
 # The answer phase (twentieth session): the VLM taught its spatial prompt's true answer on 2,500 fresh
@@ -366,7 +370,7 @@ def _refresh_comparison(path: Path, table: str) -> None:
 
 def _phase_log(phase: LaterPhase, card_logs: str) -> str:
     """The phase's log table from its run, or, where the run is gone from this machine, the card's own."""
-    heading = f"### {phase.title} log"
+    heading = phase.log_heading
     if not (phase.run / "log.json").exists():
         kept = card_logs.partition(heading)[2].split("\n### ")[0].rstrip("\n")
         if not kept:
@@ -399,7 +403,7 @@ def _amend_with_later_phases(path: Path, phases: list[LaterPhase], table: str) -
     card_logs, _, rest = rest.partition("## Evaluation\n")
     logs = card_logs
     for phase in phases:  # everything from the first later phase's log on is rewritten
-        logs = logs.partition(f"### {phase.title} log")[0]
+        logs = logs.partition(phase.log_heading)[0]
     logs = logs.rstrip("\n") + "\n\n" + "\n".join(_phase_log(phase, card_logs) for phase in phases) + "\n"
     _, _, tail = rest.partition("## Architecture and deviations")
     tail = tail.rstrip("\n")
