@@ -11,8 +11,9 @@ A checkpoint whose training run is not on this machine keeps its card; only its 
 refreshed, and a later phase whose run is gone keeps the log table its card already has. vanilla-tiny
 was retrained in the eleventh session, st4vla-tiny in the sixteenth: the fourteenth session's
 answer-points recipe after a stage 1 continued on a grounding corpus that also names the unseen objects
-(workbench/train/NOTES.md); in the seventeenth its head phase was rerun on the true answers, and in the twentieth an answer phase was added (SHIPPED_LATER: phases run on a finished
-checkpoint, which its card appends to the sections the gone stage-2 run wrote).
+(workbench/train/NOTES.md); in the seventeenth its head phase was rerun on the true answers, and in the
+twentieth an answer phase was added (SHIPPED_LATER: phases run on a finished checkpoint, which its card
+appends to the sections the gone stage-2 run wrote).
 """
 
 from __future__ import annotations
