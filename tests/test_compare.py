@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workbench.cli import main
-from workbench.compare import compare, gaps, load_report, matched, paired_difference
+from workbench.compare import compare, gaps, load_report, matched, paired_difference, pool
 from workbench.evaluate import EpisodeResult, EvalConfig, EvalReport, wilson, write_report
 
 
@@ -91,3 +91,35 @@ def test_evaluate_command_passes_the_inference_settings_on(tmp_path):
     assert main(argv) == 0
     config = json.loads((out / "report.json").read_text())["config"]
     assert (config["cfg_scale"], config["ensemble_horizon"], config["ddim_steps"]) == (1.0, 1, 3)
+
+
+def test_seed_sets_pool_into_one_comparison(tmp_path, capsys):
+    """Two seed sets per checkpoint: the gap over their union, and a repeated episode refused."""
+    sets = {
+        "a1": _report("a", {("seen", 1): True, ("seen", 2): True}),
+        "a2": _report("a", {("seen", 11): True, ("unseen", 12): False}),
+        "b1": _report("b", {("seen", 1): False, ("seen", 2): True}),
+        "b2": _report("b", {("seen", 11): False, ("unseen", 12): False}),
+    }
+    for name, report in sets.items():
+        write_report(report, tmp_path / name)
+    assert pool([sets["a1"], sets["a2"]]).episodes == sets["a1"].episodes + sets["a2"].episodes
+    args = [
+        "compare",
+        str(tmp_path / "a1"),
+        str(tmp_path / "a2"),
+        "--vs",
+        str(tmp_path / "b1"),
+        str(tmp_path / "b2"),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        "4 matched episodes" in out and "| all | 3/4 | 1/4 |" in out and "| seen objects | 3/3 | 1/3 |" in out
+    )
+    with pytest.raises(ValueError, match="repeat an episode"):
+        pool([sets["a1"], sets["a1"]])
+    with pytest.raises(ValueError, match="different checkpoints"):
+        pool([sets["a1"], sets["b2"]])
+    assert main(["compare", str(tmp_path / "a1"), str(tmp_path / "a2"), str(tmp_path / "b1")]) == 2
+    assert "--vs" in capsys.readouterr().err

@@ -6,6 +6,12 @@ with Newcombe's (1998) hybrid score interval for paired proportions, which accou
 two scenes that both checkpoints solve, or both fail, say nothing about which is better.
 
     workbench compare runs/eval/st4vla-tiny runs/eval/vanilla-tiny
+
+Several seed sets of the same checkpoint pool into one report (their episodes must not repeat), so that
+the gap is stated over all of them:
+
+    workbench compare runs/eval10k/st4vla-tiny runs/eval20k/st4vla-tiny \
+        --vs runs/eval10k/vanilla-tiny runs/eval20k/vanilla-tiny
 """
 
 from __future__ import annotations
@@ -55,6 +61,27 @@ def load_report(path: str | Path) -> EvalReport:
         raise ValueError(f"{path} is not a workbench evaluation report: {e}") from e
 
 
+def pool(reports: list[EvalReport]) -> EvalReport:
+    """One report holding the episodes of several evaluations of one checkpoint (e.g. seed sets)."""
+    if not reports:
+        raise ValueError("no report to pool")
+    first = reports[0]
+    others = {r.checkpoint for r in reports} - {first.checkpoint}
+    if others:
+        raise ValueError(
+            f"cannot pool reports of different checkpoints: {first.checkpoint}, {', '.join(others)}"
+        )
+    seen: set[tuple] = set()
+    for e in (e for r in reports for e in r.episodes):
+        if _key(e) in seen:
+            raise ValueError(
+                f"the pooled reports repeat an episode ({e.task}, {e.objects}/{e.paraphrase}, seed {e.seed}): "
+                "pool reports of different seed sets"
+            )
+        seen.add(_key(e))
+    return EvalReport(first.checkpoint, first.config, [e for r in reports for e in r.episodes])
+
+
 def paired_difference(pairs: list[tuple[bool, bool]], z: float = 1.96) -> tuple[float, float, float]:
     """Difference of two paired proportions and its Newcombe hybrid score interval (method 10).
 
@@ -90,14 +117,15 @@ def _phi(both: int, only_a: int, only_b: int, neither: int) -> float:
     return cross / math.sqrt(margins)
 
 
+def _key(e: EpisodeResult) -> tuple:
+    """What makes two episodes the same: task, cell and seed (so the same scene and instruction)."""
+    return (e.task, e.objects, e.paraphrase, e.seed)
+
+
 def matched(a: EvalReport, b: EvalReport, **where: str) -> list[tuple[bool, bool]]:
     """(A's success, B's success) of the episodes both reports ran (same task, cell and seed)."""
-
-    def key(e: EpisodeResult) -> tuple:
-        return (e.task, e.objects, e.paraphrase, e.seed)
-
-    b_success = {key(e): e.success for e in b.select(**where)}
-    return [(e.success, b_success[key(e)]) for e in a.select(**where) if key(e) in b_success]
+    b_success = {_key(e): e.success for e in b.select(**where)}
+    return [(e.success, b_success[_key(e)]) for e in a.select(**where) if _key(e) in b_success]
 
 
 def gaps(a: EvalReport, b: EvalReport) -> list[Gap]:
@@ -122,14 +150,18 @@ def markdown(a_name: str, b_name: str, rows: list[Gap]) -> str:
     return "\n".join(lines)
 
 
-def compare(a_path: str | Path, b_path: str | Path) -> str:
-    """The markdown gap table of two reports; raises if they share no episode."""
-    a, b = load_report(a_path), load_report(b_path)
+def compare(a_path: str | Path | list, b_path: str | Path | list) -> str:
+    """The markdown gap table of two reports, each side one report or a list of them to pool; raises
+    if they share no episode."""
+    a_paths = a_path if isinstance(a_path, list) else [a_path]
+    b_paths = b_path if isinstance(b_path, list) else [b_path]
+    a = pool([load_report(p) for p in a_paths])
+    b = pool([load_report(p) for p in b_paths])
     rows = gaps(a, b)
     if rows[0].n == 0:
         raise ValueError(
-            f"{a_path} and {b_path} share no episode (same task, cell and seed): "
-            "evaluate both with the same --seed, --episodes and protocol"
+            f"{', '.join(map(str, a_paths))} and {', '.join(map(str, b_paths))} share no episode (same task, "
+            "cell and seed): evaluate both with the same --seed, --episodes and protocol"
         )
     unmatched = len(a.episodes) - rows[0].n
     note = f"\n\n{unmatched} episodes of {a.checkpoint} have no match and are left out." if unmatched else ""

@@ -235,8 +235,12 @@ def add_parsers(sub) -> None:
     )  # fmt: skip
 
     cmp = sub.add_parser("compare", help="success gap of A over B on the episodes two reports share")
-    cmp.add_argument("a", help="report.json of A, or the --out folder of its evaluation")
-    cmp.add_argument("b", help="report.json of B, or its folder")
+    cmp.add_argument(
+        "reports",
+        nargs="+",
+        help="A then B: each a report.json or the --out folder of an evaluation; with --vs, A's reports to pool",
+    )
+    cmp.add_argument("--vs", nargs="+", help="B's reports to pool (several seed sets of one checkpoint)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -348,8 +352,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from workbench.compare import compare
 
+    if args.vs is None and len(args.reports) != 2:
+        print("workbench compare: give A and B, or A's reports then --vs and B's", file=sys.stderr)
+        return 2
+    a, b = (args.reports, args.vs) if args.vs else ([args.reports[0]], [args.reports[1]])
     try:
-        print(compare(args.a, args.b))
+        print(compare(a, b))
     except (OSError, ValueError) as e:
         print(f"workbench compare: {e}", file=sys.stderr)
         return 2
