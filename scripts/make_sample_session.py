@@ -1,11 +1,13 @@
 """Write the shipped sample session (sessions/sample/) that the app replays with no model:
 
-    python scripts/make_sample_session.py [--steps 12] [--root sessions] [--id sample]
+    python scripts/make_sample_session.py [--steps 40] [--root sessions] [--id sample]
 
 A = assets/checkpoints/st4vla-tiny (the tiny random policy while it is missing), B =
-assets/checkpoints/vanilla-tiny when present, in shared mode on tabletop_put_on at 224x224, so the
-replay shows the side-by-side A/B layout. One user click (at the ground-truth object's centre, step 0)
-is saved as an edit, so a replay shows click-to-prompt too. Keep it small: it is committed.
+assets/checkpoints/vanilla-tiny when present, in shared mode on tabletop_put_on at 224x168, the
+aspect of the training frames (at 224x224 the bundled st4vla-tiny failed this episode), so the replay
+shows the side-by-side A/B layout. The run stops when the episode ends (A puts the object on the plate
+at step 28). One user click (at the ground-truth object's centre, step 0) is saved as an edit, so a
+replay shows click-to-prompt too. Keep it small: it is committed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=ROOT / "sessions")
     ap.add_argument("--id", default="sample")
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--task", default="tabletop_put_on")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     scratch = args.root / f".{args.id}-tmp"
     shutil.rmtree(scratch, ignore_errors=True)
-    wb = Workbench(AppConfig(sessions_dir=scratch, camera_width=224, camera_height=224))
+    wb = Workbench(AppConfig(sessions_dir=scratch, camera_width=224, camera_height=168))
     tab = wb.new_tab()
     tab.load(SourceSpec(task=args.task, seed=args.seed), [a, *([b] if b else [])], PolicySettings())
     for note in tab.take_notes():
