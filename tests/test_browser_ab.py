@@ -7,6 +7,7 @@ at. Needs Debian's chromium at /usr/bin/chromium; never `playwright install`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,8 @@ def test_demo_mode_hides_controls_and_plays_the_sample(chromium, artifacts, tmp_
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#status :text('Replaying saved session')", timeout=120_000)
-        page.wait_for_selector("#status :text('Step 12')", timeout=120_000)
+        last = json.loads((sample / "steps.jsonl").read_text().splitlines()[-1])["step"]
+        page.wait_for_selector(f"#status :text('Step {last}')", timeout=120_000)  # played to its end
         assert page.locator("#load").count() == 0 or not page.locator("#load").is_visible()
         assert page.locator("#demo-mode input").is_checked()
         page.wait_for_selector("#viewer canvas", timeout=60_000)
