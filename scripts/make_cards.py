@@ -141,14 +141,18 @@ ANSWER_PHASE = LaterPhase(
 _V21_DEMOS = "runs/v21/demos_a runs/v21/demos_b runs/v21/demos_c runs/v21/demos_d"
 _V21_SCENES = "runs/v16/scenes_unseen runs/v21/scenes_unseen_a runs/v21/scenes_unseen_b"
 V21_HEAD_DATA = "workbench train data --out runs/v21/demos_b --episodes-per-task 150 --seed 153"
+V21_DEMOS_ACD = (  # in the answer phase, continued, and in the second head continuations
+    "workbench train data --out runs/v21/demos_a --episodes-per-task 300 --seed 3389",
+    "workbench train data --out runs/v21/demos_c --episodes-per-task 150 --seed 2200",
+    "workbench train data --out runs/v21/demos_d --episodes-per-task 150 --seed 7206",
+)
 ANSWER_PHASE_2 = LaterPhase(
     title="answer phase, continued",
     run=Path("runs/v21/answers3"),
     commands=(
-        "workbench train data --out runs/v21/demos_a --episodes-per-task 300 --seed 3389",
+        V21_DEMOS_ACD[0],
         V21_HEAD_DATA,
-        "workbench train data --out runs/v21/demos_c --episodes-per-task 150 --seed 2200",
-        "workbench train data --out runs/v21/demos_d --episodes-per-task 150 --seed 7206",
+        *V21_DEMOS_ACD[1:],
         "workbench train data --no-demos --scenes-out runs/v21/scenes_unseen_a --scenes-per-task 400 "
         "--scenes-seed 0 --scenes-split unseen",
         "workbench train data --no-demos --scenes-out runs/v21/scenes_unseen_b --scenes-per-task 400 "
@@ -221,9 +225,7 @@ HEAD_VANILLA_2 = LaterPhase(
     title="head continuation, second",
     run=Path("runs/v22/head_vanilla"),
     commands=(
-        "workbench train data --out runs/v21/demos_a --episodes-per-task 300 --seed 3389",
-        "workbench train data --out runs/v21/demos_c --episodes-per-task 150 --seed 2200",
-        "workbench train data --out runs/v21/demos_d --episodes-per-task 150 --seed 7206",
+        *V21_DEMOS_ACD,
         f"workbench train head --checkpoint assets/checkpoints/vanilla-tiny --data {_V22_HEAD_DATA} --steps 8000 "
         "--lr 5e-4 --threads 1 --out runs/v22/head_vanilla   # the twenty-first session's export (git 0b23237); "
         "from scratch: runs/v21/head_vanilla/final",

@@ -7,7 +7,6 @@ bundled demo checkpoints: the wiring, per-tab state and messages are what is che
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -19,6 +18,7 @@ from gradio_client import Client
 
 import app
 from workbench.appcore import AppConfig
+from workbench.sessions import load_session
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def test_demo_mode_plays_the_sample_session_with_no_model(server):
     c = Client(url, verbose=False)
     before = set(config_policies(server))
     status, summary, point, _ = c.predict(True, "sample", api_name="/demo_play")
-    last = json.loads((SAMPLE_SESSION / "steps.jsonl").read_text().splitlines()[-1])["step"]
+    last = load_session(SAMPLE_SESSION).branch()[-1].step
     assert "Replaying saved session `sample`" in status and summary["step"] == last > 0
     assert "Your point" in point  # the click saved in the sample session is shown again
     assert set(config_policies(server)) == before  # no model was loaded for it

@@ -7,7 +7,6 @@ at. Needs Debian's chromium at /usr/bin/chromium; never `playwright install`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import app
 from workbench.appcore import AppConfig
+from workbench.sessions import load_session
 
 pytestmark = [
     pytest.mark.browser,
@@ -96,7 +96,7 @@ def test_demo_mode_hides_controls_and_plays_the_sample(chromium, artifacts, tmp_
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#status :text('Replaying saved session')", timeout=120_000)
-        last = json.loads((sample / "steps.jsonl").read_text().splitlines()[-1])["step"]
+        last = load_session(sample).branch()[-1].step
         page.wait_for_selector(f"#status :text('Step {last}')", timeout=120_000)  # played to its end
         assert page.locator("#load").count() == 0 or not page.locator("#load").is_visible()
         assert page.locator("#demo-mode input").is_checked()

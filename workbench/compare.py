@@ -71,15 +71,16 @@ def pool(reports: list[EvalReport]) -> EvalReport:
         raise ValueError(
             f"cannot pool reports of different checkpoints: {first.checkpoint}, {', '.join(others)}"
         )
+    episodes = [e for r in reports for e in r.episodes]
     seen: set[tuple] = set()
-    for e in (e for r in reports for e in r.episodes):
+    for e in episodes:
         if _key(e) in seen:
             raise ValueError(
                 f"the pooled reports repeat an episode ({e.task}, {e.objects}/{e.paraphrase}, seed {e.seed}): "
                 "pool reports of different seed sets"
             )
         seen.add(_key(e))
-    return EvalReport(first.checkpoint, first.config, [e for r in reports for e in r.episodes])
+    return EvalReport(first.checkpoint, first.config, episodes)
 
 
 def paired_difference(pairs: list[tuple[bool, bool]], z: float = 1.96) -> tuple[float, float, float]:
@@ -150,7 +151,7 @@ def markdown(a_name: str, b_name: str, rows: list[Gap]) -> str:
     return "\n".join(lines)
 
 
-def compare(a_path: str | Path | list, b_path: str | Path | list) -> str:
+def compare(a_path: str | Path | list[str | Path], b_path: str | Path | list[str | Path]) -> str:
     """The markdown gap table of two reports, each side one report or a list of them to pool; raises
     if they share no episode."""
     a_paths = a_path if isinstance(a_path, list) else [a_path]
