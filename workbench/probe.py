@@ -3,6 +3,11 @@
 Each episode runs closed-loop through the Runner until the task ends or `max_steps`; each can be
 saved as a session so a failed one opens in the viewer with no model. Progress is reported after
 every episode, and `should_stop` lets a UI cancel between episodes.
+
+Every row carries the episode's failure triage (workbench/triage.py: success, grounding, reach, grasp,
+place, time or unknown) with the numbers it was decided on, and a `prompt`: the instruction line the
+spec gave, or, for the task's own instructions, the one used with the object's name replaced by
+OBJECT_SLOT, so that rows of different objects share a column of the objects x instructions grid.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from workbench.triage import StepFacts, Triage, triage
+
+OBJECT_SLOT = "<object>"
 
 
 class ProbeError(ValueError):
@@ -60,8 +69,12 @@ class ProbeRow:
     seed: int
     success: bool
     steps: int
-    seconds: float
+    seconds: float  # wall time, rounded to 0.1 s
     session: str = ""  # saved session id ("" when not saved)
+    triage: str = ""  # the triage reason (workbench.triage.REASONS)
+    why: str = ""  # the triage as one sentence with its numbers
+    prompt: str = ""  # the instruction as the spec gave it (the grid's column; see the module doc)
+    evidence: dict = field(default_factory=dict)  # the numbers the triage was decided on
 
 
 @dataclass
@@ -78,10 +91,19 @@ class ProbeResult:
         return sum(r.success for r in self.rows) / len(self.rows) if self.rows else float("nan")
 
 
+@dataclass
+class EpisodeOutcome:
+    success: bool
+    steps: int  # control steps taken
+    instruction: str  # the instruction used
+    source: str  # the object the episode was about (ground truth's source label)
+    triage: Triage
+
+
 def run_episode(
     spec: ProbeSpec, policy: Any, obj: str, instruction: str, seed: int, *, sinks: list | None = None
-) -> tuple[bool, int, str]:
-    """One closed-loop episode: (success, steps taken, instruction used)."""
+) -> EpisodeOutcome:
+    """One closed-loop episode, triaged from the steps' ground truth."""
     from workbench.runner import PolicySlot, Runner, SimSource
 
     slot = PolicySlot(
@@ -97,11 +119,24 @@ def run_episode(
         options["instruction"] = instruction
     record = runner.reset(seed=seed, options=options)
     used = record.observation.instruction
+    truth = record.observation.ground_truth
+    facts = [StepFacts.from_record(record, slot.name)]
     steps = 0
     while not runner.done and steps < spec.max_steps:
         record = runner.step()
+        facts.append(StepFacts.from_record(record, slot.name))
         steps += 1
-    return bool(record.info.get("success", False)), steps, used
+    success = bool(record.info.get("success", False))
+    return EpisodeOutcome(success, steps, used, truth.source_label if truth else obj, triage(facts))
+
+
+def prompt_of(instruction: str, used: str, source: str) -> str:
+    """The grid column of an episode: the spec's line, or the used one with the object generalised."""
+    if instruction:
+        return instruction
+    if source and source in used:
+        return used.replace(source, OBJECT_SLOT)
+    return "(the task's own)"
 
 
 def run_probe(
@@ -137,13 +172,15 @@ def run_probe(
             writer = SessionStore(sessions_root).create(session, meta=meta)
         t0 = time.perf_counter()
         try:
-            success, steps, used = run_episode(
-                spec, policy, obj, instruction, seed, sinks=[writer] if writer else []
-            )
+            out = run_episode(spec, policy, obj, instruction, seed, sinks=[writer] if writer else [])
         finally:
             if writer is not None:
                 writer.close()
-        row = ProbeRow(obj or "(default)", used, int(seed), success, steps, time.perf_counter() - t0, session)
+        seconds = round(time.perf_counter() - t0, 1)
+        row = ProbeRow(obj or out.source or "(default)", out.instruction, int(seed), out.success, out.steps,
+                       seconds, session, triage=out.triage.reason, why=out.triage.sentence(),
+                       prompt=prompt_of(instruction, out.instruction, out.source),
+                       evidence=dict(out.triage.evidence))  # fmt: skip
         result.rows.append(row)
         bar.update(1)
         if progress is not None:

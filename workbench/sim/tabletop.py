@@ -20,7 +20,7 @@ from workbench.records import Camera, GroundTruth
 from workbench.sim import catalog, instructions
 from workbench.sim.base import ACTION_HIGH, ACTION_LOW, GRIPPER_ABSOLUTE, check_action
 from workbench.sim.catalog import ObjectSpec
-from workbench.sim.robot import Panda
+from workbench.sim.robot import STATE_NAMES, Panda
 from workbench.sim.scene import CameraConfig, CameraRig, Placed, build_world, connect, spawn, world_points
 from workbench.sim.tasks import NEAR_GAP, Evaluator, TaskSpec, get_task, sample_layout
 from workbench.spatial import Box, Point, Trace
@@ -42,6 +42,7 @@ class SimConfig:
     strict_actions: bool = False  # True: out-of-range actions raise instead of being clipped
     max_episode_steps: int | None = None  # None: the task's own limit
     split: str = "seen"  # default object / paraphrase split for reset()
+    base_yaw_deg: float = 0.0  # turn the robot base about z (around robot.BASE_PIVOT), as SimplerEnv's are
 
 
 @dataclass
@@ -56,6 +57,7 @@ class _Recipe:
 
 class TabletopEnv:
     gripper_convention = GRIPPER_ABSOLUTE
+    state_names = STATE_NAMES  # what obs["agent"]["qpos"] holds
     action_low = ACTION_LOW
     action_high = ACTION_HIGH
 
@@ -93,7 +95,8 @@ class TabletopEnv:
         self._expert = None  # a new episode gets a new expert
         self.instruction = self._pick_instruction(options)
         obs = self._obs()
-        return obs, {"episode_seed": seed, "instruction": self.instruction, **self.evaluator.stats}
+        info = {"episode_seed": seed, "instruction": self.instruction, **self.evaluator.stats}
+        return obs, {**info, **self.evaluator.distances(self.client, self.robot.tcp_pose()[:3])}
 
     def step(self, action) -> tuple[dict, float, bool, bool, dict]:
         if self._recipe is None:
@@ -107,6 +110,7 @@ class TabletopEnv:
         info = self.evaluator(self.client, self.robot.body)
         info["elapsed_steps"] = self.elapsed_steps
         info["action_clipped"] = clipped
+        info.update(self.evaluator.distances(self.client, self.robot.tcp_pose()[:3]))
         terminated = info["success"]
         truncated = self.elapsed_steps >= self.max_episode_steps and not terminated
         return self._obs(), float(terminated), terminated, truncated, info
@@ -168,7 +172,8 @@ class TabletopEnv:
 
     def _build(self, recipe: _Recipe) -> None:
         build_world(self.client, self.config.physics_hz)
-        self.robot = Panda(self.client, lowpoly=self.config.lowpoly_robot)
+        yaw = np.deg2rad(self.config.base_yaw_deg)
+        self.robot = Panda(self.client, lowpoly=self.config.lowpoly_robot, base_yaw=yaw)
         self.placed: list[Placed] = [
             spawn(self.client, spec, (x, y), yaw)
             for spec, (x, y, yaw) in zip(recipe.specs, recipe.poses, strict=True)
@@ -201,7 +206,10 @@ class TabletopEnv:
     def _obs(self) -> dict:
         name = self.rig.cfg.name
         obs = {
-            "agent": {"qpos": self.robot.qpos().astype(np.float32)},
+            "agent": {
+                "qpos": self.robot.qpos().astype(np.float32),
+                "base_pose": self.robot.base_pose().astype(np.float32),
+            },
             "extra": {"tcp_pose": self.robot.tcp_pose().astype(np.float32)},
             "camera_param": {name: self.rig.params()},
             "image": {},

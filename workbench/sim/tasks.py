@@ -9,7 +9,13 @@ Each task mirrors a SimplerEnv task and reports SimplerEnv's info keys:
     tabletop_pick        google_robot_pick_coke_can      80   is_grasped, consecutive_grasp, lifted_object,
                                                               lifted_object_significantly, success
     tabletop_move_near   google_robot_move_near          80   moved_correct_obj, moved_wrong_obj,
-                                                              near_tgt_obj, is_closest_to_tgt, success
+                                                              is_src_obj_grasped, near_tgt_obj,
+                                                              is_closest_to_tgt, success
+
+Every task also reports two distances (metres, floats; failure triage reads them, workbench/triage.py):
+    tcp_to_source   from the TCP to the centre of the source object's surface points
+    source_to_goal  how far the source still is from done: the horizontal distance from its centre to
+                    the target's (tasks with a target), or the lift still missing to 2 cm (pick)
 
 Success rules (documented choices where SimplerEnv's differ in detail):
     put on / stack: the source rests on the target (inside its footprint, bottom at its top, touching
@@ -188,6 +194,18 @@ class Evaluator:
         info["episode_stats"] = dict(self.stats)
         return info
 
+    def distances(self, client: BulletClient, tcp_xyz: np.ndarray) -> dict[str, float]:
+        """tcp_to_source and source_to_goal in metres (see the module docstring)."""
+        centre = world_points(client, self.source).mean(0)
+        if self.target is not None:
+            goal = float(np.linalg.norm(_pos(client, self.source)[:2] - _pos(client, self.target)[:2]))
+        else:
+            goal = max(0.0, LIFTED - float(_pos(client, self.source)[2] - self.source.init_pos[2]))
+        return {
+            "tcp_to_source": float(np.linalg.norm(np.asarray(tcp_xyz)[:3] - centre)),
+            "source_to_goal": goal,
+        }
+
     def _on_target(self, client: BulletClient) -> bool:
         src, tgt = world_points(client, self.source), world_points(client, self.target)
         offset = np.linalg.norm(src[:, :2].mean(0) - _pos(client, self.target)[:2])
@@ -212,6 +230,7 @@ class Evaluator:
         return {
             "moved_correct_obj": _moved(client, self.source),
             "moved_wrong_obj": wrong,
+            "is_src_obj_grasped": grasped,
             "near_tgt_obj": near,
             "is_closest_to_tgt": closest,
             "success": near and closest and not wrong and not grasped,
