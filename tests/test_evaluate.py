@@ -100,6 +100,26 @@ def test_report_splits_and_files(tmp_path):
     assert "plotly" in html.lower() and "tabletop_pick" in html
 
 
+def test_report_counts_triage_reasons_per_split(tmp_path):
+    report = _report()
+    reasons = iter(["success", "success", "success", "grasp", "reach", "reach", "success", "time"])
+    for e in report.episodes:  # in the order of _report: seen/seen, seen/unseen, unseen/seen, unseen/unseen
+        e.triage = next(reasons)
+    report.episodes.append(replace(report.episodes[-1], seed=9, triage=None))  # an older report's episode
+    counts = report.summary()["triage"]
+    assert counts["objects seen"] == {**dict.fromkeys(counts["all"], 0), "success": 3, "grasp": 1}
+    assert counts["objects unseen"]["reach"] == 2 and counts["objects unseen"]["time"] == 1
+    assert counts["paraphrase unseen"]["grasp"] == 1 and counts["paraphrase unseen"]["time"] == 1
+    assert sum(counts["all"].values()) == 8  # the untriaged episode is left out
+    md = markdown(report)
+    assert "| outcome (workbench/triage.py) | objects seen | objects unseen |" in md
+    assert "| reach | 0 | 2 | 2 | 0 | 2 |" in md
+    data = json.loads(write_report(report, tmp_path)["json"].read_text())
+    assert [e["triage"] for e in data["episodes"]][:4] == ["success", "success", "success", "grasp"]
+    assert data["summary"]["triage"]["all"]["success"] == 4
+    assert "| outcome" not in markdown(_report())  # nothing triaged: no table
+
+
 @pytest.mark.slow
 def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
     from workbench.policy.policy import ST4VLAPolicy
@@ -114,6 +134,10 @@ def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
     assert {(e.objects, e.paraphrase) for e in report.episodes} == {tuple(c) for c in cfg.cells}
     assert all(e.steps == 3 and e.box_iou is not None for e in report.episodes)
     assert all(e.centre_error >= 0.0 for e in report.episodes)  # an untrained model's answer, scored
+    # every episode triaged from the sim's ground truth (3 steps: never a success)
+    assert all(e.triage in ("grounding", "reach", "grasp", "time") for e in report.episodes)
+    assert all(e.triage_evidence["min_tcp_to_source"] > 0 for e in report.episodes)
+    assert all(e.triage_evidence["steps"] == 4 for e in report.episodes)  # the reset and 3 steps
     from workbench.sim.catalog import CATALOG
 
     assert all(CATALOG[e.source].split == e.objects for e in report.episodes)  # the object moved, named

@@ -4,8 +4,10 @@ For every task, episodes are rolled out in four cells: seen/unseen objects x see
 paraphrases, each episode on a scene of its own (`episode_seed`), so that the Wilson intervals, which
 count episodes as independent, are not too narrow. Success comes from the simulator; the grounding
 accuracy of the policy's spatial answer (box IoU with the source object's true box, and whether the
-predicted box centre falls inside it) is measured on the first observation of each episode. The
-unseen split is for reporting only: nothing in workbench/train reads it.
+predicted box centre falls inside it) is measured on the first observation of each episode. Every
+episode is triaged (workbench/triage.py) from the sim's per-step info, with that first answer as the
+only grounding step: report.json holds each episode's reason and numbers, the summary and report.md
+count the reasons per split. The unseen split is for reporting only: nothing in workbench/train reads it.
 
     workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny --episodes 4 --seed 0 --out runs/eval
 writes report.md, report.json and report.html (a Plotly figure) into --out.
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from workbench import spatial_metrics
+from workbench import spatial_metrics, triage
 
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
 SPLITS = ("seen", "unseen")
@@ -88,6 +90,8 @@ class EpisodeResult:
     reach_distance: float | None = None  # closest the gripper came to the source object (metres)
     seconds: float = 0.0
     source: str | None = None  # the object to move (catalog name); absent in older reports
+    triage: str | None = None  # why it failed (workbench.triage.REASONS); absent in older reports
+    triage_evidence: dict | None = None  # the numbers the reason was decided on
 
 
 @dataclass
@@ -166,6 +170,7 @@ class EvalReport:
             },
             "grounding": {s: self.grounding(s) for s in SPLITS},
             "reach_distance": {s: self.reach(s) for s in SPLITS},
+            "triage": self.triage_counts(),
             "sources": self.by_source(),
         }
 
@@ -185,6 +190,18 @@ class EvalReport:
                 }
             )
         return sorted(rows, key=lambda r: (SPLITS.index(r["objects"]), r["source"]))
+
+    def triage_counts(self) -> dict[str, dict[str, int]]:
+        """Episodes per triage reason, per split ("objects seen", ..., "paraphrases unseen") and "all";
+        episodes of older reports, which have no reason, are left out."""
+        triaged = [e for e in self.episodes if e.triage is not None]
+        out = {
+            f"{axis} {s}": [e.triage for e in triaged if getattr(e, axis) == s]
+            for axis in ("objects", "paraphrase")
+            for s in SPLITS
+        }
+        out["all"] = [e.triage for e in triaged]
+        return {k: triage.counts(v) for k, v in out.items()}
 
     def reach(self, objects: str | None = None) -> float:
         """Mean over episodes of the closest gripper-to-source distance (metres); NaN if not measured."""
@@ -263,12 +280,34 @@ def markdown(report: EvalReport) -> str:
         "|---|---|---|",
         f"| all tasks | {100 * s['reach_distance']['seen']:.1f} | {100 * s['reach_distance']['unseen']:.1f} |",
     ]
+    lines += _triage_table(s["triage"])
     if s["sources"]:
         lines += ["", "| source object | split | success | box IoU |", "|---|---|---|---|"]
         lines += [
             f"| {r['source']} | {r['objects']} | {_pct(r)} | {r['box_iou']:.3f} |" for r in s["sources"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def _triage_table(counts: dict[str, dict[str, int]]) -> list[str]:
+    """Markdown rows: episodes per triage reason (rows) and split (columns); [] with nothing triaged."""
+    if not counts["all"] or not sum(counts["all"].values()):
+        return []
+    splits = list(counts)
+    lines = [
+        "",
+        "| outcome (workbench/triage.py) | " + " | ".join(splits) + " |",
+        "|---|" + "---|" * len(splits),
+    ]
+    lines += [f"| {r} | " + " | ".join(str(counts[s][r]) for s in splits) + " |" for r in triage.REASONS]
+    lines += [
+        "",
+        "Failures by the first rule that holds: grounding (the first answer missed the source and the gripper "
+        "never came near it), time (still closing in at the end), place (grasped, not placed), grasp "
+        "(reached, never grasped), reach (never within "
+        f"{100 * triage.REACH_DISTANCE:.0f} cm of the source).",
+    ]
+    return lines
 
 
 def figure(report: EvalReport):
@@ -354,7 +393,7 @@ def run_episode(
     from workbench.sim import instructions, to_observation
 
     t0 = time.perf_counter()
-    obs, _ = env.reset(seed=seed, options={"split": objects})
+    obs, reset_info = env.reset(seed=seed, options={"split": objects})
     env.set_language_instruction(instructions.for_scene(env, paraphrase, seed))
     instruction = env.get_language_instruction()
     first = to_observation(env, obs)
@@ -363,6 +402,7 @@ def run_episode(
     result = EpisodeResult(
         task, objects, paraphrase, seed, instruction, success=False, steps=0, source=source
     )
+    m: dict[str, float] = {}
     if cfg.grounding and first.ground_truth is not None:
         image = first.images[camera]
         answer = policy.spatial([image], instruction)
@@ -370,6 +410,7 @@ def run_episode(
         result.box_iou = float(m.get("box_iou", 0.0))
         result.point_in_box = float(m.get("box_center_in_box", 0.0))
         result.centre_error = _centre_error(answer, first.ground_truth, image.shape[1], image.shape[0])
+    facts = [triage.StepFacts.from_info(0, reset_info, m)]  # the only step whose answer is scored
     controller.reset()
     limit = cfg.max_steps or env.max_episode_steps
     for step in range(limit):
@@ -385,6 +426,7 @@ def run_episode(
         )
         obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
         result.steps = step + 1
+        facts.append(triage.StepFacts.from_info(step + 1, info))
         d = _source_distance(env, obs)
         if d is not None:
             result.reach_distance = d if result.reach_distance is None else min(result.reach_distance, d)
@@ -392,6 +434,8 @@ def run_episode(
             result.success = True
         if terminated or truncated:
             break
+    verdict = triage.triage(facts)
+    result.triage, result.triage_evidence = verdict.reason, verdict.evidence
     result.seconds = time.perf_counter() - t0
     return result
 
