@@ -1,5 +1,6 @@
 """Probe panel: a background sweep (objects x paraphrases x seeds) with checkpoint A or B, progress
-and a Cancel button, then a success table and plot; selecting a row opens that episode's session."""
+and a Cancel button, then a table with each episode's failure triage (workbench/triage.py) and a heat map
+coloured by outcome; selecting a row opens that episode's session."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from panels.common import UI, guard, step_outputs, step_values, tab_of
 from workbench.appcore import AppError
 from workbench.appcore import sessions as app_sessions
 from workbench.probe import ProbeError, ProbeSpec
-from workbench.viz.plots import success_figure
+from workbench.viz.probe_figure import probe_figure
 
-COLUMNS = ["object", "instruction", "seed", "success", "steps", "seconds", "session"]
+COLUMNS = ["object", "instruction", "seed", "success", "triage", "why", "steps", "seconds", "session"]
+
+
+def table_rows(rows: list[dict]) -> list[list]:
+    """The probe's rows (ProbeRow dicts) as the table shows them, in COLUMNS order."""
+    return [[r.get(c, "") for c in COLUMNS] for r in rows]
 
 
 def render(ui: UI) -> None:
@@ -31,7 +37,7 @@ def render(ui: UI) -> None:
         cancel = gr.Button("Cancel probe", variant="stop", elem_id="probe-cancel")
     table = gr.Dataframe(headers=COLUMNS, label="Episodes (select a row to open it in the viewer)",
                          interactive=False, elem_id="probe-table")  # fmt: skip
-    plot = gr.Plot(label="Success")
+    plot = gr.Plot(label="Outcome (success or why it failed)")
     ui.add(probe_objects=objects, probe_instructions=instructions, probe_seeds=seeds, probe_max_steps=max_steps,
            probe_which=which, probe_run=run, probe_cancel=cancel, probe_table=table, probe_plot=plot)  # fmt: skip
 
@@ -66,7 +72,7 @@ def wire(ui: UI) -> None:
 
         def report(done, total, row):
             progress(done / total, desc=f"{done}/{total}: {row.object} seed {row.seed} -> "
-                                        f"{'success' if row.success else 'fail'}")  # fmt: skip
+                                        f"{'success' if row.success else 'failed: ' + row.triage}")  # fmt: skip
 
         result = tab.probe(spec, which or "A", progress=report)
         for note in tab.take_notes():
@@ -74,7 +80,7 @@ def wire(ui: UI) -> None:
         if result.stopped:
             gr.Info(f"Probe cancelled after {len(result.rows)} of {spec.total} episodes.")
         rows = tab.probe_rows
-        return tab, [[r[c] for c in COLUMNS] for r in rows], success_figure(rows)
+        return tab, table_rows(rows), probe_figure(rows)
 
     @guard
     def open_row(tab, evt: gr.SelectData):

@@ -2,16 +2,53 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from panels.probe import COLUMNS, table_rows
 from workbench.appcore import AppConfig, AppError
 from workbench.appcore import sessions as app_sessions
 from workbench.appcore.core import Workbench
 from workbench.appcore.tab import PolicySettings, SourceSpec
-from workbench.probe import ProbeError, ProbeSpec, run_probe
+from workbench.probe import ProbeError, ProbeSpec, prompt_of, run_probe
+from workbench.viz.probe_figure import REASON_COLOURS, outcome, probe_figure
 
-pytestmark = pytest.mark.slow
+
+def _row(obj, prompt, seed, reason):
+    return {"object": obj, "instruction": prompt.replace("<object>", obj), "prompt": prompt, "seed": seed,
+            "success": reason == "success", "triage": reason}  # fmt: skip
+
+
+def test_heat_map_is_a_full_grid_coloured_by_outcome():
+    """Three objects x two instructions of the task's own phrasing make a 3 x 2 grid, not a diagonal."""
+    reasons = {("cube", 0): "success", ("cube", 1): "reach", ("can", 0): "grasp", ("can", 1): "grasp",
+               ("ball", 0): "grounding", ("ball", 1): "time"}  # fmt: skip
+    rows = [_row(o, p, s, reasons[(o, s)]) for o in ("cube", "can", "ball") for p in ("pick <object>", "lift it")
+            for s in (0, 1)]  # fmt: skip
+    heat = probe_figure(rows).data[0]
+    assert list(heat.y) == ["ball", "can", "cube"] and list(heat.x) == ["pick <object>", "lift it"]
+    z = np.asarray(heat.z, dtype=float)
+    assert z.shape == (3, 2) and not np.isnan(z).any()  # every object x instruction pair is a cell
+    names = list(heat.colorbar.ticktext)
+    assert names[int(z[1, 0])] == "grasp"  # can: grasp on both seeds
+    assert names[int(z[2, 0])] == "success"  # cube: a tie (success 1, reach 1) goes to success
+    assert heat.text[2][0] == "1/2<br>reach 1" and heat.text[0][1] == "0/2<br>grounding 1, time 1"
+    # each reason has its own colour band where its z value falls
+    scale = [tuple(c) for c in heat.colorscale]
+    for i, name in enumerate(names):
+        norm = (i + 0.5) / len(names)  # zmin -0.5 .. zmax n - 0.5
+        band = [col for (lo, col), (hi, _) in zip(scale[::2], scale[1::2], strict=True) if lo <= norm <= hi]
+        assert band == [REASON_COLOURS[name]]
+    assert len(set(REASON_COLOURS.values())) == len(REASON_COLOURS)
+    assert outcome({"success": False}) == "unknown"  # rows from before triage
+    assert "no episodes" in probe_figure([]).layout.annotations[0].text
+
+
+def test_prompt_generalises_the_object_of_the_tasks_own_instruction():
+    assert prompt_of("", "pick up the red cube", "red cube") == "pick up the <object>"
+    assert prompt_of("lift it", "lift it", "red cube") == "lift it"
+    assert prompt_of("", "grab that", "red cube") == "(the task's own)"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +60,7 @@ def workbench(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_probe_runs_every_episode_and_saves_them(workbench):
     policy, _, notes = workbench.load_policy("")
     assert "RANDOM" in notes[0]
@@ -38,6 +76,15 @@ def test_probe_runs_every_episode_and_saves_them(workbench):
     assert seen == [(1, 2), (2, 2)]
     assert [r.instruction for r in result.rows][1] == "lift the object"
     assert all(r.steps <= 2 for r in result.rows)
+    # each row triaged (2 steps of a random policy: a failure with its numbers), seconds to 0.1 s
+    assert all(r.triage in ("grounding", "reach", "grasp", "time") and r.why for r in result.rows)
+    assert all(r.evidence["min_tcp_to_source"] > 0 for r in result.rows)
+    assert all(r.seconds == round(r.seconds, 1) for r in result.rows)
+    # the grid's columns: the task's own instruction with the object generalised, and the typed one
+    assert "<object>" in result.rows[0].prompt and result.rows[0].object not in result.rows[0].prompt
+    assert result.rows[1].prompt == "lift the object"
+    table = table_rows(result.as_dicts())
+    assert [row[COLUMNS.index("triage")] for row in table] == [r.triage for r in result.rows]
     tab = workbench.new_tab()
     app_sessions.replay(tab, result.rows[0].session)  # a row opens with no model
     assert tab.runner is None and len(tab.records) == result.rows[0].steps + 1
@@ -46,6 +93,7 @@ def test_probe_runs_every_episode_and_saves_them(workbench):
         ProbeSpec(task="tabletop_pick", objects=[""], instructions=[""], seeds=[])
 
 
+@pytest.mark.slow
 def test_save_replay_export(workbench):
     tab = workbench.new_tab()
     tab.load(SourceSpec(task="tabletop_pick"), [""], PolicySettings(num_ddim_steps=2))
