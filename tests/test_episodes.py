@@ -1,4 +1,4 @@
-"""LeRobot v2.1 datasets: write two episodes, read them back exactly, and refuse bad datasets clearly."""
+"""LeRobot v2.1 datasets written by the workbench: write two episodes, read them back exactly, and refuse bad datasets clearly."""
 
 from __future__ import annotations
 
@@ -204,11 +204,12 @@ def test_missing_dataset(tmp_path):
         LeRobotDataset(tmp_path / "empty")
 
 
-def test_wrong_version(written):
+@pytest.mark.parametrize(("version", "way_out"), [("v1.6", "convert_dataset_v1_to_v2"), ("v4.0", "newer")])
+def test_unsupported_version_names_a_way_out(written, version, way_out):
     root, _ = written
     info = json.loads((root / "meta/info.json").read_text())
-    (root / "meta/info.json").write_text(json.dumps({**info, "codebase_version": "v3.0"}))
-    with pytest.raises(DatasetFormatError, match="v3.0"):
+    (root / "meta/info.json").write_text(json.dumps({**info, "codebase_version": version}))
+    with pytest.raises(DatasetFormatError, match=rf"info.json: 'codebase_version' is '{version}'.*{way_out}"):
         LeRobotDataset(root)
 
 

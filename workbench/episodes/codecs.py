@@ -66,6 +66,50 @@ def decode_video(path: Path) -> list[np.ndarray]:
         raise ValueError(f"cannot decode {path}: {e}") from e
 
 
+def decode_video_at(path: Path, times: np.ndarray, fps: float) -> list[np.ndarray]:
+    """The frames of an mp4 shown at `times` (seconds, ascending) as [H, W, 3] uint8 RGB.
+
+    Seeks to the key frame before times[0] and decodes forward to times[-1] only, so an episode in
+    the middle of a long file shared by many episodes costs its own frames (plus one GOP). Each time
+    takes the decoded frame nearest to it, which must lie within half a frame period; ValueError
+    (naming the file) otherwise or when the file cannot be decoded.
+    """
+    import av
+
+    tol = 0.5 / fps
+    out: list[np.ndarray] = []
+    best: tuple[float, av.VideoFrame] | None = None  # (distance, frame) nearest to times[len(out)]
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if times[0] > tol and stream.time_base is not None:
+                container.seek(int(max(0.0, times[0] - tol) / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                ft = float(frame.time if frame.time is not None else frame.pts * stream.time_base)
+                while len(out) < len(times):
+                    target = float(times[len(out)])
+                    if best is not None and abs(ft - target) >= best[0]:  # moving away: keep the best
+                        out.append(best[1].to_ndarray(format="rgb24"))
+                        best = None
+                        continue
+                    if abs(ft - target) <= tol:
+                        best = (abs(ft - target), frame)
+                    break
+                if len(out) == len(times) or ft > float(times[-1]) + tol:
+                    break
+    except av.FFmpegError as e:
+        raise ValueError(f"cannot decode {path}: {e}") from e
+    if best is not None and len(out) < len(times):
+        out.append(best[1].to_ndarray(format="rgb24"))
+    if len(out) < len(times):
+        missing = float(times[len(out)])
+        raise ValueError(
+            f"{path} has no frame at {missing:.3f} s (within {tol:.3f} s); it holds fewer frames than "
+            f"the episode's {len(times)} or its timestamps do not match the metadata"
+        )
+    return out
+
+
 # --- JSON extras: ground truth and cameras -------------------------------------------------------
 
 

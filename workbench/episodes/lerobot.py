@@ -1,34 +1,25 @@
-"""Recorded episodes as LeRobot datasets (layout v2.1): write them while recording, read them back to replay.
+"""Read LeRobot datasets (layouts v2.0, v2.1 and v3.0, see `layout`) as replayable episodes.
 
-On-disk layout (LeRobot `codebase_version` "v2.1"; "v2.0", which has meta/stats.json instead of
-meta/episodes_stats.jsonl, is read too):
+`LeRobotDataset(root)` takes a dataset folder or a Hugging Face repo id ("owner/name") found in the local
+LeRobot cache (`resolve_dataset`); nothing is ever downloaded. It reads the metadata at once (info.json,
+tasks, the episode list) and an episode's frames only when asked (`episode(i)`):
 
-    <root>/meta/info.json              codebase_version, robot_type, fps, totals, path templates, features
-    <root>/meta/episodes.jsonl         one line per episode: {"episode_index", "tasks": [str], "length"}
-    <root>/meta/tasks.jsonl            one line per task: {"task_index", "task"}
-    <root>/meta/episodes_stats.jsonl   one line per episode: {"episode_index", "stats": {feature: {min, max,
-                                       mean, std, count}}} (images: per channel in [0, 1], shape [3, 1, 1])
-    <root>/data/chunk-000/episode_000000.parquet
-        observation.state [S] float32, action [7] float32, timestamp float32, frame_index int64,
-        episode_index int64, index int64 (global frame index), task_index int64,
-        observation.images.<cam>  struct<bytes: binary, path: string> (dtype "image": embedded PNG),
-        optional: observation.tcp_pose [7] float32 (xyz + quaternion wxyz), and workbench extras as
-        JSON strings (dtype "string"):
-        observation.ground_truth (a records.GroundTruth), observation.cameras (camera name -> Camera).
-    <root>/videos/chunk-000/observation.images.<cam>/episode_000000.mp4   (only for dtype "video")
+  * v2.x: the episode's own parquet file; video cameras from its own mp4 (frame t at timestamp t).
+  * v3.0: the rows of its episode_index in a data file shared with other episodes; video cameras from
+    the camera's mp4 of its chunk and file, shared too, at `from_timestamp` + the frame's timestamp.
 
-Images are written as PNG embedded in the parquet (the HF `datasets` Image struct LeRobot uses for
-dtype "image"): PNG is lossless, so a replay shows bit-exactly what the policy saw, and decoding it needs
-no codec whose output may vary between FFmpeg builds. LeRobot datasets whose cameras are dtype "video"
-(mp4, one file per episode and camera) are read with PyAV; the writer can produce them too
-(`video=True`, libx264/yuv420p: smaller but lossy, so replays are close, not exact).
-
-Every file the reader opens is resolved inside `root`: path templates in info.json cannot point outside.
+Invariants: every file opened is resolved inside the root (path templates cannot point outside); an
+episode's frames are in frame_index order and have images for every camera, an action, and a state;
+every problem with the files raises DatasetFormatError (or FileNotFoundError) naming the file and field.
+Images come back as [H, W, 3] uint8 RGB; PNG cameras are bit-exact, video cameras as PyAV decodes them.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,63 +27,42 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workbench.episodes import codecs
-from workbench.fileio import write_json_atomic
+from workbench.episodes.layout import (
+    ACTION_KEY,
+    CAMERA_DTYPES,
+    CAMERAS_KEY,
+    CHUNKS_SIZE,
+    GT_KEY,
+    IMAGE_PREFIX,
+    READABLE_VERSIONS,
+    STATE_KEY,
+    TCP_KEY,
+    V3_TASKS_PATH,
+    V30,
+    DatasetFormatError,
+    default_features,
+    feature_names,
+    version_way_out,
+)
+from workbench.episodes.writer import LeRobotDatasetWriter
 from workbench.records import Camera, GroundTruth, Observation
 
-CODEBASE_VERSION = "v2.1"
-READABLE_VERSIONS = ("v2.0", "v2.1")
-CHUNKS_SIZE = 1000
-DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
-VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
-IMAGE_PREFIX = "observation.images."
-TCP_KEY = "observation.tcp_pose"
-GT_KEY = "observation.ground_truth"
-CAMERAS_KEY = "observation.cameras"
-# Columns every frame has; the writer fills them, so callers never pass them.
-INDEX_FEATURES = {
-    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-    "index": {"dtype": "int64", "shape": [1], "names": None},
-    "task_index": {"dtype": "int64", "shape": [1], "names": None},
-}
+__all__ = [
+    "DatasetFormatError",
+    "Episode",
+    "EpisodeFrame",
+    "LeRobotDataset",
+    "LeRobotDatasetWriter",
+    "default_features",
+    "lerobot_home",
+    "resolve_dataset",
+]
 
-
-class DatasetFormatError(ValueError):
-    """The files exist but are not a dataset this module can read (wrong version, corrupt, inconsistent)."""
-
-
-def default_features(
-    cameras: dict[str, tuple[int, int]],
-    state_dim: int = 8,
-    action_dim: int = 7,
-    video: bool = False,
-    tcp_pose: bool = False,
-) -> dict[str, dict]:
-    """LeRobot feature specs for cameras {name: (height, width)}, a state vector, a 7-D action, the
-    optional TCP pose, and the ground-truth / camera extras."""
-    features: dict[str, dict] = {}
-    for name, (h, w) in cameras.items():
-        features[IMAGE_PREFIX + name] = {
-            "dtype": "video" if video else "image",
-            "shape": [h, w, 3],
-            "names": ["height", "width", "channel"],
-        }
-    features["observation.state"] = {"dtype": "float32", "shape": [state_dim], "names": None}
-    if tcp_pose:
-        features[TCP_KEY] = {
-            "dtype": "float32",
-            "shape": [7],
-            "names": ["x", "y", "z", "qw", "qx", "qy", "qz"],
-        }
-    features["action"] = {"dtype": "float32", "shape": [action_dim], "names": None}
-    features[GT_KEY] = {"dtype": "string", "shape": [1], "names": None}
-    features[CAMERAS_KEY] = {"dtype": "string", "shape": [1], "names": None}
-    return features
-
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 # ---------------------------------------------------------------------------------------------
 # Records read back
@@ -104,7 +74,7 @@ class EpisodeFrame:
     frame_index: int
     timestamp: float
     images: dict[str, np.ndarray]  # camera name -> [H, W, 3] uint8
-    action: np.ndarray  # [7]
+    action: np.ndarray  # [A]
     state: np.ndarray | None = None  # [S]
     tcp_pose: np.ndarray | None = None  # [7] world xyz + quaternion (w, x, y, z)
     ground_truth: GroundTruth | None = None
@@ -117,14 +87,20 @@ class Episode:
     task: str  # the instruction
     fps: float
     frames: list[EpisodeFrame]
-    meta: dict[str, Any] = field(default_factory=dict)  # extra keys of its episodes.jsonl line
+    meta: dict[str, Any] = field(default_factory=dict)  # extra keys of its episodes metadata entry
+    state_names: tuple[str, ...] = ()  # per dimension, from info.json ("0", "1", ... when unnamed)
+    action_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frames)
 
     @property
-    def actions(self) -> np.ndarray:  # [N, 7]
+    def actions(self) -> np.ndarray:  # [N, A]
         return np.stack([f.action for f in self.frames])
+
+    @property
+    def states(self) -> np.ndarray | None:  # [N, S]
+        return None if self.frames[0].state is None else np.stack([f.state for f in self.frames])
 
     def observation(self, i: int) -> Observation:
         """Frame i as the Observation every source produces (the runner replays these)."""
@@ -140,218 +116,166 @@ class Episode:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writer
+# Where a dataset lives: a folder, or a repo id in the local cache
 # ---------------------------------------------------------------------------------------------
 
 
-def _append_jsonl(path: Path, obj: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(obj) + "\n")
+def lerobot_home() -> Path:
+    """LeRobot's cache folder: $HF_LEROBOT_HOME, else $HF_HOME/lerobot (HF_HOME defaulting to
+    $XDG_CACHE_HOME/huggingface, then ~/.cache/huggingface), as LeRobot itself resolves it."""
+    if home := os.environ.get("HF_LEROBOT_HOME"):
+        return Path(home).expanduser()
+    hf_home = os.environ.get("HF_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
+    )
+    return Path(hf_home).expanduser() / "lerobot"
 
 
-class LeRobotDatasetWriter:
-    """Record episodes frame by frame; each `save_episode` makes the episode durable on disk.
+def _hub_snapshot(home: Path, repo_id: str) -> Path | None:
+    """A dataset LeRobot >= 0.5 downloaded into its hub cache (home/hub/datasets--owner--name): the
+    snapshot its "v3.0" ref (then "v2.1", "main") names, else the newest snapshot holding info.json."""
+    repo = home / "hub" / ("datasets--" + repo_id.replace("/", "--"))
+    for ref in ("v3.0", "v2.1", "main"):
+        ref_file = repo / "refs" / ref
+        if ref_file.is_file():
+            snap = repo / "snapshots" / ref_file.read_text().strip()
+            if (snap / "meta" / "info.json").is_file():
+                return snap
+    snaps = [s for s in (repo / "snapshots").glob("*") if (s / "meta" / "info.json").is_file()]
+    return max(snaps, key=lambda s: s.stat().st_mtime) if snaps else None
 
-    `features` are LeRobot feature specs (see `default_features`); the index columns are added here.
-    """
 
-    def __init__(self, root: str | Path, fps: float, features: dict[str, dict], robot_type: str = "unknown"):
-        self.root = Path(root)
-        if (self.root / "meta" / "info.json").exists():
-            raise FileExistsError(
-                f"{self.root} already holds a dataset; pick a new directory or delete it first"
-            )
-        if "action" not in features:
-            raise ValueError("features must include 'action' (LeRobot datasets always have one)")
-        self.fps = float(fps)
-        self.robot_type = robot_type
-        self.features = {**features, **INDEX_FEATURES}
-        self.tasks: dict[str, int] = {}
-        self.num_episodes = 0
-        self.total_frames = 0
-        self._buffer: list[dict[str, Any]] = []
-        (self.root / "meta").mkdir(parents=True, exist_ok=True)
-        self._write_info()
+def resolve_dataset(name: str | Path) -> Path:
+    """A dataset folder, or a repo id ("owner/name") looked up offline in the LeRobot cache:
+    `lerobot_home()`/owner/name, then LeRobot's hub cache under `lerobot_home()`/hub."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    text = str(name)
+    if not REPO_ID.fullmatch(text) or text.startswith(("./", "../")):
+        raise FileNotFoundError(f"dataset directory {name} does not exist")
+    home = lerobot_home()
+    local = home / text
+    if (local / "meta" / "info.json").is_file():
+        return local
+    if snap := _hub_snapshot(home, text):
+        return snap
+    raise FileNotFoundError(
+        f"{text} is neither a folder nor a dataset in the local LeRobot cache (looked in {local} and "
+        f"{home / 'hub'}). Nothing is downloaded here: fetch it first, e.g. "
+        f"`hf download {text} --repo-type dataset --local-dir {local}`, or set HF_LEROBOT_HOME"
+    )
 
-    @property
-    def camera_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f["dtype"] in ("image", "video")]
 
-    def add_frame(
-        self,
-        frame: dict[str, Any],
-        ground_truth: GroundTruth | None = None,
-        cameras: dict[str, Camera] | None = None,
-    ) -> None:
-        """frame: feature key -> value ([H, W, 3] uint8 images, float vectors); checked against the specs."""
-        row: dict[str, Any] = {}
-        for key, spec in self.features.items():
-            if key in INDEX_FEATURES or key in (GT_KEY, CAMERAS_KEY):
-                continue
-            if key not in frame:
-                raise ValueError(
-                    f"frame is missing feature {key!r}; expected keys {sorted(frame)} to include it"
+# ---------------------------------------------------------------------------------------------
+# Metadata checks: each names the file and the field
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetFormatError(f"{path} is not UTF-8 text ({e}); the dataset's info.json is corrupt") from e
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetFormatError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(info, dict):
+        raise DatasetFormatError(f"{path} must hold a JSON object, it holds a {type(info).__name__}")
+    return info
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_fps(path: Path, info: dict) -> float:
+    if "fps" not in info:
+        raise DatasetFormatError(f"{path} has no 'fps' field (frames per second of the recording)")
+    fps = info["fps"]
+    if not _number(fps) or not math.isfinite(fps) or fps <= 0:
+        raise DatasetFormatError(f"{path}: 'fps' must be a positive finite number, got {fps!r}")
+    return float(fps)
+
+
+def _check_features(path: Path, info: dict) -> dict[str, dict]:
+    features = info.get("features")
+    if not isinstance(features, dict) or not features:
+        raise DatasetFormatError(f"{path} has no 'features' object (the columns of the dataset)")
+    for key, spec in features.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str):
+            raise DatasetFormatError(f'{path}: feature {key!r} has no \'dtype\' (e.g. "float32", "image")')
+    if ACTION_KEY not in features:
+        raise DatasetFormatError(
+            f"{path}: 'features' declares no {ACTION_KEY!r}; a replay needs the recorded actions"
+        )
+    if not any(f["dtype"] in CAMERA_DTYPES for f in features.values()):
+        raise DatasetFormatError(
+            f"{path}: 'features' declares no camera (a feature of dtype 'image' or 'video'); "
+            "a replay needs images"
+        )
+    if STATE_KEY not in features:
+        raise DatasetFormatError(
+            f"{path}: 'features' declares no {STATE_KEY!r}; the workbench shows and feeds the robot state"
+        )
+    return features
+
+
+def _check_int(path: Path, info: dict, key: str, default: int) -> int:
+    value = info.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise DatasetFormatError(f"{path}: {key!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_template(path: Path, info: dict, key: str) -> str:
+    value = info.get(key)
+    if not isinstance(value, str) or not value:
+        raise DatasetFormatError(f"{path} has no {key!r} template (where the files of the dataset are)")
+    return value
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetFormatError(f"{path} is not UTF-8 text ({e})") from e
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetFormatError(
+                f"{path} line {n} is not valid JSON ({e}); the dataset is corrupt"
+            ) from e
+        if not isinstance(row, dict):
+            raise DatasetFormatError(f"{path} line {n} must be a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _read_parquet(path: Path, **kw: Any) -> pa.Table:
+    try:
+        return pq.read_table(path, **kw)
+    except (pa.ArrowException, OSError) as e:
+        raise DatasetFormatError(f"cannot read {path}: {e}; the file is corrupt or not parquet") from e
+
+
+def _episode_rows(rows: list[dict], path: Path, where: str) -> dict[int, dict]:
+    """Episodes metadata rows by episode_index; each must have an integer episode_index and length."""
+    out = {}
+    for n, row in enumerate(rows, 1):
+        for key in ("episode_index", "length"):
+            value = row.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise DatasetFormatError(
+                    f"{path} {where} {n}: {key!r} must be a non-negative integer, got {value!r}"
                 )
-            row[key] = self._check(key, spec, frame[key])
-        if unknown := set(frame) - set(self.features):
-            raise ValueError(f"frame has keys not declared in features: {sorted(unknown)}")
-        if GT_KEY in self.features:
-            row[GT_KEY] = codecs.ground_truth_to_json(ground_truth) if ground_truth else ""
-        if CAMERAS_KEY in self.features:
-            row[CAMERAS_KEY] = codecs.cameras_to_json(cameras) if cameras else ""
-        self._buffer.append(row)
-
-    def add_observation(self, obs: Observation, action: np.ndarray) -> None:
-        """Record a workbench Observation and the action taken from it."""
-        frame: dict[str, Any] = {IMAGE_PREFIX + name: img for name, img in obs.images.items()}
-        frame["action"] = action
-        for key, value in (("observation.state", obs.state), (TCP_KEY, obs.tcp_pose)):
-            if key in self.features:
-                if value is None:
-                    raise ValueError(f"features declare {key} but the observation has none")
-                frame[key] = value
-        self.add_frame(frame, ground_truth=obs.ground_truth, cameras=obs.cameras or None)
-
-    def _check(self, key: str, spec: dict, value: Any) -> Any:
-        if spec["dtype"] in ("image", "video"):
-            img = np.asarray(value)
-            if img.dtype != np.uint8 or img.shape != tuple(spec["shape"]):
-                raise ValueError(f"{key}: expected uint8 {tuple(spec['shape'])}, got {img.dtype} {img.shape}")
-            return img
-        if spec["dtype"] == "string":
-            if not isinstance(value, str):
-                raise ValueError(f"{key}: expected a str, got {type(value).__name__}")
-            return value
-        arr = np.asarray(value, dtype=spec["dtype"]).reshape(-1)
-        if arr.shape != tuple(spec["shape"]):
-            raise ValueError(f"{key}: expected shape {tuple(spec['shape'])}, got {np.shape(value)}")
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{key}: values must be finite, got {arr}")
-        return arr
-
-    def save_episode(self, task: str, **meta: Any) -> int:
-        """Write the buffered frames as one episode; returns its index. `meta` (JSON values, e.g.
-        success=True, seed=0) is kept in the episode's episodes.jsonl line (LeRobot ignores extra keys)."""
-        if not self._buffer:
-            raise ValueError("no frames were added since the last save_episode")
-        ep, n = self.num_episodes, len(self._buffer)
-        if task not in self.tasks:
-            self.tasks[task] = len(self.tasks)
-            _append_jsonl(self.root / "meta" / "tasks.jsonl", {"task_index": self.tasks[task], "task": task})
-        task_index = self.tasks[task]
-        columns = self._columns(ep, n, task_index)
-        data_path = self.root / DATA_PATH.format(episode_chunk=ep // CHUNKS_SIZE, episode_index=ep)
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(columns, schema=self._schema()), data_path)
-        for key in self.camera_keys:
-            if self.features[key]["dtype"] == "video":
-                self._write_video(key, ep, np.stack([r[key] for r in self._buffer]))
-        _append_jsonl(
-            self.root / "meta" / "episodes.jsonl", {**meta, "episode_index": ep, "tasks": [task], "length": n}
-        )
-        _append_jsonl(
-            self.root / "meta" / "episodes_stats.jsonl", {"episode_index": ep, "stats": self._episode_stats()}
-        )
-        self.num_episodes += 1
-        self.total_frames += n
-        self._buffer = []
-        self._write_info()
-        return ep
-
-    def finalize(self) -> Path:
-        """Check nothing is left unsaved and write the final info.json; returns the root."""
-        if self._buffer:
-            raise ValueError(
-                f"{len(self._buffer)} frames were added but not saved; call save_episode(task=...) first"
-            )
-        self._write_info()
-        return self.root
-
-    def _columns(self, ep: int, n: int, task_index: int) -> dict[str, Any]:
-        cols: dict[str, Any] = {}
-        for key, spec in self.features.items():
-            if key in INDEX_FEATURES or spec["dtype"] == "video":
-                continue
-            values = [r[key] for r in self._buffer]
-            if spec["dtype"] == "image":
-                cols[key] = [
-                    {"bytes": codecs.encode_png(v), "path": f"frame_{i:06d}.png"}
-                    for i, v in enumerate(values)
-                ]
-            elif spec["dtype"] == "string":
-                cols[key] = values
-            else:
-                cols[key] = np.stack(values)
-        cols["timestamp"] = (np.arange(n) / self.fps).astype(np.float32)
-        cols["frame_index"] = np.arange(n, dtype=np.int64)
-        cols["episode_index"] = np.full(n, ep, dtype=np.int64)
-        cols["index"] = np.arange(self.total_frames, self.total_frames + n, dtype=np.int64)
-        cols["task_index"] = np.full(n, task_index, dtype=np.int64)
-        # fixed-size list columns from [N, D] arrays
-        for key, v in cols.items():
-            if isinstance(v, np.ndarray) and v.ndim == 2:
-                cols[key] = pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
-        return cols
-
-    def _schema(self) -> pa.Schema:
-        fields, hf = [], {}
-        for key, spec in self.features.items():
-            if spec["dtype"] == "video":
-                continue
-            if spec["dtype"] == "image":
-                fields.append(pa.field(key, pa.struct([("bytes", pa.binary()), ("path", pa.string())])))
-                hf[key] = {"_type": "Image"}
-            elif spec["dtype"] == "string":
-                fields.append(pa.field(key, pa.string()))
-                hf[key] = {"dtype": "string", "_type": "Value"}
-            elif key in INDEX_FEATURES:
-                fields.append(pa.field(key, pa.from_numpy_dtype(np.dtype(spec["dtype"]))))
-                hf[key] = {"dtype": spec["dtype"], "_type": "Value"}
-            else:
-                n = int(np.prod(spec["shape"]))
-                fields.append(pa.field(key, pa.list_(pa.from_numpy_dtype(np.dtype(spec["dtype"])), n)))
-                hf[key] = {
-                    "feature": {"dtype": spec["dtype"], "_type": "Value"},
-                    "length": n,
-                    "_type": "Sequence",
-                }
-        # the `datasets` library (which LeRobot loads parquet with) reads feature types from this metadata
-        meta = {b"huggingface": json.dumps({"info": {"features": hf}}).encode()}
-        return pa.schema(fields, metadata=meta)
-
-    def _write_video(self, key: str, ep: int, frames: np.ndarray) -> None:
-        path = self.root / VIDEO_PATH.format(episode_chunk=ep // CHUNKS_SIZE, video_key=key, episode_index=ep)
-        self.features[key]["info"] = codecs.encode_video(path, frames, self.fps)
-
-    def _episode_stats(self) -> dict[str, dict]:
-        stats = {}
-        for key, spec in self.features.items():
-            if key in INDEX_FEATURES or spec["dtype"] == "string":
-                continue
-            values = np.stack([r[key] for r in self._buffer])
-            stats[key] = (
-                codecs.image_stats(values) if spec["dtype"] in ("image", "video") else codecs.stats(values)
-            )
-        return stats
-
-    def _write_info(self) -> None:
-        n_videos = sum(1 for k in self.camera_keys if self.features[k]["dtype"] == "video")
-        info = {
-            "codebase_version": CODEBASE_VERSION,
-            "robot_type": self.robot_type,
-            "total_episodes": self.num_episodes,
-            "total_frames": self.total_frames,
-            "total_tasks": len(self.tasks),
-            "total_videos": n_videos * self.num_episodes,
-            "total_chunks": (self.num_episodes + CHUNKS_SIZE - 1) // CHUNKS_SIZE,
-            "chunks_size": CHUNKS_SIZE,
-            "fps": self.fps,
-            "splits": {"train": f"0:{self.num_episodes}"},
-            "data_path": DATA_PATH,
-            "video_path": VIDEO_PATH if n_videos else None,
-            "features": self.features,
-        }
-        write_json_atomic(self.root / "meta" / "info.json", info, indent=4)
+        out[row["episode_index"]] = row
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,39 +283,75 @@ class LeRobotDatasetWriter:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise DatasetFormatError(f"{path} is not valid JSON lines ({e}); the dataset is corrupt") from e
-
-
 class LeRobotDataset:
-    """Read a LeRobot v2.x dataset written by `LeRobotDatasetWriter` or by LeRobot itself."""
+    """Read a LeRobot dataset (v2.0, v2.1, v3.0) written by LeRobot or by `LeRobotDatasetWriter`."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset directory {root} does not exist")
+        self.root = resolve_dataset(root).resolve()
         info_path = self.root / "meta" / "info.json"
         if not info_path.is_file():
             raise FileNotFoundError(
                 f"{info_path} is missing: {root} is not a LeRobot dataset (expected meta/info.json)"
             )
-        try:
-            self.info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetFormatError(f"{info_path} is not valid JSON ({e})") from e
-        version = self.info.get("codebase_version")
-        if version not in READABLE_VERSIONS:
+        self.info = _read_info(info_path)
+        self.version = self.info.get("codebase_version")
+        if self.version not in READABLE_VERSIONS:
             raise DatasetFormatError(
-                f"{root} has LeRobot layout {version!r}; this reader reads {READABLE_VERSIONS} "
-                "(convert v3.0 datasets back with LeRobot's conversion script, or re-record)"
+                f"{info_path}: 'codebase_version' is {self.version!r}, which this reader does not read; "
+                + version_way_out(self.version)
             )
-        self.fps = float(self.info["fps"])
-        self.features: dict[str, dict] = self.info["features"]
-        self.episodes = {e["episode_index"]: e for e in _read_jsonl(self._path("meta/episodes.jsonl"))}
-        self.tasks = {t["task_index"]: t["task"] for t in _read_jsonl(self._path("meta/tasks.jsonl"))}
+        self.fps = _check_fps(info_path, self.info)
+        self.features: dict[str, dict] = _check_features(info_path, self.info)
+        self.chunks_size = _check_int(info_path, self.info, "chunks_size", CHUNKS_SIZE)
+        self.data_path = _check_template(info_path, self.info, "data_path")
+        self.video_path = _check_template(info_path, self.info, "video_path") if self.video_keys else None
+        if self.version == V30:
+            self.episodes = self._v3_episodes()
+            self.tasks = self._v3_tasks()
+        else:
+            path = self._path("meta/episodes.jsonl")
+            self.episodes = _episode_rows(_read_jsonl(path), path, "line")
+            self.tasks = {
+                t.get("task_index"): t.get("task") for t in _read_jsonl(self._path("meta/tasks.jsonl"))
+            }
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    def _v3_episodes(self) -> dict[int, dict]:
+        files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+        if not files:
+            raise FileNotFoundError(
+                f"{self.root / 'meta' / 'episodes'} holds no chunk-*/file-*.parquet: the v3.0 dataset's "
+                "episode list is missing"
+            )
+        episodes: dict[int, dict] = {}
+        for path in files:
+            path = self._path(str(path.relative_to(self.root)))
+            try:
+                names = pq.read_schema(path).names
+            except (pa.ArrowException, OSError) as e:
+                raise DatasetFormatError(
+                    f"cannot read {path}: {e}; the file is corrupt or not parquet"
+                ) from e
+            if "episode_index" not in names:
+                raise DatasetFormatError(f"{path} has no 'episode_index' column (columns: {names[:8]}...)")
+            table = _read_parquet(path, columns=[c for c in names if not c.startswith("stats/")])
+            episodes.update(_episode_rows(table.to_pylist(), path, "row"))
+        return dict(sorted(episodes.items()))
+
+    def _v3_tasks(self) -> dict[int, str]:
+        path = self._path(V3_TASKS_PATH)
+        table = _read_parquet(path)
+        # LeRobot writes a pandas frame indexed by the task: the index lands in "task" or
+        # "__index_level_0__" depending on how it was saved
+        text_col = next((c for c in ("task", "__index_level_0__") if c in table.column_names), None)
+        if "task_index" not in table.column_names or text_col is None:
+            raise DatasetFormatError(
+                f"{path} must have 'task_index' and 'task' columns, has {table.column_names}"
+            )
+        return dict(
+            zip(table.column("task_index").to_pylist(), table.column(text_col).to_pylist(), strict=True)
+        )
 
     @property
     def num_episodes(self) -> int:
@@ -403,18 +363,36 @@ class LeRobotDataset:
 
     @property
     def camera_keys(self) -> list[str]:
-        return [k for k, f in self.features.items() if f["dtype"] in ("image", "video")]
+        return [k for k, f in self.features.items() if f["dtype"] in CAMERA_DTYPES]
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f["dtype"] == "video"]
+
+    def names(self, key: str) -> tuple[str, ...]:
+        """Per-dimension names of a vector feature (state, action) from info.json."""
+        spec = self.features[key]
+        return feature_names(spec, int(np.prod(spec.get("shape") or [1])))
+
+    def task_of(self, i: int) -> str:
+        """The first task of episode i, as its metadata lists it."""
+        tasks = self.episodes[i].get("tasks") or [""]
+        return str(tasks[0]) if isinstance(tasks, list) else str(tasks)
+
+    def listing(self) -> list[tuple[int, str, int]]:
+        """(episode index, task, length) of every episode, in index order (for a picker)."""
+        return [(i, self.task_of(i), int(e["length"])) for i, e in self.episodes.items()]
 
     def stats(self) -> dict[int, dict]:
-        """Per-episode statistics (v2.1 episodes_stats.jsonl); v2.0's global stats.json under key -1."""
-        if (self.root / "meta" / "episodes_stats.jsonl").is_file():
-            return {
-                s["episode_index"]: s["stats"] for s in _read_jsonl(self._path("meta/episodes_stats.jsonl"))
-            }
+        """Per-episode statistics (v2.1 episodes_stats.jsonl); the global meta/stats.json (v2.0, v3.0)
+        under key -1."""
+        if self.version != V30 and (self.root / "meta" / "episodes_stats.jsonl").is_file():
+            rows = _read_jsonl(self._path("meta/episodes_stats.jsonl"))
+            return {s["episode_index"]: s["stats"] for s in rows}
         return {-1: json.loads(self._path("meta/stats.json").read_text())}
 
     def __iter__(self) -> Iterator[Episode]:
-        for i in sorted(self.episodes):
+        for i in self.episodes:
             yield self.episode(i)
 
     def _path(self, relative: str) -> Path:
@@ -428,81 +406,138 @@ class LeRobotDataset:
             raise FileNotFoundError(f"{path} is missing from the dataset")
         return path
 
+    def _format(self, template: str, **kw: Any) -> str:
+        try:
+            return template.format(**kw)
+        except (KeyError, IndexError, ValueError) as e:
+            raise DatasetFormatError(
+                f"{self.root / 'meta' / 'info.json'}: path template {template!r} does not fit "
+                f"layout {self.version} ({type(e).__name__}: {e})"
+            ) from e
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def _data_file(self, i: int) -> Path:
+        if self.version == V30:
+            loc = {k: self._meta_int(i, f"data/{k}") for k in ("chunk_index", "file_index")}
+            return self._path(self._format(self.data_path, **loc))
+        chunk = i // self.chunks_size
+        return self._path(self._format(self.data_path, episode_chunk=chunk, episode_index=i))
+
+    def _meta_int(self, i: int, key: str) -> int:
+        value = self.episodes[i].get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise DatasetFormatError(
+                f"{self.root / 'meta' / 'episodes'}: episode {i} has no valid {key!r} (got {value!r})"
+            )
+        return value
+
     def episode(self, i: int) -> Episode:
         if i not in self.episodes:
             raise IndexError(f"episode {i} does not exist; this dataset has episodes {sorted(self.episodes)}")
-        chunk = i // int(self.info.get("chunks_size", CHUNKS_SIZE))
-        path = self._path(self.info["data_path"].format(episode_chunk=chunk, episode_index=i))
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as e:
-            raise DatasetFormatError(f"cannot read {path}: {e}; the file is corrupt or not parquet") from e
+        path = self._data_file(i)
+        table = _read_parquet(path, filters=[("episode_index", "=", i)] if self.version == V30 else None)
         cols = table.column_names
-        for required in ("action", "frame_index", "timestamp"):
+        for required in (ACTION_KEY, STATE_KEY, "frame_index", "timestamp"):
             if required not in cols:
                 raise DatasetFormatError(f"{path} has no {required!r} column (columns: {cols})")
+        if table.num_rows == 0:
+            raise DatasetFormatError(f"{path} holds no rows of episode {i}")
+        table = table.take(pc.sort_indices(table, [("frame_index", "ascending")]))
         n = table.num_rows
-        images = {self._camera_name(k): self._images(table, k, chunk, i, n) for k in self.camera_keys}
-        action = _vectors(table, "action")
-        state = _vectors(table, "observation.state") if "observation.state" in cols else None
-        tcp = _vectors(table, TCP_KEY) if TCP_KEY in cols else None
+        timestamp = table.column("timestamp").to_numpy().astype(np.float64)
+        images = {
+            key.removeprefix(IMAGE_PREFIX): self._images(table, key, path, i, timestamp)
+            for key in self.camera_keys
+        }
+        action = _vectors(table, ACTION_KEY, path)
+        state = _vectors(table, STATE_KEY, path)
+        tcp = _vectors(table, TCP_KEY, path) if TCP_KEY in cols else None
         gt = table.column(GT_KEY).to_pylist() if GT_KEY in cols else [""] * n
         cams = table.column(CAMERAS_KEY).to_pylist() if CAMERAS_KEY in cols else [""] * n
         frame_index = table.column("frame_index").to_numpy()
-        timestamp = table.column("timestamp").to_numpy()
-        task_index = int(table.column("task_index")[0].as_py()) if "task_index" in cols else 0
-        task = self.tasks.get(task_index) or (self.episodes[i].get("tasks") or [""])[0]
+        task_index = int(table.column("task_index")[0].as_py()) if "task_index" in cols else -1
+        task = self.tasks.get(task_index) or self.task_of(i)
         frames = [
             EpisodeFrame(
                 frame_index=int(frame_index[t]),
                 timestamp=float(timestamp[t]),
                 images={name: imgs[t] for name, imgs in images.items()},
                 action=action[t],
-                state=None if state is None else state[t],
+                state=state[t],
                 tcp_pose=None if tcp is None else tcp[t],
                 ground_truth=codecs.ground_truth_from_json(gt[t]) if gt[t] else None,
                 cameras=codecs.cameras_from_json(cams[t]) if cams[t] else {},
             )
             for t in range(n)
         ]
-        meta = {k: v for k, v in self.episodes[i].items() if k not in ("episode_index", "tasks", "length")}
-        return Episode(index=i, task=task, fps=self.fps, frames=frames, meta=meta)
+        meta = {
+            k: v
+            for k, v in self.episodes[i].items()
+            if k not in ("episode_index", "tasks", "length")
+            and not k.startswith(("data/", "videos/", "meta/", "dataset_"))
+        }
+        return Episode(
+            index=i,
+            task=task,
+            fps=self.fps,
+            frames=frames,
+            meta=meta,
+            state_names=self.names(STATE_KEY),
+            action_names=self.names(ACTION_KEY),
+        )
 
-    @staticmethod
-    def _camera_name(key: str) -> str:
-        return key.removeprefix(IMAGE_PREFIX)
-
-    def _images(self, table: pa.Table, key: str, chunk: int, ep: int, n: int) -> list[np.ndarray]:
+    def _images(
+        self, table: pa.Table, key: str, data_file: Path, ep: int, timestamp: np.ndarray
+    ) -> list[np.ndarray]:
         if self.features[key]["dtype"] == "video":
-            path = self._path(
-                self.info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=ep)
-            )
+            path, start = self._video_file(key, ep)
             try:
-                frames = codecs.decode_video(path)
+                return codecs.decode_video_at(path, start + timestamp, self.fps)
             except ValueError as e:
-                raise DatasetFormatError(str(e)) from e
-            if len(frames) < n:
-                raise DatasetFormatError(f"{path} has {len(frames)} frames, the episode has {n}")
-            return frames[:n]
+                raise DatasetFormatError(f"episode {ep}, camera {key!r}: {e}") from e
         if key not in table.column_names:
             raise DatasetFormatError(
-                f"camera column {key!r} is declared in info.json but missing from the parquet"
+                f"{data_file}: camera column {key!r} is declared in info.json but missing from the parquet"
             )
         out = []
         for t, cell in enumerate(table.column(key).to_pylist()):
             img = codecs.decode_png(cell.get("bytes") if isinstance(cell, dict) else None)
             if img is None:
-                raise DatasetFormatError(f"{key} frame {t} of episode {ep} holds no decodable image")
+                raise DatasetFormatError(
+                    f"{data_file}: {key!r} frame {t} of episode {ep} holds no decodable image "
+                    "(corrupt PNG bytes)"
+                )
             out.append(img)
         return out
 
+    def _video_file(self, key: str, ep: int) -> tuple[Path, float]:
+        """The mp4 holding episode ep of camera `key`, and where the episode starts in it (seconds)."""
+        assert self.video_path is not None
+        if self.version != V30:
+            chunk = ep // self.chunks_size
+            return self._path(
+                self._format(self.video_path, episode_chunk=chunk, video_key=key, episode_index=ep)
+            ), 0.0
+        loc = {k: self._meta_int(ep, f"videos/{key}/{k}") for k in ("chunk_index", "file_index")}
+        start = self.episodes[ep].get(f"videos/{key}/from_timestamp")
+        if not _number(start) or not math.isfinite(start) or start < 0:
+            raise DatasetFormatError(
+                f"{self.root / 'meta' / 'episodes'}: episode {ep} has no valid "
+                f"'videos/{key}/from_timestamp' (got {start!r})"
+            )
+        return self._path(self._format(self.video_path, video_key=key, **loc)), float(start)
 
-def _vectors(table: pa.Table, key: str) -> np.ndarray:
+
+def _vectors(table: pa.Table, key: str, path: Path) -> np.ndarray:
     """A list column -> [N, D] float32 array."""
     col = table.column(key).combine_chunks()
+    if pa.types.is_fixed_size_list(col.type) and col.null_count == 0:
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        return flat.astype(np.float32).reshape(len(col), col.type.list_size)
     if not pa.types.is_list(col.type) and not pa.types.is_fixed_size_list(col.type):
         return col.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]
     rows = col.to_pylist()
     if len({len(r) for r in rows}) > 1:
-        raise DatasetFormatError(f"column {key!r} has rows of different lengths")
+        raise DatasetFormatError(f"{path}: column {key!r} has rows of different lengths")
     return np.asarray(rows, dtype=np.float32)

@@ -30,6 +30,8 @@ class EpisodeSource:
         *,
         name: str = "recording",
         gripper_convention: str = GRIPPER_ABSOLUTE,
+        state_names: tuple[str, ...] = (),
+        action_names: tuple[str, ...] = (),
     ) -> None:
         if not observations:
             raise ValueError(f"recorded episode {name!r} has no frames")
@@ -37,18 +39,26 @@ class EpisodeSource:
             raise ValueError(f"{name!r}: {len(observations)} frames but {len(actions)} actions")
         self.observations, self.actions = observations, actions
         self.name, self.gripper_convention = name, gripper_convention
+        self.state_names, self.action_names = state_names, action_names  # per dimension; () unnamed
         self.index = -1
 
     # -- constructors -----------------------------------------------------------------------------
 
     @classmethod
     def from_lerobot(cls, root: str | Path, episode: int = 0) -> EpisodeSource:
+        """Episode `episode` of a LeRobot dataset (a folder, or a repo id in the local cache)."""
         from workbench.episodes.lerobot import LeRobotDataset
 
         ep = LeRobotDataset(root).episode(episode)
         obs = [ep.observation(i) for i in range(len(ep))]
         acts = [np.asarray(f.action, dtype=np.float64) for f in ep.frames]
-        return cls(obs, acts, name=f"{Path(root).name}#{episode}")
+        return cls(
+            obs,
+            acts,
+            name=f"{Path(root).name}#{episode}",
+            state_names=ep.state_names,
+            action_names=ep.action_names,
+        )
 
     @classmethod
     def from_session(cls, session, branch: str = "main") -> EpisodeSource:
@@ -96,7 +106,12 @@ class EpisodeSource:
 
     def fork(self) -> EpisodeSource:
         return EpisodeSource(
-            self.observations, self.actions, name=self.name, gripper_convention=self.gripper_convention
+            self.observations,
+            self.actions,
+            name=self.name,
+            gripper_convention=self.gripper_convention,
+            state_names=self.state_names,
+            action_names=self.action_names,
         )
 
     def close(self) -> None:
