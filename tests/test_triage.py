@@ -141,3 +141,39 @@ def test_a_real_failed_probe_episode_has_a_reason():
     assert row.triage != "grounding"  # vanilla writes no spatial answer: never blamed on it
     assert row.evidence["min_tcp_to_source"] > 0 and row.evidence["answered_steps"] == 0
     assert row.why and row.why.startswith(tr.DESCRIPTIONS[row.triage])
+
+
+def _records(tcp, branch="main", start=0, truncated_at=None):
+    import numpy as np
+
+    from workbench.records import Observation, PolicyStep, StepRecord
+
+    out = []
+    for k, d in enumerate(tcp):
+        step = start + k
+        obs = Observation(images={"cam": np.zeros((4, 4, 3), np.uint8)}, instruction="pick")
+        out.append(StepRecord(step, obs, {"A": PolicyStep("A", "pick", metrics=NO_ANSWER)},
+                              info={"tcp_to_source": d, "source_to_goal": 0.3, "success": False},
+                              truncated=step == truncated_at, branch=branch))  # fmt: skip
+    return out
+
+
+def test_episode_line_at_the_end_only_and_on_the_branch_in_view():
+    main = _records(flat(0.02, 10))  # main reached the object
+    assert tr.episode_line(main) == ""  # not ended yet
+    line = tr.episode_line(main, ended=True)
+    assert line.startswith("❌ Episode failed at step 9: **grasp**") and "2.0 cm" in line
+    # a branch from step 4 that goes away from the object: its own steps after main's first four
+    branch = _records(flat(0.2, 8), branch="b1", start=4, truncated_at=11)
+    records = main[:4] + branch
+    steps = tr.lineage(records, "b1")
+    assert [(r.branch, r.step) for r in steps] == [("main", 0), ("main", 1), ("main", 2), ("main", 3)] + [
+        ("b1", k) for k in range(4, 12)
+    ]
+    assert "**grasp**" in tr.episode_line(steps)  # main's first steps reached it (within 3 cm)
+    far = tr.lineage(_records(flat(0.2, 4)) + branch, "b1")
+    assert "**reach**" in tr.episode_line(far)
+    assert tr.lineage(records, "nope") == [] and tr.episode_line([]) == ""
+    won = _records(flat(0.01, 6))
+    won[3].info["success"] = True
+    assert tr.episode_line(won, ended=True) == "✅ Episode succeeded at step 3."

@@ -183,6 +183,38 @@ def _evidence(facts: list[StepFacts]) -> dict[str, float | int | None]:
     }
 
 
+def lineage(records: Sequence[Any], branch: str) -> list[Any]:
+    """The steps of `branch`'s episode from a tab's records (in order): its own steps, after the steps
+    of the episode it branched from (records of other branches at earlier steps, latest first wins)."""
+    own = [r for r in records if r.branch == branch]
+    if not own:
+        return []
+    earlier: dict[int, Any] = {}
+    for r in records:
+        if r.branch != branch and r.step < own[0].step:
+            earlier.setdefault(r.step, r)  # the first lane's (main's) step when several share it
+    return [earlier[k] for k in sorted(earlier)] + own
+
+
+def episode_line(records: Sequence[Any], ended: bool | None = None, policy: str | None = None) -> str:
+    """One line for the page at the end of an episode: success, or why it failed; "" while it runs.
+
+    `records` are the episode's steps in order (see lineage); `ended` overrides the last step's own
+    terminated/truncated flags (e.g. a run stopped at a step cap)."""
+    if not records:
+        return ""
+    last = records[-1]
+    if not (ended if ended is not None else (last.terminated or last.truncated)):
+        return ""
+    verdict = triage(records, policy)
+    if verdict.reason == "success":
+        first = next((r.step for r in records if r.info.get("success")), last.step)
+        return f"✅ Episode succeeded at step {first}."
+    if verdict.reason == "unknown":
+        return f"Episode ended at step {last.step} without success ({DESCRIPTIONS['unknown']})."
+    return f"❌ Episode failed at step {last.step}: **{verdict.reason}** — {verdict.sentence()}."
+
+
 def counts(reasons: Sequence[str]) -> dict[str, int]:
     """How many episodes each reason has, in REASONS order (zeros included)."""
     return {r: sum(1 for x in reasons if x == r) for r in REASONS}
