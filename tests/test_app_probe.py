@@ -108,3 +108,20 @@ def test_save_replay_export(workbench):
         app_sessions.replay(other, "nope")
     with pytest.raises(AppError, match="outside"):
         app_sessions.replay(other, "/etc")
+
+
+def test_status_line_says_why_the_episode_failed():
+    from workbench.appcore.summary import status_markdown
+    from workbench.records import Observation, PolicyStep, StepRecord
+
+    def record(step, tcp, truncated=False):
+        obs = Observation(images={"cam": np.zeros((8, 8, 3), np.uint8)}, instruction="pick the cube")
+        return StepRecord(step, obs, {"A": PolicyStep("A", "pick the cube")}, truncated=truncated,
+                          info={"tcp_to_source": tcp, "source_to_goal": 0.02, "success": False})  # fmt: skip
+
+    tab = Workbench(AppConfig()).new_tab()
+    tab.records = [record(k, 0.2 - 0.001 * k) for k in range(6)]
+    assert tab.outcome_line() == "" and "failed" not in status_markdown(tab)  # still running
+    tab.records.append(record(6, 0.19, truncated=True))
+    assert "❌ Episode failed at step 6: **reach**" in status_markdown(tab)
+    assert "closest 19.0 cm" in tab.outcome_line()

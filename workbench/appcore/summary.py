@@ -78,6 +78,7 @@ def status_markdown(tab: TabSession) -> str:
         f"**Step {record.step}** (branch `{record.branch}`){ended}{success}",
         f"Instruction: *{_instruction(record)}*",
     ]
+    lines += [line for line in [tab.outcome_line()] if line]  # the end-of-episode triage
     if tab.replayed:
         lines.insert(0, f"▶ Replaying saved session `{tab.replayed}` (no model loaded)")
     lanes = tab.lane_records()

@@ -367,6 +367,12 @@ class TabSession:
     def done(self) -> bool:
         return bool(self.runner is not None and self.runner.done)
 
+    def outcome_line(self) -> str:
+        """Once the first lane's episode has ended: success, or why it failed (workbench/triage.py)."""
+        from workbench.triage import episode_line, lineage
+
+        return episode_line(lineage(self.records, self.last_record.branch)) if self.last_record else ""
+
     def take_notes(self) -> list[str]:
         notes, self.notes = self.notes, []
         return notes
