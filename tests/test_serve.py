@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import msgpack
 import numpy as np
@@ -19,6 +20,7 @@ from workbench.serve import (
     RemotePolicyError,
 )
 from workbench.serve import msgpack_numpy as mn
+from workbench.serve.served import ServeLimits
 from workbench.spatial import Box, Frame, SpatialAnswer
 
 T = 8
@@ -271,7 +273,7 @@ def test_malformed_requests_get_errors_and_serving_continues(server):
         assert ask(mn.packb({"type": "ping", "request_id": 9})) == {
             "status": "ok",
             "ok": True,
-            "type": "ping",
+            "type": "pong",  # as upstream's server answers
             "request_id": 9,
         }
     with PolicyClient(port=server.port) as c:  # and so does a new one
@@ -387,3 +389,62 @@ def test_client_reports_an_upstream_server_traceback():
     with pytest.raises(RemotePolicyError, match="CUDA out of memory"):
         remote.act(_image(12), "pick")
     remote.client.close()
+
+
+# -- hostile and heavy requests -------------------------------------------------------------------
+
+
+def test_undecodable_frames_say_what_was_wrong(server):
+    """msgpack raises some errors with an empty message; the reply still says what went wrong."""
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{server.port}") as ws:
+        mn.unpackb(ws.recv(timeout=10))
+        for frame, kind in [
+            (b"\xc1", "FormatError"),
+            (b"\x91" * 5000, "StackError"),
+            (b"\x92\x01", "incomplete"),
+        ]:
+            ws.send(frame)
+            message = mn.unpackb(ws.recv(timeout=10))["error"]["message"]
+            assert kind in message and "send one msgpack map per binary frame" in message, message
+            assert frame[:4].hex() in message
+
+
+class BlockingPolicy:
+    """Holds the model until released: what a long request looks like to other clients."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def act(self, images, instruction, *, num_ddim_steps=5, cfg_scale=1.5, seed=None, return_internals=False):
+        self.started.set()
+        assert self.release.wait(30), "never released"
+        a = np.zeros((T, 7))
+        return ActionChunk(normalized=a, actions=a)
+
+
+def test_refusals_and_pings_are_answered_while_the_model_runs():
+    policy = BlockingPolicy()
+    good = {"batch_images": [[_image(20)]], "instructions": ["pick the can"]}
+    with PolicyServer(policy, port=0, limits=ServeLimits(max_queue=1)) as s:
+        replies = {}
+        first = PolicyClient(port=s.port)
+        runner = threading.Thread(target=lambda: replies.setdefault("first", first.infer(good)))
+        runner.start()
+        assert policy.started.wait(10)
+        with PolicyClient(port=s.port, timeout=20) as other:
+            long = other.infer({**good, "instructions": ["pick the can " * 8000]})  # ~100 KB
+            assert long["status"] == "error" and "104000 characters" in long["error"]["message"]
+            assert "at most 1000" in long["error"]["message"]
+            assert other.infer({"type": "ping"})["type"] == "pong"
+            busy = other.infer(good)  # one job holds the model and the queue is 1 long
+            assert busy["status"] == "error" and "busy" in busy["error"]["message"]
+            batch = other.infer({"batch_images": [[_image(20)]] * 17, "instructions": ["go"] * 17})
+            assert (
+                "at most 16" in batch["error"]["message"] and "split the batch" in batch["error"]["message"]
+            )
+            assert runner.is_alive() and not policy.release.is_set()  # all answered while it ran
+            policy.release.set()
+            runner.join(10)
+            assert replies["first"]["status"] == "ok"
+            assert other.infer(good)["status"] == "ok"  # and the second client is served after it
+        first.close()

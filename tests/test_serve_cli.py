@@ -64,3 +64,32 @@ def test_serve_command_is_registered():
         [sys.executable, "-m", "workbench.cli", "serve"], cwd=ROOT, capture_output=True, text=True
     )
     assert missing.returncode == 2 and "--checkpoint" in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state_policy", ["refuse", "mean"])
+def test_serve_announces_its_state_policy_for_the_bundled_checkpoint(state_policy):
+    """`workbench serve` on a state-reading bundled checkpoint says at start what a stateless request
+    (upstream's clients) gets, and the metadata says the same."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", "--checkpoint", "assets/checkpoints/st4vla-tiny",
+         "--port", "0", "--state-policy", state_policy],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        port = int(proc.stdout.readline().split("ws://127.0.0.1:")[1].split()[0])
+        notice = proc.stdout.readline()
+        assert "reads a 9-number robot state" in notice
+        assert ("are refused" if state_policy == "refuse" else "mean state") in notice
+        remote = RemotePolicy.connect(port=port, unnorm_key="tabletop_panda")
+        assert remote.client.metadata["state"]["policy"] == state_policy
+        image = np.zeros((224, 224, 3), dtype=np.uint8)
+        if state_policy == "refuse":
+            with pytest.raises(Exception, match="--state-policy mean"):
+                remote.act([image], "pick the can", num_ddim_steps=2)
+        else:
+            assert remote.act([image], "pick the can", num_ddim_steps=2).actions.shape == (8, 7)
+        remote.client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -58,3 +58,18 @@ def test_upstream_request_shape_and_remote_spatial(policy, served):
     local = policy.spatial([image], "pick the can", max_new_tokens=12)
     assert answer.text == local.text and answer.geometry == local.geometry
     assert answer.frame == local.frame and answer.problems == local.problems
+
+
+def test_instructions_over_the_token_cap_are_refused(policy, served):
+    """Within the character cap but over the token cap (counted with the checkpoint's tokenizer)."""
+    image = np.zeros((112, 112, 3), dtype=np.uint8)
+    text = " ".join(str(i) for i in range(300))  # one token per number: ~300+ tokens in ~1,100 chars
+    text = text[: served.limits.max_instruction_chars]
+    assert len(text) <= served.limits.max_instruction_chars
+    with PolicyClient(port=served.port) as client:
+        assert client.metadata["limits"]["max_instruction_tokens"] == 256
+        response = client.infer({"batch_images": [[image]], "instructions": [text]})
+        assert response["status"] == "error"
+        assert "tokens long" in response["error"]["message"] and "at most 256" in response["error"]["message"]
+        ok = client.infer({"batch_images": [[image]], "instructions": [text[:200]], "num_ddim_steps": 2})
+        assert ok["status"] == "ok"

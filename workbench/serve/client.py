@@ -1,10 +1,14 @@
 """`PolicyClient` speaks upstream's policy protocol; `RemotePolicy` makes a served policy look local.
 
-`PolicyClient` works against upstream's `server_policy_M1.py` (and starVLA's) as well as our
-`PolicyServer`: it reads the metadata frame on connect, sends one msgpack map per request and returns
-the response map. `RemotePolicy` wraps it in the workbench policy API (`act(...) -> ActionChunk`).
-Upstream servers return only normalised actions; `RemotePolicy` then unnormalises them on the client
-with the checkpoint's dataset_statistics.json, exactly as upstream's SimplerEnv client does.
+`PolicyClient` works against our `PolicyServer` and against upstream servers whose inference routing
+calls the model's `predict_action(**request)` and returns its map as "data" (InternVLA-M1's
+deployment/model_server/server_policy_M1.py releases). Upstream's first release's server
+(server_policy.py, September 2025) routes to a `step` method and nests its answer under "raw_action";
+`RemotePolicy` names that case instead of failing on a missing key. It reads the metadata frame on
+connect, sends one msgpack map per request and returns the response map. `RemotePolicy` wraps it in
+the workbench policy API (`act(...) -> ActionChunk`). Upstream servers return only normalised actions;
+`RemotePolicy` then unnormalises them on the client with the checkpoint's dataset_statistics.json,
+exactly as upstream's SimplerEnv client does.
 """
 
 from __future__ import annotations
@@ -119,6 +123,12 @@ class RemotePolicy:
         self.name = name
         # built now, so a wrong file or key fails here rather than at the first step
         self.normalizer = None if statistics is None else ActionNormalizer(statistics, unnorm_key)
+        served_keys = getattr(client, "metadata", {}).get("unnorm_keys")  # our server lists its keys
+        if unnorm_key is not None and served_keys and unnorm_key not in served_keys:
+            raise RemotePolicyError(
+                f"unnorm_key {unnorm_key!r} is not served by {client.uri}: it has statistics for "
+                f"{served_keys}; pass one of them"
+            )
 
     @classmethod
     def connect(cls, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any) -> RemotePolicy:
@@ -164,6 +174,18 @@ class RemotePolicy:
         t0 = time.perf_counter()
         data = self.client.predict_action(**request)
         elapsed = time.perf_counter() - t0
+        if "normalized_actions" not in data:
+            raise RemotePolicyError(
+                f"the reply of {self.client.uri} has no 'normalized_actions' (it has {sorted(data)}). "
+                + (
+                    "A reply nested under 'raw_action' comes from upstream's first release's server, which "
+                    "routes to step() and cannot serve the M1 model: serve it with a later release's "
+                    "deployment/model_server/server_policy_M1.py (predict_action returned as 'data') or "
+                    "with `workbench serve`."
+                    if "raw_action" in data
+                    else "Serve the policy with upstream's server_policy_M1.py or `workbench serve`."
+                )
+            )
         normalized = np.asarray(data["normalized_actions"], dtype=np.float64)[0]  # [T, 7]
         if "actions" in data:
             actions = np.asarray(data["actions"], dtype=np.float64)[0]
