@@ -324,3 +324,72 @@ def test_a_policy_that_reads_the_tcp_gets_each_steps_pose(task):
     for r, (joints, tcp) in zip(records, received, strict=True):
         np.testing.assert_array_equal(tcp, r.observation.tcp_pose)
         np.testing.assert_array_equal(joints, r.observation.state)
+
+
+# -- a turned robot base: the drawn rollout follows the gripper ------------------------------------------
+
+
+class ConstantPolicy:
+    """Always the same chunk: T copies of one base-frame action (no model, no state)."""
+
+    def __init__(self, action, length=4):
+        self.actions = np.tile(np.asarray(action, dtype=np.float64), (length, 1))
+
+    def spatial(self, images, instruction, query="box"):
+        raise AssertionError("not asked: spatial_query=None")
+
+    def act(self, images, instruction, **kw):
+        from workbench.records import ActionChunk
+
+        return ActionChunk(normalized=self.actions.copy(), actions=self.actions.copy())
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
+def test_base_rotation_from_base_pose():
+    from workbench.controller import base_rotation
+
+    half_turn = base_rotation(np.array([0.35, 0.2, 0.08, 0.0, 0.0, 0.0, 1.0]))  # SimplerEnv's Google robot
+    np.testing.assert_allclose(half_turn, np.diag([-1.0, -1.0, 1.0]), atol=1e-12)
+    assert base_rotation(None) is None
+    path = rollout_path(
+        np.array([0.3, 0, 0.2, 1, 0, 0, 0]), np.tile([0.01, 0, 0, 0, 0, 0, 1], (3, 1)), half_turn
+    )
+    np.testing.assert_allclose(path[-1], [0.27, 0.0, 0.2])  # +x in the base is -x in the world
+    with pytest.raises(ValueError, match="quaternion"):
+        base_rotation(np.zeros(7))
+
+
+@pytest.mark.parametrize("yaw", [90.0, 180.0])
+def test_the_drawn_path_follows_the_gripper_of_a_turned_base(task, yaw):
+    """A known base-frame action, stepped on the built-in sim with a turned base: the rollout the runner
+    draws (3-D and projected into the image) points the way the TCP really moves."""
+    action = [0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]  # forward, in the base frame
+    source = SimSource.from_task(task, width=224, height=224, base_yaw_deg=yaw)
+    runner = Runner(source, [PolicySlot("A", ConstantPolicy(action), spatial_query=None, ensemble_horizon=1)])
+    first = runner.reset(seed=0)
+    obs = first.observation
+    assert obs.base_pose is not None and obs.base_pose.shape == (7,)
+    records = [first, *runner.run(3)]
+    chunk = first.policies["A"].chunk
+    tcp = np.array([r.observation.tcp_pose[:3] for r in records])  # [4, 3] where the gripper went
+    moved = tcp[-1] - tcp[0]
+    assert np.linalg.norm(moved) > 0.03  # the arm really moved
+    predicted = chunk.ee_path_3d[3] - chunk.ee_path_3d[0]  # the first three steps of the drawn path
+    turned = np.deg2rad(yaw)
+    np.testing.assert_allclose(_unit(predicted), [np.cos(turned), np.sin(turned), 0.0], atol=1e-6)
+    assert _unit(moved) @ _unit(predicted) > 0.95
+    # ... and in the image: the drawn path starts at the gripper and heads where the gripper's pixels went
+    cam = obs.cameras[obs.main_camera]
+    seen = np.asarray(project_path(cam, tcp).points)  # [4, 2]
+    drawn = np.asarray(chunk.ee_path_2d.points)  # [T + 1, 2]
+    np.testing.assert_allclose(drawn[0], seen[0], atol=1e-6)
+    assert len(drawn) == len(chunk.ee_path_3d)  # every point in front of the camera
+    assert _unit(drawn[3] - drawn[0]) @ _unit(seen[-1] - seen[0]) > 0.9
+    # without the base rotation the path would point elsewhere (what the runner drew before base_pose)
+    unturned = rollout_path(obs.tcp_pose, chunk.actions)
+    assert _unit(unturned[3] - unturned[0]) @ _unit(moved) < 0.2
+    runner.close()

@@ -3,9 +3,11 @@
     chunk.actions [T, 7] (unnormalised) ──► AdaptiveEnsembler (CogACT) ──► [7]
         ──► rotation convention (euler -> axis-angle for upstream checkpoints) ──► gripper convention ──► env
 
-The rollout integrates the chunk's translation deltas from the current tcp position (the env applies
-them in the robot base frame, axis-aligned with the world in our simulator and SimplerEnv's), then
-projects the path into the main camera so a person sees where the chunk would take the gripper.
+The rollout integrates the chunk's translation deltas from the current tcp position. The env applies
+them in the robot base frame, which SimplerEnv rotates against the world (both robots' bases are a
+180-degree turn about z), so every delta is rotated by the base's rotation (`base_rotation(obs.base_pose)`)
+before it is added to the world-frame tcp; then the path is projected into the main camera so a person
+sees where the chunk would take the gripper.
 """
 
 from __future__ import annotations
@@ -22,10 +24,35 @@ GRIPPER_ABSOLUTE = "absolute_open_positive"  # +1 open / -1 close (WidowX, our P
 GRIPPER_RELATIVE = "relative_close_positive"  # +1 close / -1 open, relative (Google Robot)
 
 
+def quat_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) [4] -> rotation matrix [3, 3] (normalised first)."""
+    q = np.asarray(q, dtype=np.float64).reshape(4)
+    n = float(np.linalg.norm(q))
+    if not np.isfinite(n) or n < 1e-9:
+        raise ValueError(f"quaternion must be finite and non-zero, got {q.tolist()}")
+    w, x, y, z = q / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def base_rotation(base_pose: np.ndarray | None) -> np.ndarray | None:
+    """[7] base pose (xyz + wxyz) -> [3, 3] base-to-world rotation; None when the source gives no base."""
+    if base_pose is None:
+        return None
+    return quat_wxyz_to_matrix(np.asarray(base_pose, dtype=np.float64).reshape(-1)[3:7])
+
+
 def rollout_path(
     tcp_pose: np.ndarray, actions: np.ndarray, base_rotation: np.ndarray | None = None
 ) -> np.ndarray:
-    """[7] tcp pose (xyz + quat) and [T, 7] actions -> [T + 1, 3] positions, starting at the tcp."""
+    """[7] tcp pose (world xyz + quat) and [T, 7] actions -> [T + 1, 3] world positions from the tcp.
+
+    base_rotation [3, 3] turns the actions' base-frame deltas into the world (None: the identity)."""
     actions = np.asarray(actions, dtype=np.float64)
     if actions.ndim != 2 or actions.shape[1] < 3:
         raise ValueError(f"actions must be [T, 7], got shape {actions.shape}")

@@ -172,6 +172,7 @@ def record_to_dict(record: StepRecord, image_files: dict[str, str]) -> dict:
             "cameras": cams,
             "tcp_pose": _arr(obs.tcp_pose),
             "state": _arr(obs.state),
+            "base_pose": _arr(obs.base_pose),
             "ground_truth": _gt(obs.ground_truth),
         },
         "policies": policies,
@@ -197,6 +198,7 @@ def record_from_dict(d: dict, images: dict[str, np.ndarray]) -> StepRecord:
         cameras=cams,
         tcp_pose=_unarr(o["tcp_pose"]),
         state=_unarr(o["state"]),
+        base_pose=_unarr(o.get("base_pose")),  # absent in sessions saved before it was recorded
         ground_truth=_ungt(o["ground_truth"]),
     )
     policies = {

@@ -56,6 +56,7 @@ class Observation:
     tcp_pose: np.ndarray | None = None  # [7] world xyz + quaternion (w, x, y, z)
     state: np.ndarray | None = None  # robot proprioception (e.g. joint positions)
     ground_truth: GroundTruth | None = None
+    base_pose: np.ndarray | None = None  # [7] robot base in the world: xyz + quaternion (w, x, y, z)
 
     @property
     def main_camera(self) -> str:

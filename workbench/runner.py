@@ -23,7 +23,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from workbench.controller import Controller, ControllerConfig, project_path, rollout_path
+from workbench.compat import Compatibility, IncompatibleSource, check, checkpoint_needs, source_gives
+from workbench.controller import Controller, ControllerConfig, base_rotation, project_path, rollout_path
 from workbench.policy.configuration import reads_tcp
 from workbench.records import ActionChunk, Observation, PolicyStep, StepRecord
 from workbench.spatial import SpatialAnswer
@@ -107,6 +108,9 @@ class PolicySlot:
     seed: int = 0  # act() is seeded with seed + step, so a branch replays the same noise
     return_internals: bool = True  # attention heatmaps for the viewer
     rotation: str = "axis_angle"  # the model's rotation convention (see controller.ControllerConfig)
+    # How the source's joint values become what the checkpoint reads (workbench.compat.MAPPINGS); None:
+    # the source's own, and the runner refuses to start when they do not fit the checkpoint.
+    state_mapping: str | None = None
 
 
 @dataclass
@@ -164,11 +168,22 @@ class Runner:
         self.sink_seconds: dict[str, float] = {}  # sink class -> seconds its last write took
         self._worker = _SinkWorker(self._deliver) if background_sinks else None
         slots = [dataclasses.replace(s) for s in slots]  # ours to edit (set_instruction)
+        self.compatibility: dict[str, Compatibility] = {}  # slot name -> what Load would say
+        for s in slots:
+            self._check(s, source)
         if mode == "shared":
             self.lanes = [self._lane("main", source, slots)]
         else:
             sources = [source] + [source.fork() for _ in slots[1:]]
             self.lanes = [self._lane(s.name, src, [s]) for s, src in zip(slots, sources, strict=True)]
+
+    def _check(self, slot: PolicySlot, source: Source) -> None:
+        """Compare what the slot's checkpoint reads with what the source gives; refuse now, in words,
+        rather than fail at reset or step (workbench.compat)."""
+        report = check(checkpoint_needs(slot.policy, slot.rotation), source_gives(source), slot.state_mapping)
+        if not report.actions_ok:
+            raise IncompatibleSource(report.text())
+        self.compatibility[slot.name] = report
 
     def _lane(self, branch: str, source: Source, slots: list[PolicySlot]) -> _Lane:
         return _Lane(branch, source, slots, {s.name: self._controller(s, source) for s in slots})
@@ -291,6 +306,9 @@ class Runner:
         for new in news:
             if new in taken:
                 raise BranchError(f"branch name {new!r} is taken; choose another")
+        if slot is not None:  # a new checkpoint must fit the source before anything changes
+            for lane in self.lanes:
+                self._check(slot, lane.source)
         for lane, new in zip(self.lanes, news, strict=True):
             self._note(
                 {"kind": "branch", "from": lane.branch, "step": step, "name": new, "instruction": instruction}
@@ -408,7 +426,7 @@ class Runner:
             cfg_scale=slot.cfg_scale,
             seed=slot.seed + lane.step,
             return_internals=slot.return_internals,
-            state=obs.state,
+            state=self.compatibility[slot.name].mapping.apply(obs.state),
             **({"tcp_pose": obs.tcp_pose} if reads_tcp(slot.policy) else {}),
         )
         if from_chunk:
@@ -418,7 +436,8 @@ class Runner:
         executed = lane.controllers[slot.name].env_action(chunk)
         cam = obs.cameras.get(obs.main_camera)
         if obs.tcp_pose is not None:
-            chunk.ee_path_3d = rollout_path(obs.tcp_pose, chunk.actions)  # [T + 1, 3]
+            # actions are base-frame deltas; the tcp and the camera are in the world
+            chunk.ee_path_3d = rollout_path(obs.tcp_pose, chunk.actions, base_rotation(obs.base_pose))
             chunk.ee_path_2d = project_path(cam, chunk.ee_path_3d) if cam is not None else None
         metrics = {}
         if spatial is not None and obs.ground_truth is not None:

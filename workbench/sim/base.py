@@ -13,10 +13,13 @@ Observation layout (SimplerEnv's ManiSkill2 dict):
     obs["camera_param"][camera]            {"intrinsic_cv" [3,3], "extrinsic_cv" [4,4] world->camera
                                             (OpenCV axes), "cam2world_gl" [4,4] (OpenGL axes)}
     obs["agent"]["qpos"]                   float32 [n_joints]
+    obs["agent"]["base_pose"]              float32 [7] = x, y, z, qw, qx, qy, qz: the robot base in the world
     obs["extra"]["tcp_pose"]               float32 [7] = x, y, z, qw, qx, qy, qz (world frame)
 
 Action: [dx, dy, dz, rx, ry, rz, gripper]; translation in metres and rotation as an axis-angle
-vector, both in the robot base frame and applied to the end-effector target pose. The gripper
+vector, both in the robot base frame and applied to the end-effector target pose. The base frame is
+rotated against the world in SimplerEnv (a 180-degree turn about z for both robots): world motion =
+R(base_pose) @ action[:3]. The gripper
 convention is per robot and stated by `env.gripper_convention`:
     "absolute_open_positive": +1 open, -1 close (WidowX in SimplerEnv; our Panda)
     "relative_close_positive": +1 close, -1 open, relative (Google Robot in SimplerEnv)
@@ -122,6 +125,12 @@ def robot_state(obs: dict) -> np.ndarray | None:
     return np.asarray(agent["qpos"], dtype=np.float64) if "qpos" in agent else None
 
 
+def base_pose(obs: dict) -> np.ndarray | None:
+    """The robot base's pose in the world (obs["agent"]["base_pose"], xyz + wxyz), if the env gives it."""
+    agent = obs.get("agent", {})
+    return np.asarray(agent["base_pose"], dtype=np.float64).reshape(7) if "base_pose" in agent else None
+
+
 def to_observation(env: Env, obs: dict) -> Observation:
     """A SimplerEnv-layout obs dict (+ the env) -> workbench.records.Observation.
 
@@ -147,5 +156,6 @@ def to_observation(env: Env, obs: dict) -> Observation:
         cameras=cameras,
         tcp_pose=np.asarray(extra["tcp_pose"], dtype=np.float64) if "tcp_pose" in extra else None,
         state=robot_state(obs),
+        base_pose=base_pose(obs),
         ground_truth=ground_truth,
     )

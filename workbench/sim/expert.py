@@ -197,7 +197,7 @@ class ScriptedExpert:
         action = np.zeros(7)
         goal = goals.get(self.phase)
         if goal is not None and self.phase not in ("close", "release"):
-            delta = goal - robot.target_pos
+            delta = robot.base_rot.T @ (goal - robot.target_pos)  # actions are in the base frame
             norm = np.linalg.norm(delta)
             action[:3] = delta * min(1.0, MAX_STEP / norm) if norm > 1e-9 else 0.0
         if self.phase == "approach":

@@ -25,9 +25,15 @@ HOME_QPOS = [0.0, -0.25, 0.0, -2.3, 0.0, 2.05, 0.785]
 ARM_FORCE = 240.0
 FINGER_FORCE = 60.0
 
-# The TCP target is kept inside this box (metres, world frame) so IK never chases the unreachable.
+# The TCP target is kept inside this box (metres, base frame; the world frame for the default base at
+# the origin facing +x) so IK never chases the unreachable.
 WORKSPACE_LOW = np.array([0.25, -0.40, 0.008])
 WORKSPACE_HIGH = np.array([0.80, 0.40, 0.45])
+# A turned base (base_yaw != 0) turns about this point of the table, so the arm still reaches the
+# objects and the camera still sees the gripper (the workspace's centre at table height).
+BASE_PIVOT = np.array([0.525, 0.0, 0.0])
+# obs["agent"]["qpos"] of this robot, in order (its joint names in the URDF)
+STATE_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8)) + ("panda_finger_joint1", "panda_finger_joint2")
 
 
 def quat_xyzw_to_wxyz(q) -> np.ndarray:
@@ -84,11 +90,20 @@ def lowpoly_urdf() -> str:
     return path
 
 
+def yaw_matrix(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 class Panda:
-    def __init__(self, client: BulletClient, lowpoly: bool = True):
+    def __init__(self, client: BulletClient, lowpoly: bool = True, base_yaw: float = 0.0):
+        """base_yaw (radians): turn the base about z around BASE_PIVOT; actions stay in the base frame."""
         self.client = client
+        self.base_rot = yaw_matrix(base_yaw)  # [3, 3] base -> world
+        self.base_pos = BASE_PIVOT - self.base_rot @ BASE_PIVOT
         urdf = lowpoly_urdf() if lowpoly else "franka_panda/panda.urdf"
-        self.body = client.loadURDF(urdf, [0, 0, 0], useFixedBase=True)
+        orn = [0.0, 0.0, np.sin(base_yaw / 2), np.cos(base_yaw / 2)]  # xyzw
+        self.body = client.loadURDF(urdf, self.base_pos.tolist(), orn, useFixedBase=True)
         info = [client.getJointInfo(self.body, j) for j in ARM_JOINTS]
         self.lower = [i[8] for i in info]
         self.upper = [i[9] for i in info]
@@ -118,6 +133,11 @@ class Panda:
         state = self.client.getLinkState(self.body, TCP_LINK, computeForwardKinematics=True)
         return np.concatenate([state[4], quat_xyzw_to_wxyz(state[5])])
 
+    def base_pose(self) -> np.ndarray:
+        """[7] the base in the world: x, y, z, qw, qx, qy, qz (SimplerEnv's agent.base_pose layout)."""
+        pos, orn = self.client.getBasePositionAndOrientation(self.body)
+        return np.concatenate([pos, quat_xyzw_to_wxyz(orn)])
+
     def qpos(self) -> np.ndarray:
         """[9] seven arm joints and two finger joints."""
         states = self.client.getJointStates(self.body, ARM_JOINTS + FINGER_JOINTS)
@@ -130,8 +150,10 @@ class Panda:
 
     def apply_action(self, delta_pos: np.ndarray, delta_rotvec: np.ndarray, gripper: float) -> None:
         """Move the TCP target by the delta (base frame) and set the gripper (+1 open, -1 closed)."""
-        self.target_pos = np.clip(self.target_pos + delta_pos, WORKSPACE_LOW, WORKSPACE_HIGH)
-        self.target_rot = axis_angle_to_matrix(delta_rotvec) @ self.target_rot
+        r = self.base_rot
+        local = r.T @ (self.target_pos - self.base_pos) + np.asarray(delta_pos)  # base frame
+        self.target_pos = self.base_pos + r @ np.clip(local, WORKSPACE_LOW, WORKSPACE_HIGH)  # world
+        self.target_rot = r @ axis_angle_to_matrix(delta_rotvec) @ r.T @ self.target_rot
         self.finger_target = FINGER_OPEN * (np.clip(gripper, -1.0, 1.0) + 1.0) / 2.0
         self.joint_targets = self._ik(self.target_pos, self.target_rot)
 

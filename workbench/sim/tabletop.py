@@ -172,8 +172,8 @@ class TabletopEnv:
 
     def _build(self, recipe: _Recipe) -> None:
         build_world(self.client, self.config.physics_hz)
-        yaw = np.deg2rad(self.config.base_yaw_deg)
-        self.robot = Panda(self.client, lowpoly=self.config.lowpoly_robot, base_yaw=yaw)
+        base_yaw = np.deg2rad(self.config.base_yaw_deg)
+        self.robot = Panda(self.client, lowpoly=self.config.lowpoly_robot, base_yaw=base_yaw)
         self.placed: list[Placed] = [
             spawn(self.client, spec, (x, y), yaw)
             for spec, (x, y, yaw) in zip(recipe.specs, recipe.poses, strict=True)
