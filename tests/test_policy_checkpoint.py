@@ -243,3 +243,225 @@ def copy_dir(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     return dst
+
+
+# --- what is read from where ---------------------------------------------------------------------
+
+
+def edit_yaml(run: Path, edit) -> None:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    edit(cfg)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+QWEN_FLAT = {  # Qwen2.5-VL-3B-Instruct's config.json layout (flat text fields), tiny sizes
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+    "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "vocab_size": 3000, "rms_norm_eps": 1e-6, "rope_theta": 500000.0,
+    "max_position_embeddings": 4096, "tie_word_embeddings": False, "hidden_act": "silu",
+    "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+    "vision_config": {"depth": 3, "hidden_size": 32, "num_heads": 2, "intermediate_size": 48,
+                      "out_hidden_size": 64, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                      "window_size": 56, "fullatt_block_indexes": [2], "tokens_per_second": 2, "in_chans": 3},
+}  # fmt: skip
+
+
+def test_base_config_fields_are_carried_not_defaulted(tmp_path):
+    from workbench.policy.checkpoint import vlm_config_from_hf
+    from workbench.policy.vlm import hf_qwen_config
+
+    (tmp_path / "config.json").write_text(json.dumps(QWEN_FLAT))
+    v = vlm_config_from_hf(tmp_path, "tiny")
+    assert (v.rms_norm_eps, v.rope_theta, v.mrope_section) == (1e-6, 500000.0, [2, 3, 3])
+    assert (v.window_size, v.fullatt_block_indexes, v.vocab_size, v.tie_word_embeddings) == (
+        56,
+        (2,),
+        3000,
+        False,
+    )
+    assert (v.vision_depth, v.vision_hidden, v.vision_intermediate, v.num_kv_heads) == (3, 32, 48, 2)
+    policy = ST4VLAPolicy.from_config(tiny_config(hidden_size=64, vision_hidden=32))
+    hf = hf_qwen_config(v, policy.tokenizer)
+    t = hf.text_config
+    assert t.rms_norm_eps == 1e-6 and t.rope_parameters["rope_theta"] == 500000.0
+    assert t.rope_parameters["mrope_section"] == [2, 3, 3] and t.vocab_size == 3000
+    assert hf.vision_config.window_size == 56 and hf.vision_config.fullatt_block_indexes == [2]
+    assert not hf.tie_word_embeddings
+    # A nested text_config (transformers >= 4.5x saves) is read the same way.
+    nested = {k: v for k, v in QWEN_FLAT.items() if k in ("vision_config", "model_type")}
+    nested["text_config"] = {k: v for k, v in QWEN_FLAT.items() if k not in nested}
+    (tmp_path / "config.json").write_text(json.dumps(nested))
+    assert vlm_config_from_hf(tmp_path, "tiny") == v
+
+
+def test_upstream_run_carries_the_base_models_norm_eps(policy, tmp_path, tiny_dit):
+    run, base = write_run_dir(policy, tmp_path)
+    edit_json(base / "config.json", lambda c: c["text_config"].__setitem__("rms_norm_eps", 3e-4))
+    loaded = ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+    assert loaded.config.vlm.rms_norm_eps == 3e-4
+    assert loaded.model.qwen_vl_interface.model.config.text_config.rms_norm_eps == 3e-4
+    norm = loaded.model.qwen_vl_interface.model.model.language_model.norm
+    assert getattr(norm, "variance_epsilon", getattr(norm, "eps", None)) == 3e-4
+
+
+def test_legacy_workbench_config_keeps_the_eps_it_was_built_with():
+    from workbench.policy.configuration import ST4VLAConfig
+
+    data = tiny_config().to_dict()
+    del data["vlm"]["rms_norm_eps"]
+    assert ST4VLAConfig.from_dict(data).vlm.rms_norm_eps == 1e-5
+    assert tiny_config().vlm.rms_norm_eps == 1e-6
+
+
+def test_unknown_dit_preset_is_refused_by_name(policy, tmp_path, tiny_dit):
+    run, _ = write_run_dir(policy, tmp_path)
+    edit_yaml(run, lambda c: c["framework"]["action_model"].__setitem__("action_model_type", "DiT-XS"))
+    with pytest.raises(
+        CheckpointError, match=r"config\.yaml: field framework\.action_model\.action_model_type 'DiT-XS'"
+    ):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+    # A custom size loads when the head count is given; width and depth come from the weights.
+    edit_yaml(run, lambda c: c["framework"]["action_model"].__setitem__("num_heads", 4))
+    loaded = ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+    assert (loaded.config.action.width, loaded.config.action.depth, loaded.config.action.num_heads) == (
+        64,
+        2,
+        4,
+    )
+    np.testing.assert_allclose(act(loaded), act(policy), atol=1e-5)
+
+
+def test_known_preset_that_disagrees_with_the_weights_is_refused(policy, tmp_path, monkeypatch):
+    from workbench.policy import checkpoint
+
+    monkeypatch.setitem(checkpoint.DINO_SIZES, "dinov2_tiny", (32, 1, 2))
+    run, _ = write_run_dir(policy, tmp_path)  # DiT-B is (768, 12, 12); the weights are 64 wide, 2 deep
+    with pytest.raises(CheckpointError, match=r"'DiT-B' \(width 768, depth 12\).*width 64 and depth 2"):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+
+
+def test_fields_are_read_where_upstream_reads_them(policy, tmp_path, tiny_dit):
+    run, _ = write_run_dir(policy, tmp_path)
+
+    def edit(c):
+        c["framework"]["action_model"]["action_hidden_dim"] = 999  # upstream's DiT ignores it
+        c["framework"]["action_model"]["repeated_diffusion_steps"] = 9  # not where upstream reads it
+        c["trainer"] = {"repeated_diffusion_steps": 3}
+
+    edit_yaml(run, edit)
+    loaded = ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+    assert loaded.config.qformer.width == 64 and loaded.config.action.repeated_diffusion_steps == 3
+    edit_yaml(run, lambda c: c["framework"]["layer_qformer"].__setitem__("ouptput_dim", 32))
+    with pytest.raises(
+        CheckpointError, match=r"field framework\.layer_qformer\.ouptput_dim is 32.*projects to 64"
+    ):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+
+
+@pytest.mark.parametrize(
+    ("target", "content", "pattern"),
+    [
+        ("config.yaml", b"framework: \xff\xfe\n", r"config\.yaml is not UTF-8"),
+        ("config.yaml", b"- a\n- b\n", r"config\.yaml must hold a mapping"),
+        ("base", b"\xff\xfe{}", r"config\.json is not UTF-8"),
+        ("base", b"[1, 2]", r"config\.json must hold a JSON object"),
+        ("dataset_statistics.json", b"\xff", r"dataset_statistics\.json is not UTF-8"),
+        ("dataset_statistics.json", b'"x"', r"dataset_statistics\.json must hold a JSON object"),
+    ],
+)
+def test_unreadable_upstream_files_name_the_file(policy, tmp_path, tiny_dit, target, content, pattern):
+    run, base = write_run_dir(policy, tmp_path)
+    (base / "config.json" if target == "base" else run / target).write_bytes(content)
+    with pytest.raises(CheckpointError, match=pattern):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda c: c["framework"]["action_model"].__setitem__("action_dim", "7"),
+         r"config\.yaml: field framework\.action_model\.action_dim must be int, got str '7'"),
+        (lambda c: c["framework"]["layer_qformer"].__setitem__("qformer_start_layer", 1.5),
+         r"config\.yaml: field framework\.layer_qformer\.qformer_start_layer must be int"),
+        (lambda c: c["framework"]["action_model"].pop("action_model_type"),
+         r"config\.yaml: field framework\.action_model\.action_model_type is missing"),
+        (lambda c: c["trainer"].__setitem__("repeated_diffusion_steps", True) if "trainer" in c
+         else c.__setitem__("trainer", {"repeated_diffusion_steps": True}),
+         r"field trainer\.repeated_diffusion_steps must be int, got bool"),
+        (lambda c: c["datasets"]["vla_data"].__setitem__("CoT_prompt", ["x"]),
+         r"field datasets\.vla_data\.CoT_prompt must be str"),
+    ],
+)  # fmt: skip
+def test_wrong_field_types_name_the_file_and_field(policy, tmp_path, tiny_dit, edit, pattern):
+    run, _ = write_run_dir(policy, tmp_path)
+    edit_yaml(run, edit)
+    with pytest.raises(CheckpointError, match=pattern):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+
+
+def test_bad_base_config_fields_name_the_field(policy, tmp_path, tiny_dit):
+    run, base = write_run_dir(policy, tmp_path)
+    edit_json(base / "config.json", lambda c: c["text_config"].__setitem__("rms_norm_eps", "1e-6"))
+    with pytest.raises(CheckpointError, match=r"config\.json: field text_config\.rms_norm_eps must be float"):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+    edit_json(base / "config.json", lambda c: c["text_config"].pop("rms_norm_eps"))
+    edit_json(base / "config.json", lambda c: c["text_config"].pop("hidden_size"))
+    with pytest.raises(CheckpointError, match=r"config\.json: field text_config\.hidden_size is missing"):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda s: s["bridge_dataset"]["action"].pop("q99"), r"field bridge_dataset\.action\.q99 is missing"),
+        (lambda s: s["bridge_dataset"].pop("action"), r"field bridge_dataset\.action is missing"),
+        (
+            lambda s: s["bridge_dataset"]["action"].__setitem__("q01", ["a"]),
+            r"bridge_dataset\.action\.q01 must be",
+        ),
+        (lambda s: s.__setitem__("bridge_dataset", [1]), r"field bridge_dataset must be an object"),
+    ],
+)
+def test_bad_statistics_name_the_file_and_field(policy, tmp_path, tiny_dit, edit, pattern):
+    run, _ = write_run_dir(policy, tmp_path)
+    edit_json(run / "dataset_statistics.json", edit)
+    with pytest.raises(
+        CheckpointError,
+        match=r"dataset_statistics\.json: .*" + pattern,
+    ):
+        ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")
+
+
+def test_dino_position_grid_is_resized_as_the_hub_model(monkeypatch):
+    """The 37x37 grid of a 518 px DINOv2 is resized to 16x16 for 224 px inputs with the hub's
+    scale factor (16 + 0.1) / 37, not to size=(16, 16): the two differ, and the hub's is used."""
+    import torch.nn.functional as F
+
+    from workbench.policy.modeling import DinoEncoder
+
+    cfg = tiny_config(dino=True)
+    cfg.dino.pos_embed_size, cfg.dino.image_size = 518, 224
+    enc = DinoEncoder(cfg)
+    emb = enc.body.embeddings
+    with torch.no_grad():
+        emb.position_embeddings.copy_(
+            torch.randn(emb.position_embeddings.shape, generator=torch.Generator().manual_seed(0))
+        )
+    tokens = torch.zeros(1, 1 + 16 * 16, cfg.dino.hidden_size)
+    out = emb.interpolate_pos_encoding(tokens, 224, 224)
+    grid = emb.position_embeddings[:, 1:].reshape(1, 37, 37, -1).permute(0, 3, 1, 2)
+    hub = F.interpolate(grid, scale_factor=(16.1 / 37, 16.1 / 37), mode="bicubic", antialias=False)
+    by_size = F.interpolate(grid, size=(16, 16), mode="bicubic", align_corners=False)
+    flat = lambda g: g.permute(0, 2, 3, 1).reshape(1, 256, -1)  # noqa: E731
+    assert out.shape == (1, 257, cfg.dino.hidden_size)
+    torch.testing.assert_close(out[:, 1:], flat(hub))
+    torch.testing.assert_close(out[:, :1], emb.position_embeddings[:, :1])
+    assert (flat(hub) - flat(by_size)).abs().max() > 0.1  # the difference the hub's offset makes
+    # A grid that already fits a square input is used as is.
+    assert emb.interpolate_pos_encoding(torch.zeros(1, 1 + 37 * 37, 1), 518, 518) is emb.position_embeddings

@@ -156,18 +156,26 @@ def is_workbench_dir(path: Path) -> bool:
 
 
 def read_statistics(path: Path) -> dict[str, Any]:
+    """dataset_statistics.json in upstream's schema, checked: {key: {"action": {q01, q99, mask?}}}."""
     stats = path / "dataset_statistics.json"
     if not stats.is_file():
         raise CheckpointError(
             f"No dataset_statistics.json in {path}: the policy cannot unnormalise actions without it. "
             "Copy the training run's dataset_statistics.json into this directory."
         )
-    try:
-        data = json.loads(stats.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{stats} is not valid JSON ({e}); restore it from the training run.") from e
-    if not isinstance(data, dict) or not data:
+    data = read_json_object(stats, "the training run's dataset_statistics.json")
+    if not data:
         raise CheckpointError(f"{stats} holds no statistics; expected {{key: {{'action': {{...}}}}}}.")
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{stats}: field {key} must be an object, got {type(entry).__name__}.")
+        action = typed(entry, "action", dict, stats, key)
+        for name in ("q01", "q99"):
+            values = typed(action, name, list, stats, f"{key}.action")
+            if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                raise CheckpointError(
+                    f"{stats}: field {key}.action.{name} must be a non-empty list of numbers."
+                )
     return data
 
 
@@ -253,95 +261,256 @@ def resolve_base_model(name: str | None, base_model_dir: str | Path | None) -> P
     )
 
 
-def vlm_config_from_hf(base: Path, name: str | None) -> VLMConfig:
-    from transformers import Qwen2_5_VLConfig
+# ------------------------------------------------------------------------------------------------
+# Typed reading of upstream files: every error names the file and the field
+# ------------------------------------------------------------------------------------------------
 
-    hf = Qwen2_5_VLConfig.from_pretrained(str(base))
-    t, v = hf.text_config, hf.vision_config
-    rope = t.rope_parameters or {}
+_REQUIRED = object()
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file that must hold an object; unreadable, non-UTF-8 or non-object content is refused."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path} is not UTF-8 text ({e}); restore {what} from its source.") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); restore {what} from its source.") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object ({what}), not {type(data).__name__}.")
+    return data
+
+
+def typed(data: dict[str, Any], key: str, kind: type, source: Path, where: str, default: Any = _REQUIRED):
+    """data[key] checked to be an int / float / str / bool / list / dict; `where` is the dotted path of
+    `data` in `source` (for the message). A missing key takes `default`, or is an error without one."""
+    field_name = f"{where}.{key}" if where else key
+    if key not in data or data[key] is None:
+        if default is _REQUIRED:
+            raise CheckpointError(
+                f"{source}: field {field_name} is missing; it is needed to rebuild the model."
+            )
+        return default
+    value = data[key]
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+        list: isinstance(value, list),
+        dict: isinstance(value, dict),
+    }[kind]
+    if not ok:
+        raise CheckpointError(
+            f"{source}: field {field_name} must be {kind.__name__}, got {type(value).__name__} {value!r}."
+        )
+    return float(value) if kind is float else value
+
+
+def typed_ints(data: dict[str, Any], key: str, source: Path, where: str, default: Any = _REQUIRED):
+    value = typed(data, key, list, source, where, default)
+    if value is default:
+        return value
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise CheckpointError(f"{source}: field {where}.{key} must be a list of ints, got {value!r}.")
+    return tuple(value)
+
+
+def vlm_config_from_hf(base: Path, name: str | None) -> VLMConfig:
+    """Our VLM config from the base model's config.json, every number-changing field carried.
+
+    Read as transformers 4.52 (upstream's pin) reads it: the text fields from `text_config` when it is
+    an object, else from the top level (Qwen2.5-VL-3B-Instruct's own file is flat); a field the file
+    lacks takes that version's class default, as upstream's model would get it.
+    """
+    path = base / "config.json"
+    raw = read_json_object(path, "the base VLM's config")
+    nested = isinstance(raw.get("text_config"), dict)
+    text = raw["text_config"] if nested else raw
+    tw = "text_config" if nested else ""
+    vision = typed(raw, "vision_config", dict, path, "")
+    rope = typed(text, "rope_scaling", dict, path, tw, None) or typed(
+        text, "rope_parameters", dict, path, tw, {}
+    )
+    rw = f"{tw}.rope_scaling" if "rope_scaling" in text else f"{tw}.rope_parameters"
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "mrope"):
+        raise CheckpointError(
+            f"{path}: field {rw}.type {rope_type!r} is not supported; Qwen2.5-VL uses 'mrope' (or 'default')."
+        )
+    hidden = typed(text, "hidden_size", int, path, tw)
+    out_hidden = typed(vision, "out_hidden_size", int, path, "vision_config", 3584)
+    if out_hidden != hidden:
+        raise CheckpointError(
+            f"{path}: field vision_config.out_hidden_size ({out_hidden}) must equal the text hidden_size ({hidden})."
+        )
+    if typed(vision, "in_channels", int, path, "vision_config", 3) != 3:
+        raise CheckpointError(f"{path}: field vision_config.in_channels must be 3 (RGB).")
+    tie = typed(text, "tie_word_embeddings", bool, path, tw, None)
+    if tie is None:
+        tie = typed(raw, "tie_word_embeddings", bool, path, "", False)
+    theta = typed(text, "rope_theta", float, path, tw, None)
+    if theta is None:
+        theta = typed(rope, "rope_theta", float, path, rw, 1_000_000.0)
     return VLMConfig(
-        hidden_size=t.hidden_size,
-        num_layers=t.num_hidden_layers,
-        num_heads=t.num_attention_heads,
-        num_kv_heads=t.num_key_value_heads,
-        intermediate_size=t.intermediate_size,
-        vocab_size=t.vocab_size,
-        rope_theta=float(rope.get("rope_theta", 1e6)),
-        max_position_embeddings=t.max_position_embeddings,
-        tie_word_embeddings=bool(hf.tie_word_embeddings),
-        vision_depth=v.depth,
-        vision_hidden=v.hidden_size,
-        vision_heads=v.num_heads,
-        vision_intermediate=v.intermediate_size,
-        patch_size=v.patch_size,
-        spatial_merge_size=v.spatial_merge_size,
-        temporal_patch_size=v.temporal_patch_size,
-        window_size=v.window_size,
-        fullatt_block_indexes=tuple(v.fullatt_block_indexes),
+        hidden_size=hidden,
+        num_layers=typed(text, "num_hidden_layers", int, path, tw),
+        num_heads=typed(text, "num_attention_heads", int, path, tw),
+        num_kv_heads=typed(text, "num_key_value_heads", int, path, tw, 8),
+        intermediate_size=typed(text, "intermediate_size", int, path, tw),
+        vocab_size=typed(text, "vocab_size", int, path, tw),
+        rms_norm_eps=typed(text, "rms_norm_eps", float, path, tw, 1e-5),
+        hidden_act=typed(text, "hidden_act", str, path, tw, "silu"),
+        rope_theta=theta,
+        mrope=typed_ints(rope, "mrope_section", path, rw, None),
+        max_position_embeddings=typed(text, "max_position_embeddings", int, path, tw, 32768),
+        tie_word_embeddings=tie,
+        vision_depth=typed(vision, "depth", int, path, "vision_config"),
+        vision_hidden=typed(vision, "hidden_size", int, path, "vision_config"),
+        vision_heads=typed(vision, "num_heads", int, path, "vision_config"),
+        vision_intermediate=typed(vision, "intermediate_size", int, path, "vision_config"),
+        vision_hidden_act=typed(vision, "hidden_act", str, path, "vision_config", "silu"),
+        patch_size=typed(vision, "patch_size", int, path, "vision_config", 14),
+        spatial_merge_size=typed(vision, "spatial_merge_size", int, path, "vision_config", 2),
+        temporal_patch_size=typed(vision, "temporal_patch_size", int, path, "vision_config", 2),
+        tokens_per_second=typed(vision, "tokens_per_second", int, path, "vision_config", 4),
+        window_size=typed(vision, "window_size", int, path, "vision_config", 112),
+        fullatt_block_indexes=typed_ints(
+            vision, "fullatt_block_indexes", path, "vision_config", (7, 15, 23, 31)
+        ),
         base_model=name,
     )
 
 
-def config_from_upstream(
-    yaml_cfg: dict[str, Any], state: dict[str, torch.Tensor], base: Path, name: str | None
-) -> ST4VLAConfig:
-    """Our config from upstream's config.yaml, the base VLM's config.json and the weights' shapes."""
-    fw = yaml_cfg.get("framework", {}) or {}
-    qf = fw.get("layer_qformer", {}) or {}
-    am = fw.get("action_model", {}) or {}
-    data = ((yaml_cfg.get("datasets", {}) or {}).get("vla_data", {})) or {}
-    vlm = vlm_config_from_hf(base, name)
-    width, depth, heads = DIT_SIZES.get(am.get("action_model_type", "DiT-B"), DIT_SIZES["DiT-B"])
-    # The weights decide sizes the yaml may not spell out (chunk length, queries, DINO width).
+def dit_sizes(am: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> tuple[int, int, int]:
+    """(width, depth, heads) of the DiT: width and depth from the weights, heads from the preset.
+
+    Upstream names the size by preset (framework.action_model.action_model_type, DiT-S/B/L). A name it
+    does not know is refused, unless config.yaml also gives framework.action_model.num_heads (not an
+    upstream field); a known preset whose sizes disagree with the weights is refused too."""
+    where = "framework.action_model"
+    preset = typed(am, "action_model_type", str, source, where)
     pos = state.get("action_model.net.positional_embedding")
+    if pos is None or pos.ndim != 2:
+        raise CheckpointError("The weights lack action_model.net.positional_embedding [tokens, width].")
+    width = int(pos.shape[1])
+    depth = len({int(m[1]) for k in state if (m := re.match(r"action_model\.net\.blocks\.(\d+)\.", k))})
+    heads = typed(am, "num_heads", int, source, where, None)
+    if preset in DIT_SIZES:
+        p_width, p_depth, p_heads = DIT_SIZES[preset]
+        if (width, depth) != (p_width, p_depth):
+            raise CheckpointError(
+                f"{source}: field {where}.action_model_type is {preset!r} (width {p_width}, depth {p_depth}), "
+                f"but the weights hold a DiT of width {width} and depth {depth}: the config is not this run's."
+            )
+        heads = heads or p_heads
+    elif heads is None:
+        raise CheckpointError(
+            f"{source}: field {where}.action_model_type {preset!r} is not one of upstream's presets "
+            f"{sorted(DIT_SIZES)}. For a custom size add {where}.num_heads (width {width} and depth "
+            f"{depth} are read from the weights)."
+        )
+    if heads <= 0 or width % heads:
+        raise CheckpointError(f"{source}: field {where}.num_heads {heads} does not divide the width {width}.")
+    return width, depth, heads
+
+
+def config_from_upstream(
+    yaml_cfg: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    base: Path,
+    name: str | None,
+    source: Path = Path("config.yaml"),
+) -> ST4VLAConfig:
+    """Our config from upstream's config.yaml (`source`), the base VLM's config.json and the weights.
+
+    Fields are read where upstream's code reads them: the query former's width from
+    framework.layer_qformer.ouptput_dim (upstream's spelling), repeated_diffusion_steps from
+    trainer.repeated_diffusion_steps, the DiT's sizes from its preset and the weights (dit_sizes)."""
+    fw = typed(yaml_cfg, "framework", dict, source, "", {})
+    qf = typed(fw, "layer_qformer", dict, source, "framework", {})
+    am = typed(fw, "action_model", dict, source, "framework", {})
+    datasets = typed(yaml_cfg, "datasets", dict, source, "", {})
+    data = typed(datasets, "vla_data", dict, source, "datasets", {})
+    trainer = typed(yaml_cfg, "trainer", dict, source, "", {})
+    vlm = vlm_config_from_hf(base, name)
+    width, depth, heads = dit_sizes(am, state, source)
+    # The weights decide sizes the yaml may not spell out (chunk length, queries, DINO width).
     unc = state.get("action_model.net.z_embedder.uncondition")
-    n_queries = int(unc.shape[0]) if unc is not None else int(qf.get("num_query_tokens", 64))
-    chunk = int(am.get("future_action_window_size", 15)) + 1
-    if pos is not None:
-        chunk = int(pos.shape[0]) - n_queries
+    n_queries = (
+        int(unc.shape[0])
+        if unc is not None
+        else typed(qf, "num_query_tokens", int, source, "framework.layer_qformer", 64)
+    )
+    pos = state["action_model.net.positional_embedding"]
+    chunk = int(pos.shape[0]) - n_queries
+    proj = state.get("layer_qformer.proj.weight")
+    q_width = typed(qf, "ouptput_dim", int, source, "framework.layer_qformer", None)
+    if q_width is None:
+        q_width = int(proj.shape[0]) if proj is not None else width
+    elif proj is not None and int(proj.shape[0]) != q_width:
+        raise CheckpointError(
+            f"{source}: field framework.layer_qformer.ouptput_dim is {q_width}, but the weights' query former "
+            f"projects to {int(proj.shape[0])}: the config is not this run's."
+        )
     image_size = 224
     res = data.get("default_image_resolution")
     if isinstance(res, list | tuple) and len(res) == 3:
         image_size = int(res[1])
-    dino_keys = [k for k in state if k.startswith("dino_encoder.body.")]
-    dino = DinoConfig(enabled=bool(dino_keys))
-    if dino_keys:
-        # Sizes from the weights; only the head count comes from the backbone's name.
-        backbone = (fw.get("dino", {}) or {}).get("dino_backbone", "dinov2_vits14")
-        hidden, layers, dheads = DINO_SIZES.get(backbone, DINO_SIZES["dinov2_vits14"])
-        blocks = {int(m[1]) for k in dino_keys if (m := re.search(r"\.layer\.(\d+)\.", k))}
-        patch = state["dino_encoder.body.embeddings.patch_embeddings.projection.weight"]
-        grid = math.isqrt(state["dino_encoder.body.embeddings.position_embeddings"].shape[1] - 1)
-        dino = DinoConfig(
-            enabled=True,
-            hidden_size=int(patch.shape[0]),
-            num_layers=len(blocks) or layers,
-            num_heads=dheads,
-            patch_size=int(patch.shape[-1]),
-            pos_embed_size=grid * int(patch.shape[-1]),
-            image_size=image_size,  # upstream resizes DINO inputs to the VLA image size (224)
-        )
-    start, end = qf.get("qformer_start_layer"), qf.get("qformer_end_layer")
+    dino = dino_config_from_state(fw, state, source, image_size)
+    start = typed(qf, "qformer_start_layer", int, source, "framework.layer_qformer", None)
+    end = typed(qf, "qformer_end_layer", int, source, "framework.layer_qformer", None)
+    prompt = typed(data, "CoT_prompt", str, source, "datasets.vla_data", None)
     return ST4VLAConfig(
         vlm=vlm,
         qformer=QFormerConfig(
-            width=int(am.get("action_hidden_dim", width)),
+            width=q_width,
             num_queries=n_queries,
-            layer_range=(int(start), int(end)) if start is not None and end is not None else None,
+            layer_range=(start, end) if start is not None and end is not None else None,
         ),
         action=ActionConfig(
             width=width,
             depth=depth,
             num_heads=heads,
             chunk_length=chunk,
-            action_dim=int(am.get("action_dim", 7)),
-            repeated_diffusion_steps=int(am.get("repeated_diffusion_steps", 4)),
+            action_dim=typed(am, "action_dim", int, source, "framework.action_model", 7),
+            repeated_diffusion_steps=typed(trainer, "repeated_diffusion_steps", int, source, "trainer", 4),
         ),
         dino=dino,
         image_size=image_size,
-        spatial_prompt=data.get("CoT_prompt") or ST4VLAConfig().spatial_prompt,
-        use_spatial_prompt="CoT_prompt" in data,
+        spatial_prompt=prompt or ST4VLAConfig().spatial_prompt,
+        use_spatial_prompt=prompt is not None,
         notes={"source": "upstream run dir", "base_model": name},
+    )
+
+
+def dino_config_from_state(
+    fw: dict[str, Any], state: dict[str, torch.Tensor], source: Path, image_size: int
+) -> DinoConfig:
+    """The DINOv2 branch's sizes from the weights; only the head count comes from the backbone's name."""
+    dino_keys = [k for k in state if k.startswith("dino_encoder.body.")]
+    if not dino_keys:
+        return DinoConfig(enabled=False)
+    dino_cfg = typed(fw, "dino", dict, source, "framework", {})
+    backbone = typed(dino_cfg, "dino_backbone", str, source, "framework.dino", "dinov2_vits14")
+    if backbone not in DINO_SIZES:
+        raise CheckpointError(
+            f"{source}: field framework.dino.dino_backbone {backbone!r} is not one of {sorted(DINO_SIZES)}."
+        )
+    _, layers, heads = DINO_SIZES[backbone]
+    blocks = {int(m[1]) for k in dino_keys if (m := re.search(r"\.layer\.(\d+)\.", k))}
+    patch = state["dino_encoder.body.embeddings.patch_embeddings.projection.weight"]
+    grid = math.isqrt(state["dino_encoder.body.embeddings.position_embeddings"].shape[1] - 1)
+    return DinoConfig(
+        enabled=True,
+        hidden_size=int(patch.shape[0]),
+        num_layers=len(blocks) or layers,
+        num_heads=heads,
+        patch_size=int(patch.shape[-1]),
+        pos_embed_size=grid * int(patch.shape[-1]),
+        image_size=image_size,  # upstream resizes DINO inputs to the VLA image size (224)
     )
 
 
@@ -351,4 +520,14 @@ def read_upstream_yaml(run: Path) -> dict[str, Any]:
     cfg = run / "config.yaml"
     if not cfg.is_file():
         raise CheckpointError(f"No config.yaml in {run}: an upstream run dir needs it to rebuild the model.")
-    return yaml.safe_load(cfg.read_text()) or {}
+    try:
+        data = yaml.safe_load(cfg.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{cfg} is not UTF-8 text ({e}); restore it from the training run.") from e
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{cfg} is not valid YAML ({e}); restore it from the training run.") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{cfg} must hold a mapping (upstream's config), not {type(data).__name__}.")
+    return data

@@ -26,7 +26,11 @@ class VLMConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 11008
     vocab_size: int = 151936
+    rms_norm_eps: float = 1e-6  # Qwen2.5-VL's config.json (transformers' class default is 1e-5)
+    hidden_act: str = "silu"
     rope_theta: float = 1_000_000.0
+    # M-RoPE split of the rotary half-dim (temporal, height, width); None = Qwen2.5-VL's 1:1.5:1.5 rule.
+    mrope: tuple[int, ...] | None = None
     max_position_embeddings: int = 128000
     tie_word_embeddings: bool = True
     vision_depth: int = 32
@@ -38,6 +42,8 @@ class VLMConfig:
     temporal_patch_size: int = 2
     window_size: int = 112
     fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)
+    vision_hidden_act: str = "silu"
+    tokens_per_second: int = 2  # video M-RoPE only; carried so the VLM config is the base model's
     base_model: str | None = None  # upstream `framework.qwenvl.base_vlm`, for the record only
     # Put the user turn's text before its images. Upstream (and Qwen2.5-VL's examples) put the image
     # first, so under the causal mask the visual tokens never see the question. With the text first,
@@ -47,6 +53,8 @@ class VLMConfig:
 
     @property
     def mrope_section(self) -> list[int]:
+        if self.mrope:
+            return list(self.mrope)
         # Qwen2.5-VL splits the rotary half-dim as temporal:height:width = 1:1.5:1.5 ([16,24,24] at 128).
         half = (self.hidden_size // self.num_heads) // 2
         hw = (half - half // 4) // 2
@@ -98,8 +106,14 @@ class DinoConfig:
     patch_size: int = 14
     image_size: int = 224  # input resolution (upstream resizes to 224: 16x16 = 256 tokens/view)
     pos_embed_size: int = 518  # the hub models' position-embedding grid (37x37), interpolated
+    # How the grid is resized to the input's patch grid, as torch.hub's dinov2 does it: bicubic with
+    # scale_factor (n + offset) / grid (offset 0.1, its "historical kludge"), no antialias. Offset 0
+    # resizes to the target size instead (transformers' Dinov2Model does that).
+    interpolate_offset: float = 0.1
+    interpolate_antialias: bool = False
 
 
+LEGACY_RMS_NORM_EPS = 1e-5  # what a saved config without vlm.rms_norm_eps was built with
 ANSWER_POINTS = 4  # answer_points: source centre (x, y), target centre (x, y)
 TCP_POSITION = 3  # state_tcp: the TCP's x, y, z
 
@@ -168,6 +182,11 @@ class ST4VLAConfig:
         ]:
             if dim % heads:
                 raise ValueError(f"{name} width {dim} is not divisible by its {heads} heads.")
+        if v.mrope and 2 * sum(v.mrope) != v.hidden_size // v.num_heads:
+            raise ValueError(
+                f"vlm.mrope {list(v.mrope)} must add up to half the head dim "
+                f"({v.hidden_size // v.num_heads // 2})."
+            )
         if self.qformer.width != self.action.width:
             # Upstream's DiT embeds the query tokens with z_embedder: Linear(token_size -> token_size).
             raise ValueError(
@@ -225,6 +244,9 @@ class ST4VLAConfig:
         kwargs: dict[str, Any] = {}
         for key, sub in parts.items():
             raw = dict(data.pop(key, {}))
+            if key == "vlm":
+                # Configs written before the field existed were built with transformers' default.
+                raw.setdefault("rms_norm_eps", LEGACY_RMS_NORM_EPS)
             known = {f.name for f in dataclasses.fields(sub)}
             unknown = set(raw) - known
             if unknown:

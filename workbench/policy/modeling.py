@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model, PreTrainedTokenizerFast
+from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
 
 from workbench.policy.configuration import ST4VLAConfig
 from workbench.policy.diffusion import GaussianDiffusion
@@ -266,23 +267,68 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+class HubDinov2Embeddings(Dinov2Embeddings):
+    """transformers' DINOv2 embeddings with the position grid resized as torch.hub's dinov2 does.
+
+    The hub model (facebookresearch/dinov2, `DinoVisionTransformer.interpolate_pos_encoding`) resizes
+    its M x M grid (37 x 37 for the 518 px models) to the input's h0 x w0 patch grid with
+    `scale_factor=((h0 + offset) / M, (w0 + offset) / M)`, bicubic, antialias off, in float32. With a
+    scale factor PyTorch samples the source at (i + 0.5) / scale - 0.5, not at the spacing the output
+    size gives, so the tokens differ from transformers' `size=(h0, w0)` resize (by more than 1 at
+    unit-scale weights). The grid is used as is when it already has the input's patch count and the
+    input is square (as the hub model). Parameters and their names are transformers' own.
+    """
+
+    def __init__(self, config: Dinov2Config, offset: float, antialias: bool):
+        super().__init__(config)
+        self.offset = offset
+        self.antialias = antialias
+
+    def interpolate_pos_encoding(self, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        num_patches = embeddings.shape[1] - 1
+        pos = self.position_embeddings  # [1, 1 + M*M, C]
+        grid = pos.shape[1] - 1
+        if num_patches == grid and height == width:
+            return pos
+        side = math.isqrt(grid)
+        if side * side != grid:
+            raise ValueError(f"DINOv2 position grid of {grid} entries is not square.")
+        dim = pos.shape[-1]
+        h0, w0 = height // self.patch_size, width // self.patch_size
+        patch = pos[:, 1:].float().reshape(1, side, side, dim).permute(0, 3, 1, 2)  # [1, C, M, M]
+        if self.offset:
+            resize = {"scale_factor": ((h0 + self.offset) / side, (w0 + self.offset) / side)}
+        else:
+            resize = {"size": (h0, w0)}
+        patch = F.interpolate(patch, mode="bicubic", antialias=self.antialias, **resize)  # [1, C, h0, w0]
+        if tuple(patch.shape[-2:]) != (h0, w0):
+            raise ValueError(f"DINOv2 position grid resized to {tuple(patch.shape[-2:])}, not {(h0, w0)}.")
+        patch = patch.permute(0, 2, 3, 1).reshape(1, h0 * w0, dim)  # [1, h0*w0, C]
+        return torch.cat([pos[:, :1].float(), patch], dim=1).to(pos.dtype)
+
+
 class DinoEncoder(nn.Module):
-    """Upstream DINOBackBone: `body` is the ViT; outputs normalised patch tokens [B*views, N, C]."""
+    """Upstream DINOBackBone: `body` is the ViT; outputs normalised patch tokens [B*views, N, C].
+
+    `body` is transformers' Dinov2Model whose embeddings resize the position grid as the hub model
+    (HubDinov2Embeddings)."""
 
     def __init__(self, cfg: ST4VLAConfig):
         super().__init__()
         d = cfg.dino
         self.image_size = d.image_size
-        self.body = Dinov2Model(
-            Dinov2Config(
-                hidden_size=d.hidden_size,
-                num_hidden_layers=d.num_layers,
-                num_attention_heads=d.num_heads,
-                patch_size=d.patch_size,
-                image_size=d.pos_embed_size,
-                layerscale_value=1.0,
-            )
+        config = Dinov2Config(
+            hidden_size=d.hidden_size,
+            num_hidden_layers=d.num_layers,
+            num_attention_heads=d.num_heads,
+            patch_size=d.patch_size,
+            image_size=d.pos_embed_size,
+            layerscale_value=1.0,
         )
+        self.body = Dinov2Model(config)
+        embeddings = HubDinov2Embeddings(config, d.interpolate_offset, d.interpolate_antialias)
+        embeddings.load_state_dict(self.body.embeddings.state_dict())  # keep transformers' init
+        self.body.embeddings = embeddings
         self.num_channels = d.hidden_size
 
     def prepare(self, images: list[list[np.ndarray]]) -> torch.Tensor:

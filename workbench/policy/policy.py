@@ -137,7 +137,7 @@ class ST4VLAPolicy:
         base_name = ((yaml_cfg.get("framework") or {}).get("qwenvl") or {}).get("base_vlm")
         base = ckpt.resolve_base_model(base_name, base_model_dir)
         state = ckpt.to_model_keys(ckpt.load_torch_state(weights))
-        config = ckpt.config_from_upstream(yaml_cfg, state, base, base_name)
+        config = ckpt.config_from_upstream(yaml_cfg, state, base, base_name, run / "config.yaml")
         model = ST4VLAModel(config, load_tokenizer(base))
         ckpt.load_state_strict(model, state, str(weights))
         return cls(model, statistics, unnorm_key=unnorm_key, name=name or run.name, device=device)

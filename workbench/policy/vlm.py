@@ -31,7 +31,11 @@ IMAGE_PAD = "<|image_pad|>"
 
 
 def hf_qwen_config(cfg: VLMConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLConfig:
-    """A transformers Qwen2.5-VL config from our sizes; special-token ids come from the tokenizer."""
+    """A transformers Qwen2.5-VL config from ours; special-token ids come from the tokenizer.
+
+    Every field that changes the numbers (norm eps, activations, rope theta and M-RoPE sections,
+    window size and full-attention blocks, vocabulary, tied embeddings) comes from `cfg`, which for an
+    upstream run is read from the base model's config.json: none is left to transformers' defaults."""
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
         vocab_size=max(cfg.vocab_size, len(tokenizer)),
@@ -41,6 +45,8 @@ def hf_qwen_config(cfg: VLMConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2_
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=cfg.rms_norm_eps,
+        hidden_act=cfg.hidden_act,
         rope_parameters={
             "rope_type": "default",
             "rope_theta": cfg.rope_theta,
@@ -56,6 +62,8 @@ def hf_qwen_config(cfg: VLMConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2_
         hidden_size=cfg.vision_hidden,
         num_heads=cfg.vision_heads,
         intermediate_size=cfg.vision_intermediate,
+        hidden_act=cfg.vision_hidden_act,
+        tokens_per_second=cfg.tokens_per_second,
         patch_size=cfg.patch_size,
         spatial_merge_size=cfg.spatial_merge_size,
         temporal_patch_size=cfg.temporal_patch_size,
