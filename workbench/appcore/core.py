@@ -121,7 +121,44 @@ class Workbench:
         paths = self.config.data_paths
         found = [*paths.listing("*"), *paths.listing("*/*")]
         keep = [p for p in found if (p / "meta" / "info.json").is_file() or (p / "session.json").is_file()]
-        return [str(p) for p in dict.fromkeys(keep)]
+        return [str(p) for p in dict.fromkeys(keep)] + self._cached_datasets()
+
+    # -- recorded datasets: episode choice and the local LeRobot cache (workbench/episodes) ----------
+
+    @staticmethod
+    def _cached_datasets() -> list[str]:
+        """Repo ids of LeRobot datasets in the local cache (HF_LEROBOT_HOME); read offline."""
+        from workbench.episodes.lerobot import cached_datasets
+
+        return cached_datasets()
+
+    def recording(self, text: str) -> tuple[Path, int]:
+        """What the page names as a recording: a folder inside the allowed data folders, or a LeRobot
+        repo id found in the local cache, optionally followed by "#<episode index>" (default 0)."""
+        from workbench.episodes.lerobot import REPO_ID, resolve_dataset, split_episode
+
+        base, index = split_episode(text)
+        try:
+            return self.config.data_paths.resolve(base), index
+        except AppError:
+            if not REPO_ID.fullmatch(base):
+                raise
+            try:
+                return resolve_dataset(base), index
+            except FileNotFoundError as e:
+                raise AppError(str(e)) from e
+
+    def list_episodes(self, text: str) -> list[tuple[int, str, int]]:
+        """(index, task, length) of every episode of a recorded dataset; [] for a saved session."""
+        from workbench.episodes.lerobot import LeRobotDataset
+
+        path, _ = self.recording(text)
+        if (path / "session.json").is_file():
+            return []
+        try:
+            return LeRobotDataset(path).listing()
+        except (OSError, ValueError) as e:
+            raise AppError(f"Could not read the dataset {path.name}: {e}") from e
 
     def simpler_status(self) -> tuple[bool, str]:
         """(True, "") when SimplerEnv can run here; else (False, the exact reason, with what to do).
@@ -147,12 +184,12 @@ class Workbench:
         if spec.kind == "episode":
             from workbench.episodes.source import EpisodeSource
 
-            path = self.config.data_paths.resolve(spec.path)
+            path, index = self.recording(spec.path)
             try:
                 if (path / "session.json").is_file():
                     return EpisodeSource.from_session(path)
-                return EpisodeSource.from_lerobot(path)
-            except (OSError, ValueError, KeyError) as e:
+                return EpisodeSource.from_lerobot(path, index)
+            except (OSError, ValueError, KeyError, IndexError) as e:
                 raise AppError(f"Could not open the recorded episode {path.name}: {e}") from e
         if spec.kind == "simpler":
             ok, why = self.simpler_status()

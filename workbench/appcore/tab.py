@@ -179,12 +179,13 @@ class TabSession:
         return record
 
     def steps_left(self) -> int:
-        """Steps until the episode's own limit (sim limit, recording length) or step --max-steps."""
+        """Steps until the episode's own limit (sim limit, recording length) or step --max-steps.
+        A recording plays to its last frame: --max-steps does not cap it."""
         runner = self._require_runner()
         source = runner.lanes[0].source
         limit = getattr(getattr(source, "env", None), "max_episode_steps", None)
         if limit is None and hasattr(source, "observations"):
-            limit = len(source.observations) - 1  # a recording ends at its last frame
+            return max(0, len(source.observations) - 1 - runner.lanes[0].step)
         cap = self.config.max_steps if limit is None else min(int(limit), self.config.max_steps)
         return max(0, cap - runner.lanes[0].step)
 

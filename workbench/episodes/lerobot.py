@@ -58,8 +58,10 @@ __all__ = [
     "LeRobotDataset",
     "LeRobotDatasetWriter",
     "default_features",
+    "cached_datasets",
     "lerobot_home",
     "resolve_dataset",
+    "split_episode",
 ]
 
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -165,6 +167,23 @@ def resolve_dataset(name: str | Path) -> Path:
         f"{home / 'hub'}). Nothing is downloaded here: fetch it first, e.g. "
         f"`hf download {text} --repo-type dataset --local-dir {local}`, or set HF_LEROBOT_HOME"
     )
+
+
+def cached_datasets() -> list[str]:
+    """Repo ids of the datasets in the local LeRobot cache (folders and hub snapshots), sorted."""
+    home = lerobot_home()
+    found = {f"{p.parent.parent.name}/{p.parent.name}" for p in home.glob("*/*/meta") if p.is_dir()}
+    for repo in home.glob("hub/datasets--*--*"):
+        owner, _, name = repo.name.removeprefix("datasets--").partition("--")
+        if _hub_snapshot(home, f"{owner}/{name}") is not None:
+            found.add(f"{owner}/{name}")
+    return sorted(r for r in found if REPO_ID.fullmatch(r) and not r.startswith("hub/"))
+
+
+def split_episode(text: str) -> tuple[str, int]:
+    """Split "<folder or repo id>#<episode index>"; without a "#<digits>" suffix the index is 0."""
+    base, sep, index = text.strip().rpartition("#")
+    return (base, int(index)) if sep and index.isdigit() and base else (text.strip(), 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""Recorded datasets in the app's core: any episode by "#index", repo ids from the local LeRobot cache,
+the episode list for a picker, and a recording played to its end whatever --max-steps says."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from workbench.appcore import AppConfig, AppError
+from workbench.appcore.core import RANDOM_POLICY, Workbench
+from workbench.appcore.tab import PolicySettings, SourceSpec
+from workbench.episodes.lerobot import split_episode
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"
+
+
+@pytest.fixture
+def wb(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "v30_av1", data / "v30_av1")
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURES / "v30_png", home / "someone" / "tiny")
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(home))
+    return Workbench(
+        AppConfig(
+            data_dirs=[data], sessions_dir=tmp_path / "sessions", demo_checkpoint=tmp_path / "none",
+            checkpoint_dirs=[tmp_path], max_steps=3,
+        )
+    )  # fmt: skip
+
+
+def test_split_episode():
+    assert split_episode("lerobot/pusht#12") == ("lerobot/pusht", 12)
+    assert split_episode("/data/ds") == ("/data/ds", 0)
+    assert split_episode("/data/a#b") == ("/data/a#b", 0)
+    assert split_episode("#3") == ("#3", 0)
+
+
+def test_recordings_list_cached_repo_ids_and_episodes(wb):
+    recordings = wb.list_recordings()
+    assert any(r.endswith("v30_av1") for r in recordings) and "someone/tiny" in recordings
+    assert wb.list_episodes("v30_av1") == [
+        (0, "pick up the red cube", 7),
+        (1, "put the cube in the bowl", 5),
+        (2, "pick up the red cube", 9),
+    ]
+    assert wb.list_episodes("someone/tiny#1")[1] == (1, "put the cube in the bowl", 5)
+
+
+def test_make_source_opens_any_episode_by_folder_or_repo_id(wb):
+    src = wb.make_source(SourceSpec(kind="episode", path="v30_av1#2"))
+    assert len(src.observations) == 9 and src.state_names[0] == "x"
+    src = wb.make_source(SourceSpec(kind="episode", path="someone/tiny#1"))
+    assert src.observations[0].instruction == "put the cube in the bowl" and len(src.observations) == 5
+    with pytest.raises(AppError, match="episode 5 does not exist"):
+        wb.make_source(SourceSpec(kind="episode", path="v30_av1#5"))
+    with pytest.raises(AppError, match="local LeRobot cache"):
+        wb.make_source(SourceSpec(kind="episode", path="someone/absent"))
+
+
+def test_a_recording_plays_to_its_end_past_max_steps(wb):
+    tab = wb.new_tab()
+    tab.load(SourceSpec(kind="episode", path="v30_av1#2"), [RANDOM_POLICY], PolicySettings(num_ddim_steps=1))
+    assert wb.config.max_steps == 3 and tab.steps_left() == 8
+    done = list(tab.run())
+    assert done[-1] == (8, 8) and tab.done
+    assert tab.records[-1].observation.state is not None
