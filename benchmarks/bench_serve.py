@@ -6,7 +6,11 @@ Measures, on 127.0.0.1:
   - protocol round trip (msgpack + websocket + request checks) with a policy that does no work,
     for one 224x224 view and a batch of 8;
   - the tiny ST4VLA policy (tiny_config) called locally vs through PolicyServer + RemotePolicy;
-  - reading the shipped sample episode (assets/episodes/sample) and writing a copy.
+  - reading the shipped sample episode (assets/episodes/sample) and writing a copy;
+  - hostile load: the bundled st4vla-tiny served (--state-policy mean); one client's normal requests
+    timed alone, then again while a second client keeps sending a 100 KB instruction, whose refusal
+    time is measured too (target: refused in < 1 s, the first client's latency unchanged).
+`--only hostile` runs the last part alone.
 Prints a table and saves benchmarks/results/bench_serve.json.
 """
 
@@ -109,18 +113,82 @@ def bench_episode(repeats: int) -> dict[str, dict]:
     return {"sample episode read (PNG decode)": read, "sample episode read + write copy": written}
 
 
+def bench_hostile(repeats: int) -> dict[str, dict]:
+    import threading
+
+    import torch
+
+    from workbench.policy import ST4VLAPolicy
+
+    torch.set_num_threads(1)
+    policy = ST4VLAPolicy.load(ROOT / "assets" / "checkpoints" / "st4vla-tiny")
+    image = np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    request = {  # upstream's SimplerEnv client's request
+        "batch_images": [[image]],
+        "instructions": ["put the carrot on the plate"],
+        "unnorm_key": "tabletop_panda",
+        "do_sample": False,
+        "cfg_scale": 1.5,
+        "use_ddim": True,
+        "num_ddim_steps": 10,
+    }
+    hostile = {**request, "instructions": ["put the carrot on the plate " * 3700]}  # 103,600 chars
+    out: dict[str, dict] = {}
+    with PolicyServer(policy, port=0, state_policy="mean") as server, PolicyClient(port=server.port) as b:
+        out["normal request, alone"] = timed(lambda: b.infer(request), repeats, "alone")
+        stop, refusals, messages = threading.Event(), [], set()
+
+        def attack() -> None:
+            with PolicyClient(port=server.port) as a:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    reply = a.infer(hostile)
+                    refusals.append(time.perf_counter() - t0)
+                    messages.add(reply["status"] + ": " + reply.get("error", {}).get("message", ""))
+
+        attacker = threading.Thread(target=attack)
+        attacker.start()
+        out["normal request, while 100 KB instructions arrive"] = timed(
+            lambda: b.infer(request), repeats, "under attack"
+        )
+        stop.set()
+        attacker.join()
+    out["100 KB instruction, refusal"] = {
+        "median_ms": 1e3 * statistics.median(refusals),
+        "p90_ms": 1e3 * float(np.percentile(refusals, 90)),
+        "max_ms": 1e3 * max(refusals),
+        "count": len(refusals),
+        "replies": sorted(messages),
+    }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--only", choices=["hostile"], default=None, help="run one part alone")
     args = parser.parse_args()
-    results = bench_protocol(args.repeats) | bench_tiny_policy(args.repeats) | bench_episode(args.repeats)
-    print(f"\n{'measurement':45s} {'median ms':>10s} {'p90 ms':>10s}")
+    if args.only == "hostile":
+        results = bench_hostile(args.repeats)
+    else:
+        results = (
+            bench_protocol(args.repeats)
+            | bench_tiny_policy(args.repeats)
+            | bench_episode(args.repeats)
+            | bench_hostile(args.repeats)
+        )
+    print(f"\n{'measurement':50s} {'median ms':>10s} {'p90 ms':>10s}")
     for name, r in results.items():
         extra = f"  ({r['frames']} frames)" if "frames" in r else ""
-        print(f"{name:45s} {r['median_ms']:10.2f} {r['p90_ms']:10.2f}{extra}")
-    out = ROOT / "benchmarks" / "results" / "bench_serve.json"
+        extra += f"  (max {r['max_ms']:.1f} ms over {r['count']})" if "max_ms" in r else ""
+        print(f"{name:50s} {r['median_ms']:10.2f} {r['p90_ms']:10.2f}{extra}")
+    for r in results.values():
+        for reply in r.get("replies", []):
+            print(f"  reply: {reply[:160]}")
+    name = "bench_serve_hostile.json" if args.only else "bench_serve.json"
+    out = ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {
         "python": platform.python_version(),

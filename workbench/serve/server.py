@@ -252,7 +252,7 @@ class PolicyServer:
         try:
             job = self.served.check(payload, "spatial" if mtype == "spatial" else "infer")
         except RequestError as e:
-            log.warning("refused request %s: %s", req_id, e)
+            log.info("refused request %s: %s", req_id, e)
             return error_reply(req_id, rtype, str(e))
         return req_id, rtype, job
 
