@@ -362,7 +362,10 @@ def _state(
     gives_words = "no state" if m is None else f"{m} ({_names(gives.state_names)})"
     if mapping is None and auto:
         mapping = "by_name" if common else "neutral"
-        picked = f"picked automatically; the others: {', '.join(c for c in choices if c != mapping)}"
+        others = [c for c in choices if c != mapping]
+        picked = "picked automatically; " + (
+            f"the others: {', '.join(others)}" if others else "the only one here"
+        )
     else:
         picked = "chosen"
     if mapping is None:
