@@ -20,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from panels import controls, instruction, plots, probe, sessions, source, viewer
+from panels import controls, episodes, instruction, plots, probe, sessions, source, viewer
 from panels.common import UI
 from workbench.appcore import AppConfig, AppError
 from workbench.appcore.core import Workbench
@@ -48,6 +48,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1, min_width=320, visible=not demo_mode) as control_column:
                 source.render(ui)
+                episodes.render(ui)
                 controls.render(ui)
                 instruction.render(ui)
             with gr.Column(scale=3):
@@ -65,7 +66,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Tab("Sessions"):
                 sessions.render(ui)
         # Wire after everything is rendered: panels send outputs to each other's widgets.
-        for panel in (source, controls, instruction, sessions, probe):
+        for panel in (source, episodes, controls, instruction, sessions, probe):
             panel.wire(ui)
         if demo_mode:  # --demo: play the session as soon as the page opens
             ui.after_step(demo.load(*ui["demo_play"]))

@@ -67,3 +67,20 @@ def test_a_recording_plays_to_its_end_past_max_steps(wb):
     done = list(tab.run())
     assert done[-1] == (8, 8) and tab.done
     assert tab.records[-1].observation.state is not None
+
+
+def test_episode_picker_lists_the_dataset_and_names_the_choice(wb):
+    from panels import episodes
+
+    labels, index = episodes.choices(wb, "someone/tiny#2")
+    assert labels[1] == ("#1 · put the cube in the bowl · 5 frames", 1) and index == 2
+    assert episodes.choices(wb, "not/there") == ([], None)
+    assert episodes.choices(wb, None) == ([], None)
+
+
+def test_the_page_has_the_episode_picker(wb):
+    import app
+
+    blocks = app.build_app(wb.config)
+    ids = [c.get("props", {}).get("elem_id") for c in blocks.config["components"]]
+    assert "episode-pick" in ids
