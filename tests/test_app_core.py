@@ -154,3 +154,12 @@ def test_step_summary_is_json_ready():
     assert s["policies"]["A"]["predicted_centre"] == [20.0, 30.0]
     assert s["executed_action"][:2] == [0.0, 0.1]
     assert step_summary(None) == {}
+
+
+def test_seed_is_checked():
+    from workbench.appcore.tab import SourceSpec
+
+    for bad in (1e30, int(1e30), -1, 2**32, 0.5, float("nan"), float("inf"), None):
+        with pytest.raises(AppError, match=r"Seed must be a whole number in 0\.\.4294967295"):
+            SourceSpec(seed=bad)
+    assert SourceSpec(seed=7.0).seed == 7 and isinstance(SourceSpec(seed=7.0).seed, int)

@@ -9,6 +9,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO_ROOT / "assets" / "checkpoints" / "st4vla-tiny"
 MAX_INSTRUCTION_CHARS = 300
+MAX_SEED = 2**32 - 1  # numpy, torch and the simulators all take seeds in this range
 
 
 class AppError(Exception):
@@ -17,6 +18,17 @@ class AppError(Exception):
 
 class PathNotAllowedError(AppError):
     """A path that resolves outside every folder the user allowed."""
+
+
+def check_seed(seed: object) -> int:
+    """A seed typed on the page as an int in 0..MAX_SEED, or an AppError saying what to type."""
+    try:
+        value = int(seed)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        value = -1
+    if not 0 <= value <= MAX_SEED or value != seed:
+        raise AppError(f"Seed must be a whole number in 0..{MAX_SEED}, got {seed!r}.")
+    return value
 
 
 @dataclass

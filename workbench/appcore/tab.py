@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from workbench.appcore.clicks import clear_user_point, compare_point, log_user_point, predicted_centre
-from workbench.appcore.config import AppConfig, AppError, clean_instruction
+from workbench.appcore.config import AppConfig, AppError, check_seed, clean_instruction
 from workbench.records import StepRecord
 
 BLUEPRINTS = ("one policy", "side by side", "instruction A vs B")
@@ -38,6 +38,9 @@ class SourceSpec:
     split: str = "seen"  # which catalog split the object comes from
     instruction: str = ""  # "" = the task's own instruction
     path: str = ""  # recorded episode or saved session (inside the allowed data folders)
+
+    def __post_init__(self) -> None:
+        self.seed = check_seed(self.seed)
 
 
 @dataclass
@@ -121,7 +124,8 @@ class TabSession:
             )  # fmt: skip
         env = self.workbench.make_source(source)
         self.close()
-        self.logger = RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True)
+        self.logger = RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True,
+                                  state_names=getattr(env, "state_names", ()))  # fmt: skip
         try:
             runner = Runner(env, slots, mode=mode if len(slots) > 1 else "shared", sinks=[self.logger])
         except ValueError as e:  # e.g. a source that cannot be copied for independent mode
@@ -146,7 +150,7 @@ class TabSession:
 
     def reset(self, seed: int | None = None) -> StepRecord:
         runner = self._require_runner()
-        seed = self.source.seed if seed is None else int(seed)
+        seed = self.source.seed if seed is None else check_seed(seed)
         options = self.workbench.reset_options(self.source)
         before = len(runner.history)
         record = runner.reset(seed=seed, options=options)
