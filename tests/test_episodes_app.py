@@ -84,3 +84,23 @@ def test_the_page_has_the_episode_picker(wb):
     blocks = app.build_app(wb.config)
     ids = [c.get("props", {}).get("elem_id") for c in blocks.config["components"]]
     assert "episode-pick" in ids
+
+
+def test_state_is_logged_per_dimension_with_the_datasets_names(tmp_path):
+    from workbench.episodes.source import EpisodeSource
+    from workbench.records import StepRecord
+    from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+
+    src = EpisodeSource.from_lerobot(FIXTURES / "v30_png", episode=1)
+    rrd = tmp_path / "r.rrd"
+    logger = RerunLogger(rrd_path=rrd, stream=False, state_names=src.state_names)
+    records = [
+        StepRecord(step=t, observation=o, recorded_action=a)
+        for t, (o, a) in enumerate(zip(src.observations, src.actions, strict=True))
+    ]
+    for r in records:
+        logger.write(r)
+    logger.close()
+    by_step = rrd_entities_by_step(rrd)
+    assert all("state" in expected_entities(r) and expected_entities(r) <= by_step[r.step] for r in records)
+    assert logger._series["state"] == ("x", "y", "z", "roll", "pitch", "yaw", "gripper", "pad")

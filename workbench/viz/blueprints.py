@@ -44,6 +44,9 @@ def _bottom(branches_and_policies: list[tuple[str, str]]) -> rrb.Tabs:
     views: list = [actions_view(policies, branch=b) for b in branches]
     views += [
         rrb.TextLogView(origin="/", contents=[f"+ /{branch_root(b)}log/**" for b in branches], name="log"),
+        rrb.TimeSeriesView(
+            origin="/", contents=[f"+ /{branch_root(b)}state" for b in branches], name="state"
+        ),
         rrb.TimeSeriesView(origin="/timings", name="timings"),
         rrb.TimeSeriesView(
             origin="/", contents=[f"+ /{branch_root(b)}metrics/**" for b in branches], name="metrics"

@@ -9,6 +9,8 @@ Entity layout (for branch "main"; another branch `b` lives under `branches/b/` w
     world/camera/{policy}/attention                   query-former heatmap over the image
     actions/{policy}                                  first action of the chunk (unnormalised), 7 series
     actions/executed, actions/recorded                7 series each: dx dy dz rx ry rz gripper
+    state                                             the robot state, one series per dimension, named
+                                                      by the source (a dataset's info.json) or 0, 1, ...
     metrics/{policy}                                  one series per grounding metric
     log/{policy}                                      instruction, raw model text, parse problems
     timings                                           one series per stage, milliseconds
@@ -81,6 +83,8 @@ def expected_entities(record: StepRecord) -> set[str]:
         out.add(f"{r}actions/executed")
     if record.recorded_action is not None:
         out.add(f"{r}actions/recorded")
+    if record.observation.state is not None:
+        out.add(f"{r}state")
     if record.timings:
         out.add(f"{r}timings")
     return out
@@ -109,6 +113,7 @@ class RerunLogger:
         stream: bool = True,
         blueprint: rr.blueprint.Blueprint | None = None,
         jpeg_quality: int = 75,
+        state_names: tuple[str, ...] = (),
     ) -> None:
         if not (stream or rrd_path):
             raise ValueError("RerunLogger needs somewhere to write: pass stream=True and/or rrd_path=")
@@ -118,6 +123,7 @@ class RerunLogger:
         self.rec = rr.RecordingStream(application_id, recording_id=self.recording_id)
         rr.set_log_time_enabled(False, recording=self.rec)  # the "step" timeline is the one that matters
         self.jpeg_quality = jpeg_quality
+        self.state_names = tuple(state_names)  # used when they match the state's length
         self.rrd_path = Path(rrd_path) if rrd_path else None
         self._stream = self.rec.binary_stream() if stream else None
         sinks: list = []
@@ -150,6 +156,11 @@ class RerunLogger:
             self._policy(r, cam, ps, self._policy_order.index(name), image.shape[:2])
         self._scalars(f"{r}actions/executed", ACTION_DIMS, _action(record.executed_action))
         self._scalars(f"{r}actions/recorded", ACTION_DIMS, _action(record.recorded_action))
+        state = None if obs.state is None else np.asarray(obs.state, dtype=np.float64).reshape(-1)
+        names = self.state_names
+        if state is not None and len(names) != len(state):
+            names = tuple(str(i) for i in range(len(state)))
+        self._scalars(f"{r}state", names, None if state is None else state.tolist())
         timings = {k: 1000.0 * v for k, v in record.timings.items()}  # milliseconds
         self._scalars(f"{r}timings", tuple(timings), list(timings.values()) or None)
 
