@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from workbench.records import GroundTruth
 from workbench.spatial import (
+    MAX_ANSWER_CHARS,
     Box,
     Frame,
     Point,
@@ -313,6 +314,25 @@ def test_unreadable_answers_are_reported(text, problem):
     assert answer.geometry == [] or "not an object" in problem
     assert any(problem in p for p in answer.problems), answer.problems
     assert not answer.ok
+
+
+def test_a_huge_answer_is_read_up_to_the_cap_and_says_so():
+    """A 1 MB answer of nested brackets (the parser's worst shape) is read only up to MAX_ANSWER_CHARS;
+    an answer at the start of a long text is still found. (Timing: benchmarks/bench_spatial.py.)"""
+    body = ",".join(["[1,2]"] * 150_000)
+    nested = "[" * 64 + body + "]" * 64
+    assert len(nested) > 800_000
+    a = parse(nested)
+    assert a.geometry == [] and a.text == nested
+    assert (
+        a.problems[0]
+        == f"answer is {len(nested)} characters long: read only its first {MAX_ANSWER_CHARS} (truncated)"
+    )
+    answer = '[{"label": "carrot", "bbox_2d": [10, 20, 30, 40]}]'
+    b = parse(answer + " [" * 500_000)
+    assert b.geometry == [Box(10, 20, 30, 40, "carrot")] and "truncated" in b.problems[0]
+    c = parse(answer + " " * (MAX_ANSWER_CHARS - len(answer)))  # exactly at the cap: nothing said
+    assert c.geometry == b.geometry and c.problems == []
 
 
 def test_swapped_box_corners_are_normalised_and_reported():
