@@ -1,4 +1,4 @@
-"""Rerun logging, overlays and video export on StepRecords (no model needed: records are plain data)."""
+"""Rerun logging and overlays on StepRecords (no model needed: records are plain data)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from workbench.records import ActionChunk, Camera, GroundTruth, Observation, Pol
 from workbench.spatial import Box, Frame, Point, SpatialAnswer, Trace
 from workbench.viz import blueprints, overlay
 from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
-from workbench.viz.video import read_frames, write_mp4
 
 
 def make_record(step: int, *, policies=("A", "B"), branch: str = "main", seed: int = 0) -> StepRecord:
@@ -154,22 +153,6 @@ def test_overlay_draws_in_policy_and_ground_truth_colours():
     assert np.abs(out[y, x].astype(int) - overlay.policy_color(0)).sum() < 60
     with pytest.raises(ValueError, match="uint8"):
         overlay.draw_geometry(np.zeros((4, 4), np.float32), [], (0, 0, 0))
-
-
-def test_mp4_export_has_one_frame_per_step(tmp_path):
-    records = [make_record(s, policies=("A",)) for s in range(5)]
-    path = write_mp4(records, tmp_path / "ep.mp4", fps=5)
-    frames = read_frames(path)
-    assert len(frames) == 5 and frames[0].shape == (448, 448, 3)
-    # overlays survive encoding: the decoded frame is close to the drawn frame, not to the plain image
-    drawn = overlay.draw_step(records[0], scale=2).astype(int)
-    plain = np.kron(records[0].observation.images["main"], np.ones((2, 2, 1), np.uint8)).astype(int)
-    mask = np.abs(drawn - plain).sum(-1) > 60  # pixels the overlay changed
-    assert mask.sum() > 500
-    got = frames[0].astype(int)
-    assert np.abs(got - drawn)[mask].mean() < 0.5 * np.abs(got - plain)[mask].mean()
-    with pytest.raises(ValueError, match=".mp4"):
-        write_mp4(records, tmp_path / "ep.avi")
 
 
 def test_camera_views_are_pinned_to_the_image_when_its_size_is_known():

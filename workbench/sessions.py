@@ -232,14 +232,15 @@ def replay_to_rerun(
     return logger
 
 
-def export_mp4(session: Session, out: str | Path, *, fps: float = 5.0, branch: str = "main") -> Path:
-    """Write the session's steps of `branch` to an MP4 with the overlays drawn."""
-    from workbench.viz.video import write_mp4
+def export_mp4(session: Session, out: str | Path, *, fps: float | None = None, branch: str = "main") -> Path:
+    """Write the session's steps of `branch` to an H.264 MP4 with the overlays drawn, at `fps` or, by
+    default, the control rate of the session's source (workbench.viz.video.control_rate)."""
+    from workbench.viz.video import control_rate, write_mp4
 
     records = session.branch(branch)
     if not records:
         raise SessionError(f"session {session.path} has no steps on branch {branch!r}")
-    return write_mp4(records, out, fps=fps)
+    return write_mp4(records, out, fps=fps or control_rate(session.meta.get("loaded", {}).get("source")))
 
 
 def write_sample_session(
