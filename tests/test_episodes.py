@@ -1,4 +1,4 @@
-"""LeRobot v2.1 datasets written by the workbench: write two episodes, read them back exactly, and refuse bad datasets clearly."""
+"""LeRobot datasets written by the workbench (v3.0 by default, v2.1 on request): write two episodes, read them back exactly, and refuse bad datasets clearly."""
 
 from __future__ import annotations
 
@@ -39,12 +39,22 @@ def _gt(t: int) -> GroundTruth:
 CAMERA = Camera(np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]), np.eye(4), 64, 48)
 
 
-@pytest.fixture()
-def written(tmp_path: Path):
+def data_file(root: Path, ep: int) -> Path:
+    """The parquet file the writer puts episode `ep` in (one file per episode in both layouts)."""
+    info = json.loads((root / "meta/info.json").read_text())
+    if info["codebase_version"] == "v3.0":
+        return root / f"data/chunk-000/file-{ep:03d}.parquet"
+    return root / f"data/chunk-000/episode_{ep:06d}.parquet"
+
+
+@pytest.fixture(params=["v3.0", "v2.1"])
+def written(tmp_path: Path, request):
     """Two episodes (5 and 3 frames) of random images and actions; returns (root, frames per episode)."""
     rng = np.random.default_rng(0)
     root = tmp_path / "ds"
-    writer = LeRobotDatasetWriter(root, fps=5, features=default_features(CAMS), robot_type="franka")
+    writer = LeRobotDatasetWriter(
+        root, fps=5, features=default_features(CAMS), robot_type="franka", version=request.param
+    )
     episodes = []
     for ep, length in enumerate((5, 3)):
         frames = [_frame(rng) for _ in range(length)]
@@ -79,13 +89,12 @@ def test_round_trip_is_exact(written):
         assert episode.actions.shape == (len(frames), 7)
 
 
-def test_layout_is_lerobot_v21(written):
+def test_layout_is_lerobot(written):
     root, episodes = written
     info = json.loads((root / "meta/info.json").read_text())
-    assert info["codebase_version"] == "v2.1"
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (2, 8, 2)
     assert info["splits"] == {"train": "0:2"}
-    table = pq.read_table(root / "data/chunk-000/episode_000001.parquet")
+    table = pq.read_table(data_file(root, 1))
     for col in (
         "observation.state",
         "action",
@@ -102,12 +111,32 @@ def test_layout_is_lerobot_v21(written):
     cell = table.column("observation.images.image")[0].as_py()
     assert cell["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
     assert b"huggingface" in table.schema.metadata
-    episodes_meta = [json.loads(x) for x in (root / "meta/episodes.jsonl").read_text().splitlines()]
-    assert episodes_meta[1] == {"episode_index": 1, "tasks": ["put the carrot on plate 1"], "length": 3}
-    stats = LeRobotDataset(root).stats()
-    actions = np.stack([f["action"] for f in episodes[0]])
-    assert np.allclose(stats[0]["action"]["mean"], actions.mean(0), atol=1e-6)
-    assert np.array(stats[0]["observation.images.image"]["mean"]).shape == (3, 1, 1)
+    if info["codebase_version"] == "v2.1":
+        episodes_meta = [json.loads(x) for x in (root / "meta/episodes.jsonl").read_text().splitlines()]
+        assert episodes_meta[1] == {"episode_index": 1, "tasks": ["put the carrot on plate 1"], "length": 3}
+        stats = LeRobotDataset(root).stats()
+        actions = np.stack([f["action"] for f in episodes[0]])
+        assert np.allclose(stats[0]["action"]["mean"], actions.mean(0), atol=1e-6)
+        assert np.array(stats[0]["observation.images.image"]["mean"]).shape == (3, 1, 1)
+        return
+    assert info["codebase_version"] == "v3.0" and info["data_path"].endswith("file-{file_index:03d}.parquet")
+    rows = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [(r["episode_index"], r["tasks"], r["length"]) for r in rows] == [
+        (0, ["put the carrot on plate 0"], 5),
+        (1, ["put the carrot on plate 1"], 3),
+    ]
+    assert (rows[1]["dataset_from_index"], rows[1]["dataset_to_index"], rows[1]["data/file_index"]) == (
+        5,
+        8,
+        1,
+    )
+    tasks = pq.read_table(root / "meta/tasks.parquet").to_pydict()
+    assert tasks == {"task_index": [0, 1], "task": ["put the carrot on plate 0", "put the carrot on plate 1"]}
+    actions = np.stack([f["action"] for e in episodes for f in e])
+    stats = LeRobotDataset(root).stats()[-1]
+    assert np.allclose(stats["action"]["mean"], actions.mean(0), atol=1e-6)
+    assert np.allclose(stats["action"]["std"], actions.std(0), atol=1e-6)
+    assert np.allclose(rows[0]["stats/action/mean"], np.stack([f["action"] for f in episodes[0]]).mean(0))
 
 
 def test_same_task_shares_an_index(tmp_path):
@@ -147,12 +176,19 @@ def test_add_observation_and_episode_meta(tmp_path):
         writer.add_observation(Observation(images=obs.images, instruction="x", state=obs.state), f["action"])
 
 
-def test_video_cameras_round_trip_closely(tmp_path):
+@pytest.mark.parametrize(
+    ("version", "video_file"),
+    [
+        ("v2.1", "videos/chunk-000/observation.images.image/episode_000000.mp4"),
+        ("v3.0", "videos/observation.images.image/chunk-000/file-000.mp4"),
+    ],
+)
+def test_video_cameras_round_trip_closely(tmp_path, version, video_file):
     """dtype "video" (mp4 via PyAV): lossy, so smooth images come back close, not exact."""
     yy, xx = np.mgrid[0:48, 0:64]
     frames = []
     writer = LeRobotDatasetWriter(
-        tmp_path / "ds", fps=10, features=default_features({"image": (48, 64)}, video=True)
+        tmp_path / "ds", fps=10, features=default_features({"image": (48, 64)}, video=True), version=version
     )
     for t in range(6):
         img = np.stack([(xx * 4 + t * 10) % 256, yy * 5, np.full_like(xx, 128)], -1).astype(np.uint8)
@@ -162,7 +198,7 @@ def test_video_cameras_round_trip_closely(tmp_path):
         )
     writer.save_episode(task="video")
     ds = LeRobotDataset(writer.finalize())
-    assert (tmp_path / "ds/videos/chunk-000/observation.images.image/episode_000000.mp4").is_file()
+    assert (tmp_path / "ds" / video_file).is_file()
     ep = ds.episode(0)
     assert len(ep) == 6
     for got, want in zip(ep.frames, frames, strict=True):
@@ -215,7 +251,7 @@ def test_unsupported_version_names_a_way_out(written, version, way_out):
 
 def test_corrupt_parquet(written):
     root, _ = written
-    path = root / "data/chunk-000/episode_000001.parquet"
+    path = data_file(root, 1)
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     ds = LeRobotDataset(root)
     assert len(ds.episode(0)) == 5  # the intact episode still reads
@@ -225,9 +261,9 @@ def test_corrupt_parquet(written):
 
 def test_missing_episode_file_and_index(written):
     root, _ = written
-    (root / "data/chunk-000/episode_000000.parquet").unlink()
+    data_file(root, 0).unlink()
     ds = LeRobotDataset(root)
-    with pytest.raises(FileNotFoundError, match="episode_000000.parquet"):
+    with pytest.raises(FileNotFoundError, match=data_file(root, 0).name):
         ds.episode(0)
     with pytest.raises(IndexError, match="episodes"):
         ds.episode(7)
@@ -236,7 +272,7 @@ def test_missing_episode_file_and_index(written):
 def test_paths_stay_inside_root(written, tmp_path):
     root, _ = written
     outside = tmp_path / "secret.parquet"
-    outside.write_bytes((root / "data/chunk-000/episode_000000.parquet").read_bytes())
+    outside.write_bytes(data_file(root, 0).read_bytes())
     info = json.loads((root / "meta/info.json").read_text())
     info["data_path"] = "../secret.parquet"
     (root / "meta/info.json").write_text(json.dumps(info))
@@ -249,7 +285,7 @@ def test_corrupt_image_bytes(tmp_path):
     writer = LeRobotDatasetWriter(tmp_path / "ds", fps=10, features=default_features(CAMS))
     writer.add_frame(_frame(rng))
     writer.save_episode(task="x")
-    path = tmp_path / "ds/data/chunk-000/episode_000000.parquet"
+    path = data_file(tmp_path / "ds", 0)
     table = pq.read_table(path)
     i = table.schema.get_field_index("observation.images.wrist")
     broken = table.column(i).to_pylist()

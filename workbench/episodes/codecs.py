@@ -169,6 +169,27 @@ def stats(x: np.ndarray) -> dict[str, list]:
     }
 
 
+def aggregate_stats(episodes: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per-episode stats -> dataset stats (meta/stats.json): min of mins, max of maxes, the
+    count-weighted mean, and the pooled std (within- plus between-episode variance)."""
+    out: dict[str, dict] = {}
+    for key in episodes[0]:
+        count = np.array([e[key]["count"][0] for e in episodes], dtype=np.float64)
+        w = count.reshape(-1, *[1] * np.ndim(episodes[0][key]["mean"])) / count.sum()
+        mean = np.array([e[key]["mean"] for e in episodes])
+        std = np.array([e[key]["std"] for e in episodes])
+        total_mean = (w * mean).sum(0)
+        var = (w * (std**2 + (mean - total_mean) ** 2)).sum(0)
+        out[key] = {
+            "min": np.min([e[key]["min"] for e in episodes], axis=0).tolist(),
+            "max": np.max([e[key]["max"] for e in episodes], axis=0).tolist(),
+            "mean": total_mean.tolist(),
+            "std": np.sqrt(var).tolist(),
+            "count": [int(count.sum())],
+        }
+    return out
+
+
 def image_stats(images: np.ndarray) -> dict[str, list]:
     """[N, H, W, 3] uint8 -> per-channel stats in [0, 1], shaped [3, 1, 1] as LeRobot stores them.
     Estimated on every 4th pixel row and column (LeRobot subsamples images for stats too)."""

@@ -13,6 +13,7 @@ records.GroundTruth) and observation.cameras (camera name -> Camera).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,20 @@ from workbench.episodes.layout import (
     IMAGE_PREFIX,
     INDEX_FEATURES,
     TCP_KEY,
-    V21,
-)
-from workbench.episodes.layout import (
-    V2_DATA_PATH as DATA_PATH,
-)
-from workbench.episodes.layout import (
-    V2_VIDEO_PATH as VIDEO_PATH,
+    V2_DATA_PATH,
+    V2_VIDEO_PATH,
+    V3_DATA_PATH,
+    V3_EPISODES_PATH,
+    V3_TASKS_PATH,
+    V3_VIDEO_PATH,
+    V30,
+    WRITABLE_VERSIONS,
 )
 from workbench.fileio import write_json_atomic
 from workbench.records import Camera, GroundTruth, Observation
 
-CODEBASE_VERSION = V21
+CODEBASE_VERSION = V30  # what new datasets are written as; V21 on request
+STATS = ("min", "max", "mean", "std", "count")
 
 
 def _append_jsonl(path: Path, obj: dict) -> None:
@@ -51,9 +54,23 @@ class LeRobotDatasetWriter:
     """Record episodes frame by frame; each `save_episode` makes the episode durable on disk.
 
     `features` are LeRobot feature specs (see `default_features`); the index columns are added here.
+    version "v3.0" (default): one data file (and one mp4 per video camera) per episode, named by the
+    v3.0 templates, so saving never rewrites an earlier episode's files; the episode list
+    (meta/episodes/chunk-000/file-000.parquet, with per-episode stats columns), meta/tasks.parquet and
+    meta/stats.json are rewritten atomically at each save. version "v2.1": LeRobot 0.3's layout.
     """
 
-    def __init__(self, root: str | Path, fps: float, features: dict[str, dict], robot_type: str = "unknown"):
+    def __init__(
+        self,
+        root: str | Path,
+        fps: float,
+        features: dict[str, dict],
+        robot_type: str = "unknown",
+        version: str = CODEBASE_VERSION,
+    ):
+        if version not in WRITABLE_VERSIONS:
+            raise ValueError(f"version must be one of {WRITABLE_VERSIONS}, got {version!r}")
+        self.version = version
         self.root = Path(root)
         if (self.root / "meta" / "info.json").exists():
             raise FileExistsError(
@@ -65,6 +82,8 @@ class LeRobotDatasetWriter:
         self.robot_type = robot_type
         self.features = {**features, **INDEX_FEATURES}
         self.tasks: dict[str, int] = {}
+        self._rows: list[dict[str, Any]] = []  # v3.0: the episode list, one row per saved episode
+        self._stats: list[dict[str, dict]] = []  # per saved episode
         self.num_episodes = 0
         self.total_frames = 0
         self._buffer: list[dict[str, Any]] = []
@@ -128,33 +147,74 @@ class LeRobotDatasetWriter:
         return arr
 
     def save_episode(self, task: str, **meta: Any) -> int:
-        """Write the buffered frames as one episode; returns its index. `meta` (JSON values, e.g.
-        success=True, seed=0) is kept in the episode's episodes.jsonl line (LeRobot ignores extra keys)."""
+        """Write the buffered frames as one episode; returns its index. `meta` (JSON scalars, e.g.
+        success=True, seed=0) is kept in the episode's metadata entry (LeRobot ignores extra keys)."""
         if not self._buffer:
             raise ValueError("no frames were added since the last save_episode")
         ep, n = self.num_episodes, len(self._buffer)
-        if task not in self.tasks:
+        new_task = task not in self.tasks
+        if new_task:
             self.tasks[task] = len(self.tasks)
-            _append_jsonl(self.root / "meta" / "tasks.jsonl", {"task_index": self.tasks[task], "task": task})
-        task_index = self.tasks[task]
-        columns = self._columns(ep, n, task_index)
-        data_path = self.root / DATA_PATH.format(episode_chunk=ep // CHUNKS_SIZE, episode_index=ep)
+        columns = self._columns(ep, n, self.tasks[task])
+        stats = self._episode_stats()
+        loc = {"chunk_index": ep // CHUNKS_SIZE, "file_index": ep % CHUNKS_SIZE}
+        if self.version == V30:
+            data_path = self.root / V3_DATA_PATH.format(**loc)
+        else:
+            data_path = self.root / V2_DATA_PATH.format(episode_chunk=loc["chunk_index"], episode_index=ep)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table(columns, schema=self._schema()), data_path)
         for key in self.camera_keys:
             if self.features[key]["dtype"] == "video":
                 self._write_video(key, ep, np.stack([r[key] for r in self._buffer]))
-        _append_jsonl(
-            self.root / "meta" / "episodes.jsonl", {**meta, "episode_index": ep, "tasks": [task], "length": n}
-        )
-        _append_jsonl(
-            self.root / "meta" / "episodes_stats.jsonl", {"episode_index": ep, "stats": self._episode_stats()}
-        )
+        entry = {**meta, "episode_index": ep, "tasks": [task], "length": n}
+        if self.version == V30:
+            self._save_v3_meta(entry, loc, stats)
+        else:
+            if new_task:
+                _append_jsonl(
+                    self.root / "meta" / "tasks.jsonl", {"task_index": self.tasks[task], "task": task}
+                )
+            _append_jsonl(self.root / "meta" / "episodes.jsonl", entry)
+            _append_jsonl(self.root / "meta" / "episodes_stats.jsonl", {"episode_index": ep, "stats": stats})
         self.num_episodes += 1
         self.total_frames += n
         self._buffer = []
         self._write_info()
         return ep
+
+    def _save_v3_meta(self, entry: dict[str, Any], loc: dict[str, int], stats: dict[str, dict]) -> None:
+        n = entry["length"]
+        row = {
+            **entry,
+            "data/chunk_index": loc["chunk_index"],
+            "data/file_index": loc["file_index"],
+            "dataset_from_index": self.total_frames,
+            "dataset_to_index": self.total_frames + n,
+        }
+        for key in self.camera_keys:
+            if self.features[key]["dtype"] == "video":
+                row |= {f"videos/{key}/{k}": v for k, v in loc.items()}
+                row |= {f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": n / self.fps}
+        for key, feature_stats in stats.items():
+            row |= {f"stats/{key}/{k}": feature_stats[k] for k in STATS}
+        row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+        self._rows.append(row)
+        self._stats.append(stats)
+        _write_parquet_atomic(
+            self.root / V3_EPISODES_PATH.format(chunk_index=0, file_index=0), _rows_table(self._rows)
+        )
+        tasks = pa.table(
+            {"task_index": pa.array(list(self.tasks.values()), pa.int64()), "task": list(self.tasks)}
+        )
+        # the pandas index LeRobot's pd.read_parquet expects: the task text
+        pandas_meta = {"index_columns": ["task"], "column_indexes": [], "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+        ], "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__}}  # fmt: skip
+        tasks = tasks.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
+        _write_parquet_atomic(self.root / V3_TASKS_PATH, tasks)
+        write_json_atomic(self.root / "meta" / "stats.json", codecs.aggregate_stats(self._stats), indent=4)
 
     def finalize(self) -> Path:
         """Check nothing is left unsaved and write the final info.json; returns the root."""
@@ -218,7 +278,14 @@ class LeRobotDatasetWriter:
         return pa.schema(fields, metadata=meta)
 
     def _write_video(self, key: str, ep: int, frames: np.ndarray) -> None:
-        path = self.root / VIDEO_PATH.format(episode_chunk=ep // CHUNKS_SIZE, video_key=key, episode_index=ep)
+        if self.version == V30:
+            path = self.root / V3_VIDEO_PATH.format(
+                video_key=key, chunk_index=ep // CHUNKS_SIZE, file_index=ep % CHUNKS_SIZE
+            )
+        else:
+            path = self.root / V2_VIDEO_PATH.format(
+                episode_chunk=ep // CHUNKS_SIZE, video_key=key, episode_index=ep
+            )
         self.features[key]["info"] = codecs.encode_video(path, frames, self.fps)
 
     def _episode_stats(self) -> dict[str, dict]:
@@ -234,19 +301,36 @@ class LeRobotDatasetWriter:
 
     def _write_info(self) -> None:
         n_videos = sum(1 for k in self.camera_keys if self.features[k]["dtype"] == "video")
+        v3 = self.version == V30
         info = {
-            "codebase_version": CODEBASE_VERSION,
+            "codebase_version": self.version,
             "robot_type": self.robot_type,
             "total_episodes": self.num_episodes,
             "total_frames": self.total_frames,
             "total_tasks": len(self.tasks),
-            "total_videos": n_videos * self.num_episodes,
-            "total_chunks": (self.num_episodes + CHUNKS_SIZE - 1) // CHUNKS_SIZE,
+            **({} if v3 else {"total_videos": n_videos * self.num_episodes}),
+            **({} if v3 else {"total_chunks": (self.num_episodes + CHUNKS_SIZE - 1) // CHUNKS_SIZE}),
             "chunks_size": CHUNKS_SIZE,
+            **({"data_files_size_in_mb": 100, "video_files_size_in_mb": 200} if v3 else {}),
             "fps": self.fps,
             "splits": {"train": f"0:{self.num_episodes}"},
-            "data_path": DATA_PATH,
-            "video_path": VIDEO_PATH if n_videos else None,
+            "data_path": V3_DATA_PATH if v3 else V2_DATA_PATH,
+            "video_path": (V3_VIDEO_PATH if v3 else V2_VIDEO_PATH) if n_videos else None,
             "features": self.features,
         }
         write_json_atomic(self.root / "meta" / "info.json", info, indent=4)
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows whose keys may differ (extra metadata given to some episodes only) -> one table; a key a
+    row lacks is null there (from_pylist alone would take the first row's keys)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows])
+
+
+def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
+    """Write next to `path`, then rename over it: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)

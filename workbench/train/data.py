@@ -1,7 +1,8 @@
 """Training data from the built-in simulator: expert demonstrations and grounding questions.
 
 `generate(cfg)` rolls out the scripted expert on the SEEN split (objects and paraphrases) and writes
-one LeRobot-layout dataset (workbench/episodes/lerobot.py) with, per frame, the camera image as the
+one LeRobot dataset (layout v3.0 by default, v2.1 with lerobot_version="v2.1"; both are read back)
+with, per frame, the camera image as the
 policy receives it (the raw render; the policy resizes it to its input frame with cv2.INTER_AREA),
 the 7-D action, the robot state and the simulator's ground truth (boxes, key points, expert trace).
 
@@ -43,6 +44,7 @@ class DataConfig:
     render_height: int = 168
     paraphrase: bool = True  # draw seen paraphrases instead of the canonical instruction
     max_attempts_factor: int = 3  # give up on a task after this many times episodes_per_task resets
+    lerobot_version: str = "v3.0"  # the LeRobot layout written ("v2.1" for LeRobot 0.3.x); both are read
     # DART (Laskey et al., 2017): the arm executes the expert's motion plus Gaussian noise of this standard
     # deviation (metres per step, on dx, dy, dz) while the dataset records the expert's own action. The
     # closed-loop expert corrects the drift, so the demonstrations show states off the expert's path with
@@ -152,7 +154,13 @@ def generate(cfg: DataConfig) -> Path:
                 features = default_features(
                     {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=state_dim, tcp_pose=True
                 )
-                writer = LeRobotDatasetWriter(root, fps=env.control_hz, features=features, robot_type="panda")
+                writer = LeRobotDatasetWriter(
+                    root,
+                    fps=env.control_hz,
+                    features=features,
+                    robot_type="panda",
+                    version=cfg.lerobot_version,
+                )
             for o, a in frames:
                 writer.add_observation(o, a)
             writer.save_episode(env.get_language_instruction(), task_name=task, seed=seed - 1, success=True)
@@ -355,6 +363,7 @@ class SceneConfig:
     # the paper's web-scale grounding data names objects its robot data never shows; the instruction
     # stays a seen paraphrase, so unseen phrasings never reach training.
     split: str = "seen"
+    lerobot_version: str = "v3.0"  # the LeRobot layout written ("v2.1" for LeRobot 0.3.x); both are read
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -390,7 +399,13 @@ def generate_scenes(cfg: SceneConfig) -> Path:
                 features = default_features(
                     {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=len(o.state)
                 )
-                writer = LeRobotDatasetWriter(root, fps=env.control_hz, features=features, robot_type="panda")
+                writer = LeRobotDatasetWriter(
+                    root,
+                    fps=env.control_hz,
+                    features=features,
+                    robot_type="panda",
+                    version=cfg.lerobot_version,
+                )
             writer.add_observation(o, np.zeros(7))
             writer.save_episode(env.get_language_instruction(), task_name=task, seed=seed - 1)
         env.close()
