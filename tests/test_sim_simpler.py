@@ -1,139 +1,39 @@
-"""The SimplerEnv adapter, against a fake `simpler_env` package that copies SimplerEnv's documented
-interface (shared/reference/simplerenv.md): make(task) -> TimeLimit-wrapped env, the ManiSkill2 obs
-dict, Box(7) actions, the per-task info keys, terminated = success, truncation at the limit.
+"""The SimplerEnv adapter, against a fake `simpler_env` package (tests/fake_simpler) that copies the real
+SimplerEnv's facts: make(task) -> TimeLimit-wrapped env, the ManiSkill2 obs dict with turned robot
+bases, WidowX 8 joints at 5 Hz with an absolute gripper, the Google robot 11 joints at 3 Hz with a
+relative gripper, the real cameras, Box(7) actions, the per-task info keys, terminated = success,
+truncation at the limit. A fake `sapien` next to it lets the probe meet each way SimplerEnv fails.
 
-SimplerEnv itself cannot run here (it needs Vulkan and numpy<2); the fake is the only stand-in, and it
-runs in a real subprocess through the real server script and pipe.
+The fake runs in a real subprocess through the real server script and pipe. The real SimplerEnv was
+checked by hand (docs/simplerenv.md); CI cannot build it.
 """
 
 from __future__ import annotations
 
+import stat
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from workbench.compat import IncompatibleSource
+from workbench.controller import base_rotation, project_path
+from workbench.runner import PolicySlot, Runner, SimSource
 from workbench.sim import make, to_observation
 from workbench.sim.base import Env, SimEnv
 from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnavailable, probe
 
-FAKE_SIMPLER_ENV = '''
-"""A fake of SimplerEnv's public interface, for adapter tests only."""
-import numpy as np
-
-LIMITS = {"widowx_carrot_on_plate": 60, "widowx_put_eggplant_in_basket": 120, "google_robot_pick_coke_can": 80}
-INSTRUCTIONS = {"widowx_carrot_on_plate": "put carrot on plate", "widowx_put_eggplant_in_basket": "put eggplant into yellow basket",
-                "google_robot_pick_coke_can": "pick coke can"}
-
-
-class Box:
-    def __init__(self, low, high):
-        self.low, self.high, self.shape = np.asarray(low, np.float32), np.asarray(high, np.float32), (7,)
-
-
-class _Env:
-    def __init__(self, task):
-        self.task = task
-        self.robot_uid = "google_robot_static" if task.startswith("google_robot") else "widowx"
-        self.cam = "overhead_camera" if task.startswith("google_robot") else "3rd_view_camera"
-        self.h = 512 if task.startswith("google_robot") else 480
-        self.action_space = Box(-np.ones(7), np.ones(7))
-
-    def _obs(self):
-        rng = np.random.default_rng(int(self.tcp[:3].sum() * 1000) % 1000)
-        w2c = np.eye(4, dtype=np.float32)
-        w2c[:3, 3] = [0.0, 0.0, 1.0]
-        return {
-            "agent": {"qpos": np.zeros(11 if self.robot_uid != "widowx" else 8, np.float32), "qvel": np.zeros(8, np.float32),
-                      "controller": {"gripper": {"target_qpos": np.zeros(2, np.float32)}}, "base_pose": np.array([0, 0, 0, 1, 0, 0, 0], np.float32)},
-            "extra": {"tcp_pose": self.tcp.astype(np.float32)},
-            "camera_param": {self.cam: {"extrinsic_cv": w2c, "cam2world_gl": np.linalg.inv(np.diag([1, -1, -1, 1]) @ w2c).astype(np.float32),
-                                        "intrinsic_cv": np.array([[300, 0, 320], [0, 300, self.h / 2], [0, 0, 1]], np.float32)}},
-            "image": {self.cam: {"rgb": rng.integers(0, 255, (self.h, 640, 3), dtype=np.uint8),
-                                 "depth": np.ones((self.h, 640, 1), np.float32),
-                                 "Segmentation": np.zeros((self.h, 640, 4), np.uint32)}},
-        }
-
-    def reset(self, seed=None, options=None):
-        self.tcp = np.array([0.3, 0.0, 0.2, 1, 0, 0, 0], np.float64)
-        self.gripper, self.moved = 1.0, 0.0
-        return self._obs(), {"scene_name": "fake", "episode_id": 0 if seed is None else seed}
-
-    def step(self, action):
-        action = np.asarray(action)
-        assert action.shape == (7,)
-        self.tcp[:3] += action[:3]
-        self.moved += action[0]
-        self.gripper = action[6]
-        success = bool(self.moved > 0.1)
-        if self.task.startswith("google_robot"):
-            info = {"is_grasped": success, "consecutive_grasp": success, "lifted_object": success,
-                    "lifted_object_significantly": False, "success": success}
-        else:
-            info = {"moved_correct_obj": self.moved > 0, "moved_wrong_obj": False, "is_src_obj_grasped": self.gripper < 0,
-                    "consecutive_grasp": False, "src_on_target": success, "success": success,
-                    "episode_stats": {"moved_correct_obj": self.moved > 0, "src_on_target": success}}
-        return self._obs(), float(success), success, False, info
-
-    def get_language_instruction(self):
-        return INSTRUCTIONS[self.task]
-
-    def is_final_subtask(self):
-        return True
-
-    def advance_to_next_subtask(self):
-        pass
-
-    def close(self):
-        pass
-
-
-class TimeLimit:
-    def __init__(self, env, max_episode_steps):
-        self.env, self.unwrapped, self._max_episode_steps, self._t = env, env, max_episode_steps, 0
-        self.action_space = env.action_space
-
-    def reset(self, **kw):
-        self._t = 0
-        return self.env.reset(**kw)
-
-    def step(self, action):
-        self._t += 1
-        obs, r, term, trunc, info = self.env.step(action)
-        return obs, r, term, trunc or self._t >= self._max_episode_steps, info
-
-    def __getattr__(self, name):
-        return getattr(self.env, name)
-
-
-def make(task_name, **kw):
-    if task_name not in LIMITS:
-        raise ValueError(f"Unknown task {task_name}")
-    return TimeLimit(_Env(task_name), LIMITS[task_name])
-'''
-
-NO_VULKAN_SAPIEN = """
-class SapienRenderer:
-    def __init__(self, *a, **kw):
-        raise RuntimeError("Cannot find a suitable rendering device")
-"""
+torch.set_num_threads(1)
+FAKE = Path(__file__).parent / "fake_simpler"
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "st4vla-tiny"
+WIDOWX_START = np.array([-0.14507, 0.03409, 1.00532])  # the real tcp after reset(seed=0)
 
 
 @pytest.fixture(scope="module")
-def fake_path(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fake_simpler")
-    pkg = root / "simpler_env"
-    (pkg / "utils" / "env").mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent(FAKE_SIMPLER_ENV))
-    (pkg / "utils" / "__init__.py").write_text("")
-    (pkg / "utils" / "env" / "__init__.py").write_text("")
-    (pkg / "utils" / "env" / "observation_utils.py").write_text(
-        "def get_image_from_maniskill2_obs_dict(env, obs, camera_name=None):\n"
-        "    cam = camera_name or ('overhead_camera' if 'google_robot' in env.unwrapped.robot_uid else '3rd_view_camera')\n"
-        "    return obs['image'][cam]['rgb']\n"
-    )
-    return str(root)
+def fake_path():
+    return str(FAKE)
 
 
 @pytest.fixture(scope="module")
@@ -143,42 +43,97 @@ def widowx(fake_path):
     env.close()
 
 
+@pytest.fixture(scope="module")
+def tiny():
+    from workbench.policy import ST4VLAPolicy
+
+    return ST4VLAPolicy.load(BUNDLED)
+
+
+# -- probe: each failure told apart, with its fix -----------------------------------------------------
+
+
 def test_no_interpreter_configured_gives_a_clear_error(monkeypatch):
     monkeypatch.delenv(PYTHON_ENV_VAR, raising=False)
-    with pytest.raises(SimplerUnavailable, match=PYTHON_ENV_VAR):
+    with pytest.raises(SimplerUnavailable, match=PYTHON_ENV_VAR) as e:
         make("widowx_carrot_on_plate")
-    with pytest.raises(SimplerUnavailable, match="not an executable"):
+    assert e.value.problem == "interpreter"
+    with pytest.raises(SimplerUnavailable, match="missing or not an executable") as e:
         SimplerEnvAdapter("widowx_carrot_on_plate", python="/nonexistent/python")
+    assert e.value.problem == "interpreter"
+
+
+def test_an_interpreter_that_does_not_run_python_is_named(tmp_path):
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'this is not python' >&2\nexit 3\n")
+    broken.chmod(broken.stat().st_mode | stat.S_IXUSR)
+    with pytest.raises(
+        SimplerUnavailable, match=r"does not run Python scripts \(exit 3\): this is not python"
+    ) as e:
+        probe(str(broken))
+    assert e.value.problem == "interpreter"
 
 
 def test_interpreter_without_simpler_env_is_detected_up_front():
-    report = probe(sys.executable)  # this venv really has no simpler_env
+    report = probe(sys.executable)  # this venv really has no simpler_env (nor sapien)
     assert report["simpler_env"] is False and "simpler_env" in report["simpler_error"]
-    with pytest.raises(SimplerUnavailable, match="simpler_env is not importable"):
+    assert report["problem"] == "simpler_env"
+    with pytest.raises(SimplerUnavailable, match="simpler_env is not importable.*Install SimplerEnv") as e:
         SimplerEnvAdapter("widowx_carrot_on_plate", python=sys.executable)
+    assert e.value.problem == "simpler_env"
 
 
-def test_missing_vulkan_is_detected_up_front(fake_path, tmp_path):
-    (tmp_path / "sapien").mkdir()
-    (tmp_path / "sapien" / "__init__.py").write_text("")
-    (tmp_path / "sapien" / "core.py").write_text(NO_VULKAN_SAPIEN)
-    env_vars = {"PYTHONPATH": f"{fake_path}:{tmp_path}"}
+@pytest.mark.parametrize(
+    ("fail", "problem", "says"),
+    [
+        (
+            "loader",
+            "vulkan_loader",
+            r"the Vulkan loader libvulkan\.so\.1 is not found .* apt install libvulkan1",
+        ),
+        (
+            "device",
+            "vulkan_device",
+            r"no Vulkan device \(RuntimeError: Cannot find a suitable rendering device\)",
+        ),
+        ("render", "render", r"rendering a frame fails \(.*ErrorExtensionNotPresent\).*Mesa older than 26"),
+        ("crash", "render", r"rendering a frame fails \(the probe process died during rendering a frame\)"),
+    ],
+)
+def test_each_vulkan_failure_is_told_apart(fake_path, fail, problem, says):
+    env_vars = {"PYTHONPATH": fake_path, "FAKE_SAPIEN": fail}
     report = probe(sys.executable, env_vars)
-    assert report["simpler_env"] is True and report["vulkan"] is False
-    with pytest.raises(SimplerUnavailable, match="Vulkan"):
+    assert report["problem"] == problem
+    with pytest.raises(SimplerUnavailable, match=says) as e:
         SimplerEnvAdapter("widowx_carrot_on_plate", python=sys.executable, env_vars=env_vars)
+    assert e.value.problem == problem
+    assert "Install SimplerEnv" not in str(e.value)  # a missing loader is not a missing package
+
+
+def test_a_working_setup_probes_clean(fake_path):
+    report = probe(sys.executable, {"PYTHONPATH": fake_path})
+    assert report["problem"] == "" and report["simpler_env"] and report["vulkan"] and report["render"]
+
+
+# -- the adapter speaks SimplerEnv ----------------------------------------------------------------------
 
 
 def test_adapter_speaks_the_protocol(widowx):
     assert isinstance(widowx, Env) and not isinstance(widowx, SimEnv)  # no ground truth in SimplerEnv
     assert widowx.gripper_convention == "absolute_open_positive" and widowx.control_hz == 5
     assert widowx.max_episode_steps == 60 and widowx.main_camera == "3rd_view_camera"
+    assert widowx.image_size == (640, 480) and len(widowx.state_names) == 8
+    assert widowx.state_names[0] == "waist" and widowx.base_pose is None  # known after reset
     obs, info = widowx.reset(seed=3)
-    assert info["episode_id"] == 3
+    assert info["episode_id"] == 3 and "scene_table_height" in info
     rgb = obs["image"]["3rd_view_camera"]["rgb"]
     assert rgb.dtype == np.uint8 and rgb.shape == (480, 640, 3)
     assert set(obs["camera_param"]["3rd_view_camera"]) == {"intrinsic_cv", "extrinsic_cv", "cam2world_gl"}
     assert obs["extra"]["tcp_pose"].shape == (7,) and obs["agent"]["qpos"].shape == (8,)
+    np.testing.assert_allclose(
+        base_rotation(obs["agent"]["base_pose"]), np.diag([-1.0, -1.0, 1.0]), atol=1e-6
+    )
+    np.testing.assert_allclose(widowx.base_pose, obs["agent"]["base_pose"])
     assert widowx.get_language_instruction() == "put carrot on plate"
     obs, reward, terminated, truncated, info = widowx.step(np.array([0.05, 0, 0, 0, 0, 0, -1.0]))
     assert {
@@ -188,15 +143,19 @@ def test_adapter_speaks_the_protocol(widowx):
         "consecutive_grasp",
         "src_on_target",
         "success",
+        "episode_stats",
+        "elapsed_steps",
     } <= set(info)
     assert info["is_src_obj_grasped"] is True and info["episode_stats"]["moved_correct_obj"] is True
-    np.testing.assert_allclose(obs["extra"]["tcp_pose"][:3], [0.35, 0.0, 0.2], atol=1e-6)
+    # +x in the turned base is -x in the world
+    np.testing.assert_allclose(obs["extra"]["tcp_pose"][:3], WIDOWX_START + [-0.05, 0, 0], atol=1e-5)
     for _ in range(2):
         obs, reward, terminated, truncated, info = widowx.step(np.array([0.05, 0, 0, 0, 0, 0, 1.0]))
     assert terminated is True and info["success"] is True and reward == 1.0
     o = to_observation(widowx, obs)
     assert o.images["3rd_view_camera"].shape == (480, 640, 3) and o.ground_truth is None
     assert o.cameras["3rd_view_camera"].width == 640 and o.instruction == "put carrot on plate"
+    assert o.base_pose is not None and o.state.shape == (8,)
 
 
 def test_truncation_at_the_time_limit(widowx):
@@ -215,7 +174,7 @@ def test_bad_actions_never_reach_simplerenv(widowx):
             widowx.step(bad)
     obs, *_, info = widowx.step(np.array([5.0, 0, 0, 0, 0, 0, 1]))  # out of Box(7): clipped to 1
     assert info["action_clipped"] is True
-    np.testing.assert_allclose(obs["extra"]["tcp_pose"][0], 1.3, atol=1e-6)
+    np.testing.assert_allclose(obs["extra"]["tcp_pose"][0], WIDOWX_START[0] - 1.0, atol=1e-5)
 
 
 def test_google_robot_task_keys_and_convention(fake_path):
@@ -228,9 +187,16 @@ def test_google_robot_task_keys_and_convention(fake_path):
     try:
         assert env.gripper_convention == "relative_close_positive" and env.control_hz == 3
         assert env.main_camera == "overhead_camera" and env.max_episode_steps == 80
-        obs, _ = env.reset()
+        assert env.image_size == (640, 512) and len(env.state_names) == 11
+        assert env.state_names[-2:] == ("joint_head_pan", "joint_head_tilt")
+        obs, info = env.reset()
+        assert {"model_id", "scene_name", "urdf_version"} <= set(info)
         assert obs["image"]["overhead_camera"]["rgb"].shape == (512, 640, 3)
         assert obs["image"]["overhead_camera"]["depth"].dtype == np.float32
+        assert obs["agent"]["qpos"].shape == (11,)
+        np.testing.assert_allclose(
+            base_rotation(obs["agent"]["base_pose"]), np.diag([-1.0, -1.0, 1.0]), atol=1e-6
+        )
         _, _, _, _, info = env.step(np.zeros(7))
         assert {
             "is_grasped",
@@ -246,3 +212,71 @@ def test_google_robot_task_keys_and_convention(fake_path):
 def test_server_errors_are_reported(fake_path):
     with pytest.raises(RuntimeError, match="Unknown task"):
         SimplerEnvAdapter("widowx_juggle", python=sys.executable, env_vars={"PYTHONPATH": fake_path})
+
+
+# -- a policy through SimplerEnv, as the app runs it ----------------------------------------------------
+
+
+def _simpler_source(monkeypatch, fake_path, task):
+    """What the app does: WORKBENCH_SIMPLER_PYTHON names the interpreter, make(task) (no keywords)."""
+    monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
+    monkeypatch.setenv("PYTHONPATH", fake_path)
+    return SimSource(make(task), lambda: make(task))
+
+
+def test_an_unfit_state_is_refused_at_construction_with_the_report(monkeypatch, fake_path, tiny):
+    source = _simpler_source(monkeypatch, fake_path, "widowx_carrot_on_plate")
+    try:
+        with pytest.raises(IncompatibleSource) as e:
+            Runner(source, [PolicySlot("A", tiny, num_ddim_steps=2)])
+        text = str(e.value)
+        assert "only the spatial answer works" in text
+        assert "reads 9 joint values" in text and "gives 8 (waist, shoulder" in text
+        assert "choose one of neutral" in text
+    finally:
+        source.close()
+
+
+def test_st4vla_tiny_steps_widowx_with_a_mapping_and_draws_from_the_gripper(monkeypatch, fake_path, tiny):
+    source = _simpler_source(monkeypatch, fake_path, "widowx_carrot_on_plate")
+    # horizon 1: the executed action is the chunk's first row, so the path's first step is checkable
+    slot = PolicySlot("A", tiny, num_ddim_steps=2, state_mapping="neutral", ensemble_horizon=1)
+    runner = Runner(source, [slot])
+    try:
+        report = runner.compatibility["A"]
+        assert report.mapping.name == "neutral" and any(
+            "state mapping 'neutral'" in w for w in report.warnings
+        )
+        records = [runner.reset(seed=0), *runner.run(10)]
+        assert [r.step for r in records] == list(range(11))
+        turn = base_rotation(records[0].observation.base_pose)
+        for before, after in zip(records, records[1:], strict=False):
+            obs, chunk = before.observation, before.policies["A"].chunk
+            cam = obs.cameras["3rd_view_camera"]
+            assert chunk.ee_path_2d is not None
+            drawn = np.asarray(chunk.ee_path_2d.points)
+            gripper = np.asarray(project_path(cam, obs.tcp_pose[None, :3]).points[0])
+            np.testing.assert_allclose(drawn[0], gripper, atol=1e-6)  # drawn from the gripper
+            assert 0 <= drawn[0][0] < 640 and 0 <= drawn[0][1] < 480
+            moved = after.observation.tcp_pose[:3] - obs.tcp_pose[:3]
+            np.testing.assert_allclose(moved, turn @ before.executed_action[:3], atol=1e-5)
+            np.testing.assert_allclose(chunk.ee_path_3d[1], after.observation.tcp_pose[:3], atol=1e-5)
+            went = np.asarray(project_path(cam, after.observation.tcp_pose[None, :3]).points[0])
+            np.testing.assert_allclose(
+                drawn[1], went, atol=1e-3
+            )  # its first step lands where the gripper went
+    finally:
+        runner.close()
+
+
+def test_google_robot_runs_with_app_defaults(monkeypatch, fake_path, tiny):
+    source = _simpler_source(monkeypatch, fake_path, "google_robot_pick_coke_can")
+    runner = Runner(source, [PolicySlot("A", tiny, num_ddim_steps=2, state_mapping="neutral")])
+    try:
+        topics = {f.topic for f in runner.compatibility["A"].findings if f.level == "warning"}
+        assert topics == {"state", "gripper", "rate"}
+        records = [runner.reset(seed=0), *runner.run(3)]
+        assert records[0].executed_action[6] == 0.0  # relative: the first step has no change to command
+        assert records[-1].observation.images["overhead_camera"].shape == (512, 640, 3)
+    finally:
+        runner.close()

@@ -7,7 +7,14 @@ the workbench's environment. Point the adapter at SimplerEnv's interpreter:
     env = make("widowx_carrot_on_plate")          # or SimplerEnvAdapter(task, python=...)
 
 Before starting the server it probes that interpreter (simpler_server.py --probe) and raises
-SimplerUnavailable with what to do if simpler_env cannot be imported or no Vulkan device exists.
+SimplerUnavailable naming the one thing that fails, with its fix (`SimplerUnavailable.problem`, one
+of PROBLEMS): the interpreter is missing or does not run, simpler_env is not importable there, the
+Vulkan loader (libvulkan.so.1) is not found, no Vulkan device exists, or a frame does not render.
+How to build SimplerEnv and a wrapper interpreter on a machine without a GPU: docs/simplerenv.md.
+
+What the task gives is known at construction (before any reset), for the compatibility report
+(workbench.compat): `state_names` (obs["agent"]["qpos"]), `image_size` (width, height),
+`main_camera`, `control_hz`, `gripper_convention`; `base_pose` follows the last observation.
 """
 
 from __future__ import annotations
@@ -40,8 +47,17 @@ _LIMITS = {
 }
 
 
+PROBLEMS = ("interpreter", "simpler_env", "vulkan_loader", "vulkan_device", "render")
+BUILD_DOC = "docs/simplerenv.md"
+
+
 class SimplerUnavailable(RuntimeError):
-    """SimplerEnv cannot run with this configuration; the message says what to fix."""
+    """SimplerEnv cannot run with this configuration; the message says what to fix, `problem` which
+    stage failed (one of PROBLEMS)."""
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 def resolve_python(python: str | None) -> str:
@@ -49,45 +65,102 @@ def resolve_python(python: str | None) -> str:
     if not python:
         raise SimplerUnavailable(
             f"no SimplerEnv interpreter configured: set {PYTHON_ENV_VAR}=/path/to/simpler-venv/bin/python "
-            "(SimplerEnv needs its own environment: numpy<2, gymnasium<1, sapien==2.2.2), or pass python=..."
+            "(SimplerEnv needs its own environment: numpy<2, gymnasium<1, sapien==2.2.2), or pass python=...",
+            "interpreter",
         )
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise SimplerUnavailable(
-            f"SimplerEnv interpreter {python!r} is not an executable file; check {PYTHON_ENV_VAR}"
+            f"SimplerEnv interpreter {python!r} is missing or not an executable file; check {PYTHON_ENV_VAR} "
+            f"(how to build one: {BUILD_DOC})",
+            "interpreter",
         )
     return python
 
 
 def probe(python: str | None = None, env_vars: dict[str, str] | None = None, timeout: float = 120) -> dict:
-    """Ask SimplerEnv's interpreter whether simpler_env imports and whether Vulkan rendering works."""
+    """Ask SimplerEnv's interpreter, stage by stage, whether SimplerEnv can run there. Returns the
+    server's report plus "problem": "" when all is well, else the first stage that fails (PROBLEMS).
+    Raises SimplerUnavailable(problem="interpreter") when the interpreter is missing or does not run."""
     python = resolve_python(python)
-    proc = subprocess.run(
-        [python, str(SERVER), "--probe"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env_vars or {})},
-    )
+    try:
+        proc = subprocess.run(
+            [python, str(SERVER), "--probe"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env_vars or {})},
+        )
+    except OSError as e:  # e.g. a script without a valid #! line
+        raise SimplerUnavailable(
+            f"SimplerEnv interpreter {python!r} cannot be started: {e}; check {PYTHON_ENV_VAR}", "interpreter"
+        ) from e
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 and lines:  # died in a stage: the last line names it
+        report = json.loads(lines[-1])
+        report["exit_code"] = proc.returncode
+        report["problem"] = diagnose(report) or "interpreter"
+        return report
     if proc.returncode != 0 or not lines:
         raise SimplerUnavailable(
-            f"probing {python} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            f"SimplerEnv interpreter {python!r} does not run Python scripts (exit {proc.returncode}): "
+            f"{proc.stderr.strip()[-2000:] or 'no output'}. Point {PYTHON_ENV_VAR} at SimplerEnv's Python "
+            f"(or the wrapper of {BUILD_DOC})",
+            "interpreter",
         )
-    return json.loads(lines[-1])
+    report = json.loads(lines[-1])
+    report["problem"] = diagnose(report)
+    return report
+
+
+def _mentions_vulkan_loader(*errors: str) -> bool:
+    return any("libvulkan" in (e or "") for e in errors)
+
+
+def diagnose(report: dict) -> str:
+    """The first stage of a probe report that fails ("" when none does): the loader before the package,
+    since a missing libvulkan.so.1 also makes simpler_env fail to import."""
+    if _mentions_vulkan_loader(report.get("sapien_error", ""), report.get("simpler_error", "")):
+        return "vulkan_loader"
+    if not report.get("simpler_env"):
+        return "simpler_env"
+    if report.get("sapien") is False:
+        return "simpler_env"  # sapien is one of SimplerEnv's dependencies
+    if report.get("vulkan") is False:
+        return "vulkan_loader" if _mentions_vulkan_loader(report.get("vulkan_error", "")) else "vulkan_device"
+    if report.get("render") is False:
+        return "render"
+    return ""
 
 
 def check_available(report: dict, python: str) -> None:
-    if not report["simpler_env"]:
-        raise SimplerUnavailable(
-            f"simpler_env is not importable in {python}: {report['simpler_error']}. Install SimplerEnv there "
-            "(git clone --recurse-submodules https://github.com/simpler-env/SimplerEnv; pip install -e "
-            "ManiSkill2_real2sim; pip install -e .)"
-        )
-    if report["vulkan"] is False:
-        raise SimplerUnavailable(
-            f"SimplerEnv cannot render: no Vulkan device ({report['vulkan_error']}). It needs an NVIDIA driver "
-            "with Vulkan, or Mesa lavapipe 26.x (older lavapipe fails with ErrorExtensionNotPresent)."
-        )
+    """Raise SimplerUnavailable with the fix for the first failing stage of a probe report."""
+    problem = report.get("problem", diagnose(report))
+    if not problem:
+        return
+    messages = {
+        "simpler_env": (
+            f"simpler_env is not importable in {python}: {report.get('simpler_error') or report.get('sapien_error')}. "
+            "Install SimplerEnv there (git clone --recurse-submodules https://github.com/simpler-env/SimplerEnv; "
+            f"pip install -e ManiSkill2_real2sim; pip install -e .; see {BUILD_DOC})"
+        ),
+        "vulkan_loader": (
+            f"the Vulkan loader libvulkan.so.1 is not found by {python} "
+            f"({report.get('sapien_error') or report.get('simpler_error') or report.get('vulkan_error')}). "
+            "Install it (Debian/Ubuntu: apt install libvulkan1) or point "
+            f"{PYTHON_ENV_VAR} at a wrapper that puts it on the library path ({BUILD_DOC})"
+        ),
+        "vulkan_device": (
+            f"SimplerEnv cannot render: no Vulkan device ({report.get('vulkan_error')}). It needs an NVIDIA "
+            "driver with Vulkan, or Mesa lavapipe 26.x with VK_ICD_FILENAMES naming its ICD file "
+            f"(older lavapipe fails with ErrorExtensionNotPresent; {BUILD_DOC})"
+        ),
+        "render": (
+            f"a Vulkan device is there but rendering a frame fails ({report.get('render_error')}). The "
+            "driver lacks what SAPIEN needs: Mesa older than 26 fails this way; use Mesa lavapipe 26.x or "
+            f"an NVIDIA driver ({BUILD_DOC})"
+        ),
+    }
+    raise SimplerUnavailable(messages.get(problem, f"SimplerEnv probe failed: {problem}"), problem)
 
 
 def _robot_defaults(task: str) -> tuple[str, float]:
@@ -121,7 +194,7 @@ class SimplerEnvAdapter:
         self.timeout = timeout
         env = {**os.environ, **(env_vars or {})}
         check_available(probe(self.python, env_vars, timeout), self.python)
-        self.gripper_convention, self.control_hz = _robot_defaults(task_name)
+        self.gripper_convention, control_hz = _robot_defaults(task_name)
         # the server's stderr, quoted when it dies; lives as long as the adapter (closed in close())
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -138,6 +211,12 @@ class SimplerEnvAdapter:
         self.action_high = np.asarray(hello["action_high"], dtype=np.float64)
         self.max_episode_steps = int(hello["max_episode_steps"] or _default_limit(task_name))
         self.robot_uid = hello["robot_uid"]
+        self.control_hz = float(hello.get("control_hz") or control_hz)
+        names = hello.get("state_names")
+        self.state_names: tuple[str, ...] | None = tuple(names) if names else None
+        size = hello.get("image_size")
+        self.image_size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size else None
+        self.base_pose: np.ndarray | None = None  # the last observation's agent/base_pose
         self.instruction = ""
         self._final_subtask = True
 
@@ -170,7 +249,12 @@ class SimplerEnvAdapter:
         reply = self._call(cmd="reset", seed=seed, options=options)
         self.instruction = reply["instruction"]
         self._final_subtask = True
+        self._keep_base(reply["obs"])
         return reply["obs"], reply["info"]
+
+    def _keep_base(self, obs: dict) -> None:
+        pose = obs.get("agent", {}).get("base_pose")
+        self.base_pose = None if pose is None else np.asarray(pose, dtype=np.float64)
 
     def step(self, action) -> tuple[dict, float, bool, bool, dict]:
         a, clipped = check_action(action, self.action_low, self.action_high, strict=self.strict_actions)
@@ -179,6 +263,7 @@ class SimplerEnvAdapter:
         self._final_subtask = reply["final_subtask"]
         info = reply["info"]
         info["action_clipped"] = clipped
+        self._keep_base(reply["obs"])
         return reply["obs"], reply["reward"], reply["terminated"], reply["truncated"], info
 
     def get_language_instruction(self) -> str:
