@@ -66,8 +66,13 @@ def test_reaching_the_object_clears_a_wrong_answer():
 def test_grasp_and_place():
     assert triage(episode(flat(0.02))).reason == "grasp"
     t = triage(episode(flat(0.01), grasped={5, 6, 7, 8, 9}))
-    assert t.reason == "place"
-    assert t.evidence["grasped_steps"] == 5 and t.evidence["first_grasp_step"] == 5
+    assert t.reason == "place" and "held 5 steps" in t.sentence()
+    assert t.evidence["longest_grasp"] == tr.GRASP_STEPS and t.evidence["first_grasp_step"] == 5
+    # both fingers touching for fewer than GRASP_STEPS steps in a row is no grasp
+    touch = triage(episode(flat(0.01), grasped={3, 4, 5, 6, 10, 11, 12, 13}))
+    assert touch.reason == "grasp" and touch.evidence["grasped_steps"] == 8
+    assert touch.evidence["longest_grasp"] == 4 and touch.evidence["first_grasp_step"] is None
+    assert "held 4 steps at most (needs 5)" in touch.sentence()
 
 
 def test_time_when_still_approaching_at_the_end():

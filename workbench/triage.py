@@ -13,10 +13,12 @@ The rules, applied in this order (the first that holds is the reason):
     success    the sim reported success on some step.
     unknown    no step carries tcp_to_source (a source without ground truth, e.g. SimplerEnv or a
                recorded episode): nothing below can be judged.
-    place      the source was grasped (the sim's grasp flag on at least one step) and the episode
-               ended without success, and it was not progressing at the end (see time).
+    place      the source was grasped (the sim's grasp flag on GRASP_STEPS consecutive steps, the sim's
+               own consecutive_grasp) and the episode ended without success, and it was not
+               progressing at the end (see time).
     grasp      the TCP came within REACH_DISTANCE of the source's centre on some step, the source was
-               never grasped, and it was not progressing at the end.
+               never grasped (a touch of both fingers for fewer than GRASP_STEPS steps is no grasp), and
+               it was not progressing at the end.
     grounding  the gripper never came within REACH_DISTANCE, and the spatial answer missed the source
                on more than GROUNDING_MISS_FRACTION of the steps it answered. An answer misses when its
                best box has IoU below GROUNDING_IOU with the source's true box and that box's centre
@@ -24,7 +26,7 @@ The rules, applied in this order (the first that holds is the reason):
                view, do not count either way; a policy that never answers is never blamed here
                (evidence answered_steps = 0).
     time       not success, and the episode was still progressing when it ended: the stage's distance
-               (source_to_goal once the source has been grasped, tcp_to_source before) fell by at
+               (source_to_goal from the first step of a grasp, tcp_to_source before) fell by at
                least PROGRESS_DISTANCE over the last PROGRESS_WINDOW steps (first of the window's
                predecessor to the last step). Checked before reach, grasp and place, after grounding.
     reach      otherwise: the answer was right (or not judged) and the gripper never came within
@@ -47,6 +49,7 @@ FAILURES = ("grounding", "reach", "grasp", "place", "time")
 GROUNDING_IOU = 0.3  # an answer box with at least this IoU with the source's true box is a hit
 GROUNDING_MISS_FRACTION = 0.5  # grounding failed when more than this fraction of answered steps miss
 REACH_DISTANCE = 0.03  # metres from the TCP to the source's centre (the expert grasps within 1 cm)
+GRASP_STEPS = 5  # consecutive control steps held (workbench.sim.tasks.CONSECUTIVE_GRASP, 1 s at 5 Hz)
 PROGRESS_WINDOW = 5  # control steps (1 s at the sim's 5 Hz)
 PROGRESS_DISTANCE = 0.02  # metres the stage's distance must fall over the window to count as progress
 
@@ -127,9 +130,14 @@ class Triage:
         if self.reason == "reach":
             return f"{text}: closest {_cm(e['min_tcp_to_source'])} (needs {_cm(REACH_DISTANCE)})"
         if self.reason == "grasp":
-            return f"{text}: closest {_cm(e['min_tcp_to_source'])}, never grasped"
+            held = (
+                f"held {e['longest_grasp']} steps at most (needs {GRASP_STEPS})"
+                if e["longest_grasp"]
+                else "never grasped"
+            )
+            return f"{text}: closest {_cm(e['min_tcp_to_source'])}, {held}"
         if self.reason == "place":
-            return f"{text}: held {e['grasped_steps']} steps, ended {_cm(e['final_source_to_goal'])} from the goal"
+            return f"{text}: held {e['longest_grasp']} steps, ended {_cm(e['final_source_to_goal'])} from the goal"
         if self.reason == "time":
             return f"{text}: {_cm(e['progress'])} closer over the last {PROGRESS_WINDOW} steps"
         return text
@@ -143,7 +151,7 @@ def triage(steps: Sequence[Any], policy: str | None = None) -> Triage:
         return Triage("success", evidence)
     if evidence["min_tcp_to_source"] is None:
         return Triage("unknown", evidence)
-    grasped = evidence["grasped_steps"] > 0
+    grasped = evidence["longest_grasp"] >= GRASP_STEPS
     reached = evidence["min_tcp_to_source"] <= REACH_DISTANCE
     if not (grasped or reached) and _grounding_missed(evidence):
         return Triage("grounding", evidence)
@@ -162,7 +170,8 @@ def _grounding_missed(evidence: dict) -> bool:
 def _evidence(facts: list[StepFacts]) -> dict[str, float | int | None]:
     judged = [f for f in facts if f.misses is not None]
     tcp = [f.tcp_to_source for f in facts if f.tcp_to_source is not None]
-    first_grasp = next((i for i, f in enumerate(facts) if f.grasped), None)
+    runs = _grasp_runs(facts)  # (first index, length) of each run of grasped steps
+    first_grasp = next((i for i, n in runs if n >= GRASP_STEPS), None)
     # the stage's distance: to the source before the first grasp, the source's to the goal after it
     if first_grasp is None:
         stage = tcp
@@ -176,6 +185,7 @@ def _evidence(facts: list[StepFacts]) -> dict[str, float | int | None]:
         "mean_iou": _round(sum(f.box_iou for f in judged) / len(judged)) if judged else None,
         "min_tcp_to_source": _round(min(tcp)) if tcp else None,
         "grasped_steps": sum(f.grasped for f in facts),
+        "longest_grasp": max((n for _, n in runs), default=0),
         "first_grasp_step": facts[first_grasp].step if first_grasp is not None else None,
         "min_source_to_goal": _round(min(goal)) if goal else None,
         "final_source_to_goal": _round(goal[-1]) if goal else None,
@@ -213,6 +223,17 @@ def episode_line(records: Sequence[Any], ended: bool | None = None, policy: str 
     if verdict.reason == "unknown":
         return f"Episode ended at step {last.step} without success ({DESCRIPTIONS['unknown']})."
     return f"❌ Episode failed at step {last.step}: **{verdict.reason}** — {verdict.sentence()}."
+
+
+def _grasp_runs(facts: list[StepFacts]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for i, f in enumerate(facts):
+        if f.grasped:
+            if runs and runs[-1][0] + runs[-1][1] == i:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((i, 1))
+    return runs
 
 
 def counts(reasons: Sequence[str]) -> dict[str, int]:
