@@ -280,3 +280,35 @@ def test_google_robot_runs_with_app_defaults(monkeypatch, fake_path, tiny):
         assert records[-1].observation.images["overhead_camera"].shape == (512, 640, 3)
     finally:
         runner.close()
+
+
+def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_path, tmp_path):
+    """Load in the app: SimplerEnv widowx_carrot_on_plate with the bundled st4vla-tiny."""
+    from workbench.appcore.config import AppConfig, AppError
+    from workbench.appcore.core import Workbench
+    from workbench.appcore.tab import PolicySettings, SourceSpec
+
+    monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
+    monkeypatch.setenv("PYTHONPATH", fake_path)
+    app = Workbench(AppConfig(sessions_dir=tmp_path / "sessions"))
+    assert app.simpler_status() == (True, "")
+    tab = app.new_tab()
+    settings = PolicySettings(num_ddim_steps=2)
+    spec = SourceSpec(kind="simpler", task="widowx_carrot_on_plate")
+    try:
+        tab.load(spec, [str(BUNDLED)], settings)
+        notes = tab.take_notes()
+        assert any("fits widowx_carrot_on_plate (state mapping 'neutral')" in n for n in notes)
+        assert any("reads 9 joint values" in n and "picked automatically" in n for n in notes)
+        assert tab.source.state_mapping == "" and tab.source.state_mapping_used == "neutral"
+        records = tab.step(10)
+        assert len(records) == 10 and all(r.policies for r in records)
+        # a mapping the user names that cannot work is refused at Load, in words
+        with pytest.raises(AppError, match="state mapping 'as_is' cannot work here"):
+            tab.load(
+                SourceSpec(kind="simpler", task="widowx_carrot_on_plate", state_mapping="as_is"),
+                [str(BUNDLED)],
+                settings,
+            )
+    finally:
+        tab.close()

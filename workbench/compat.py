@@ -513,3 +513,23 @@ def _base(gives: SourceGives) -> list[Finding]:
             "the actions with it",
         )
     ]
+
+
+# -- for the app ---------------------------------------------------------------------------------------
+
+
+def fit_slots(slots: list[Any], source: Any, choice: str | None = None) -> list[str]:
+    """Check each runner PolicySlot against `source` and set its state_mapping: `choice` when the user
+    named one, else the one that fits (picked automatically, with a warning). Returns what the page
+    should show: each slot's verdict and its warnings (nothing for a slot that fits as it is).
+    Raises IncompatibleSource (the report) when the named mapping cannot work."""
+    gives = source_gives(source)
+    notes = []
+    for slot in slots:
+        report = check(checkpoint_needs(slot.policy, slot.rotation), gives, choice, auto=True)
+        if not report.actions_ok:
+            raise IncompatibleSource(report.text())
+        slot.state_mapping = report.mapping.name
+        if report.warnings:
+            notes.append(" ".join([report.summary(), *(w[0].upper() + w[1:] + "." for w in report.warnings)]))
+    return notes

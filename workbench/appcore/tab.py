@@ -38,6 +38,10 @@ class SourceSpec:
     split: str = "seen"  # which catalog split the object comes from
     instruction: str = ""  # "" = the task's own instruction
     path: str = ""  # recorded episode or saved session (inside the allowed data folders)
+    # How the source's joints become what the checkpoint reads (workbench.compat.MAPPINGS): the user's
+    # choice ("" = the one that fits, picked at Load); the mapping Load used is kept for the saved session.
+    state_mapping: str = ""
+    state_mapping_used: str = ""
 
     def __post_init__(self) -> None:
         self.seed = check_seed(self.seed)
@@ -102,6 +106,7 @@ class TabSession:
         self, source: SourceSpec, checkpoints: list[str], settings: PolicySettings, mode: str = "shared"
     ) -> StepRecord:
         """Build the runner for `source` with one slot per checkpoint (A, B) and reset it."""
+        from workbench.compat import IncompatibleSource, fit_slots
         from workbench.runner import PolicySlot, Runner
         from workbench.viz.rerun_log import RerunLogger
 
@@ -123,6 +128,12 @@ class TabSession:
                 )
             )  # fmt: skip
         env = self.workbench.make_source(source)
+        try:  # compatibility at Load: what works, which state mapping (shown as warnings, never mid-run)
+            self.notes.extend(fit_slots(slots, env, source.state_mapping or None))
+        except IncompatibleSource as e:
+            env.close()
+            raise AppError(str(e)) from e
+        source.state_mapping_used = slots[0].state_mapping or ""
         self.close()
         self.logger = RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True,
                                   state_names=getattr(env, "state_names", ()))  # fmt: skip
