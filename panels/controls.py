@@ -1,10 +1,17 @@
-"""Controls panel: reset, step, run N, run to the end, pause, branch; sampling and ensembling settings."""
+"""Controls panel: reset, step, run N, run to the end, pause, branch; sampling and ensembling settings.
+
+Reset reads the page's source settings (object, split, seed apply at once; another task or recording
+asks for Load). A run streams each step with a sequence number into a hidden field; the page echoes
+it back when shown (`shown.change`), so the run is paced by the screen and Pause stops at the step
+the user sees (TabSession.run).
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from panels.common import UI, guard, step_outputs, step_values, tab_of
+from panels.source import SOURCE_WIDGETS, source_spec
 
 
 def render(ui: UI) -> None:
@@ -18,18 +25,22 @@ def render(ui: UI) -> None:
             run_n = gr.Button("Run N", scale=1, elem_id="run-n")
             run_end = gr.Button("Run to end", scale=1, elem_id="run-end")
         with gr.Row():
-            branch_name = gr.Textbox(label="Branch name", placeholder="e.g. paraphrase-2", scale=1)
+            branch_name = gr.Textbox(label="Branch name", placeholder="e.g. paraphrase-2", scale=1,
+                                     elem_id="branch-name")  # fmt: skip
             branch_instruction = gr.Textbox(label="New instruction for the branch (optional)", scale=2,
-                                            placeholder="empty: keep the current one")  # fmt: skip
+                                            placeholder="empty: keep the current one",
+                                            elem_id="branch-instruction")  # fmt: skip
         branch = gr.Button("Branch from this step", elem_id="branch")
+        # the sequence number of the step a run streamed last; the page echoes it when shown
+        shown = gr.Number(0, visible=False, elem_id="shown-seq")
     with gr.Accordion("Sampling and ensembling (applied on Load)", open=False):
         ddim = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
         cfg = gr.Slider(0.0, 5.0, value=1.5, step=0.1, label="CFG scale")
         horizon = gr.Slider(1, 16, value=7, step=1, label="Ensemble horizon")
         alpha = gr.Slider(0.0, 1.0, value=0.1, step=0.01, label="Ensemble alpha")
     ui.add(reset=reset, step=step, pause=pause, n=n, run_n=run_n, run_end=run_end, branch_name=branch_name,
-           branch_instruction=branch_instruction, branch=branch, ddim=ddim, cfg=cfg, horizon=horizon,
-           alpha=alpha)  # fmt: skip
+           branch_instruction=branch_instruction, branch=branch, shown=shown, ddim=ddim, cfg=cfg,
+           horizon=horizon, alpha=alpha)  # fmt: skip
 
 
 def wire(ui: UI) -> None:
@@ -37,10 +48,14 @@ def wire(ui: UI) -> None:
     outputs = step_outputs(ui)
 
     @guard
-    def reset(tab, seed):
+    def reset(tab, *source):
         tab = tab_of(wb, tab)
-        tab.reset(int(seed or 0))
-        return step_values(tab)
+        message = tab.reset_source(source_spec(*source))
+        state, status, summary, point = step_values(tab)
+        if message:
+            gr.Warning(message.replace("**", ""))
+            status = f"⚠️ {message}\n\n{status}"
+        return state, status, summary, point, tab.current_instruction() or gr.skip()
 
     @guard
     def step(tab):
@@ -54,12 +69,13 @@ def wire(ui: UI) -> None:
         tab = tab_of(wb, tab)
         done, planned = 0, 0
         for done, planned in tab.run(int(n) if n else None):
-            progress((done, planned), desc="running (Pause stops after this step)", unit="steps")
+            progress((done, planned), desc="running (Pause stops at the step on screen)", unit="steps")
             state, status, summary, point = step_values(tab)
-            yield state, f"{status}\n\n⏵ running: {done}/{planned} steps", summary, point, tab.viewer_bytes()
+            running = f"{status}\n\n⏵ running: {done}/{planned} steps"
+            yield state, running, summary, point, tab.viewer_bytes(), tab.sent
         state, status, summary, point = step_values(tab)
         end = "⏸ paused after" if tab.paused else "⏹ ran"
-        yield state, f"{status}\n\n{end} {done}/{planned} steps", summary, point, tab.viewer_bytes()
+        yield state, f"{status}\n\n{end} {done}/{planned} steps", summary, point, tab.viewer_bytes(), tab.sent
 
     @guard
     def branch(tab, name, instruction):
@@ -71,9 +87,14 @@ def wire(ui: UI) -> None:
         if tab is not None:
             tab.pause()
 
-    run_outputs = [*outputs, ui["viewer"]]
-    ui.after_step(ui["reset"].click(reset, [ui.state, ui["seed"]], outputs, api_name="reset"))
+    def shown(tab, sequence):
+        if tab is not None:
+            tab.mark_shown(sequence)
+
+    reset_inputs = [ui.state, *(ui[name] for name in SOURCE_WIDGETS)]
+    ui.after_step(ui["reset"].click(reset, reset_inputs, [*outputs, ui["instruction"]], api_name="reset"))
     ui.after_step(ui["step"].click(step, ui.state, outputs, api_name="step"))
+    run_outputs = [*outputs, ui["viewer"], ui["shown"]]
     ui.after_step(ui["run_n"].click(run, [ui.state, ui["n"]], run_outputs, api_name="run_n"))
     ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], run_outputs, api_name="run_to_end"))
     ui.after_step(
@@ -81,5 +102,6 @@ def wire(ui: UI) -> None:
             branch, [ui.state, ui["branch_name"], ui["branch_instruction"]], outputs, api_name="branch"
         )  # fmt: skip
     )
-    # Pause must not queue behind the run it stops: it only sets this tab's flag.
+    # Pause and the page's echo must not queue behind the run they steer: they only set this tab's flags.
     ui["pause"].click(pause, ui.state, None, api_name="pause", queue=False)
+    ui["shown"].change(shown, [ui.state, ui["shown"]], None, queue=False, show_progress="hidden")

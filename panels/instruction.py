@@ -10,7 +10,7 @@ from panels.common import UI, guard, show_warnings, step_outputs, step_values, t
 def render(ui: UI) -> None:
     with gr.Group():
         instruction = gr.Textbox(label="Instruction", lines=2, elem_id="instruction",
-                                 info="applies from the next step; Re-ask runs it on the current frame")  # fmt: skip
+                                 info="applies from the next step; Re-ask asks what this box says, on the current frame")  # fmt: skip
         with gr.Row():
             apply = gr.Button("Set instruction", elem_id="set-instruction")
             reask = gr.Button("Re-ask", elem_id="reask")
@@ -35,9 +35,11 @@ def wire(ui: UI) -> None:
         return step_values(tab)
 
     @guard
-    def reask(tab):
+    def reask(tab, text):
+        """Re-ask with what the box says (set first when it changed), on the current frame."""
         tab = tab_of(wb, tab)
-        tab.reask()
+        _, warnings = tab.reask(text)
+        show_warnings(warnings)
         return step_values(tab)
 
     @guard
@@ -50,7 +52,7 @@ def wire(ui: UI) -> None:
     ui["set_instruction"].click(
         set_instruction, [ui.state, ui["instruction"]], outputs, api_name="set_instruction"
     )
-    ui.after_step(ui["reask"].click(reask, ui.state, outputs, api_name="reask"))
+    ui.after_step(ui["reask"].click(reask, [ui.state, ui["instruction"]], outputs, api_name="reask"))
     ui["suggest"].click(suggest, ui.state, ui["paraphrases"], api_name="paraphrases")
 
     def use_paraphrase(evt: gr.SelectData):

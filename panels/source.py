@@ -49,12 +49,21 @@ def render(ui: UI) -> None:
            episode=episode, simpler_task=simpler_task, load=load)  # fmt: skip
 
 
+def source_spec(kind, task, seed, split, obj, episode, simpler_task) -> SourceSpec:
+    """The source the page's widgets describe (Load builds it; Reset applies what it can of it)."""
+    return SourceSpec(kind=kind, task=(simpler_task if kind == "simpler" else task) or "", seed=seed or 0,
+                      object=(obj or "").strip(), split=split or "seen", path=episode or "")  # fmt: skip
+
+
+# The source widgets, in source_spec's order (Load and Reset read them).
+SOURCE_WIDGETS = ("kind", "task", "seed", "split", "obj", "episode", "simpler_task")
+
+
 def load(wb: Workbench, tab, ckpt, ckpt_b, mode, kind, task, seed, split, obj, episode, simpler_task,
          ddim, cfg, horizon, alpha, instr):  # fmt: skip
     tab = tab_of(wb, tab)
     settings = PolicySettings(int(ddim), float(cfg), int(horizon), float(alpha))
-    source = SourceSpec(kind=kind, task=(simpler_task if kind == "simpler" else task) or "", seed=int(seed or 0),
-                        object=(obj or "").strip(), split=split, path=episode or "")  # fmt: skip
+    source = source_spec(kind, task, seed, split, obj, episode, simpler_task)
     tab.load(source, [ckpt or "", *([ckpt_b] if ckpt_b else [])], settings, mode=mode or "shared")
     show_warnings(tab.take_notes())
     record = tab.last_record

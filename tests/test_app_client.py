@@ -22,6 +22,9 @@ pytestmark = pytest.mark.slow
 # horizon, alpha, instruction
 LOAD = ("", "", "shared", "sim", "tabletop_pick", 0, "seen", "", "", None, 2, 1.5, 7, 0.1, "")
 SEED = 5
+RESET = LOAD[
+    3:10
+]  # the source widgets Reset reads: kind, task, seed, split, object, episode, SimplerEnv task
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def test_reset_step_edit_reask_save(server):
     assert summary["step"] == 1 and len(summary["executed_action"]) == 7
 
     c.predict("  lift   the purple ball ", api_name="/set_instruction")
-    status, summary, _ = c.predict(api_name="/reask")
+    status, summary, _ = c.predict("", api_name="/reask")  # an empty box re-asks what is set
     assert summary["step"] == 1  # re-ask does not step
     assert summary["instruction"] == "lift the purple ball"
     assert summary["policies"]["random-tiny"]["instruction"] == "lift the purple ball"
@@ -61,9 +64,15 @@ def test_reset_step_edit_reask_save(server):
 
     _, summary, _ = c.predict(api_name="/step")
     assert summary["step"] == 2 and summary["instruction"] == "lift the purple ball"
+    status, summary, _ = c.predict("raise the purple ball", api_name="/reask")  # the box's text is asked
+    assert summary["step"] == 2 and summary["instruction"] == "raise the purple ball"
 
-    _, summary, _ = c.predict(0, api_name="/reset")
-    assert summary["step"] == 0
+    status, summary, _, instruction = c.predict(*RESET, api_name="/reset")
+    assert summary["step"] == 0 and instruction == summary["instruction"]
+    other = list(RESET)
+    other[1] = "tabletop_stack"  # another task: Reset says to press Load and changes nothing
+    status, summary, _, _ = c.predict(*other, api_name="/reset")
+    assert "press **Load**" in status and summary["step"] == 0
     c.predict(api_name="/step")
     name, _ = c.predict(api_name="/save_session")
     saved = config.sessions_dir / name
@@ -115,5 +124,5 @@ def test_two_clients_at_once_do_not_see_each_other(server):
         t.join(timeout=240)
     assert results["a"]["step"] == 3 and results["a"]["instruction"] == "put the ball in the basket"
     assert results["b"]["step"] == 1 and results["b"]["instruction"] != "put the ball in the basket"
-    _, again, _ = b.predict(api_name="/reask")  # b's tab is still at its own step
+    _, again, _ = b.predict("", api_name="/reask")  # b's tab is still at its own step
     assert again["step"] == 1

@@ -68,7 +68,7 @@ def test_ab_both_policies_at_every_step(server, mode):
         assert all(lane["step"] == step for lane in summary["lanes"].values())
     if mode == "independent":  # each checkpoint drives its own copy: two lanes, two branches
         assert set(summary["lanes"]) == {"random-tiny", "tiny-b"}
-        assert "Lane `tiny-b`" in c.predict(api_name="/reask")[0]
+        assert "Lane `tiny-b`" in c.predict("", api_name="/reask")[0]
 
 
 def test_recorded_episode_source_plays_recorded_actions(server):
@@ -126,9 +126,9 @@ def test_run_n_run_to_end_and_branch(server):
     url, config, _ = server
     c = Client(url, verbose=False)
     c.predict(*load_args(), api_name="/load")
-    status, summary, _, _ = c.predict(3, api_name="/run_n")
+    status, summary, _, _, _ = c.predict(3, api_name="/run_n")
     assert summary["step"] == 3 and "ran 3/3 steps" in status
-    _, summary, _, _ = c.predict(api_name="/run_to_end")  # bounded by --max-steps (6 here)
+    _, summary, _, _, _ = c.predict(api_name="/run_to_end")  # bounded by --max-steps (6 here)
     assert summary["step"] == config.max_steps
     _, summary, _ = c.predict("lift", "lift the purple ball up", api_name="/branch")
     assert summary["branch"] == "lift" and summary["step"] == config.max_steps
@@ -147,7 +147,7 @@ def test_pause_stops_a_run_in_progress(server, monkeypatch):
     while len(job.outputs()) < 2 and time.time() - t0 < 120:  # the run is streaming steps
         time.sleep(0.05)
     c.predict(api_name="/pause")
-    status, summary, _, _ = job.result(timeout=120)
+    status, summary, _, _, _ = job.result(timeout=120)
     assert 0 < summary["step"] < 60 and "paused after" in status
     _, again, _ = c.predict(api_name="/step")  # the tab goes on from where the run stopped
     assert again["step"] == summary["step"] + 1

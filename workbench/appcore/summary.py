@@ -68,31 +68,64 @@ def _short(text: str, n: int = 160) -> str:
     return (flat[:n] + "…") if len(flat) > n else (flat or "(empty)")
 
 
+def outcome(record: StepRecord, recorded: bool = False) -> str:
+    """The episode's outcome at this step in words: "" while it goes on; "success"; "failed: time
+    limit" (the simulator's step limit ran out); "failed" (it ended otherwise); a recording's last
+    frame is "end of the recording" (it has no outcome of its own unless it says success)."""
+    if record.info.get("success"):
+        return "✅ success"
+    if not (record.terminated or record.truncated):
+        return ""
+    if recorded:
+        return "⏹ end of the recording"
+    return "❌ failed: time limit" if record.truncated else "❌ failed"
+
+
+def _branch_words(tab: TabSession, branch: str) -> str:
+    parent = tab.parents.get(branch)
+    if branch == "main" or parent is None:
+        return f"branch `{branch}`"
+    at = next((e["step"] for e in tab.edits if e.get("kind") == "branch" and e.get("name") in branch), None)
+    return f"branch `{branch}`, from `{parent}`" + ("" if at is None else f" at step {at}")
+
+
 def status_markdown(tab: TabSession) -> str:
     record = tab.last_record
     if record is None:
         return "**Nothing loaded.** Pick a checkpoint and a source, then press **Load**."
-    ended = " · **episode ended**" if tab.done else ""
-    success = " · ✅ success" if record.info.get("success") else ""
+    recorded = tab.source.kind == "episode"
+    result = outcome(record, recorded=recorded)
     lines = [
-        f"**Step {record.step}** (branch `{record.branch}`){ended}{success}",
+        f"**Step {record.step}** ({_branch_words(tab, record.branch)})"
+        + (f" · **{result}**" if result else ""),
         f"Instruction: *{_instruction(record)}*",
     ]
     lines += [line for line in [tab.outcome_line()] if line]  # the end-of-episode triage
+    if tab.view_titles:
+        lines.append("Viewer: " + " · ".join(f"[{t}]" for t in tab.view_titles))
     if tab.replayed:
         lines.insert(0, f"▶ Replaying saved session `{tab.replayed}` (no model loaded)")
     lanes = tab.lane_records()
     for other in lanes[1:]:  # independent A/B: the other lane's own step and outcome
-        done = " · ended" if other.terminated or other.truncated else ""
-        ok = " · ✅ success" if other.info.get("success") else ""
-        lines.append(f"Lane `{other.branch}`: step {other.step}{done}{ok}")
+        ended = outcome(other, recorded=recorded)
+        lines.append(f"Lane `{other.branch}`: step {other.step}" + (f" · **{ended}**" if ended else ""))
     policies = {n: ps for r in lanes for n, ps in r.policies.items()} or record.policies
     for name, ps in policies.items():
-        answer = _short(ps.spatial.text) if ps.spatial else "(no spatial answer)"
-        lines.append(f"- **{name}** said: `{answer}`")
-        if ps.spatial and ps.spatial.problems:
-            lines.append(f"  - could not read: {'; '.join(ps.spatial.problems)[:200]}")
+        lines.extend(_answer_lines(tab, name, ps))
     return "\n".join(lines)
+
+
+def _answer_lines(tab: TabSession, name: str, ps) -> list[str]:
+    """What a policy answered, in words: a model that writes no spatial answer says so, not an error."""
+    text = ps.spatial.text.strip() if ps.spatial else ""
+    if not text:
+        if tab.writes_no_answer(name):
+            return [f"- **{name}**: this model writes no spatial answer (it acts without one)"]
+        return [f"- **{name}** wrote no spatial answer at this step (empty text)"]
+    lines = [f"- **{name}** said: `{_short(text)}`"]
+    if ps.spatial.problems:
+        lines.append(f"  - could not read all of it: {'; '.join(ps.spatial.problems)[:200]}")
+    return lines
 
 
 def point_markdown(tab: TabSession) -> str:

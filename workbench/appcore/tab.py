@@ -6,10 +6,20 @@ Models loaded from disk are shared through the `Workbench` cache: they are read-
 A/B: a second checkpoint runs in the same runner, either "shared" (A drives, B is asked on the very
 same observations: one lane) or "independent" (each drives its own copy of the source: one lane per
 checkpoint, branch name = its label). `records` holds every lane's steps on the current path.
+
+What the viewer draws is what the status names: the blueprint's camera views read the branch each
+lane is on now (after Branch, the new branch; its shared history is logged under it too), so the
+one-policy layout never shows the main line's answer while the status talks about a branch.
+
+A page paces a run: every streamed step carries a sequence number the page echoes back when it has
+shown it (`mark_shown`); once a page has echoed, `run` waits for the echo before the next step, so
+the run is never ahead of what is on screen and Pause stops at the step the user sees. API clients
+never echo and run unpaced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -93,6 +103,11 @@ class TabSession:
     mode: str = "shared"  # A/B mode (see the module doc)
     replayed: str = ""  # the saved session shown (no runner), "" when stepping live
     probe_rows: list[dict] = field(default_factory=list)  # the last probe's table (rows open sessions)
+    parents: dict[str, str] = field(default_factory=dict)  # branch -> the branch it was made from
+    view_titles: list[str] = field(default_factory=list)  # the viewer's camera views, as last sent
+    sent: int = 0  # sequence number of the last step streamed to the page in a run
+    shown: int = -1  # the last sequence number the page said it shows (-1: no page has echoed)
+    _shown_cv: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)  # Pause
     _probe_stop: threading.Event = field(default_factory=threading.Event, repr=False)  # Cancel probe
 
@@ -144,6 +159,7 @@ class TabSession:
             raise AppError(f"Cannot run {mode} A/B on this source: {e}") from e
         self.runner, self.mode, self.replayed = runner, runner.mode, ""
         self.policy_names, self.source, self.settings = names, source, settings
+        self.parents = {}
         self.checkpoints = list(checkpoints[:2])
         self.blueprint = BLUEPRINTS[1] if len(names) > 1 else BLUEPRINTS[0]
         out = self.reset(source.seed)
@@ -169,6 +185,24 @@ class TabSession:
         self.user_point = None
         self.edits = []
         return record
+
+    def reset_source(self, spec: SourceSpec) -> str:
+        """Reset with the page's source settings. Object, split and seed apply here; another kind of
+        source, task or recording needs Load (returned as a message, nothing is reset then).
+        Returns "" when the reset applied `spec`."""
+        self._require_runner()
+        old = self.source
+        same_task = not spec.task or spec.task == old.task
+        if spec.kind != old.kind or not same_task or (spec.kind == "episode" and spec.path != old.path):
+            what = {"sim": f"task {spec.task}", "simpler": f"SimplerEnv task {spec.task}",
+                    "episode": f"recording {spec.path}"}.get(spec.kind, spec.kind)  # fmt: skip
+            return (
+                f"Reset restarts the loaded source; to switch to the {what}, press **Load**. "
+                "Nothing was reset."
+            )
+        self.source = dataclasses.replace(old, seed=spec.seed, object=spec.object, split=spec.split)
+        self.reset(self.source.seed)
+        return ""
 
     def step(self, n: int = 1) -> list[StepRecord]:
         runner = self._require_runner()
@@ -204,9 +238,14 @@ class TabSession:
         cap = self.config.max_steps if limit is None else min(int(limit), self.config.max_steps)
         return max(0, cap - runner.lanes[0].step)
 
-    def run(self, n: int | None = None) -> Iterator[tuple[int, int]]:
+    def run(
+        self, n: int | None = None, *, page_wait: float = 10.0, first_echo: float = 1.0
+    ) -> Iterator[tuple[int, int]]:
         """Step until done, `n` steps, the episode limit or `pause()`; yields (steps done, planned)
-        after each step so the page can show progress. Pause is checked between steps."""
+        after each step so the page can show progress (stream `self.sent` with it). Pause is checked
+        between steps; when a page echoes what it shows, the next step waits for that echo (at most
+        `page_wait` seconds), so the run never gets ahead of the screen. A tab no page has echoed
+        for waits `first_echo` seconds once per run, then runs unpaced (an API client)."""
         runner = self._require_runner()
         if n is not None and not 1 <= int(n) <= 1000:
             raise AppError(f"Run N takes 1..1000 steps, got {n}.")
@@ -214,17 +253,37 @@ class TabSession:
             raise AppError("The episode has ended: press Reset, or Branch from an earlier step.")
         self._stop.clear()
         planned = min(int(n), self.steps_left()) if n else self.steps_left()
+        paced = True
         for i in range(planned):
+            if i > 0 and paced:
+                paced = self._wait_shown(page_wait if self.shown >= 0 else first_echo)
             if runner.done or self._stop.is_set():
                 return
             self._step_once()
+            self.sent += 1
             yield i + 1, planned
+
+    def mark_shown(self, sequence: float | int | None) -> None:
+        """The page shows the step streamed with `sequence` (see the module doc)."""
+        if sequence is None:
+            return
+        with self._shown_cv:
+            self.shown = max(self.shown, int(sequence))
+            self._shown_cv.notify_all()
+
+    def _wait_shown(self, timeout: float) -> bool:
+        """Wait until the page shows the last streamed step, or Pause; False if no page ever echoed."""
+        with self._shown_cv:
+            self._shown_cv.wait_for(lambda: self.shown >= self.sent or self._stop.is_set(), timeout)
+            return self.shown >= 0
 
     def pause(self) -> None:
         """Stop a run after the step in progress (called from another request while the run goes on)."""
         self._stop.set()
         if self.runner is not None:
             self.runner.pause()
+        with self._shown_cv:
+            self._shown_cv.notify_all()
 
     @property
     def paused(self) -> bool:
@@ -240,9 +299,26 @@ class TabSession:
         self.edits.append({"kind": "instruction", "step": step, "instruction": cleaned, "slot": slot})
         return warnings
 
-    def reask(self) -> StepRecord:
-        """Run the spatial prompt and the action again on the current frame, without stepping."""
+    def current_instruction(self) -> str:
+        """What the policies are asked now (the first lane's latest step), "" before Load."""
+        record = self.last_record
+        if record is None:
+            return ""
+        for ps in record.policies.values():
+            return ps.instruction
+        return record.observation.instruction
+
+    def reask(self, text: str | None = None) -> tuple[StepRecord, list[str]]:
+        """Run the spatial prompt and the action again on the current frame, without stepping.
+
+        `text` (the page's instruction box): when given and different from the current instruction,
+        it is set first, so Re-ask asks what the box says. Returns (record, warnings)."""
         runner = self._require_runner()
+        warnings: list[str] = []
+        if text is not None and str(text).strip():
+            cleaned, warnings = clean_instruction(text)
+            if cleaned != self.current_instruction():
+                warnings += self.set_instruction(cleaned)
         record = runner.reask()
         latest = {lane.branch: lane.record for lane in runner.lanes}
         # The runner replaced each lane's current step in its history; do the same here.
@@ -250,8 +326,8 @@ class TabSession:
             latest[r.branch] if r.branch in latest and r.step == latest[r.branch].step else r
             for r in self.records
         ]
-        self.edits.append({"kind": "reask", "step": record.step})
-        return record
+        self.edits.append({"kind": "reask", "step": record.step, "instruction": self.current_instruction()})
+        return record, warnings
 
     def branch(self, name: str, instruction: str | None = None) -> StepRecord:
         """Go on from the current step on a new branch, optionally with a new instruction."""
@@ -265,14 +341,29 @@ class TabSession:
             instruction = None
         current = runner.lanes[0].step
         before = len(runner.history)
+        olds = [lane.branch for lane in runner.lanes]
         try:
             record = runner.branch(current, name, instruction=instruction)
         except Exception as e:  # BranchError: a recording cannot branch, a name is taken
             raise AppError(f"Cannot branch: {e}") from e
+        news = {old: lane.branch for old, lane in zip(olds, runner.lanes, strict=True)}
+        self.parents.update({new: old for old, new in news.items()})
+        shared = [r for r in self.records if r.step < current]
+        self._log_shared_history(shared, news)
         # The new branch shares the path up to `current`; its step `current` replaces the old one.
-        self.records = [r for r in self.records if r.step < current] + list(runner.history[before:])
+        self.records = shared + list(runner.history[before:])
         self.edits.append({"kind": "branch", "step": current, "name": name, "instruction": instruction})
+        self.send_blueprint()  # the camera views follow the new branch
         return record
+
+    def _log_shared_history(self, shared: list[StepRecord], news: dict[str, str]) -> None:
+        """Log the steps a new branch shares with its parent under the new branch too, so scrubbing
+        back in the branch's camera view shows its whole path, not an empty image before the branch."""
+        if self.logger is None:
+            return
+        for r in shared:
+            if r.branch in news:
+                self.logger.write(dataclasses.replace(r, branch=news[r.branch]))
 
     def paraphrases(self, n: int = 6) -> list[str]:
         """Other ways to say the current task, from the simulator's instruction bank."""
@@ -333,15 +424,37 @@ class TabSession:
             self.blueprint = name
         if self.logger is None or not self.policy_names:
             return
+        blueprint = self.blueprint_for()
+        self.logger.rec.send_blueprint(blueprint)
+        self.view_titles = [title for title, _ in blueprints.camera_views(blueprint)]
+
+    def view_branches(self) -> list[str]:
+        """The branch each lane is on now (what the camera views draw), first lane first."""
+        if self.runner is not None:
+            return [lane.branch for lane in self.runner.lanes]
+        lanes = [r.branch for r in self.lane_records()]
+        return lanes or ["main"]
+
+    def blueprint_for(self) -> Any:
+        """The Rerun blueprint of the chosen layout, on the branches the lanes are on now. With one
+        policy, "side by side" puts the current branch beside the branch it was made from."""
+        from workbench.viz import blueprints
+
         names, size = self.policy_names, self._image_size()
-        if self.blueprint == "one policy" or len(names) == 1:
-            bp = blueprints.one_policy(names[0], image_size=size)
-        elif self.blueprint == "side by side":
-            branches = names if self.mode == "independent" else None  # each lane is its own branch
-            bp = blueprints.side_by_side(names, branches=branches, image_size=size)
-        else:
-            bp = blueprints.instruction_ab(names[0], names[1], image_size=size)
-        self.logger.rec.send_blueprint(bp)
+        branches = self.view_branches()
+        if len(names) == 1 or self.mode != "independent":
+            branches = [branches[0]] * len(names)  # shared: every policy reads the one lane
+        if len(names) == 1:
+            parent = self.parents.get(branches[0])
+            if self.blueprint == "side by side" and parent is not None:
+                return blueprints.side_by_side([names[0], names[0]], branches=[branches[0], parent],
+                                               image_size=size)  # fmt: skip
+            return blueprints.one_policy(names[0], branch=branches[0], image_size=size)
+        if self.blueprint == "one policy":
+            return blueprints.one_policy(names[0], branch=branches[0], image_size=size)
+        if self.blueprint == "side by side":
+            return blueprints.side_by_side(names, branches=branches, image_size=size)
+        return blueprints.instruction_ab(names[0], names[1], branch=branches[0], image_size=size)
 
     def _image_size(self) -> tuple[int, int] | None:
         """(width, height) of the first camera of the latest step, or None before the first step."""
@@ -378,6 +491,17 @@ class TabSession:
             if r.branch == branch:
                 return r
         return lanes[0] if lanes else None
+
+    def writes_no_answer(self, policy: str) -> bool:
+        """Whether the loaded policy `policy` was trained with no spatial answer at all (no grounding
+        loss, no spatial prompt, e.g. vanilla-tiny): an empty answer is then its nature, not a fault."""
+        slots = self.runner.slots if self.runner is not None else []
+        for slot in slots:
+            if slot.name == policy:
+                config = getattr(slot.policy, "config", None)
+                weight = getattr(config, "grounding_loss_weight", None)
+                return weight == 0 and not getattr(config, "use_spatial_prompt", True)
+        return False
 
     @property
     def done(self) -> bool:

@@ -25,9 +25,14 @@ def camera_view(
     return rrb.Spatial2DView(
         origin=f"/{cam}",
         contents=[f"+ /{cam}/image", f"+ /{cam}/ground_truth/**", f"+ /{cam}/{p}/**"],
-        name=name or f"{policy} · camera",
+        name=name or view_name(policy, branch),
         visual_bounds=bounds,
     )
+
+
+def view_name(policy: str, branch: str = "main") -> str:
+    """A camera view's title: the policy, and the branch when it is not the main line."""
+    return policy if branch == "main" else f"{policy} · branch {branch}"
 
 
 def actions_view(policies: list[str], *, branch: str = "main") -> rrb.TimeSeriesView:
@@ -81,10 +86,7 @@ def side_by_side(
             f"got {len(policies)} policies but {len(branches)} branches: pass one branch per policy"
         )
     pairs = list(zip(branches, policies, strict=True))
-    cams = [
-        camera_view(p, branch=b, name=p if b == "main" else f"{p} · {b}", image_size=image_size)
-        for b, p in pairs
-    ]
+    cams = [camera_view(p, branch=b, image_size=image_size) for b, p in pairs]
     return rrb.Blueprint(
         rrb.Vertical(rrb.Horizontal(*cams), _bottom(pairs), row_shares=[3, 2]), collapse_panels=True
     )
@@ -96,16 +98,32 @@ def instruction_ab(
     *,
     instruction_a: str = "A",
     instruction_b: str = "B",
+    branch: str = "main",
     image_size: tuple[int, int] | None = None,
 ) -> rrb.Blueprint:
     """The same checkpoint asked with two instructions: two slots, views titled by their instruction."""
     cams = [
-        camera_view(policy_a, name=f"{policy_a}: {instruction_a}"[:60], image_size=image_size),
-        camera_view(policy_b, name=f"{policy_b}: {instruction_b}"[:60], image_size=image_size),
+        camera_view(policy_a, branch=branch, name=f"{policy_a}: {instruction_a}"[:60], image_size=image_size),
+        camera_view(policy_b, branch=branch, name=f"{policy_b}: {instruction_b}"[:60], image_size=image_size),
     ]
     return rrb.Blueprint(
         rrb.Vertical(
-            rrb.Horizontal(*cams), _bottom([("main", policy_a), ("main", policy_b)]), row_shares=[3, 2]
+            rrb.Horizontal(*cams), _bottom([(branch, policy_a), (branch, policy_b)]), row_shares=[3, 2]
         ),
         collapse_panels=True,
     )
+
+
+def camera_views(blueprint: rrb.Blueprint) -> list[tuple[str, str]]:
+    """(title, origin) of every camera view in a blueprint, left to right (what the page draws)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(item) -> None:
+        if isinstance(item, rrb.Spatial2DView):
+            out.append((str(item.name), str(item.origin)))
+        for child in getattr(item, "contents", None) or []:
+            if not isinstance(child, str):
+                walk(child)
+
+    walk(blueprint.root_container)
+    return out
