@@ -128,6 +128,70 @@ def test_sigkill_mid_run_keeps_every_complete_step(tmp_path):
     assert json.loads((tmp_path / "crash" / "session.json").read_text())["closed"] is False
 
 
+def _rrd_verify(path: Path) -> subprocess.CompletedProcess:
+    """Rerun's own checker, the CLI installed with rerun-sdk in this environment."""
+    cli = [sys.executable, "-c", "from rerun_cli.__main__ import main; main()"]
+    return subprocess.run([*cli, "rrd", "verify", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_sigkilled_recording_is_repaired_on_load_and_verifies(tmp_path):
+    """A process records steps to a session and its .rrd and is SIGKILLed mid-run: the .rrd then has no
+    footer (`rerun rrd verify` refuses it); loading the session repairs it, it verifies, and it holds
+    every step the writer finished."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from test_viz import make_record
+        from workbench.sessions import SessionStore
+        from workbench.viz.rerun_log import RerunLogger
+        w = SessionStore({str(tmp_path)!r}).create("crash")
+        log = RerunLogger(rrd_path=w.rrd_path, stream=False)
+        for s in range(10_000):
+            r = make_record(s, policies=("A",))
+            w.write(r)
+            log.write(r)
+            print(s, flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    done = []
+    deadline = time.time() + 60
+    while len(done) < 5 and time.time() < deadline:
+        done.append(int(proc.stdout.readline()))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(done) >= 5, "the writer did not get going"
+    rrd = tmp_path / "crash" / "recording.rrd"
+    before = _rrd_verify(rrd)
+    assert before.returncode != 0 or "fail" in (before.stdout + before.stderr).lower()
+    assert "footer" in (before.stdout + before.stderr).lower()
+    s = load_session(tmp_path / "crash")
+    assert any("recording.rrd had no footer" in n for n in s.notes), s.notes
+    after = _rrd_verify(rrd)
+    assert after.returncode == 0 and "verified without error" in (after.stdout + after.stderr), after
+    steps = set(rrd_entities_by_step(rrd))
+    assert set(done) <= steps <= {r.step for r in s.records}
+    assert load_session(tmp_path / "crash").notes == []  # repaired once; nothing left to say
+
+
+def test_a_recording_being_written_is_not_touched(tmp_path):
+    w = SessionStore(tmp_path).create("live")
+    log = RerunLogger(rrd_path=w.rrd_path, stream=False)
+    r = make_record(0)
+    w.write(r)
+    log.write(r)
+    size = w.rrd_path.stat().st_size
+    s = load_session(tmp_path / "live")
+    assert any("still being written" in n for n in s.notes) and w.rrd_path.stat().st_size == size
+    with pytest.raises(ValueError, match="being written by another Rerun logger"):
+        RerunLogger(rrd_path=w.rrd_path, stream=False)
+    log.close()
+    w.close()
+    assert load_session(tmp_path / "live").notes == []  # closed: it has its footer
+    assert _rrd_verify(w.rrd_path).returncode == 0
+
+
 def test_replay_without_a_model_gives_the_same_entities(tmp_path):
     w = SessionStore(tmp_path).create("rp")
     live = RerunLogger(rrd_path=w.rrd_path, stream=False)

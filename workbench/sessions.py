@@ -6,7 +6,9 @@
     sessions/<id>/recording.rrd  the Rerun recording (written by a RerunLogger pointed at `rrd_path`)
 
 A step's images are written before its line, so a complete line always has its images; a torn last
-line (the process died mid-write) is skipped with a note. Nothing here unpickles: JSON and PNG only.
+line (the process died mid-write) is skipped with a note. The RerunLogger flushes recording.rrd per step;
+a recording whose writer was killed has no footer and is repaired when the session is loaded
+(`workbench.viz.rerun_log.repair_rrd`). Nothing here unpickles: JSON and PNG only.
 A line's JSON is workbench/record_json.py's.
 """
 
@@ -153,7 +155,8 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def load_session(path: str | Path) -> Session:
-    """Read a session directory; after a crash, every complete step is returned (see Session.notes)."""
+    """Read a session directory; after a crash, every complete step is returned (see Session.notes),
+    and a recording.rrd its killed writer left without a footer is repaired in place (a note says so)."""
     path = Path(path)
     meta_file, steps_file = path / "session.json", path / "steps.jsonl"
     if not meta_file.is_file():
@@ -187,6 +190,13 @@ def load_session(path: str | Path) -> Session:
             session.notes.append(f"step on line {i + 1} has lost its image {e}; the session ends before it")
             break
         session.records.append(record_from_dict(d, images))
+    rrd = path / "recording.rrd"
+    if rrd.is_file():
+        from workbench.viz.rerun_log import repair_rrd
+
+        note = repair_rrd(rrd)  # a killed writer's recording has no footer: rewrite it so it verifies
+        if note:
+            session.notes.append(note)
     return session
 
 

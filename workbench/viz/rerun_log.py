@@ -20,10 +20,19 @@ every entity costs a chunk (~1 KB) per step, and that is most of a step's bytes 
 
 Timeline: "step" (sequence). Entities a step has nothing for are cleared, so the viewer never shows
 a stale answer from an earlier step as if it were current.
+
+Crash safety of a saved .rrd: Rerun 0.39's FileSink writes the file's footer (its manifest) only when
+the recording is closed, so a killed writer leaves a file that `rerun rrd verify` refuses, possibly
+with a torn last message. The logger flushes the file after every step (so every complete step is on
+disk) and holds an advisory lock on it while it writes; `repair_rrd` rewrites a footer-less file that no
+live process holds from its complete messages, so it verifies again (sessions.load_session calls it).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import struct
 import uuid
 from pathlib import Path
 
@@ -125,11 +134,13 @@ class RerunLogger:
         self.jpeg_quality = jpeg_quality
         self.state_names = tuple(state_names)  # used when they match the state's length
         self.rrd_path = Path(rrd_path) if rrd_path else None
-        self._stream = self.rec.binary_stream() if stream else None
+        self._lock_fd: int | None = None
         sinks: list = []
         if self.rrd_path is not None:
             self.rrd_path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock_for_writing(self.rrd_path)
             sinks.append(rr.FileSink(str(self.rrd_path)))
+        self._stream = self.rec.binary_stream() if stream else None
         if self._stream is not None:
             sinks.append(self._stream)
         rr.set_sinks(*sinks, recording=self.rec)
@@ -163,6 +174,8 @@ class RerunLogger:
         self._scalars(f"{r}state", names, None if state is None else state.tolist())
         timings = {k: 1000.0 * v for k, v in record.timings.items()}  # milliseconds
         self._scalars(f"{r}timings", tuple(timings), list(timings.values()) or None)
+        if self.rrd_path is not None:
+            self.rec.flush()  # the step is on disk before the next one starts (crash safety)
 
     def note(self, event: dict) -> None:
         """Edits (instruction changes, branches) show up in the text log of the step they happen at."""
@@ -181,6 +194,9 @@ class RerunLogger:
         self.rec.flush()
         self.read()  # drain what the app did not fetch, so the stream is not dropped with a warning
         rr.disconnect(recording=self.rec)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock: the file is complete, with its footer
+            self._lock_fd = None
 
     # -- pieces ----------------------------------------------------------------------------------
 
@@ -329,3 +345,98 @@ def rrd_entities_by_step(path: str | Path, *, clears: bool = False) -> dict[int,
             if ok:
                 out.setdefault(int(s), set()).add(entity)
     return out
+
+
+# -- crash safety of saved recordings ------------------------------------------------------------
+
+_RRD_FILE_HEADER = 12  # b"RRF2", the version (4 bytes), the options (4 bytes)
+_RRD_MESSAGE_HEADER = struct.Struct("<QQ")  # kind, payload length
+_RRD_FOOTER_MAGIC = b"RRF2FOOT"  # the file's last 12 bytes: this, then 4 bytes
+
+
+def _lock_for_writing(path: Path) -> int:
+    """An fd holding an exclusive advisory lock on `path` (created if absent) while a logger writes it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise ValueError(f"{path} is being written by another Rerun logger; pick another rrd_path") from e
+    return fd
+
+
+def rrd_has_footer(path: str | Path) -> bool:
+    """Whether a .rrd file ends with Rerun's footer (written when its recording was closed)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() < _RRD_FILE_HEADER + 12:
+            return False
+        f.seek(-12, os.SEEK_END)
+        return f.read(8) == _RRD_FOOTER_MAGIC
+
+
+def rrd_complete_prefix(data: bytes) -> int:
+    """The length of the longest prefix of an .rrd file's bytes made of whole messages (a killed writer
+    can leave a torn last message)."""
+    pos = _RRD_FILE_HEADER
+    while pos + _RRD_MESSAGE_HEADER.size <= len(data):
+        _kind, length = _RRD_MESSAGE_HEADER.unpack_from(data, pos)
+        end = pos + _RRD_MESSAGE_HEADER.size + length
+        if end > len(data):
+            break
+        pos = end
+    return min(pos, len(data))
+
+
+def repair_rrd(path: str | Path) -> str | None:
+    """Rewrite a footer-less .rrd (its writer was killed) from its complete messages, with a footer, so
+    `rerun rrd verify` accepts it. Returns a note saying what was done, or None when the file needed
+    nothing. A file another live logger still writes (it holds the lock) is left alone. Never raises
+    on a damaged file: the note says why it could not be repaired. Blueprints in the file are not kept
+    (the workbench's saved recordings carry none)."""
+    import warnings
+
+    from rerun.chunk import RrdReader
+
+    path = Path(path)
+    if rrd_has_footer(path):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return f"{path.name} is still being written by a live process: not repaired"
+        data = path.read_bytes()
+        end = rrd_complete_prefix(data)
+        if data[:4] != b"RRF2" or end <= _RRD_FILE_HEADER:
+            return f"{path.name} holds no complete Rerun message: not repaired"
+        partial = path.with_name(path.name + ".partial")
+        fixed = path.with_name(path.name + ".repaired")
+        try:
+            partial.write_bytes(data[:end])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "no footer": exactly why we are here
+                reader = RrdReader(partial)
+                stores = reader.recordings()
+                if not stores:
+                    return f"{path.name} holds no recording: not repaired"
+                chunks = list(reader.stream(store=stores[0]))
+            rec = rr.RecordingStream(stores[0].application_id, recording_id=stores[0].recording_id)
+            rr.set_sinks(rr.FileSink(str(fixed)), recording=rec)
+            rec.send_chunks(chunks)
+            rec.flush()
+            rr.disconnect(recording=rec)
+            os.replace(fixed, path)
+        except Exception as e:  # a damaged file must not stop a session from loading
+            return f"{path.name} could not be repaired ({type(e).__name__}: {e})"
+        finally:
+            partial.unlink(missing_ok=True)
+            fixed.unlink(missing_ok=True)
+        torn = len(data) - end
+        return (
+            f"{path.name} had no footer (its writer was stopped before closing it): rewritten from its "
+            f"{len(chunks)} complete chunks" + (f", a torn tail of {torn} bytes dropped" if torn else "")
+        )
+    finally:
+        os.close(fd)
