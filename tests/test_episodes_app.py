@@ -104,3 +104,32 @@ def test_state_is_logged_per_dimension_with_the_datasets_names(tmp_path):
     by_step = rrd_entities_by_step(rrd)
     assert all("state" in expected_entities(r) and expected_entities(r) <= by_step[r.step] for r in records)
     assert logger._series["state"] == ("x", "y", "z", "roll", "pitch", "yaw", "gripper", "pad")
+
+
+def test_every_camera_of_a_recording_is_logged_and_has_a_view(wb, tmp_path):
+    from workbench.viz.rerun_log import rrd_entities_by_step
+
+    tab = wb.new_tab()
+    tab.load(SourceSpec(kind="episode", path="v30_av1#1"), [RANDOM_POLICY], PolicySettings(num_ddim_steps=1))
+    tab.step(1)
+    record = tab.records[-1]
+    assert list(record.observation.images) == ["front", "wrist"]
+    origins = [v.origin for v in _views(tab.blueprint_for())]
+    assert "/world/cameras/wrist" in [str(o) for o in origins]
+    rrd = tmp_path / "two.rrd"
+    from workbench.viz.rerun_log import RerunLogger
+
+    logger = RerunLogger(rrd_path=rrd, stream=False)
+    logger.write(record)
+    logger.close()
+    assert {"world/camera/image", "world/cameras/wrist"} <= rrd_entities_by_step(rrd)[record.step]
+
+
+def _views(blueprint):
+    out, stack = [], [blueprint.root_container]
+    while stack:
+        item = stack.pop()
+        if hasattr(item, "origin"):
+            out.append(item)
+        stack.extend(getattr(item, "contents", None) or [])
+    return out

@@ -442,19 +442,21 @@ class TabSession:
 
         names, size = self.policy_names, self._image_size()
         branches = self.view_branches()
+        record = self.last_record  # a recording's cameras besides the main one get views of their own
+        cams = tuple(list(record.observation.images)[1:]) if record is not None else ()
         if len(names) == 1 or self.mode != "independent":
             branches = [branches[0]] * len(names)  # shared: every policy reads the one lane
         if len(names) == 1:
             parent = self.parents.get(branches[0])
             if self.blueprint == "side by side" and parent is not None:
                 return blueprints.side_by_side([names[0], names[0]], branches=[branches[0], parent],
-                                               image_size=size)  # fmt: skip
-            return blueprints.one_policy(names[0], branch=branches[0], image_size=size)
+                                               image_size=size, cameras=cams)  # fmt: skip
+            return blueprints.one_policy(names[0], branch=branches[0], image_size=size, cameras=cams)
         if self.blueprint == "one policy":
-            return blueprints.one_policy(names[0], branch=branches[0], image_size=size)
+            return blueprints.one_policy(names[0], branch=branches[0], image_size=size, cameras=cams)
         if self.blueprint == "side by side":
-            return blueprints.side_by_side(names, branches=branches, image_size=size)
-        return blueprints.instruction_ab(names[0], names[1], branch=branches[0], image_size=size)
+            return blueprints.side_by_side(names, branches=branches, image_size=size, cameras=cams)
+        return blueprints.instruction_ab(names[0], names[1], branch=branches[0], image_size=size, cameras=cams)
 
     def _image_size(self) -> tuple[int, int] | None:
         """(width, height) of the first camera of the latest step, or None before the first step."""

@@ -43,10 +43,20 @@ def actions_view(policies: list[str], *, branch: str = "main") -> rrb.TimeSeries
     return rrb.TimeSeriesView(origin=f"/{r}actions", contents=contents, name="actions")
 
 
-def _bottom(branches_and_policies: list[tuple[str, str]]) -> rrb.Tabs:
+def other_camera_views(cameras: tuple[str, ...], branches: list[str]) -> list[rrb.Spatial2DView]:
+    """A view per camera besides the main one (a recording's wrist camera...), per branch."""
+    return [
+        rrb.Spatial2DView(origin=f"/{branch_root(b)}world/cameras/{policy_part(c)}", name=f"camera {c}")
+        for b in branches
+        for c in cameras
+    ]
+
+
+def _bottom(branches_and_policies: list[tuple[str, str]], cameras: tuple[str, ...] = ()) -> rrb.Tabs:
     policies = sorted({p for _, p in branches_and_policies})
     branches = sorted({b for b, _ in branches_and_policies})
     views: list = [actions_view(policies, branch=b) for b in branches]
+    views += other_camera_views(cameras, branches)
     views += [
         rrb.TextLogView(origin="/", contents=[f"+ /{branch_root(b)}log/**" for b in branches], name="log"),
         rrb.TimeSeriesView(
@@ -61,12 +71,16 @@ def _bottom(branches_and_policies: list[tuple[str, str]]) -> rrb.Tabs:
 
 
 def one_policy(
-    policy: str, *, branch: str = "main", image_size: tuple[int, int] | None = None
+    policy: str,
+    *,
+    branch: str = "main",
+    image_size: tuple[int, int] | None = None,
+    cameras: tuple[str, ...] = (),
 ) -> rrb.Blueprint:
     return rrb.Blueprint(
         rrb.Vertical(
             camera_view(policy, branch=branch, image_size=image_size),
-            _bottom([(branch, policy)]),
+            _bottom([(branch, policy)], cameras),
             row_shares=[3, 2],
         ),
         collapse_panels=True,
@@ -74,7 +88,11 @@ def one_policy(
 
 
 def side_by_side(
-    policies: list[str], *, branches: list[str] | None = None, image_size: tuple[int, int] | None = None
+    policies: list[str],
+    *,
+    branches: list[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+    cameras: tuple[str, ...] = (),
 ) -> rrb.Blueprint:
     """One camera view per policy. In shared mode all read the same branch; in independent mode pass
     branches (one per policy: each policy drives its own copy)."""
@@ -88,7 +106,7 @@ def side_by_side(
     pairs = list(zip(branches, policies, strict=True))
     cams = [camera_view(p, branch=b, image_size=image_size) for b, p in pairs]
     return rrb.Blueprint(
-        rrb.Vertical(rrb.Horizontal(*cams), _bottom(pairs), row_shares=[3, 2]), collapse_panels=True
+        rrb.Vertical(rrb.Horizontal(*cams), _bottom(pairs, cameras), row_shares=[3, 2]), collapse_panels=True
     )
 
 
@@ -100,6 +118,7 @@ def instruction_ab(
     instruction_b: str = "B",
     branch: str = "main",
     image_size: tuple[int, int] | None = None,
+    cameras: tuple[str, ...] = (),
 ) -> rrb.Blueprint:
     """The same checkpoint asked with two instructions: two slots, views titled by their instruction."""
     cams = [
@@ -108,7 +127,9 @@ def instruction_ab(
     ]
     return rrb.Blueprint(
         rrb.Vertical(
-            rrb.Horizontal(*cams), _bottom([(branch, policy_a), (branch, policy_b)]), row_shares=[3, 2]
+            rrb.Horizontal(*cams),
+            _bottom([(branch, policy_a), (branch, policy_b)], cameras),
+            row_shares=[3, 2],
         ),
         collapse_panels=True,
     )

@@ -3,6 +3,7 @@
 Entity layout (for branch "main"; another branch `b` lives under `branches/b/` with the same tree):
 
     world/camera/image                               JPEG-compressed main camera image
+    world/cameras/{name}                              every other camera (a recording's wrist view...), JPEG
     world/camera/ground_truth/{boxes,points,target,expert_trace}
     world/camera/{policy}/spatial/{boxes,points,trace}
     world/camera/{policy}/rollout                     the chunk's end-effector path, projected
@@ -64,6 +65,7 @@ def expected_entities(record: StepRecord) -> set[str]:
     r = branch_root(record.branch)
     cam = f"{r}world/camera"
     out = {f"{cam}/image"}
+    out |= {f"{r}world/cameras/{policy_part(n)}" for n in list(record.observation.images)[1:]}
     gt = record.observation.ground_truth
     if gt is not None:
         out |= {f"{cam}/ground_truth/boxes"} if gt.objects else set()
@@ -160,6 +162,8 @@ class RerunLogger:
         self.rec.set_time(TIMELINE, sequence=record.step)
         image = obs.images[obs.main_camera]
         self._log(f"{cam}/image", jpeg(image, self.jpeg_quality))
+        for name in list(obs.images)[1:]:
+            self._log(f"{r}world/cameras/{policy_part(name)}", jpeg(obs.images[name], self.jpeg_quality))
         self._ground_truth(cam, obs.ground_truth)
         for name, ps in record.policies.items():
             if name not in self._policy_order:
