@@ -25,6 +25,17 @@ from workbench.policy import ST4VLAPolicy
 FIXTURE = Path(__file__).parent / "fixtures" / "upstream_tiny"
 STAGE_TOL = 1e-4
 SAMPLER_TOL = 5e-4
+MEASURED: dict[str, float] = {}  # stage -> max |ours - upstream|, printed at the end (pytest -s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    if MEASURED:
+        width = max(map(len, MEASURED))
+        print("\nmax |ours - upstream| per stage:")
+        for name, diff in MEASURED.items():
+            print(f"  {name:{width}s}  {diff:.3e}")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +73,7 @@ def close(name: str, ours, theirs, tol: float) -> float:
     theirs = np.asarray(theirs, dtype=np.float64)
     assert ours.shape == theirs.shape, f"{name}: shape {ours.shape} vs upstream {theirs.shape}"
     diff = float(np.abs(ours - theirs).max())
+    MEASURED[name] = diff
     assert diff <= tol, f"{name}: max |ours - upstream| = {diff:.3e} > {tol:.0e}"
     return diff
 
@@ -187,8 +199,8 @@ def test_ddim_trajectory_and_unnormalisation(policy, gold):
 @pytest.mark.parametrize("b", [0, 1])
 def test_act_matches_upstreams_predict_action(policy, gold, meta, b):
     chunk = act(policy, gold, meta, b, steps=5)
-    close("act() normalised", chunk.normalized, gold["normalized_actions_single"][b], SAMPLER_TOL)
-    close("act() actions", chunk.actions, gold["unnormalized_actions_single"][b], SAMPLER_TOL)
+    close(f"act() normalised [{b}]", chunk.normalized, gold["normalized_actions_single"][b], SAMPLER_TOL)
+    close(f"act() actions [{b}]", chunk.actions, gold["unnormalized_actions_single"][b], SAMPLER_TOL)
 
 
 def test_ddim_steps_are_taken_per_call(policy, gold, meta):
