@@ -456,7 +456,9 @@ class TabSession:
             return blueprints.one_policy(names[0], branch=branches[0], image_size=size, cameras=cams)
         if self.blueprint == "side by side":
             return blueprints.side_by_side(names, branches=branches, image_size=size, cameras=cams)
-        return blueprints.instruction_ab(names[0], names[1], branch=branches[0], image_size=size, cameras=cams)
+        return blueprints.instruction_ab(
+            names[0], names[1], branch=branches[0], image_size=size, cameras=cams
+        )
 
     def _image_size(self) -> tuple[int, int] | None:
         """(width, height) of the first camera of the latest step, or None before the first step."""
