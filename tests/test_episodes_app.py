@@ -133,3 +133,40 @@ def _views(blueprint):
             out.append(item)
         stack.extend(getattr(item, "contents", None) or [])
     return out
+
+
+@pytest.mark.slow
+def test_the_app_plays_a_v30_episode_by_folder_and_by_repo_id_to_its_end(tmp_path):
+    """Through the page's own API (gradio_client against the app launched in-process): the
+    lerobot-written v3.0 dataset from its folder and from the cache by repo id, any episode, played to
+    its last frame past --max-steps."""
+    import os
+
+    from gradio_client import Client
+
+    import app
+
+    data, home = tmp_path / "data", tmp_path / "home"
+    shutil.copytree(FIXTURES / "v30_av1", data / "v30_av1")
+    shutil.copytree(FIXTURES / "v30_png", home / "someone" / "tiny")
+    old = os.environ.get("HF_LEROBOT_HOME")
+    os.environ["HF_LEROBOT_HOME"] = str(home)
+    config = AppConfig(port=7940, data_dirs=[data], sessions_dir=tmp_path / "sessions", max_steps=3,
+                       checkpoint_dirs=[tmp_path], demo_checkpoint=tmp_path / "none")  # fmt: skip
+    demo, url = app.launch(config, block=False)
+    try:
+        c = Client(url, verbose=False)
+        for recording, task, last in (("v30_av1#2", "pick up the red cube", 8), ("someone/tiny#1", "put the cube in the bowl", 4)):  # fmt: skip
+            args = dict(ckpt="", ckpt_b="", mode="shared", kind="episode", task="", seed=0, split="seen",
+                        obj="", episode=recording, simpler_task=None, ddim=1, cfg=1.5, horizon=7, alpha=0.1,
+                        instruction="")  # fmt: skip
+            _, summary, instruction, _ = c.predict(*args.values(), api_name="/load")
+            assert summary["step"] == 0 and instruction == task
+            _, summary, _, _, _ = c.predict(api_name="/run_to_end")
+            assert summary["step"] == last  # not cut at --max-steps 3
+    finally:
+        demo.close()
+        if old is None:
+            os.environ.pop("HF_LEROBOT_HOME", None)
+        else:
+            os.environ["HF_LEROBOT_HOME"] = old
