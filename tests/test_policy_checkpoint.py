@@ -426,6 +426,14 @@ def test_bad_base_config_fields_name_the_field(policy, tmp_path, tiny_dit):
             r"bridge_dataset\.action\.q01 must be",
         ),
         (lambda s: s.__setitem__("bridge_dataset", [1]), r"field bridge_dataset must be an object"),
+        (
+            lambda s: s["bridge_dataset"]["action"].__setitem__("mask", [1] * 7),
+            r"bridge_dataset\.action\.mask must be",
+        ),
+        (
+            lambda s: s["bridge_dataset"]["action"].__setitem__("q99", [0.1] * 6),
+            r"must have one length, got \[6, 7\]",
+        ),
     ],
 )
 def test_bad_statistics_name_the_file_and_field(policy, tmp_path, tiny_dit, edit, pattern):

@@ -12,6 +12,12 @@ Upstream run dir:
     final_model/pytorch_model.pt (torch.save of the state dict, bf16). The VLM's sizes and tokenizer
     come from the base model named in config.yaml (framework.qwenvl.base_vlm), which must be on disk:
     pass base_model_dir= or set ST4VLA_BASE_MODEL_DIR. Nothing is ever downloaded.
+
+Invariants of the upstream reader: every field is read where upstream's code reads it (query-former
+width: framework.layer_qformer.ouptput_dim; repeated_diffusion_steps: trainer.*), every number-changing
+field of the base model's config.json is carried (none left to transformers' defaults), sizes the
+weights fix are read from the weights, and a bad or missing field raises CheckpointError naming the
+file and the field. tests/test_policy_upstream_parity.py checks a run written by upstream's code.
 """
 
 from __future__ import annotations
@@ -170,12 +176,23 @@ def read_statistics(path: Path) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise CheckpointError(f"{stats}: field {key} must be an object, got {type(entry).__name__}.")
         action = typed(entry, "action", dict, stats, key)
+        lengths = set()
         for name in ("q01", "q99"):
             values = typed(action, name, list, stats, f"{key}.action")
             if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
                 raise CheckpointError(
                     f"{stats}: field {key}.action.{name} must be a non-empty list of numbers."
                 )
+            lengths.add(len(values))
+        mask = typed(action, "mask", list, stats, f"{key}.action", None)
+        if mask is not None:
+            if not all(isinstance(v, bool) for v in mask):
+                raise CheckpointError(f"{stats}: field {key}.action.mask must be a list of true/false.")
+            lengths.add(len(mask))
+        if len(lengths) > 1:
+            raise CheckpointError(
+                f"{stats}: fields {key}.action.q01, q99 (and mask) must have one length, got {sorted(lengths)}."
+            )
     return data
 
 

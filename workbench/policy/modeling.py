@@ -5,7 +5,8 @@ Module and parameter names follow upstream, so an upstream state dict loads key 
     layer_qformer.{proj, query_tokens, layers.0}.*  LayerwiseQFormer
     action_model.net.{x_embedder, t_embedder, z_embedder(.uncondition), history_embedder,
                       positional_embedding, blocks.*, final_layer}.*   DiT
-    dino_encoder.body.*, dino_pro.*                 optional DINOv2 branch (transformers' Dinov2Model;
+    dino_encoder.body.*, dino_pro.*                 optional DINOv2 branch (transformers' Dinov2Model
+                                                    with the hub model's position-grid resize;
                                                     checkpoint.py maps torch.hub names onto it)
 Shapes: B batch, L VLM tokens, Q queries, W width, T chunk length, D action dim.
 """
