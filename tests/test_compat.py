@@ -171,3 +171,12 @@ class _NoState:
         self.config.action.state_dim = 0
         self.config.answer_points = False
         self.statistics, self.unnorm_key, self.name = policy.statistics, policy.unnorm_key, "no-state"
+
+
+def test_sources_that_do_not_declare_or_recorded_no_state(needs):
+    custom = check(needs, SourceGives("my_env"))  # a custom env: its state is known only when it runs
+    assert custom.actions_ok and custom.mapping.name == "as_is"
+    assert any("does not say what state it gives" in w for w in custom.warnings)
+    recorded = check(needs, SourceGives("a recording without state", state_dim=0))
+    assert not recorded.actions_ok and "gives no state" in recorded.text()
+    assert check(needs, SourceGives("a recording without state", state_dim=0), "neutral").actions_ok

@@ -231,7 +231,7 @@ def source_gives(source: Any) -> SourceGives:
         image = first.images[first.main_camera]
         return SourceGives(
             name,
-            state_dim=None if first.state is None else int(np.asarray(first.state).size),
+            state_dim=0 if first.state is None else int(np.asarray(first.state).size),  # 0: recorded none
             cameras=tuple(first.images),
             image_size=(int(image.shape[1]), int(image.shape[0])),
             gripper=getattr(source, "gripper_convention", None),
@@ -344,6 +344,12 @@ def _state(
         text = "the checkpoint reads no robot state: actions need nothing from the source's joints"
         return [Finding("ok", "state", text)], StateMapping("none", MAPPINGS["none"]), ("none",)
     reads = f"{n} joint values ({_names(needs.state_names)}{_of(needs)})"
+    if m is None and mapping is None:  # a source that does not declare its state (a custom env)
+        text = (
+            f"the checkpoint reads {reads}; {gives.name} does not say what state it gives before it runs: "
+            "its observations' state is passed as it is (name a state mapping if it does not fit)"
+        )
+        return [Finding("warning", "state", text)], _as_is(), ("as_is", "neutral")
     common = _common(needs, gives)
     choices = tuple(
         c for c, fits in (("as_is", m == n), ("by_name", bool(common)), ("neutral", True)) if fits
@@ -359,7 +365,7 @@ def _state(
                 )
             )
         return found, _as_is(), choices
-    gives_words = "no state" if m is None else f"{m} ({_names(gives.state_names)})"
+    gives_words = "no state" if not m else f"{m} ({_names(gives.state_names)})"
     if mapping is None and auto:
         mapping = "by_name" if common else "neutral"
         others = [c for c in choices if c != mapping]
