@@ -110,6 +110,11 @@ def test_unknown_repo_id_says_where_it_looked_and_downloads_nothing(tmp_path, mo
         LeRobotDataset("someone/absent")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         LeRobotDataset(tmp_path / "no" / "such" / "folder")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "info.json").write_text("{}")  # the cache root itself is never a dataset
+    for name in ("someone/..", "someone/."):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            resolve_dataset(name)
 
 
 # -- damaged copies: each error names the file and the field ------------------------------------

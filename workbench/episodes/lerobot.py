@@ -64,7 +64,7 @@ __all__ = [
     "split_episode",
 ]
 
-REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/(?!\.\.?$)[\w.-]+")  # owner/name; never "owner/.." or "owner/."
 
 # ---------------------------------------------------------------------------------------------
 # Records read back
