@@ -21,7 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 
 from panels import controls, episodes, instruction, plots, probe, sessions, source, viewer
-from panels.common import UI
+from panels.common import UI, release_on_unload, release_tab
 from workbench.appcore import AppConfig, AppError
 from workbench.appcore.core import Workbench
 from workbench.appcore.summary import point_markdown
@@ -33,7 +33,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
     global LAST_WORKBENCH
     workbench = LAST_WORKBENCH = Workbench(config)
     with gr.Blocks(title="ST4VLA Workbench", analytics_enabled=False) as demo:
-        ui = UI(workbench=workbench, state=gr.State(None))
+        ui = UI(workbench=workbench, state=gr.State(None, delete_callback=release_tab))
         gr.Markdown(
             "# ST4VLA Workbench\nStep a spatially guided VLA: its spatial prompt, action chunk and rollout."
         )
@@ -74,6 +74,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
             demo.load(lambda: point_markdown(workbench.new_tab()), None, ui["point_info"])
         viewer.wire(ui)  # chains the viewer refresh after every step event
         plots.wire(ui)
+        release_on_unload(demo)  # a closed page's tab frees its runner, recording and threads
     return demo
 
 

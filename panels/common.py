@@ -44,6 +44,24 @@ def tab_of(workbench: Workbench, tab: TabSession | None) -> TabSession:
     return tab if isinstance(tab, TabSession) else workbench.new_tab()
 
 
+def release_tab(tab: object) -> None:
+    """gr.State's delete_callback: a closed tab's session lets go of its runner, recording and threads."""
+    if isinstance(tab, TabSession):
+        tab.release()
+
+
+def release_on_unload(demo: gr.Blocks) -> None:
+    """When a page closes, free its tab at once: gradio itself deletes a closed page's state (and so
+    calls `release_tab`) only an hour later."""
+
+    def release(request: gr.Request) -> None:
+        holder = getattr(demo, "state_holder", None)
+        if holder is not None and request.session_hash in holder:
+            holder.delete_state(request.session_hash)
+
+    demo.unload(release)
+
+
 def _to_page(e: Exception) -> gr.Error:
     if isinstance(e, AppError):
         return gr.Error(str(e))

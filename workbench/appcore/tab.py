@@ -179,6 +179,8 @@ class TabSession:
         runner = self._require_runner()
         seed = self.source.seed if seed is None else check_seed(seed)
         options = self.workbench.reset_options(self.source)
+        for slot in runner.slots:  # a fresh episode asks the source's own instruction (edits are dropped)
+            slot.instruction = None
         before = len(runner.history)
         record = runner.reset(seed=seed, options=options)
         self.records = list(runner.history[before:])  # step 0 of every lane
@@ -425,7 +427,7 @@ class TabSession:
         if self.logger is None or not self.policy_names:
             return
         blueprint = self.blueprint_for()
-        self.logger.rec.send_blueprint(blueprint)
+        self.logger.send_blueprint(blueprint)
         self.view_titles = [title for title, _ in blueprints.camera_views(blueprint)]
 
     def view_branches(self) -> list[str]:
@@ -529,6 +531,18 @@ class TabSession:
             self.logger.close()
         self.runner, self.logger = None, None
 
+    def release(self) -> None:
+        """The tab is gone (its page closed): stop its run and probe, let go of the runner, simulator,
+        recording and the steps it kept, and give freed memory back to the system."""
+        self._stop.set()
+        self._probe_stop.set()
+        from workbench.viz.rerun_log import drop_orphaned_recordings
+
+        self.close()
+        self.records, self.probe_rows, self.edits = [], [], []
+        drop_orphaned_recordings()  # the recording's threads and those of the layouts it sent
+        _return_freed_memory()
+
     # -- probe -----------------------------------------------------------------------------------
 
     def probe(self, spec: Any, which: str = "A", progress: Any = None) -> Any:
@@ -551,6 +565,17 @@ class TabSession:
 
     def cancel_probe(self) -> None:
         self._probe_stop.set()
+
+
+def _return_freed_memory() -> None:
+    """Let the C allocator give freed pages back (a tab's images and physics are many small blocks that
+    glibc otherwise keeps for reuse); a no-op where there is no glibc."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def elapsed_ms(t0: float) -> float:

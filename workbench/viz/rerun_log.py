@@ -147,7 +147,7 @@ class RerunLogger:
             sinks.append(self._stream)
         rr.set_sinks(*sinks, recording=self.rec)
         if blueprint is not None:
-            self.rec.send_blueprint(blueprint)
+            self.send_blueprint(blueprint)
         self._policy_order: list[str] = []
         self._live: set[str] = set()  # entities holding data now (only these need a Clear)
         self._series: dict[str, tuple[str, ...]] = {}  # multi-series entity -> the names it was given
@@ -180,6 +180,30 @@ class RerunLogger:
         self._scalars(f"{r}timings", tuple(timings), list(timings.values()) or None)
         if self.rrd_path is not None:
             self.rec.flush()  # the step is on disk before the next one starts (crash safety)
+
+    def send_blueprint(self, blueprint: rr.blueprint.Blueprint) -> None:
+        """Send a layout to the viewer. Unlike `rec.send_blueprint`, the blueprint stream built for it is
+        disconnected afterwards: Rerun 0.39 keeps such a stream (and its two threads) alive until the
+        process ends, so an app tab that changes layouts would pile them up."""
+        from rerun import bindings
+        from rerun.recording_stream import RecordingStream
+
+        try:
+            stream = RecordingStream._from_native(
+                bindings.new_blueprint(
+                    application_id=self.rec.get_application_id(),
+                    make_default=False,
+                    make_thread_default=False,
+                    default_enabled=True,
+                )
+            )
+            stream.set_time("blueprint", sequence=0)
+            blueprint.to_blueprint()._log_to_stream(stream)
+        except AttributeError:  # another Rerun version: its own call (which may keep the stream alive)
+            self.rec.send_blueprint(blueprint)
+            return
+        bindings.send_blueprint(stream.memory_recording().storage, True, True, recording=self.rec.to_native())
+        rr.disconnect(recording=stream)
 
     def note(self, event: dict) -> None:
         """Edits (instruction changes, branches) show up in the text log of the step they happen at."""
@@ -349,6 +373,19 @@ def rrd_entities_by_step(path: str | Path, *, clears: bool = False) -> dict[int,
             if ok:
                 out.setdefault(int(s), set()).add(entity)
     return out
+
+
+def drop_orphaned_recordings() -> None:
+    """Stop the threads of recordings nothing references any more (closed loggers, sent blueprints).
+    Rerun 0.39 looks for them only while a RecordingStream object is being deleted, which misses the
+    ones still referenced at that moment; call this once the loggers are dropped. Collects garbage
+    first: a runner and its sinks can sit in reference cycles."""
+    import gc
+
+    from rerun import bindings
+
+    gc.collect()
+    bindings.flush_and_cleanup_orphaned_recordings()  # (disconnect_orphaned_recordings alone leaves them)
 
 
 # -- crash safety of saved recordings ------------------------------------------------------------
