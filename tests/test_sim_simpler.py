@@ -21,7 +21,7 @@ import torch
 from workbench.compat import IncompatibleSource
 from workbench.controller import base_rotation, project_path
 from workbench.runner import PolicySlot, Runner, SimSource
-from workbench.sim import make, to_observation
+from workbench.sim import make, simpler, to_observation
 from workbench.sim.base import Env, SimEnv
 from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnavailable, probe
 
@@ -221,6 +221,7 @@ def _simpler_source(monkeypatch, fake_path, task):
     """What the app does: WORKBENCH_SIMPLER_PYTHON names the interpreter, make(task) (no keywords)."""
     monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
     monkeypatch.setenv("PYTHONPATH", fake_path)
+    monkeypatch.setattr(simpler, "_PROBED_OK", set())  # this interpreter probes clean only here
     return SimSource(make(task), lambda: make(task))
 
 
@@ -290,6 +291,11 @@ def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_pat
 
     monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
     monkeypatch.setenv("PYTHONPATH", fake_path)
+    monkeypatch.setattr(simpler, "_PROBED_OK", set())
+    probes = []
+    monkeypatch.setattr(
+        simpler, "probe", lambda *a, _probe=simpler.probe, **kw: probes.append(a) or _probe(*a, **kw)
+    )
     app = Workbench(AppConfig(sessions_dir=tmp_path / "sessions"))
     assert app.simpler_status() == (True, "")
     tab = app.new_tab()
@@ -301,6 +307,7 @@ def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_pat
         assert any("fits widowx_carrot_on_plate (state mapping 'neutral')" in n for n in notes)
         assert any("reads 9 joint values" in n and "picked automatically" in n for n in notes)
         assert tab.source.state_mapping == "" and tab.source.state_mapping_used == "neutral"
+        assert len(probes) == 1  # the adapter reuses the app's clean probe (10-30 s on a CPU)
         records = tab.step(10)
         assert len(records) == 10 and all(r.policies for r in records)
         # a mapping the user names that cannot work is refused at Load, in words

@@ -77,6 +77,15 @@ def resolve_python(python: str | None) -> str:
     return python
 
 
+# (interpreter, extra environment) pairs that probed clean in this process: an adapter made after the
+# app's probe does not pay for a second one (10-30 s on a CPU). Failures are never kept: fix and retry.
+_PROBED_OK: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+
+def _probe_key(python: str, env_vars: dict[str, str] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return python, tuple(sorted((env_vars or {}).items()))
+
+
 def probe(python: str | None = None, env_vars: dict[str, str] | None = None, timeout: float = 120) -> dict:
     """Ask SimplerEnv's interpreter, stage by stage, whether SimplerEnv can run there. Returns the
     server's report plus "problem": "" when all is well, else the first stage that fails (PROBLEMS).
@@ -109,6 +118,8 @@ def probe(python: str | None = None, env_vars: dict[str, str] | None = None, tim
         )
     report = json.loads(lines[-1])
     report["problem"] = diagnose(report)
+    if not report["problem"]:
+        _PROBED_OK.add(_probe_key(python, env_vars))
     return report
 
 
@@ -193,7 +204,8 @@ class SimplerEnvAdapter:
         self.strict_actions = strict_actions
         self.timeout = timeout
         env = {**os.environ, **(env_vars or {})}
-        check_available(probe(self.python, env_vars, timeout), self.python)
+        if _probe_key(self.python, env_vars) not in _PROBED_OK:
+            check_available(probe(self.python, env_vars, timeout), self.python)
         self.gripper_convention, control_hz = _robot_defaults(task_name)
         # the server's stderr, quoted when it dies; lives as long as the adapter (closed in close())
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
