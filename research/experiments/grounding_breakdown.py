@@ -10,7 +10,7 @@ that land on an object, the share on the named one ("chose right") is set agains
 of 1 / (objects in the scene), what picking an object at random would score. The centre
 error is RMS per axis as a fraction of the image, over all answers and over the "right" ones alone
 (how precise it is once it has the right object): the unit of the oracle table in
-workbench/train/NOTES.md, where the action expert needs ~0.03 or better.
+research/training-notes.md, where the action expert needs ~0.03 or better.
 
 `--detect` also asks "Detect every object" once per scene (for checkpoints trained with
 `--detect-all`) and reports its recall: the share of the scene's objects that some answered box,
@@ -22,7 +22,7 @@ yes and no apart, and the AUC of P(yes) within each name (0.5: the answer does n
 image): whether the model can match a name against the image at all, without placing it.
 
     workbench train data --no-demos --scenes-out runs/v5/scenes_test --scenes-per-task 40 --scenes-seed 9000
-    python scripts/experiments/grounding_breakdown.py --data runs/v5/scenes_test \
+    python research/experiments/grounding_breakdown.py --data runs/v5/scenes_test \
         --checkpoint runs/v5/stage1_m1/final runs/v5/stage1_m2/final
 """
 

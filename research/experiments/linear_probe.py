@@ -8,7 +8,7 @@ Fit ridge regression on the frames of some episodes and score R^2 on the frames 
 for the robot state (arm joints, finger joint), where the object to move is in the image, the
 expert's translation and the expert's gripper command. R^2 near 0 means the feature set does not carry it (linearly).
 
-    python scripts/experiments/linear_probe.py --checkpoint assets/checkpoints/st4vla-tiny
+    python research/experiments/linear_probe.py --checkpoint assets/checkpoints/st4vla-tiny
 """
 
 from __future__ import annotations

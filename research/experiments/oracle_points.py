@@ -12,9 +12,9 @@ DiT on the checkpoint's cached query tokens, and the result is rolled out closed
 evaluation seeds of the bundled checkpoints. The control is the same continuation without the
 points (`workbench train stage2 ... --head-steps` with more steps).
 
-    python scripts/experiments/oracle_points.py --checkpoint assets/checkpoints/st4vla-tiny \
+    python research/experiments/oracle_points.py --checkpoint assets/checkpoints/st4vla-tiny \
         --head-steps 6000 --out runs/v4/oracle_st4vla
-    python scripts/experiments/oracle_points.py --checkpoint assets/checkpoints/st4vla-tiny \
+    python research/experiments/oracle_points.py --checkpoint assets/checkpoints/st4vla-tiny \
         --out runs/v4/oracle_st4vla --eval-only --point-noise 0.05   # points off by ~5% of the image
 """
 
