@@ -51,8 +51,8 @@ class EvalConfig:
     render_height: int = 168
     grounding: bool = True  # also ask the spatial question at the first step
     cells: tuple[tuple[str, str], ...] = CELLS  # a subset, e.g. the seen-object cells for validation
-    # the protocol before the fifteenth session: episode k of every cell used seed + k, so the four
-    # cells of a task replayed the same scenes (workbench/train/NOTES.md); kept to reproduce old figures
+    # the older protocol: episode k of every cell used seed + k, so the four cells of a task replayed
+    # the same scenes (research/training-notes.md, note 15); kept to reproduce the notes' older figures
     paired_scenes: bool = False
     workers: int = 1  # processes; each loads the checkpoint and runs whole cells on one thread
 
@@ -85,7 +85,8 @@ class EpisodeResult:
     box_iou: float | None = None
     point_in_box: float | None = None
     # how far the answer's first box centre lies from the source's centre: RMS over x and y, as a
-    # fraction of the image (0.5 when unanswered); the unit of workbench/train/NOTES.md's oracle table
+    # fraction of the image (0.5 when unanswered); the unit of the oracle table in
+    # research/training-notes.md
     centre_error: float | None = None
     reach_distance: float | None = None  # closest the gripper came to the source object (metres)
     seconds: float = 0.0
@@ -444,7 +445,7 @@ def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn = _joints) -> EvalR
     """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report.
 
     `state_fn(env, obs)` is the state the policy's action expert reads; by default the joints.
-    Experiments that feed it more (scripts/experiments/oracle_points.py) pass their own.
+    Experiments that feed it more (research/experiments/oracle_points.py) pass their own.
     With `cfg.workers` > 1 the cells run in that many processes, each loading the checkpoint; the
     report is the one a single process writes (same seeds, same order)."""
     if cfg.episodes < 1:

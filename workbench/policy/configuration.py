@@ -48,7 +48,7 @@ class VLMConfig:
     # Put the user turn's text before its images. Upstream (and Qwen2.5-VL's examples) put the image
     # first, so under the causal mask the visual tokens never see the question. With the text first,
     # each visual token can weigh itself against the named object; the CPU demo models learn to choose
-    # the named object this way (workbench/train/NOTES.md, tenth session). Upstream checkpoints: False.
+    # the named object this way (research/training-notes.md, note 10). Upstream checkpoints: False.
     text_first: bool = False
 
     @property
@@ -135,18 +135,19 @@ class ST4VLAConfig:
     use_spatial_prompt: bool = True  # False = the vanilla baseline (plain instruction)
     # Not upstream: the VLM first answers the spatial prompt (greedy decoding) and the query former
     # reads the hidden states of the prompt AND of that answer, so the box the model wrote reaches the
-    # action expert (workbench/train/NOTES.md, thirteenth session). Upstream (False) runs one forward
+    # action expert (research/training-notes.md, note 13). Upstream (False) runs one forward
     # pass over the prompt and never decodes at control time.
     condition_on_answer: bool = False
     # Not upstream: the explicit spatial prompt. The VLM answers the spatial prompt (greedy) and the
     # centres of the answer's first two boxes (source, then target) join the robot state the DiT reads,
-    # as 4 numbers (ANSWER_POINTS); action.state_dim counts them. The fourth session's oracle showed this
-    # DiT acts on points given as numbers, and the twelfth that the hidden states do not carry them.
+    # as 4 numbers (ANSWER_POINTS); action.state_dim counts them. An oracle experiment showed this DiT
+    # acts on points given as numbers, and probes that the hidden states do not carry them (notes 4, 12).
     answer_points: bool = False
     # Not upstream: the robot state the DiT reads is the joints followed by the TCP position (x, y, z in
     # the robot's base frame: SimplerEnv's obs["extra"]["tcp_pose"][:3]); action.state_dim counts it.
     # From the joints alone the DiT must learn the arm's forward kinematics to turn "the object is at
-    # (u, v)" into a motion, and closed loop it stopped 2-3 cm beside the object (NOTES, 17th session).
+    # (u, v)" into a motion, and closed loop it stopped 2-3 cm beside the object (research/training-notes.md,
+    # note 17).
     state_tcp: bool = False
     grounding_loss_weight: float = 0.1
     notes: dict[str, Any] = field(default_factory=dict)  # free-form (deviations, provenance)

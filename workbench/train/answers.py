@@ -2,7 +2,7 @@
 
 Not upstream; a measured fix for this project's small models. With the true answer at every control
 step the bundled action expert succeeds on 80 of the 100 seen-object validation episodes, with its
-own answers on 43 (workbench/train/NOTES.md, twentieth session): the spatial answer is what fails. On
+own answers on 43 (research/training-notes.md, note 20): the spatial answer is what fails. On
 the frames it was trained on the VLM answers almost perfectly (median source-centre error 0.4% of the
 image on first frames); on new scenes it is three times worse and boxes another object in about one
 first frame in ten. That is overfitting to the few hundred demonstration scenes, and the cure is

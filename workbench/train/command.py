@@ -231,7 +231,7 @@ def add_parsers(sub) -> None:
     )
     ev.add_argument(
         "--paired-scenes", action="store_true",
-        help="the protocol before the fifteenth session: every cell of a task replays the seeds seed..seed+n-1",
+        help="the older protocol: every cell of a task replays the seeds seed..seed+n-1",
     )  # fmt: skip
 
     cmp = sub.add_parser("compare", help="success gap of A over B on the episodes two reports share")

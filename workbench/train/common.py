@@ -51,7 +51,7 @@ class ModelSize:
 
 
 # Named sizes: "demo" is what the bundled checkpoints use (trained on a shared 2-core CPU, see
-# workbench/train/NOTES.md); "test" is for the end-to-end tests (seconds per run).
+# research/training-notes.md); "test" is for the end-to-end tests (seconds per run).
 SIZES: dict[str, ModelSize] = {
     "demo": ModelSize(
         hidden=192, layers=4, heads=4, kv_heads=2, vision_depth=3, vision_hidden=128, vision_heads=2,

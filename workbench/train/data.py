@@ -48,10 +48,11 @@ class DataConfig:
     # DART (Laskey et al., 2017): the arm executes the expert's motion plus Gaussian noise of this standard
     # deviation (metres per step, on dx, dy, dz) while the dataset records the expert's own action. The
     # closed-loop expert corrects the drift, so the demonstrations show states off the expert's path with
-    # corrective labels: what a policy needs once its own errors put it there (NOTES, 17th session).
+    # corrective labels: what a policy needs once its own errors put it there (research/training-notes.md,
+    # note 17).
     action_noise: float = 0.0
     # The expert phases the noise is added in (workbench.sim.expert.PHASES); empty: all of them. Noise
-    # while placing makes the expert fail most placing tasks (NOTES, 17th session); the misses a policy
+    # while placing makes the expert fail most placing tasks (note 17); the misses a policy
     # must learn to recover from happen while approaching and descending.
     noise_phases: tuple[str, ...] = ()
     # The share of those steps that are perturbed. Noise at every step never lets the expert reach a goal
@@ -62,7 +63,8 @@ class DataConfig:
     # source, in a random horizontal direction, so it closes on nothing; it notices, opens, and grasps
     # again. Only the frames from that retry on are recorded (the aimed miss would teach missing), and
     # episodes whose first grasp holds anyway are dropped. The failures of the bundled policy are such
-    # misses, which clean demonstrations never show a way out of (NOTES, 17th and 19th sessions).
+    # misses, which clean demonstrations never show a way out of (research/training-notes.md, notes 17
+    # and 19).
     miss_offset: float = 0.0
 
     def __post_init__(self) -> None:

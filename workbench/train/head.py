@@ -2,7 +2,7 @@
 
 Not upstream, a concession to the CPU budget. Upstream trains VLM, query former and DiT jointly
 for ~100k steps; here the joint phase gets ~2,000, and the DiT is still far from fitted when it
-ends (workbench/train/NOTES.md, third session). A DiT step is cheap next to a VLM forward, so this
+ends (research/training-notes.md, note 3). A DiT step is cheap next to a VLM forward, so this
 phase freezes the VLM and the query former, computes every frame's query tokens once (eval mode,
 one frame at a time: exactly what the policy computes at control time) and trains only the action
 model (the DiT, and the state token's embedder when there is one) for many steps on them.
@@ -37,7 +37,7 @@ class HeadPhaseConfig:
     log_every: int = 100
     # What the DiT reads as the spatial answer (answer-reading models): "own" = the model's greedy answers,
     # as at control time; "true" = the answer from the ground truth, so that the DiT learns to trust the
-    # points exactly (NOTES, seventeenth session: trained on its own, sometimes wrong, answers, the DiT
+    # points exactly (research/training-notes.md, note 17: trained on its own, sometimes wrong, answers, the DiT
     # barely used even exact points).
     answers: str = "own"
 

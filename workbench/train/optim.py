@@ -3,7 +3,7 @@
 Upstream (InternVLA-M1) trains with AdamW(0.9, 0.95), per-module learning rates (base 5e-5, VLM 1e-5,
 action 1e-4), linear warm-up then cosine decay, and gradient clipping at 1.0. The tiny models here
 keep the ratios and the shape of the schedule but scale the magnitudes: trained from scratch on a
-CPU, they need far larger steps (see workbench/train/NOTES.md).
+CPU, they need far larger steps (see research/training-notes.md).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 whose coordinates the model is writing (an auxiliary loss for the CPU demo models; not upstream).
 
 Why: the demo VLM learns to place a lone object, but in every stage 1 of the bundled line its box is
-written while attending to all visual tokens alike (workbench/train/NOTES.md, ninth session): a
+written while attending to all visual tokens alike (research/training-notes.md, note 9): a
 pooled readout that a one-object curriculum rewards and a scene of 2-4 objects defeats. The values
-of a visual token carry where it is (`scripts/experiments/position_probe.py`), so a head that
+of a visual token carry where it is (a linear probe, note 10), so a head that
 attends to the named object's tokens hands the layers above its position. This loss asks one head
 (`layer`, `head`) to put its attention, at every position that predicts a coordinate of an answer's
 box or point, on the visual tokens under that box (the token under a point). Its weight is a

@@ -50,7 +50,7 @@ class Stage1Config:
     kinds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KINDS))
     # Curriculum: scenes with a single object (`workbench train data --scenes-distractors 0`), trained on
     # alone for `curriculum_steps`, then mixed in at `curriculum_mix` of the batches. Without it the
-    # demo VLM stays at the coordinate prior (workbench/train/NOTES.md).
+    # demo VLM stays at the coordinate prior (research/training-notes.md).
     curriculum_data: tuple[str, ...] = ()
     curriculum_steps: int = 0
     curriculum_mix: float = 0.25
@@ -63,7 +63,7 @@ class Stage1Config:
     # Ask object questions in pairs: two objects of the same image (workbench/train/common.py).
     contrast: bool = False
     # Start from a checkpoint's weights and tokenizer instead of random ones (e.g. a vision
-    # pre-training, scripts/experiments/vision_pretrain.py); `model` is then the checkpoint's.
+    # pre-training; research/training-notes.md, note 8); `model` is then the checkpoint's.
     init: str | None = None
     # Average the loss within each answer, then over the batch. The default (transformers' mean over
     # every answer token) gives a 3-token "Yes" a ninth of a 26-token box's weight.

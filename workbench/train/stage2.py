@@ -63,7 +63,7 @@ class Stage2Config:
     grounding_data: tuple[str, ...] = ()
     repeated_diffusion_steps: int = 4
     # Not upstream: the action expert also reads the robot state (joint positions) as one token.
-    # Both bundled models use it, so the comparison stays fair (see workbench/train/NOTES.md).
+    # Both bundled models use it, so the comparison stays fair (see research/training-notes.md).
     state: bool = False
     # Not upstream: the query former also reads the spatial answer (ST4VLAConfig.condition_on_answer).
     # The joint phase teacher-forces the true answer; the head phase caches the model's own answers,
