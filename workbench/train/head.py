@@ -37,8 +37,8 @@ class HeadPhaseConfig:
     log_every: int = 100
     # What the DiT reads as the spatial answer (answer-reading models): "own" = the model's greedy answers,
     # as at control time; "true" = the answer from the ground truth, so that the DiT learns to trust the
-    # points exactly (research/training-notes.md, note 17: trained on its own, sometimes wrong, answers, the DiT
-    # barely used even exact points).
+    # points exactly (research/training-notes.md, note 17: trained on its own, sometimes wrong, answers,
+    # the DiT barely used even exact points).
     answers: str = "own"
 
     def __post_init__(self) -> None:
