@@ -120,7 +120,7 @@ def centre_offset(
     of the image's width and height; None when the answer holds neither.
 
     This is the unit in which the action expert needs the spatial answer to be right (a few percent
-    of the image: workbench/train/NOTES.md, "What if the spatial answer were perfect?").
+    of the image: research/training-notes.md, "What if the spatial answer were perfect?").
     """
     geo = next((g for g in answer.geometry if isinstance(g, Box | Point)), None)
     if geo is None:

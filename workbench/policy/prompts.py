@@ -36,7 +36,7 @@ OBJECT_QUESTIONS: dict[str, str] = {
 
 # Scene-level question (stage-1 grounding data): every object, left to right, each label before its box.
 # Naming an object from where it is, then placing it, trains both directions of the name-to-image
-# binding that "Locate the {object}" needs among several objects (workbench/train/NOTES.md).
+# binding that "Locate the {object}" needs among several objects (research/training-notes.md).
 DETECT_QUESTION = (
     "Detect every object in the image. Output each label and bounding box in [x1,y1,x2,y2] format, "
     "from left to right."
@@ -45,7 +45,7 @@ DETECT_QUESTION = (
 
 # Yes/no question (stage-1 grounding data, optional): half about an object on the table, half about a
 # seen object that is not. Only the name separates the two answers, so the model must match the name
-# against the visual tokens: the binding that choosing among several objects needs (NOTES.md).
+# against the visual tokens: the binding that choosing among several objects needs (research/training-notes.md).
 EXISTS_QUESTION = "Is there a {object} in the image? Answer yes or no."
 
 

@@ -207,7 +207,7 @@ class CameraConfig:
     height: int = 480
     # Framed on the workspace: objects ~38x33 px in a 224x168 render (~19x22 px in the demo model's
     # 112 frame). A 50-degree view made them ~26x22 and the tiny demo VLM never learned to find them
-    # (workbench/train/NOTES.md); SimplerEnv's real cameras frame the table about as tightly.
+    # (research/training-notes.md); SimplerEnv's real cameras frame the table about as tightly.
     eye: tuple[float, float, float] = (0.92, 0.32, 0.42)
     target: tuple[float, float, float] = (0.52, 0.0, 0.03)
     fov_deg: float = 35.0  # vertical field of view
