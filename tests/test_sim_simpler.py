@@ -123,7 +123,8 @@ def test_adapter_speaks_the_protocol(widowx):
     assert widowx.gripper_convention == "absolute_open_positive" and widowx.control_hz == 5
     assert widowx.max_episode_steps == 60 and widowx.main_camera == "3rd_view_camera"
     assert widowx.image_size == (640, 480) and len(widowx.state_names) == 8
-    assert widowx.state_names[0] == "waist" and widowx.base_pose is None  # known after reset
+    assert widowx.state_names[0] == "waist"
+    np.testing.assert_allclose(widowx.base_pose, [0.147, 0.028, 0.87, 0, 0, 0, 1], atol=1e-6)  # before reset
     obs, info = widowx.reset(seed=3)
     assert info["episode_id"] == 3 and "scene_table_height" in info
     rgb = obs["image"]["3rd_view_camera"]["rgb"]
@@ -276,6 +277,7 @@ def test_google_robot_runs_with_app_defaults(monkeypatch, fake_path, tiny):
     try:
         topics = {f.topic for f in runner.compatibility["A"].findings if f.level == "warning"}
         assert topics == {"state", "gripper", "rate"}
+        assert "the robot base is turned 180 degrees about z" in runner.compatibility["A"].text()
         records = [runner.reset(seed=0), *runner.run(3)]
         assert records[0].executed_action[6] == 0.0  # relative: the first step has no change to command
         assert records[-1].observation.images["overhead_camera"].shape == (512, 640, 3)

@@ -228,7 +228,8 @@ class SimplerEnvAdapter:
         self.state_names: tuple[str, ...] | None = tuple(names) if names else None
         size = hello.get("image_size")
         self.image_size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size else None
-        self.base_pose: np.ndarray | None = None  # the last observation's agent/base_pose
+        pose = hello.get("base_pose")  # then the last observation's agent/base_pose
+        self.base_pose: np.ndarray | None = None if pose is None else np.asarray(pose, dtype=np.float64)
         self.instruction = ""
         self._final_subtask = True
 

@@ -6,7 +6,8 @@ so it imports nothing from the workbench: only the standard library, numpy and s
     python simpler_server.py --task NAME        serve requests: one JSON line in (stdin), one JSON line out
 
 The first reply (hello) says what the task gives before any reset: the main camera and its image size,
-the joint names of obs["agent"]["qpos"], the control rate, the action box and the episode limit.
+the joint names of obs["agent"]["qpos"], the base pose, the control rate, the action box and the
+episode limit.
 Observations keep SimplerEnv's layout, with agent/base_pose (the robot base in the world: xyz + wxyz;
 SimplerEnv turns both robots' bases, so base-frame actions move the gripper along the turned axes).
 
@@ -136,6 +137,15 @@ def _joint_names(env) -> list[str] | None:
         return None
 
 
+def _base_pose(env) -> list[float] | None:
+    """The robot base in the world (xyz + wxyz), already placed when make() returns."""
+    try:
+        pose = env.agent.robot.pose
+        return [float(v) for v in (*pose.p, *pose.q)]
+    except Exception:
+        return None
+
+
 def _image_size(env, camera: str) -> list[int] | None:
     """[width, height] of the camera's rgb image, from the observation space."""
     try:
@@ -176,6 +186,7 @@ class Server:
             "max_episode_steps": limit,
             "robot_uid": getattr(inner, "robot_uid", ""),
             "state_names": _joint_names(inner),
+            "base_pose": _base_pose(inner),
             "image_size": _image_size(self.env, self.camera),
             "control_hz": getattr(inner, "control_freq", None),
         }

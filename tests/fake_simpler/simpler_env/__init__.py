@@ -78,17 +78,23 @@ class _Joint:
         return self.name
 
 
+class _Pose:
+    def __init__(self, xyz_wxyz):
+        self.p, self.q = np.asarray(xyz_wxyz[:3], np.float32), np.asarray(xyz_wxyz[3:], np.float32)
+
+
 class _Robot:
-    def __init__(self, names):
+    def __init__(self, names, base):
         self.joints = [_Joint(n) for n in names]
+        self.pose = _Pose(base)  # placed by make(), as the real one
 
     def get_active_joints(self):
         return self.joints
 
 
 class _Agent:
-    def __init__(self, names):
-        self.robot = _Robot(names)
+    def __init__(self, names, base):
+        self.robot = _Robot(names, base)
 
 
 class _Space:
@@ -115,7 +121,7 @@ class _Env:
         self.cam = self.r["camera"]
         self.w, self.h = self.r["size"]
         self.control_freq = self.r["hz"]
-        self.agent = _Agent(self.r["joints"])
+        self.agent = _Agent(self.r["joints"], self.r["base"])
         high = [1, 1, 1, 1.5708, 1.5708, 1.5708, 1]
         self.action_space = Box([-v for v in high], high)
         self.observation_space = {
