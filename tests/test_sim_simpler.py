@@ -306,7 +306,10 @@ def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_pat
     try:
         tab.load(spec, [str(BUNDLED)], settings)
         notes = tab.take_notes()
-        assert any("fits widowx_carrot_on_plate (state mapping 'neutral')" in n for n in notes)
+        assert any(
+            "widowx_carrot_on_plate: the spatial answer works; actions run with state mapping 'neutral'" in n
+            for n in notes
+        )
         assert any("reads 9 joint values" in n and "picked automatically" in n for n in notes)
         assert tab.source.state_mapping == "" and tab.source.state_mapping_used == "neutral"
         assert len(probes) == 1  # the adapter reuses the app's clean probe (10-30 s on a CPU)

@@ -147,14 +147,18 @@ class Compatibility:
     def warnings(self) -> list[str]:
         return [f.text for f in self.findings if f.level == "warning"]
 
-    def text(self) -> str:
-        mark = {"ok": "ok", "warning": "warning", "error": "cannot"}
-        head = f"{self.checkpoint} on {self.source}: " + (
-            f"actions run with state mapping {self.mapping.name!r}."
+    @property
+    def verdict(self) -> str:
+        """What will and will not work, in one sentence."""
+        return f"{self.checkpoint} on {self.source}: " + (
+            f"the spatial answer works; actions run with state mapping {self.mapping.name!r}."
             if self.actions_ok
             else "only the spatial answer works; actions cannot run as configured."
         )
-        return "\n".join([head, *(f"- {mark[f.level]}: {f.text}" for f in self.findings)])
+
+    def text(self) -> str:
+        mark = {"ok": "ok", "warning": "warning", "error": "cannot"}
+        return "\n".join([self.verdict, *(f"- {mark[f.level]}: {f.text}" for f in self.findings)])
 
     def summary(self) -> str:
         """One line for a status bar: the verdict, and the mapping or the choices."""
@@ -537,5 +541,5 @@ def fit_slots(slots: list[Any], source: Any, choice: str | None = None) -> list[
             raise IncompatibleSource(report.text())
         slot.state_mapping = report.mapping.name
         if report.warnings:
-            notes.append(" ".join([report.summary(), *(w[0].upper() + w[1:] + "." for w in report.warnings)]))
+            notes.append(" ".join([report.verdict, *(f"Warning: {w}." for w in report.warnings)]))
     return notes
