@@ -49,6 +49,10 @@ def test_prompt_generalises_the_object_of_the_tasks_own_instruction():
     assert prompt_of("", "pick up the red cube", "red cube") == "pick up the <object>"
     assert prompt_of("lift it", "lift it", "red cube") == "lift it"
     assert prompt_of("", "grab that", "red cube") == "(the task's own)"
+    assert (
+        prompt_of("", "move purple ball near red can", "purple ball", "red can")
+        == "move <object> near <target>"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ every episode, and `should_stop` lets a UI cancel between episodes.
 
 Every row carries the episode's failure triage (workbench/triage.py: success, grounding, reach, grasp,
 place, time or unknown) with the numbers it was decided on, and a `prompt`: the instruction line the
-spec gave, or, for the task's own instructions, the one used with the object's name replaced by
-OBJECT_SLOT, so that rows of different objects share a column of the objects x instructions grid.
+spec gave, or, for the task's own instructions, the one used with the object's and the target's names
+replaced by OBJECT_SLOT and TARGET_SLOT, so that rows of different objects (and of the targets each
+seed draws) share a column of the objects x instructions grid.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from workbench.triage import StepFacts, Triage, triage
 
-OBJECT_SLOT = "<object>"
+OBJECT_SLOT, TARGET_SLOT = "<object>", "<target>"
 
 
 class ProbeError(ValueError):
@@ -97,6 +98,7 @@ class EpisodeOutcome:
     steps: int  # control steps taken
     instruction: str  # the instruction used
     source: str  # the object the episode was about (ground truth's source label)
+    target: str  # the target object or region ("" for tasks without one)
     triage: Triage
 
 
@@ -127,16 +129,19 @@ def run_episode(
         facts.append(StepFacts.from_record(record, slot.name))
         steps += 1
     success = bool(record.info.get("success", False))
-    return EpisodeOutcome(success, steps, used, truth.source_label if truth else obj, triage(facts))
+    source, target = (truth.source_label, truth.target_label) if truth else (obj, "")
+    return EpisodeOutcome(success, steps, used, source, target, triage(facts))
 
 
-def prompt_of(instruction: str, used: str, source: str) -> str:
-    """The grid column of an episode: the spec's line, or the used one with the object generalised."""
+def prompt_of(instruction: str, used: str, source: str, target: str = "") -> str:
+    """The grid column of an episode: the spec's line, or the used one with the object and the target
+    generalised."""
     if instruction:
         return instruction
-    if source and source in used:
-        return used.replace(source, OBJECT_SLOT)
-    return "(the task's own)"
+    if not source or source not in used:
+        return "(the task's own)"
+    prompt = used.replace(source, OBJECT_SLOT)
+    return prompt.replace(target, TARGET_SLOT) if target else prompt
 
 
 def run_probe(
@@ -179,7 +184,7 @@ def run_probe(
         seconds = round(time.perf_counter() - t0, 1)
         row = ProbeRow(obj or out.source or "(default)", out.instruction, int(seed), out.success, out.steps,
                        seconds, session, triage=out.triage.reason, why=out.triage.sentence(),
-                       prompt=prompt_of(instruction, out.instruction, out.source),
+                       prompt=prompt_of(instruction, out.instruction, out.source, out.target),
                        evidence=dict(out.triage.evidence))  # fmt: skip
         result.rows.append(row)
         bar.update(1)

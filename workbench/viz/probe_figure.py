@@ -78,6 +78,6 @@ def probe_figure(rows: Sequence[dict]) -> go.Figure:
         hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>",
     )  # fmt: skip
     fig = go.Figure(heat)
-    fig.update_layout(title=TITLE, height=max(300, 60 * len(objects) + 170), xaxis=dict(type="category"),
+    fig.update_layout(title=TITLE, height=max(380, 60 * len(objects) + 170), xaxis=dict(type="category"),
                       yaxis=dict(type="category"))  # fmt: skip
     return fig
