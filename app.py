@@ -28,6 +28,27 @@ from workbench.appcore.summary import point_markdown
 
 LAST_WORKBENCH: Workbench | None = None  # the latest app's server state (tests check its model cache)
 
+# The page never dials out: the embedded Rerun viewer checks GitHub for a newer release on start
+# (api.github.com/repos/rerun-io/rerun/releases/latest), which an offline machine answers with
+# net::ERR_NAME_NOT_RESOLVED in the console. Requests to other origins are answered here instead,
+# with "503 offline", which the viewer treats as "no update known"; same-origin, data: and blob: go on.
+OFFLINE_HEAD = """<script>
+(() => {
+  const send = window.fetch.bind(window);
+  const away = (u) => {
+    try {
+      const url = new URL(u, location.href);
+      return /^(https?|wss?):$/.test(url.protocol) && url.origin !== location.origin;
+    } catch (e) { return false; }
+  };
+  window.fetch = (input, init) => {
+    const url = typeof input === "string" ? input : (input && input.url) || String(input);
+    if (away(url)) return Promise.resolve(new Response("", {status: 503, statusText: "offline"}));
+    return send(input, init);
+  };
+})();
+</script>"""
+
 
 def build_app(config: AppConfig) -> gr.Blocks:
     global LAST_WORKBENCH
@@ -128,7 +149,7 @@ def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
     config.sessions_dir.mkdir(parents=True, exist_ok=True)
     _, url, _ = demo.launch(
         server_name=config.host, server_port=port, prevent_thread_lock=not block, show_error=True,
-        allowed_paths=[str(config.sessions_dir)], quiet=not block,
+        allowed_paths=[str(config.sessions_dir)], quiet=not block, head=OFFLINE_HEAD,
     )  # fmt: skip
     return demo, url
 

@@ -32,10 +32,11 @@ def render(ui: UI) -> None:
             tasks, value=tasks[0] if tasks else None, label="Built-in task", allow_custom_value=True
         )
         with gr.Row():
-            seed = gr.Number(0, precision=0, label="Seed", minimum=0)
-            split = gr.Radio(["seen", "unseen"], value="seen", label="Objects")
+            seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
+            split = gr.Radio(["seen", "unseen"], value="seen", label="Objects", elem_id="split")
         obj = gr.Dropdown(["", *wb.list_objects("seen")], value="", label="Object (or type a custom one)",
-                          allow_custom_value=True)  # fmt: skip
+                          allow_custom_value=True, elem_id="object",
+                          info="Load or Reset applies object, split and seed")  # fmt: skip
         episode = gr.Dropdown(recordings, value=recordings[0] if recordings else None, visible=False,
                               label="Recorded episode or saved session", allow_custom_value=True,
                               info="LeRobot folders and sessions inside --data-dirs; or type a path")  # fmt: skip

@@ -110,9 +110,8 @@ def status_markdown(tab: TabSession) -> str:
         ended = outcome(other, recorded=recorded)
         lines.append(f"Lane `{other.branch}`: step {other.step}" + (f" · **{ended}**" if ended else ""))
     policies = {n: ps for r in lanes for n, ps in r.policies.items()} or record.policies
-    for name, ps in policies.items():
-        lines.extend(_answer_lines(tab, name, ps))
-    return "\n".join(lines)
+    answers = [line for name, ps in policies.items() for line in _answer_lines(tab, name, ps)]
+    return "  \n".join(lines) + "\n\n" + "\n".join(answers)  # one line each, then the answers' list
 
 
 def _answer_lines(tab: TabSession, name: str, ps) -> list[str]:
