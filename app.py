@@ -1,8 +1,10 @@
 """ST4VLA Workbench: `python app.py` opens the web app on the bundled demo checkpoint and the built-in
 simulator, bound to 127.0.0.1 (pass --host to bind elsewhere, on purpose).
 
-Layout: Source / Controls / Instruction on the left, the Rerun viewer on the right; Plots, Probe and
-Sessions in tabs below. Each browser tab keeps its own TabSession in a gr.State.
+Layout: Source (folded after Load) / Controls / Instruction on the left; on the right the status line,
+the Rerun viewer with its legend, and the plots, step data, probe and sessions in tabs under it (one
+screen, nothing far below the fold). Each browser tab keeps its own TabSession in a gr.State.
+Errors show as a message (toast), never as a red badge over the status line or an input.
 `python app.py --demo sample` opens in demo mode: controls hidden, the saved session played (no model).
 """
 
@@ -50,6 +52,14 @@ OFFLINE_HEAD = """<script>
 </script>"""
 
 
+# A failed event's outputs get Gradio's red "Error" badge over them (the status line, the instruction
+# box); the message is already in the toast, so the badge is hidden and the widgets stay readable.
+PAGE_CSS = """
+[data-testid="status-tracker"]:has(.error), [data-testid="status-tracker"].error { display: none !important; }
+#status { min-height: 4.5em; }
+"""
+
+
 def build_app(config: AppConfig) -> gr.Blocks:
     global LAST_WORKBENCH
     workbench = LAST_WORKBENCH = Workbench(config)
@@ -67,25 +77,24 @@ def build_app(config: AppConfig) -> gr.Blocks:
         sessions.render_demo_switch(ui)
         demo_mode = bool(config.demo_session)
         with gr.Row():
-            with gr.Column(scale=1, min_width=320, visible=not demo_mode) as control_column:
+            with gr.Column(scale=1, min_width=340, visible=not demo_mode) as control_column:
                 source.render(ui)
                 episodes.render(ui)
                 controls.render(ui)
                 instruction.render(ui)
             with gr.Column(scale=3):
-                viewer.render(ui)
                 status = gr.Markdown("**Nothing loaded.** Pick a checkpoint and a source, then press **Load**.",
                                      elem_id="status")  # fmt: skip
-                with gr.Accordion("This step as data", open=False):
-                    summary = gr.JSON(label="step")
+                viewer.render(ui)
+                with gr.Tabs():
+                    plots.render(ui)  # one tab per figure
+                    with gr.Tab("Step data"):
+                        summary = gr.JSON(label="this step as data")
+                    with gr.Tab("Probe"):
+                        probe.render(ui)
+                    with gr.Tab("Sessions"):
+                        sessions.render(ui)
         ui.add(control_column=control_column, status=status, summary=summary)
-        with gr.Tabs():
-            with gr.Tab("Plots"):
-                plots.render(ui)
-            with gr.Tab("Probe"):
-                probe.render(ui)
-            with gr.Tab("Sessions"):
-                sessions.render(ui)
         # Wire after everything is rendered: panels send outputs to each other's widgets.
         for panel in (source, episodes, controls, instruction, sessions, probe):
             panel.wire(ui)
@@ -149,7 +158,7 @@ def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
     config.sessions_dir.mkdir(parents=True, exist_ok=True)
     _, url, _ = demo.launch(
         server_name=config.host, server_port=port, prevent_thread_lock=not block, show_error=True,
-        allowed_paths=[str(config.sessions_dir)], quiet=not block, head=OFFLINE_HEAD,
+        allowed_paths=[str(config.sessions_dir)], quiet=not block, head=OFFLINE_HEAD, css=PAGE_CSS,
     )  # fmt: skip
     return demo, url
 

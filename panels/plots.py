@@ -9,9 +9,13 @@ from workbench.viz import plots
 
 
 def render(ui: UI) -> None:
-    actions = gr.Plot(label="Actions: predicted chunk, executed, recorded")
-    grounding = gr.Plot(label="Grounding error")
-    timings = gr.Plot(label="Stage timings")
+    """One tab per figure (call inside a gr.Tabs): the page stays one screen tall."""
+    with gr.Tab("Actions"):
+        actions = gr.Plot(label="Actions: predicted chunk, executed, recorded", show_label=False)
+    with gr.Tab("Grounding"):
+        grounding = gr.Plot(label="Grounding error", show_label=False)
+    with gr.Tab("Timings"):
+        timings = gr.Plot(label="Stage timings", show_label=False)
     ui.add(plot_actions=actions, plot_grounding=grounding, plot_timings=timings)
 
 

@@ -3,6 +3,8 @@ task, a recorded episode or saved session, or a SimplerEnv task when SimplerEnv 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from panels.common import UI, guard, show_warnings, step_values, tab_of
@@ -19,11 +21,13 @@ def render(ui: UI) -> None:
     recordings = wb.list_recordings()
     simpler_ok, simpler_why = wb.simpler_status()
     kinds = [(label, k) for k, label in KINDS.items() if k != "simpler" or simpler_ok]
-    with gr.Accordion("Source", open=True):
-        ckpt = gr.Dropdown(checkpoints, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint (A)", elem_id="ckpt-a",
+    with gr.Accordion("Source (folds after Load; open it to change the object and Reset)", open=True,
+                      elem_id="source-box") as box:  # fmt: skip
+        named = checkpoint_choices(checkpoints)  # shown by name, the value is the path
+        ckpt = gr.Dropdown(named, value=wb.default_checkpoint() or checkpoints[0], label="Checkpoint (A)", elem_id="ckpt-a",
                            allow_custom_value=True, info="pick one, or type a path inside the allowed folders")  # fmt: skip
         with gr.Row():
-            ckpt_b = gr.Dropdown(["", *checkpoints], value="", label="Compare with (optional B)", elem_id="ckpt-b",
+            ckpt_b = gr.Dropdown([("", ""), *named], value="", label="Compare with (optional B)", elem_id="ckpt-b",
                                  allow_custom_value=True, scale=2)  # fmt: skip
             mode = gr.Radio(list(MODES), value="shared", label="A/B mode", scale=1,
                             info="shared: A drives, B is asked on the same frames; independent: each drives its own")  # fmt: skip
@@ -46,8 +50,18 @@ def render(ui: UI) -> None:
         simpler_note = "SimplerEnv: available." if simpler_ok else f"SimplerEnv is not offered: {simpler_why}"
         gr.Markdown(f"<small>{simpler_note}</small>", elem_id="simpler-status")
         load = gr.Button("Load", variant="primary", elem_id="load")
-    ui.add(ckpt=ckpt, ckpt_b=ckpt_b, mode=mode, kind=kind, task=task, seed=seed, split=split, obj=obj,
+    ui.add(source_box=box, ckpt=ckpt, ckpt_b=ckpt_b, mode=mode, kind=kind, task=task, seed=seed, split=split, obj=obj,
            episode=episode, simpler_task=simpler_task, load=load)  # fmt: skip
+
+
+def checkpoint_choices(paths: list[str]) -> list[tuple[str, str]]:
+    """(name, path) per checkpoint: the field shows the folder's name, not a truncated absolute path;
+    a name found in two folders gets its parent folder added."""
+    names = [Path(p).name for p in paths]
+    return [
+        (n if names.count(n) == 1 else f"{n} ({Path(p).parent.name})", p)
+        for n, p in zip(names, paths, strict=True)
+    ]
 
 
 def source_spec(kind, task, seed, split, obj, episode, simpler_task) -> SourceSpec:
@@ -91,3 +105,4 @@ def wire(ui: UI) -> None:
     outputs = [ui.state, ui["status"], ui["summary"], ui["instruction"], ui["point_info"]]
     ev = ui["load"].click(guard(lambda *a: load(wb, *a)), inputs, outputs, api_name="load")
     ui.after_step(ev)
+    ev.success(lambda: gr.Accordion(open=False), None, ui["source_box"], show_progress="hidden")

@@ -1,4 +1,8 @@
-"""Viewer panel: the embedded Rerun viewer streaming this tab's recording, a layout switch, clicks."""
+"""Viewer panel: the embedded Rerun viewer streaming this tab's recording, its legend, a layout switch,
+the attention switch (off by default), clicks.
+
+The viewer's own blueprint and selection panels start collapsed, not hidden: the buttons at its top
+right open them, so each layer (ground truth, a policy's answer, its rollout) can be switched off."""
 
 from __future__ import annotations
 
@@ -10,13 +14,23 @@ from panels.common import UI, guard, tab_of
 from workbench.appcore.clicks import click_from_items
 from workbench.appcore.summary import point_markdown
 from workbench.appcore.tab import BLUEPRINTS
+from workbench.viz import overlay
 
 
 def render(ui: UI) -> None:
-    viewer = Rerun(streaming=True, elem_id="viewer", height=ui.workbench.config.viewer_height,
-                   panel_states={"time": "collapsed", "blueprint": "hidden", "selection": "hidden"})  # fmt: skip
-    layout = gr.Radio(list(BLUEPRINTS), value=BLUEPRINTS[0], label="Layout", elem_id="layout")
-    ui.add(viewer=viewer, layout=layout)
+    # no panel_states: a state set there is forced (the user could not open the panel); the
+    # blueprints collapse the panels instead (workbench.viz.blueprints)
+    viewer = Rerun(streaming=True, elem_id="viewer", height=ui.workbench.config.viewer_height)
+    legend = gr.HTML(overlay.legend_html([]), elem_id="legend")
+    with gr.Row(equal_height=True):
+        layout = gr.Radio(list(BLUEPRINTS), value=BLUEPRINTS[0], label="Layout", elem_id="layout", scale=3)
+        attention = gr.Checkbox(False, label="Attention heatmap", elem_id="attention", scale=1,
+                                info="tints the camera image with where the action queries look")  # fmt: skip
+    ui.add(viewer=viewer, layout=layout, legend=legend, attention=attention)
+
+
+def legend(tab) -> str:
+    return overlay.legend_html(tab.policy_names if tab is not None else [])
 
 
 def follow_layout(tab, current):
@@ -51,11 +65,21 @@ def wire(ui: UI) -> None:
             tab.mark_point(click.x, click.y, branch=click.branch)
         return tab, point_markdown(tab)
 
+    @guard
+    def set_attention(tab, on):
+        tab = tab_of(wb, tab)
+        tab.set_attention(on)
+        return tab
+
     for event in ui.step_events:
         event.success(push, ui.state, ui["viewer"], show_progress="hidden")
+        event.success(legend, ui.state, ui["legend"], show_progress="hidden")
         # the layout radio follows what Load or a replay chose (side by side for A/B)
         event.success(follow_layout, [ui.state, ui["layout"]], ui["layout"], show_progress="hidden")
     ui["layout"].change(set_layout, [ui.state, ui["layout"]], ui.state).success(push, ui.state, ui["viewer"])
+    ui["attention"].input(set_attention, [ui.state, ui["attention"]], ui.state).success(
+        push, ui.state, ui["viewer"]
+    )
     ui["viewer"].selection_change(clicked, ui.state, [ui.state, ui["point_info"]]).success(
         push, ui.state, ui["viewer"]
     )

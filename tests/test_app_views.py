@@ -152,3 +152,31 @@ def test_a_model_without_spatial_answers_says_so(tmp_path):
         assert "this model writes no spatial answer" in status and "could not read" not in status
     finally:
         tab.close()
+
+
+def test_names_are_readable(tab):
+    from panels.source import checkpoint_choices
+    from workbench.appcore.sessions import session_name
+
+    assert checkpoint_choices(["/a/b/st4vla-tiny", "/x/one/tiny", "/x/two/tiny"]) == [
+        ("st4vla-tiny", "/a/b/st4vla-tiny"), ("tiny (one)", "/x/one/tiny"), ("tiny (two)", "/x/two/tiny"),
+    ]  # fmt: skip
+    name = session_name(tab, when=0.0)
+    assert name.startswith("random-tiny-tabletop_pick-seed0-1970") and "/" not in name
+    # independent A/B lanes are named after their policy: a view title does not say it twice
+    assert blueprints.view_name("st4vla-tiny", "st4vla-tiny") == "st4vla-tiny"
+    assert blueprints.view_name("st4vla-tiny", "b1/st4vla-tiny") == "st4vla-tiny · branch b1"
+    tabs = blueprints.side_by_side(["A", "B"], branches=["A", "B"]).root_container.contents[1]
+    titles = [v.name for v in tabs.contents]
+    assert "actions · A" in titles and "actions · B" in titles
+
+
+def test_attention_switch_draws_the_current_step_at_once(tab, tmp_path):
+    import rerun as rr
+
+    rrd = tmp_path / "attention.rrd"
+    rr.set_sinks(rr.FileSink(str(rrd)), tab.logger._stream, recording=tab.logger.rec)
+    tab.step(1)
+    tab.set_attention(True)
+    tab.logger.rec.flush()
+    assert "world/camera/random-tiny/attention" in rrd_entities_by_step(rrd)[1]

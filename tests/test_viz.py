@@ -142,8 +142,8 @@ def test_overlay_draws_in_policy_and_ground_truth_colours():
     r = make_record(0, policies=("A",))
     out = overlay.draw_step(r, scale=2, caption=False)
     assert out.shape == (448, 448, 3) and out.dtype == np.uint8
-    # the ground-truth carrot box's bottom edge (y=100, x=80..130, scaled x2) is drawn green
-    edge = out[200, 166:220]
+    # the ground-truth carrot box's left edge (x=80, y=60..100, scaled x2) is drawn green
+    edge = out[124:194, 160]
     assert (np.abs(edge.astype(int) - overlay.GROUND_TRUTH).sum(-1) < 60).mean() > 0.8
     # the target (plate) box is drawn in the target colour
     edge = out[280, 310:390]
@@ -160,3 +160,52 @@ def test_camera_views_are_pinned_to_the_image_when_its_size_is_known():
     bounds = pinned.properties["VisualBounds2D"].range.as_arrow_array().to_pylist()
     assert bounds == [{"x_range": [0.0, 224.0], "y_range": [0.0, 168.0]}]
     assert "VisualBounds2D" not in blueprints.camera_view("A").properties  # before the first image
+
+
+def _logged_labels(path) -> dict[str, list[str]]:
+    """entity -> the non-empty text labels logged there (read back with Rerun's RrdReader)."""
+    import warnings
+
+    from rerun.chunk import RrdReader
+
+    out: dict[str, list[str]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for chunk in RrdReader(path).stream():
+            batch = chunk.to_record_batch()
+            for name in batch.schema.names:
+                if name.endswith(":labels"):
+                    rows = batch.column(name).to_pylist()
+                    out[chunk.entity_path.lstrip("/")] = [t for row in rows if row for t in row if t]
+    return out
+
+
+def test_one_label_per_object_and_no_attention_by_default(tmp_path):
+    """The carrot is named once (its ground-truth box), not again by its key point or by A's and B's
+    boxes; the target's name once; a policy naming something the scene lacks keeps its label."""
+    record = make_record(0, policies=("A", "B"))
+    record.policies["B"].spatial.geometry.append(Box(10, 10, 20, 20, "unicorn"))
+    path = tmp_path / "labels.rrd"
+    logger = RerunLogger(rrd_path=path, stream=False)
+    logger.write(record)
+    logger.close()
+    labels = _logged_labels(path)
+    every = [t for texts in labels.values() for t in texts]
+    assert every.count("carrot") == 1 and every.count("plate") == 1
+    assert labels["world/camera/ground_truth/boxes"] == ["carrot", "plate"]
+    assert labels["world/camera/B/spatial/boxes"] == ["unicorn"]
+    assert "world/camera/A/attention" not in rrd_entities_by_step(path)[0]  # attention is off by default
+    with_attention = tmp_path / "attention.rrd"
+    logger = RerunLogger(rrd_path=with_attention, stream=False, attention=True)
+    logger.write(record)
+    logger.close()
+    assert "world/camera/A/attention" in rrd_entities_by_step(with_attention)[0]
+
+
+def test_legend_has_one_colour_per_policy_and_none_shared_with_ground_truth():
+    rows = overlay.legend(["st4vla-tiny", "vanilla-tiny"])
+    colours = [c for _, c, _ in rows]
+    assert len(set(colours)) == len(colours) == 5
+    assert {style for what, _, style in rows if what.startswith(("ground", "expert"))} == {"thin"}
+    html = overlay.legend_html(["st4vla-tiny", "a<b"])
+    assert "st4vla-tiny: its answer and rollout" in html and "a&lt;b" in html

@@ -41,7 +41,7 @@ class AppConfig:
     demo_checkpoint: Path = DEMO_CHECKPOINT
     default_task: str = ""  # "" = the simulator's first task
     max_steps: int = 120  # "run to end" stops here if the episode has not ended
-    viewer_height: int = 640
+    viewer_height: int = 760
     camera_width: int = 320  # the built-in sim's camera: small keeps CPU rendering and streaming light
     camera_height: int = 240
     demo_session: str = ""  # --demo: open on this saved session, controls hidden, played step by step

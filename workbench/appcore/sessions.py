@@ -48,7 +48,7 @@ def save(tab: TabSession) -> Path:
         "mode": tab.mode,
         "app_tab": tab.id,
     }
-    writer = SessionStore(tab.config.sessions_dir).create(meta=meta)
+    writer = SessionStore(tab.config.sessions_dir).create(session_name(tab), meta=meta)
     try:
         for record in tab.records:
             writer.write(record)
@@ -58,6 +58,25 @@ def save(tab: TabSession) -> Path:
         writer.close()
     write_rrd(load_session(writer.path), writer.rrd_path)
     return writer.path
+
+
+def session_name(tab: TabSession, when: float | None = None) -> str:
+    """A saved session's id says what it holds: checkpoint(s), source, time, e.g.
+    "st4vla-tiny-tabletop_pick-seed0-20260105-101500" (a short random tail keeps two saves apart)."""
+    import os
+    import re
+    import time
+
+    source = tab.source
+    what = {"sim": f"{source.task}-seed{source.seed}", "simpler": source.task,
+            "episode": Path(source.path.split("#")[0]).name or "recording"}.get(source.kind, source.kind)  # fmt: skip
+    parts = [
+        "-vs-".join(tab.policy_names) or "session",
+        what,
+        time.strftime("%Y%m%d-%H%M%S", time.localtime(when)),
+    ]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("._-")
+    return f"{name[:100]}-{os.urandom(2).hex()}"
 
 
 def write_rrd(session, rrd_path: Path) -> Path:
@@ -109,7 +128,7 @@ def play(tab: TabSession, name: str) -> Iterator[int]:
     if not session.records:
         raise AppError(f"Session {path.name} has no steps to replay.")
     tab.close()
-    tab.logger = RerunLogger(stream=True)
+    tab.logger = RerunLogger(stream=True, attention=tab.attention)
     tab.records, tab.user_point, tab.replayed = [], None, path.name
     tab.mode = str(session.meta.get("loaded", {}).get("mode", "shared"))
     tab.edits = [dict(e) for e in session.edits]

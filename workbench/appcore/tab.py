@@ -105,6 +105,7 @@ class TabSession:
     probe_rows: list[dict] = field(default_factory=list)  # the last probe's table (rows open sessions)
     parents: dict[str, str] = field(default_factory=dict)  # branch -> the branch it was made from
     view_titles: list[str] = field(default_factory=list)  # the viewer's camera views, as last sent
+    attention: bool = False  # draw the attention heatmap over the camera image (the page's switch)
     sent: int = 0  # sequence number of the last step streamed to the page in a run
     shown: int = -1  # the last sequence number the page said it shows (-1: no page has echoed)
     _shown_cv: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -151,7 +152,7 @@ class TabSession:
         source.state_mapping_used = slots[0].state_mapping or ""
         self.close()
         self.logger = RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True,
-                                  state_names=getattr(env, "state_names", ()))  # fmt: skip
+                                  state_names=getattr(env, "state_names", ()), attention=self.attention)  # fmt: skip
         try:
             runner = Runner(env, slots, mode=mode if len(slots) > 1 else "shared", sinks=[self.logger])
         except ValueError as e:  # e.g. a source that cannot be copied for independent mode
@@ -413,6 +414,15 @@ class TabSession:
         return out
 
     # -- viewer ----------------------------------------------------------------------------------
+
+    def set_attention(self, on: bool) -> None:
+        """Switch the attention heatmap on or off; the current step is drawn again at once."""
+        self.attention = bool(on)
+        if self.logger is None:
+            return
+        self.logger.attention = self.attention
+        for record in self.lane_records():
+            self.logger.write(record)
 
     def viewer_bytes(self) -> bytes:
         return self.logger.read() if self.logger is not None else b""

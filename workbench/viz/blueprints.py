@@ -31,16 +31,21 @@ def camera_view(
 
 
 def view_name(policy: str, branch: str = "main") -> str:
-    """A camera view's title: the policy, and the branch when it is not the main line."""
-    return policy if branch == "main" else f"{policy} · branch {branch}"
+    """A camera view's title: the policy, and the branch when it is not the main line. An independent
+    A/B lane is named after its policy (and a branch of it "<name>/<policy>"): not said twice."""
+    if branch in ("main", policy):
+        return policy
+    suffix = f"/{policy}"
+    shown = branch[: -len(suffix)] if branch.endswith(suffix) else branch
+    return f"{policy} · branch {shown}"
 
 
-def actions_view(policies: list[str], *, branch: str = "main") -> rrb.TimeSeriesView:
+def actions_view(policies: list[str], *, branch: str = "main", name: str = "actions") -> rrb.TimeSeriesView:
     """Each policy's first predicted action, the executed and the recorded action (7 series each)."""
     r = branch_root(branch)
     contents = [f"+ /{r}actions/{policy_part(p)}" for p in policies]
     contents += [f"+ /{r}actions/executed", f"+ /{r}actions/recorded"]
-    return rrb.TimeSeriesView(origin=f"/{r}actions", contents=contents, name="actions")
+    return rrb.TimeSeriesView(origin=f"/{r}actions", contents=contents, name=name)
 
 
 def other_camera_views(cameras: tuple[str, ...], branches: list[str]) -> list[rrb.Spatial2DView]:
@@ -55,7 +60,11 @@ def other_camera_views(cameras: tuple[str, ...], branches: list[str]) -> list[rr
 def _bottom(branches_and_policies: list[tuple[str, str]], cameras: tuple[str, ...] = ()) -> rrb.Tabs:
     policies = sorted({p for _, p in branches_and_policies})
     branches = sorted({b for b, _ in branches_and_policies})
-    views: list = [actions_view(policies, branch=b) for b in branches]
+    # one actions tab per branch, each titled by its branch when there are several (tabs stay distinct)
+    views: list = [
+        actions_view(policies, branch=b, name="actions" if len(branches) == 1 else f"actions · {b}")
+        for b in branches
+    ]
     views += other_camera_views(cameras, branches)
     views += [
         rrb.TextLogView(origin="/", contents=[f"+ /{branch_root(b)}log/**" for b in branches], name="log"),

@@ -1,12 +1,16 @@
 """OpenCV drawing of points, boxes and traces on an image (for video export and thumbnails).
 
-Colours are fixed per role so a viewer learns them once: ground truth green, the policy's spatial
-answer in its slot colour, the action rollout in the slot colour with a dot per step.
+Colours are fixed per role so a viewer learns them once: ground truth thin (objects green, the target
+teal, the expert's path grey), each policy thick in its slot colour (its spatial answer, and its
+rollout with a dot per step). No policy colour is green, teal or grey, so ground truth never shares
+a colour with a policy. An object's name is written once (on its ground-truth box); `legend` lists
+what each colour means, for the page and the video.
 All geometry is in pixels of the image it is drawn on (records keep ORIGINAL-image pixels).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import cv2
@@ -18,14 +22,36 @@ from workbench.spatial import Box, Geometry, Point, Trace
 RGB = tuple[int, int, int]
 
 GROUND_TRUTH: RGB = (60, 200, 60)
-TARGET: RGB = (40, 160, 255)
+TARGET: RGB = (0, 210, 200)
 EXPERT: RGB = (200, 200, 200)
-# One colour per policy slot, in slot order (A, B, C ...).
-POLICY_COLORS: tuple[RGB, ...] = ((255, 80, 60), (80, 120, 255), (255, 200, 40), (200, 80, 255))
+# One colour per policy slot, in slot order (A, B, C ...): orange, magenta, yellow, red.
+POLICY_COLORS: tuple[RGB, ...] = ((255, 130, 0), (230, 50, 220), (255, 230, 0), (255, 40, 40))
 
 
 def policy_color(index: int) -> RGB:
     return POLICY_COLORS[index % len(POLICY_COLORS)]
+
+
+def legend(policies: Sequence[str]) -> list[tuple[str, RGB, str]]:
+    """(what, colour, line style) for every colour the overlays use, policies in slot order."""
+    rows = [
+        ("ground truth: objects", GROUND_TRUTH, "thin"),
+        ("ground truth: target", TARGET, "thin"),
+        ("expert's path", EXPERT, "thin"),
+    ]
+    rows += [(f"{name}: its answer and rollout", policy_color(i), "thick") for i, name in enumerate(policies)]
+    return rows
+
+
+def legend_html(policies: Sequence[str]) -> str:
+    """The legend as one line of HTML swatches (thin = outline only, thick = solid)."""
+    items = []
+    for what, (r, g, b), style in legend(policies):
+        border = "1px solid" if style == "thin" else "4px solid"
+        swatch = (f'<span style="display:inline-block;width:14px;height:10px;border:{border} rgb({r},{g},{b});'
+                  'margin:0 4px -1px 0"></span>')  # fmt: skip
+        items.append(f'<span style="margin-right:14px;white-space:nowrap">{swatch}{html.escape(what)}</span>')
+    return f'<div class="legend" style="font-size:0.85em">{"".join(items)}</div>'
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -69,12 +95,15 @@ def draw_trace(image: np.ndarray, trace: Trace, color: RGB, dots: bool = False) 
             cv2.circle(image, _pt(x, y), 2, color, -1, cv2.LINE_AA)
 
 
-def draw_geometry(image: np.ndarray, geometry: Sequence[Geometry], color: RGB) -> np.ndarray:
-    """Draw points/boxes/traces in place on an RGB uint8 image and return it."""
+def draw_geometry(
+    image: np.ndarray, geometry: Sequence[Geometry], color: RGB, thickness: int = 1, named: Sequence[str] = ()
+) -> np.ndarray:
+    """Draw points/boxes/traces in place on an RGB uint8 image and return it. Boxes whose label is
+    in `named` (already written on the image) are drawn without it: one label per object."""
     _check_image(image)
     for g in geometry:
         if isinstance(g, Box):
-            draw_box(image, g, color)
+            draw_box(image, g if g.label not in named else Box(g.x1, g.y1, g.x2, g.y2, ""), color, thickness)
         elif isinstance(g, Point):
             draw_point(image, g, color)
         elif isinstance(g, Trace):
@@ -99,16 +128,19 @@ def draw_step(record: StepRecord, *, scale: int = 2, caption: bool = True) -> np
         return [scale_geometry(g, scale) for g in geoms]
 
     gt = obs.ground_truth
+    named: list[str] = []
     if gt is not None:
         draw_geometry(out, s(gt.objects), GROUND_TRUTH)
+        named = [b.label for b in gt.objects if b.label]
         if gt.target is not None:
-            draw_geometry(out, s([gt.target]), TARGET)
+            draw_geometry(out, s([gt.target]), TARGET, named=named)
+            named.append(gt.target.label)
         if gt.expert_trace is not None:
             draw_geometry(out, s([gt.expert_trace]), EXPERT)
     for i, ps in enumerate(record.policies.values()):
         color = policy_color(i)
         if ps.spatial is not None:
-            draw_geometry(out, s(ps.spatial.geometry), color)
+            draw_geometry(out, s(ps.spatial.geometry), color, thickness=2, named=named)
         if ps.chunk is not None and ps.chunk.ee_path_2d is not None:
             draw_trace(out, scale_geometry(ps.chunk.ee_path_2d, scale), color, dots=True)
     if caption:

@@ -7,7 +7,7 @@ Entity layout (for branch "main"; another branch `b` lives under `branches/b/` w
     world/camera/ground_truth/{boxes,points,target,expert_trace}
     world/camera/{policy}/spatial/{boxes,points,trace}
     world/camera/{policy}/rollout                     the chunk's end-effector path, projected
-    world/camera/{policy}/attention                   query-former heatmap over the image
+    world/camera/{policy}/attention                   query-former heatmap (only with attention=True)
     actions/{policy}                                  first action of the chunk (unnormalised), 7 series
     actions/executed, actions/recorded                7 series each: dx dy dz rx ry rz gripper
     state                                             the robot state, one series per dimension, named
@@ -18,6 +18,11 @@ Entity layout (for branch "main"; another branch `b` lives under `branches/b/` w
 
 Each scalar group is one entity with named series (SeriesLines) rather than one entity per dimension:
 every entity costs a chunk (~1 KB) per step, and that is most of a step's bytes at 224x224.
+
+Readable overlays: ground truth is drawn thin (objects green, the target teal, the expert's path grey),
+each policy thick in its own colour (overlay.POLICY_COLORS: none green, teal or grey); an object's
+name is written once, on its ground-truth box; a policy's box or point carries a label only when it
+names something the ground truth does not (or there is no ground truth). Rollouts carry no label.
 
 Timeline: "step" (sequence). Entities a step has nothing for are cleared, so the viewer never shows
 a stale answer from an earlier step as if it were current.
@@ -49,6 +54,8 @@ APPLICATION_ID = "st4vla-workbench"
 TIMELINE = "step"
 ACTION_DIMS = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")
 _CLEAR = rr.Clear(recursive=False)
+GT_RADIUS = 0.5  # ground truth: thin outlines (UI points)
+POLICY_RADIUS = 1.5  # a policy's answer and rollout: thick, in its colour
 
 
 def branch_root(branch: str) -> str:
@@ -60,7 +67,7 @@ def policy_part(name: str) -> str:
     return rr.escape_entity_path_part(name)
 
 
-def expected_entities(record: StepRecord) -> set[str]:
+def expected_entities(record: StepRecord, *, attention: bool = False) -> set[str]:
     """Every entity path `RerunLogger.write` puts data (not a Clear) at for this record (tests, replay)."""
     r = branch_root(record.branch)
     cam = f"{r}world/camera"
@@ -86,7 +93,7 @@ def expected_entities(record: StepRecord) -> set[str]:
             out.add(f"{r}actions/{p}")
             if ps.chunk.ee_path_2d is not None and _finite(ps.chunk.ee_path_2d.points):
                 out.add(f"{cam}/{p}/rollout")
-            if ps.chunk.attention:
+            if ps.chunk.attention and attention:
                 out.add(f"{cam}/{p}/attention")
         if ps.metrics:
             out.add(f"{r}metrics/{p}")
@@ -125,7 +132,10 @@ class RerunLogger:
         blueprint: rr.blueprint.Blueprint | None = None,
         jpeg_quality: int = 75,
         state_names: tuple[str, ...] = (),
+        attention: bool = False,
     ) -> None:
+        """attention: log each policy's attention heatmap over the camera image (off: it tints the
+        whole image, and it is a second image per policy and step to stream)."""
         if not (stream or rrd_path):
             raise ValueError("RerunLogger needs somewhere to write: pass stream=True and/or rrd_path=")
         if not 1 <= jpeg_quality <= 100:
@@ -135,6 +145,7 @@ class RerunLogger:
         rr.set_log_time_enabled(False, recording=self.rec)  # the "step" timeline is the one that matters
         self.jpeg_quality = jpeg_quality
         self.state_names = tuple(state_names)  # used when they match the state's length
+        self.attention = bool(attention)
         self.rrd_path = Path(rrd_path) if rrd_path else None
         self._lock_fd: int | None = None
         sinks: list = []
@@ -164,11 +175,11 @@ class RerunLogger:
         self._log(f"{cam}/image", jpeg(image, self.jpeg_quality))
         for name in list(obs.images)[1:]:
             self._log(f"{r}world/cameras/{policy_part(name)}", jpeg(obs.images[name], self.jpeg_quality))
-        self._ground_truth(cam, obs.ground_truth)
+        named = self._ground_truth(cam, obs.ground_truth)
         for name, ps in record.policies.items():
             if name not in self._policy_order:
                 self._policy_order.append(name)
-            self._policy(r, cam, ps, self._policy_order.index(name), image.shape[:2])
+            self._policy(r, cam, ps, self._policy_order.index(name), image.shape[:2], named)
         self._scalars(f"{r}actions/executed", ACTION_DIMS, _action(record.executed_action))
         self._scalars(f"{r}actions/recorded", ACTION_DIMS, _action(record.recorded_action))
         state = None if obs.state is None else np.asarray(obs.state, dtype=np.float64).reshape(-1)
@@ -238,28 +249,32 @@ class RerunLogger:
             self.rec.log(path, _CLEAR)
             self._live.discard(path)
 
-    def _boxes(self, path: str, boxes: list[Box], color) -> None:
+    def _boxes(
+        self, path: str, boxes: list[Box], color, *, radius: float, named: set[str] = frozenset()
+    ) -> None:
+        """named: labels already written elsewhere in the image (left off here: one label per object)."""
         if not boxes:
             return self._clear(path)
         arr = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], dtype=np.float32)
-        labels = [b.label for b in boxes]
-        self._log(
-            path, rr.Boxes2D(array=arr, array_format=rr.Box2DFormat.XYXY, labels=labels, colors=[color])
-        )
+        labels = [b.label if b.label not in named else "" for b in boxes]
+        self._log(path, rr.Boxes2D(array=arr, array_format=rr.Box2DFormat.XYXY, labels=labels, colors=[color],
+                                   radii=radius))  # fmt: skip
 
-    def _points(self, path: str, points: list[Point], color) -> None:
+    def _points(
+        self, path: str, points: list[Point], color, *, radius: float, named: set[str] = frozenset()
+    ) -> None:
         if not points:
             return self._clear(path)
         xy = [[p.x, p.y] for p in points]
-        self._log(path, rr.Points2D(xy, labels=[p.label for p in points], colors=[color], radii=2.0))
+        labels = [p.label if p.label not in named else "" for p in points]
+        self._log(path, rr.Points2D(xy, labels=labels, colors=[color], radii=radius))
 
-    def _traces(self, path: str, traces: list[Trace], color) -> None:
-        kept = [(t.label, _finite(t.points)) for t in traces]
-        kept = [(label, pts) for label, pts in kept if pts]
+    def _traces(self, path: str, traces: list[Trace], color, *, radius: float = 1.0) -> None:
+        """Traces carry no text label: their colour says whose they are (the page's legend)."""
+        kept = [pts for pts in (_finite(t.points) for t in traces) if pts]
         if not kept:
             return self._clear(path)
-        strips, labels = [pts for _, pts in kept], [label for label, _ in kept]
-        self._log(path, rr.LineStrips2D(strips, labels=labels, colors=[color], radii=1.0))
+        self._log(path, rr.LineStrips2D(kept, colors=[color], radii=radius))
 
     def _scalars(self, path: str, names: tuple[str, ...], values: list[float] | None) -> None:
         """Several series in one entity: one chunk per step instead of one per dimension."""
@@ -270,23 +285,42 @@ class RerunLogger:
             self._series[path] = names
         self._log(path, rr.Scalars(np.asarray(values, dtype=np.float64)))
 
-    def _ground_truth(self, cam: str, gt) -> None:
+    def _ground_truth(self, cam: str, gt) -> set[str]:
+        """Thin ground truth; returns the object names written on the image (policies skip those)."""
         base = f"{cam}/ground_truth"
-        self._boxes(f"{base}/boxes", gt.objects if gt else [], GROUND_TRUTH)
-        self._points(f"{base}/points", gt.key_points if gt else [], GROUND_TRUTH)
-        self._boxes(f"{base}/target", [gt.target] if gt and gt.target else [], TARGET)
-        self._traces(f"{base}/expert_trace", [gt.expert_trace] if gt and gt.expert_trace else [], EXPERT)
+        objects = list(gt.objects) if gt else []
+        named = {b.label for b in objects if b.label}
+        self._boxes(f"{base}/boxes", objects, GROUND_TRUTH, radius=GT_RADIUS)
+        self._points(
+            f"{base}/points",
+            gt.key_points if gt else [],
+            GROUND_TRUTH,
+            radius=1.5,
+            named=named | {p.label for p in (gt.key_points if gt else [])},
+        )  # key points sit on named objects: no labels
+        target = [gt.target] if gt and gt.target else []
+        self._boxes(f"{base}/target", target, TARGET, radius=GT_RADIUS, named=named)
+        named |= {b.label for b in target if b.label}
+        self._traces(f"{base}/expert_trace", [gt.expert_trace] if gt and gt.expert_trace else [], EXPERT,
+                     radius=GT_RADIUS)  # fmt: skip
+        return named
 
-    def _policy(self, r: str, cam: str, ps: PolicyStep, index: int, hw: tuple[int, int]) -> None:
+    def _policy(
+        self, r: str, cam: str, ps: PolicyStep, index: int, hw: tuple[int, int], named: set[str]
+    ) -> None:
         p = policy_part(ps.policy)
         color = policy_color(index)
         geometry = ps.spatial.geometry if ps.spatial is not None else []
-        self._boxes(f"{cam}/{p}/spatial/boxes", [g for g in geometry if isinstance(g, Box)], color)
-        self._points(f"{cam}/{p}/spatial/points", [g for g in geometry if isinstance(g, Point)], color)
-        self._traces(f"{cam}/{p}/spatial/trace", [g for g in geometry if isinstance(g, Trace)], color)
+        boxes = [g for g in geometry if isinstance(g, Box)]
+        self._boxes(f"{cam}/{p}/spatial/boxes", boxes, color, radius=POLICY_RADIUS, named=named)
+        points = [g for g in geometry if isinstance(g, Point)]
+        self._points(f"{cam}/{p}/spatial/points", points, color, radius=3.0, named=named)
+        traces = [g for g in geometry if isinstance(g, Trace)]
+        self._traces(f"{cam}/{p}/spatial/trace", traces, color, radius=POLICY_RADIUS)
         chunk = ps.chunk
-        self._traces(f"{cam}/{p}/rollout", [chunk.ee_path_2d] if chunk and chunk.ee_path_2d else [], color)
-        if chunk is not None and chunk.attention:
+        rollout = [chunk.ee_path_2d] if chunk and chunk.ee_path_2d else []
+        self._traces(f"{cam}/{p}/rollout", rollout, color, radius=POLICY_RADIUS)
+        if chunk is not None and chunk.attention and self.attention:
             heat = next(iter(chunk.attention.values()))
             self._log(f"{cam}/{p}/attention", jpeg(attention_rgb(heat, hw), 60, opacity=0.3, draw_order=5.0))
         else:
