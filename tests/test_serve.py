@@ -293,6 +293,8 @@ def test_upstream_style_server_and_client_side_unnormalisation():
         assert np.array_equal(chunk.actions, want)
         with pytest.raises(NotImplementedError, match="spatial"):
             remote.spatial(_image(9), "where")
+        with pytest.raises(RemotePolicyError, match="at most 1000"):  # the limits hold for it too
+            remote.act(_image(9), "stack " * 400)
         bare = RemotePolicy(remote.client)  # no statistics: a clear error, not raw numbers
         with pytest.raises(RemotePolicyError, match="statistics"):
             bare.act(_image(9), "stack the block")

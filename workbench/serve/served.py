@@ -168,7 +168,8 @@ class ServedPolicy:
                 raise RequestError(
                     f"this server's policy ({type(self.policy).__name__}) does not answer spatial requests"
                 )
-            return Job("upstream", payload=payload)  # upstream frameworks check their own requests
+            self._check_size(payload)  # the rest is the upstream framework's own checking
+            return Job("upstream", payload=payload)
         if kind == "spatial":
             if not hasattr(self.policy, "spatial"):
                 raise RequestError(
@@ -189,6 +190,14 @@ class ServedPolicy:
                     f"'max_new_tokens' must be an integer in 1..{self.limits.max_new_tokens}, got {n!r}"
                 )
             return Job("spatial", request=req, payload=options)
+        self._check_size(payload)  # before the images are checked: cheapest first
+        req = parse_infer_request(payload)
+        key = self.resolve_key(req.unnorm_key)
+        self._check_states(req)
+        return Job("infer", request=req, key=key)
+
+    def _check_size(self, payload: dict) -> None:
+        """The batch size and the instructions' length, whatever else the request holds."""
         images, texts = payload.get("batch_images"), payload.get("instructions")
         if isinstance(images, list | tuple) and len(images) > self.limits.max_batch:
             raise RequestError(
@@ -196,11 +205,7 @@ class ServedPolicy:
                 "(metadata 'limits'): split the batch"
             )
         if isinstance(texts, list | tuple) and all(isinstance(s, str) for s in texts):
-            self.check_instructions(list(texts))  # before the images are checked: cheapest first
-        req = parse_infer_request(payload)
-        key = self.resolve_key(req.unnorm_key)
-        self._check_states(req)
-        return Job("infer", request=req, key=key)
+            self.check_instructions(list(texts))
 
     def _check_states(self, req: InferRequest) -> None:
         if not self.state_dim or self.state_policy != "refuse":
