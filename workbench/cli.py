@@ -1,40 +1,53 @@
-"""`workbench` command line: subcommands are added as features land."""
+"""`workbench` command line: one word picks the command, the rest is that command's own flags.
+
+    workbench app ...                                 the web app (app.py's flags)
+    workbench serve --checkpoint C ...                a checkpoint on upstream's policy protocol
+    workbench train data|stage1|stage2|head|answers   training phases; each config dataclass is its flags
+    workbench evaluate --checkpoint C ...             closed-loop success in the built-in sim
+    workbench compare A B                             the success gap of A over B
+    workbench version
+
+`workbench <command> --help` lists a command's flags; train/evaluate/compare parse into typed configs
+(workbench/train/command.py), serve keeps its own parser (workbench/serve/command.py).
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["app"]:  # every flag after `app` belongs to app.py's own parser
-        return _run_app(argv[1:])
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("version", help="print the version")
-    sub.add_parser("app", help="start the web app; takes app.py's flags (workbench app --help)")
-    from workbench.serve.command import add_parser as add_serve_parser
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "app":  # every flag after `app` belongs to app.py's own parser
+        return _run_app(rest)
+    if command == "serve":
+        return _serve(rest)
+    if command in ("train", "evaluate", "compare"):
+        from workbench.train import command as train_command
 
-    add_serve_parser(sub)
-    from workbench.train.command import add_parsers as add_train_parsers
-
-    add_train_parsers(sub)
-    args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate", "compare"):
-        from workbench.train import command
-
-        run = {"train": command.run_train, "evaluate": command.run_evaluate, "compare": command.run_compare}
-        return run[args.command](args)
-    if args.command == "serve":
-        from workbench.serve.command import run as serve
-
-        return serve(args)
-    if args.command == "version":
+        return train_command.main(command, rest)
+    if command == "version":
         from workbench import __version__
 
         print(__version__)
-    return 0
+        return 0
+    usage = "usage:\n" + __doc__.split("\n\n")[1]
+    if command in ("-h", "--help"):
+        print(usage)
+        return 0
+    print(f"workbench: unknown command {command!r}\n{usage}", file=sys.stderr)
+    return 2
+
+
+def _serve(argv: list[str]) -> int:
+    import argparse
+
+    from workbench.serve.command import add_parser, run
+
+    parser = argparse.ArgumentParser(prog="workbench")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["serve", *argv]))
 
 
 def _run_app(app_args: list[str]) -> int:

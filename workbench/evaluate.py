@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import tyro
 from tqdm import tqdm
 
 from workbench import spatial_metrics, triage
@@ -32,25 +33,39 @@ TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick"
 SPLITS = ("seen", "unseen")
 # (objects, paraphrases); the order fixes each cell's seeds (see episode_seed)
 CELLS = (("seen", "seen"), ("seen", "unseen"), ("unseen", "seen"), ("unseen", "unseen"))
+# One cell on the command line: objects/paraphrases, e.g. --cells seen/seen seen/unseen.
+Cell = Annotated[
+    tuple[str, str],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="OBJECTS/PARAPHRASES",
+        instance_from_str=lambda args: tuple(args[0].split("/", 1)),
+        is_instance=lambda c: isinstance(c, tuple) and tuple(c) in CELLS,
+        str_from_instance=lambda c: ["/".join(c)],
+        choices=tuple("/".join(c) for c in CELLS),
+    ),
+]
 
 
 @dataclass
 class EvalConfig:
-    checkpoint: str
-    out: str = "runs/eval"
-    tasks: tuple[str, ...] = TASKS
+    """`workbench evaluate`: closed-loop success in the built-in sim (each field is a flag)."""
+
+    checkpoint: str  # a workbench checkpoint folder
+    out: str = "runs/eval"  # report.md, report.json and report.html go here
+    tasks: tuple[str, ...] = TASKS  # the built-in sim's tasks
     episodes: int = 4  # per task and per cell (objects x paraphrases)
     seed: int = 10_000  # first seed; evaluation seeds never overlap the training seeds (0..9_999)
     max_steps: int | None = None  # None: the task's own limit
-    ddim_steps: int = 5
-    cfg_scale: float = 1.5
-    ensemble_horizon: int = 2
+    ddim_steps: int = 5  # the action sampler's denoising steps
+    cfg_scale: float = 1.5  # classifier-free guidance (1: none)
+    ensemble_horizon: int = 2  # chunks averaged per executed action (1: the latest)
     refine_radius: int = 0  # > 0: sub-pixel answer coordinates (ST4VLAPolicy.refine_radius)
     answer_votes: int = 1  # > 1: the median answer of shifted frames (ST4VLAPolicy.answer_votes)
     render_width: int = 224  # the camera image as rendered for the policy (as in training data)
-    render_height: int = 168
+    render_height: int = 168  # (pixels)
     grounding: bool = True  # also ask the spatial question at the first step
-    cells: tuple[tuple[str, str], ...] = CELLS  # a subset, e.g. the seen-object cells for validation
+    cells: tuple[Cell, ...] = CELLS  # a subset, e.g. the seen-object cells for validation
     # the older protocol: episode k of every cell used seed + k, so the four cells of a task replayed
     # the same scenes (research/training-notes.md, note 15); kept to reproduce the notes' older figures
     paired_scenes: bool = False

@@ -34,16 +34,20 @@ from workbench.train.state import resume_or_start, save_train_state
 
 @dataclass
 class AnswerPhaseConfig:
+    """`workbench train answers`: the answer phase on a finished checkpoint (each field is a flag)."""
+
     checkpoint: str  # a workbench ST4VLA checkpoint whose config reads a spatial answer
     data: tuple[str, ...]  # demonstrations with ground truth (workbench train data)
-    out: str
-    steps: int = 1500
-    batch_size: int = 16
+    out: str  # run folder: state/, log.json, final/
+    steps: int = 1500  # training steps
+    batch_size: int = 16  # frames per step
     lr: float = 1e-4  # stage 2's VLM rate
-    warmup_steps: int = 50
-    save_every: int = 250
-    log_every: int = 50
-    seed: int = 0
+    warmup_steps: int = 50  # warm-up steps of the rate
+    save_every: int = 250  # steps between training states (out/state)
+    log_every: int = 50  # steps between log rows
+    seed: int = 0  # seeds the frame order
+    threads: int = 1  # torch CPU threads
+    resume: bool = True  # continue from out/state when a training state is there (--no-resume: start over)
 
 
 def answer_batch(policy: ST4VLAPolicy, items: list[FrameItem]) -> dict[str, torch.Tensor]:
@@ -55,7 +59,7 @@ def answer_batch(policy: ST4VLAPolicy, items: list[FrameItem]) -> dict[str, torc
     )
 
 
-def tune_answers(cfg: AnswerPhaseConfig, resume: bool = True) -> Path:
+def tune_answers(cfg: AnswerPhaseConfig) -> Path:
     """Train the checkpoint's VLM on its spatial prompt's true answers; returns out/"final"."""
     out = Path(cfg.out)
     if Path(cfg.checkpoint).exists() and not ckpt.is_workbench_dir(Path(cfg.checkpoint)):
@@ -69,7 +73,7 @@ def tune_answers(cfg: AnswerPhaseConfig, resume: bool = True) -> Path:
     opt = build_optimizer({"vlm": list(vlm.parameters())}, optim)
     sched = build_scheduler(opt, optim, cfg.steps)
     state_dir = out / "state"
-    step, log = resume_or_start(state_dir, model, opt, sched, "the answer phase", resume)
+    step, log = resume_or_start(state_dir, model, opt, sched, "the answer phase", cfg.resume)
     out.mkdir(parents=True, exist_ok=True)
     # A fixed permutation per pass, so each frame is seen once per pass and a resume picks up in place.
     order = np.random.default_rng(cfg.seed).permutation(len(frames))

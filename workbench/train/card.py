@@ -47,6 +47,20 @@ def write_card(
     return path
 
 
+def record_command(run_dir: str | Path, checkpoint: str | Path, command: str, config: dict) -> Path:
+    """Save how a checkpoint was made: <run_dir>/command.json (the command line and the resolved config
+    it parsed into) and the same, as a section, at the end of the checkpoint's card (README.md)."""
+    run_dir, checkpoint = Path(run_dir), Path(checkpoint)
+    record = {"command": command, "config": config}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "command.json").write_text(json.dumps(record, indent=1) + "\n")
+    card = checkpoint / "README.md"
+    text = card.read_text().rstrip("\n") + "\n\n" if card.exists() else ""
+    section = ["## Command", "", "```", command, "```", "", "Resolved configuration:", "", "```json"]
+    card.write_text(text + "\n".join([*section, json.dumps(config, indent=1), "```", ""]))
+    return run_dir / "command.json"
+
+
 def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 

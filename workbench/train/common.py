@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 
 from workbench import spatial, spatial_metrics
 from workbench.policy.configuration import ST4VLAConfig, tiny_config
@@ -65,20 +67,32 @@ SIZES: dict[str, ModelSize] = {
 
 
 def model_size(
-    name: str, merge: int | None = None, layers: int | None = None, text_first: bool = False
+    size: str = "demo", merge: int | None = None, layers: int | None = None, text_first: bool = False
 ) -> ModelSize:
-    """A named size; `merge` overrides its visual-token merge (1 keeps every 14-px patch a token),
-    `layers` its language model's depth, and `text_first` puts the question before the image."""
-    if name not in SIZES:
-        raise ValueError(f"unknown model size {name!r}; choose one of {sorted(SIZES)}")
+    """The model size: a named preset with overrides (the command line's --size, --merge, --layers,
+    --text-first build the training configs' `model` through this function).
+
+    Args:
+        size: model size preset: demo (the bundled checkpoints) | test (the end-to-end tests)
+        merge: visual-token merge (2 as Qwen2.5-VL; 1: 4x the visual tokens); None: the preset's
+        layers: language-model depth; None: the preset's
+        text_first: the question before the image in every prompt (upstream: image first)
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
     if merge is not None and merge not in (1, 2):
         raise ValueError(f"merge must be 1 or 2, got {merge}")
     if layers is not None and layers < 1:
         raise ValueError(f"layers must be at least 1, got {layers}")
-    size = replace(SIZES[name], text_first=text_first)
+    preset = replace(SIZES[size], text_first=text_first)
     if merge is not None:
-        size = replace(size, merge=merge)
-    return size if layers is None else replace(size, layers=layers)
+        preset = replace(preset, merge=merge)
+    return preset if layers is None else replace(preset, layers=layers)
+
+
+# A training config's `model` field on the command line: --size, --merge, --layers, --text-first
+# (model_size's arguments, without a prefix), giving the resolved ModelSize that the config stores.
+ModelSizeArg = Annotated[ModelSize, tyro.conf.arg(constructor=model_size), tyro.conf.OmitArgPrefixes]
 
 
 def seed_everything(seed: int, threads: int) -> None:

@@ -36,12 +36,14 @@ CAMERA = "3rd_view_camera"
 
 @dataclass
 class DataConfig:
-    out: str = "runs/data/demos"
-    tasks: tuple[str, ...] = TASKS
-    episodes_per_task: int = 24
+    """Expert demonstrations from the built-in simulator, seen split (`workbench train data`'s flags)."""
+
+    out: str = "runs/data/demos"  # dataset folder (LeRobot layout)
+    tasks: tuple[str, ...] = TASKS  # the built-in sim's tasks
+    episodes_per_task: int = 30  # successful episodes kept per task
     seed: int = 0  # episode seeds are seed, seed+1, ...; evaluation uses seeds from 10_000 on
     render_width: int = 224  # the camera image as rendered (4:3 like SimplerEnv's 640x480)
-    render_height: int = 168
+    render_height: int = 168  # (pixels)
     paraphrase: bool = True  # draw seen paraphrases instead of the canonical instruction
     max_attempts_factor: int = 3  # give up on a task after this many times episodes_per_task resets
     lerobot_version: str = "v3.0"  # the LeRobot layout written ("v2.1" for LeRobot 0.3.x); both are read
@@ -354,12 +356,12 @@ def gripper_to_env(actions: np.ndarray) -> np.ndarray:
 class SceneConfig:
     """Extra single-frame scenes for grounding only (more layouts than the demonstrations have)."""
 
-    out: str = "runs/data/scenes"
-    tasks: tuple[str, ...] = TASKS
-    scenes_per_task: int = 100
+    out: str = "runs/data/scenes"  # dataset folder (LeRobot layout, one frame per episode)
+    tasks: tuple[str, ...] = TASKS  # the built-in sim's tasks
+    scenes_per_task: int = 80  # scenes per task
     seed: int = 5_000  # disjoint from demonstration seeds, below the evaluation seeds
-    render_width: int = 224
-    render_height: int = 168
+    render_width: int = 224  # the camera image as rendered (pixels)
+    render_height: int = 168  # (pixels)
     distractors: int | None = None  # None: the task's own count; 0 with "tabletop_pick": one object
     # The objects' split. "unseen" widens the grounding corpus beyond the demonstrations' objects, as
     # the paper's web-scale grounding data names objects its robot data never shows; the instruction

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+import tyro
 from tqdm import tqdm
 
 from workbench.policy import checkpoint as ckpt
@@ -29,17 +31,19 @@ from workbench.train.state import resume_or_start, save_train_state
 
 @dataclass
 class HeadPhaseConfig:
+    """The head phase: the DiT alone on cached conditions (stage 2's --head.*, `workbench train head`'s flags)."""
+
     steps: int = 0  # 0 = no head phase
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    save_every: int = 500
-    log_every: int = 100
+    batch_size: int = 32  # cached frames per step
+    lr: float = 1e-3  # the action model's peak rate
+    warmup_steps: int = 100  # linear warm-up of the rate
+    save_every: int = 500  # steps between training states
+    log_every: int = 100  # steps between log rows
     # What the DiT reads as the spatial answer (answer-reading models): "own" = the model's greedy answers,
     # as at control time; "true" = the answer from the ground truth, so that the DiT learns to trust the
     # points exactly (research/training-notes.md, note 17: trained on its own, sometimes wrong, answers,
     # the DiT barely used even exact points).
-    answers: str = "own"
+    answers: Literal["own", "true"] = "own"
 
     def __post_init__(self) -> None:
         if self.answers not in ("own", "true"):
@@ -153,14 +157,22 @@ class HeadContinueConfig:
     The VLM, query former and the checkpoint's normalisation statistics stay as they are, so the result
     reads observations exactly as the checkpoint did; only the action model learns."""
 
-    checkpoint: str
-    data: tuple[str, ...]
-    out: str
-    head: HeadPhaseConfig
-    seed: int = 0
+    checkpoint: str  # a stage-2 checkpoint (workbench format)
+    data: tuple[str, ...]  # demonstrations (LeRobot layout)
+    out: str  # run folder: state/, log.json, final/
+    head: Annotated[HeadPhaseConfig, tyro.conf.OmitArgPrefixes]  # --steps, --batch-size, --lr, --answers, ...
+    seed: int = 0  # seeds batches and noise
+    threads: int = 1  # torch CPU threads
+    resume: bool = True  # continue from out/state when a training state is there (--no-resume: start over)
+
+    def __post_init__(self) -> None:
+        if self.head.steps < 1:
+            raise ValueError(
+                f"--steps: give the number of head steps to train (at least 1), got {self.head.steps}"
+            )
 
 
-def continue_head(cfg: HeadContinueConfig, resume: bool = True) -> Path:
+def continue_head(cfg: HeadContinueConfig) -> Path:
     """Train the checkpoint's action model for cfg.head.steps more steps; returns out/"final"."""
     out = Path(cfg.out)
     if Path(cfg.checkpoint).exists() and not ckpt.is_workbench_dir(Path(cfg.checkpoint)):
@@ -171,7 +183,7 @@ def continue_head(cfg: HeadContinueConfig, resume: bool = True) -> Path:
         fill_tcp_poses(frames)
     normalizer = ActionNormalizer(policy.statistics, policy.unnorm_key)
     out.mkdir(parents=True, exist_ok=True)
-    log = train_head(policy, frames, normalizer, cfg.head, out, cfg.seed, resume)
+    log = train_head(policy, frames, normalizer, cfg.head, out, cfg.seed, cfg.resume)
     policy.model.eval()
     policy.save(out / "final")
     (out / "log.json").write_text(

@@ -26,11 +26,11 @@ class OptimConfig:
     lr_vlm: float | None = None  # the VLM's rate (None: same as base)
     lr_action: float | None = None  # query former + DiT head (None: same as base)
     lr_vision: float | None = None  # the VLM's vision tower and merger, when grouped apart (None: lr_vlm)
-    warmup_steps: int = 200
+    warmup_steps: int = 200  # linear warm-up to the peak rates (--warmup)
     min_lr_ratio: float = 0.05  # cosine decays to this fraction of the peak
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
-    clip_norm: float = 1.0
+    weight_decay: float = 0.01  # AdamW's
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW's
+    clip_norm: float = 1.0  # gradients clipped to this global norm
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:

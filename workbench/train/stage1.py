@@ -14,18 +14,21 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 from tqdm import tqdm
 
 from workbench.policy.policy import ST4VLAPolicy
 from workbench.policy.vlm import answer_mean_loss
 from workbench.train.common import (
-    ModelSize,
+    ModelSizeArg,
     grounding_inputs,
     make_tokenizer,
     measure_grounding,
+    model_size,
     sample_pairs,
     seed_everything,
 )
@@ -41,19 +44,26 @@ CURRICULUM_KINDS = {"object_box": 0.75, "object_point": 0.25}
 
 @dataclass
 class Stage1Config:
-    data: tuple[str, ...] = ("runs/data/demos", "runs/data/scenes")
-    out: str = "runs/stage1"
-    model: ModelSize = field(default_factory=ModelSize)
-    steps: int = 3000
-    batch_size: int = 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=200))
+    """`workbench train stage1`: spatial grounding pre-training of the VLM (each field is a flag)."""
+
+    data: tuple[str, ...] = ("runs/data/demos", "runs/data/scenes")  # datasets (LeRobot layout)
+    out: str = "runs/stage1"  # run folder: config.json, state/, log.json, tokenizer/, final/
+    # --size demo|test, --merge, --layers, --text-first
+    model: ModelSizeArg = field(default_factory=model_size)
+    steps: int = 1200  # training steps
+    batch_size: int = 16  # questions per step
+    # --lr, --warmup-steps (--warmup), --lr-vision (--vision-lr: the vision tower's own peak rate, 0 freezes it)
+    optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=150)
+    )
+    # question kinds and their weights in the main pool
     kinds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KINDS))
     # Curriculum: scenes with a single object (`workbench train data --scenes-distractors 0`), trained on
     # alone for `curriculum_steps`, then mixed in at `curriculum_mix` of the batches. Without it the
     # demo VLM stays at the coordinate prior (research/training-notes.md).
     curriculum_data: tuple[str, ...] = ()
-    curriculum_steps: int = 0
-    curriculum_mix: float = 0.25
+    curriculum_steps: int = 0  # steps on the one-object scenes alone, first
+    curriculum_mix: float = 0.25  # their share of batches afterwards
     # Weight of "Detect every object" (labels then boxes, left to right) in both pools; 0 leaves the
     # bundled checkpoints' recipe unchanged.
     detect_all: float = 0.0
@@ -72,14 +82,15 @@ class Stage1Config:
     # `pointing_layer` is taught to attend, while a coordinate is written, to the visual tokens under
     # the object it belongs to. 0 leaves the recipe unchanged (and keeps the faster attention kernel).
     pointing: float = 0.0
-    pointing_layer: int = 2
-    pointing_head: int = 0
-    heldout_episodes: int = 8  # last episodes of the first dataset: grounding is measured there
-    eval_every: int = 250
-    eval_frames: int = 32
-    save_every: int = 250
-    seed: int = 0
-    threads: int = 1
+    pointing_layer: int = 2  # the pointing head's layer
+    pointing_head: int = 0  # the pointing head within that layer
+    heldout_episodes: int = 20  # last episodes of the first dataset: grounding is measured there
+    eval_every: int = 200  # steps between grounding measurements (log rows)
+    eval_frames: int = 32  # held-out frames per measurement
+    save_every: int = 250  # steps between training states (out/state)
+    seed: int = 0  # seeds weights and batches
+    threads: int = 1  # torch CPU threads (1: two runs side by side)
+    resume: bool = True  # continue from out/state when a training state is there (--no-resume: start over)
 
 
 def with_shares(kinds: dict[str, float], shares: dict[str, float]) -> dict[str, float]:
@@ -158,7 +169,7 @@ def load_training_frames(roots: tuple[str, ...], image_size: int, chunk: int, he
     return train, held
 
 
-def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
+def train_stage1(cfg: Stage1Config) -> Path:
     seed_everything(cfg.seed, cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +203,7 @@ def train_stage1(cfg: Stage1Config, resume: bool = True) -> Path:
     trained = [p for g in groups.values() for p in g if p.requires_grad]
     opt = build_optimizer(groups, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
-    step, log = resume_or_start(out / "state", model, opt, sched, "stage 1", resume)
+    step, log = resume_or_start(out / "state", model, opt, sched, "stage 1", cfg.resume)
     main_kinds, curriculum_kinds = (
         with_shares(cfg.kinds, added_kinds(cfg)),
         with_shares(CURRICULUM_KINDS, added_kinds(cfg)),

@@ -23,16 +23,25 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 from tqdm import tqdm
 
 from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION
 from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
-from workbench.train.common import ModelSize, grounding_inputs, make_tokenizer, sample_pairs, seed_everything
+from workbench.train.common import (
+    ModelSizeArg,
+    grounding_inputs,
+    make_tokenizer,
+    model_size,
+    sample_pairs,
+    seed_everything,
+)
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames
 from workbench.train.head import HeadPhaseConfig, train_head, true_answer
 from workbench.train.optim import LossProgress, OptimConfig, build_optimizer, build_scheduler, optimizer_step
@@ -43,25 +52,29 @@ UNNORM_KEY = "tabletop_panda"
 
 @dataclass
 class Stage2Config:
-    data: tuple[str, ...] = ("runs/data/demos",)
-    out: str = "runs/st4vla"
+    """`workbench train stage2`: spatially guided action post-training, or --vanilla (each field is a flag)."""
+
+    data: tuple[str, ...] = ("runs/data/demos",)  # demonstrations (LeRobot layout)
+    out: str = "runs/st4vla"  # run folder: config.json, state/, log.json, latest/, final/
     init: str | None = "runs/stage1/final"  # stage-1 checkpoint; None = from scratch
     vanilla: bool = False  # the baseline: no stage 1, plain instruction, no grounding co-training
     # The vanilla baseline's starting VLM: a checkpoint never trained on grounding questions (the
     # vision pre-training that stage 1 started from, if any); None = random weights.
     base: str | None = None
-    model: ModelSize = field(default_factory=ModelSize)  # used only when init is None
+    # --size, --layers, --text-first, --merge: used only when init is None
+    model: ModelSizeArg = field(default_factory=model_size)
     tokenizer: str | None = "runs/stage1/tokenizer"  # shared so both models read the same tokens
-    steps: int = 2000
-    batch_size: int = 16
-    grounding_batch_size: int = 8
-    grounding_loss_weight: float = 0.1
+    steps: int = 600  # joint-phase steps
+    batch_size: int = 12  # demonstration frames per step
+    grounding_batch_size: int = 4  # co-training questions per step
+    grounding_loss_weight: float = 0.1  # (--grounding-weight)
+    # co-training question kinds and their weights
     grounding_kinds: dict[str, float] = field(default_factory=lambda: {"task_box": 0.6, "object_box": 0.4})
     # The co-training's grounding corpus, when it is not the demonstrations (upstream co-trains on its
     # VLM grounding data): e.g. stage 1's scenes, so that objects stage 1 taught and no demonstration
     # shows stay grounded. Empty: the demonstrations' frames (the bundled recipe's draw).
     grounding_data: tuple[str, ...] = ()
-    repeated_diffusion_steps: int = 4
+    repeated_diffusion_steps: int = 4  # each sample's action loss at this many diffusion timesteps
     # Not upstream: the action expert also reads the robot state (joint positions) as one token.
     # Both bundled models use it, so the comparison stays fair (see research/training-notes.md).
     state: bool = False
@@ -75,15 +88,19 @@ class Stage2Config:
     answer_points: bool = False
     # Not upstream: the robot state ends with the TCP position (ST4VLAConfig.state_tcp); needs --state.
     tcp: bool = False
-    optim: OptimConfig = field(
+    # --lr, --lr-vlm, --lr-action, --warmup-steps, ...
+    optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(
         default_factory=lambda: OptimConfig(lr=5e-4, lr_vlm=1e-4, lr_action=1e-3, warmup_steps=100)
     )
-    head: HeadPhaseConfig = field(default_factory=HeadPhaseConfig)  # then the DiT alone (train/head.py)
-    save_every: int = 250
-    save_latest: bool = True
-    log_every: int = 50
-    seed: int = 0
-    threads: int = 1
+    # Then the DiT alone (train/head.py): --head.steps (--head-steps), --head.batch-size, --head.lr,
+    # --head.answers own|true
+    head: HeadPhaseConfig = field(default_factory=HeadPhaseConfig)
+    save_every: int = 250  # steps between training states (out/state)
+    save_latest: bool = True  # also a loadable checkpoint of the run so far at each save (out/latest)
+    log_every: int = 50  # steps between log rows
+    seed: int = 0  # seeds weights, batches and noise
+    threads: int = 1  # torch CPU threads
+    resume: bool = True  # continue from out/state when a training state is there (--no-resume: start over)
 
     def __post_init__(self) -> None:
         if self.vanilla:
@@ -198,7 +215,7 @@ def action_batch(policy, frames, idx, normalizer):
     return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
 
 
-def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
+def train_stage2(cfg: Stage2Config) -> Path:
     seed_everything(cfg.seed, cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +233,7 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
     normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
     opt = build_optimizer(module_groups(model), cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
-    step, log = resume_or_start(out / "state", model, opt, sched, "stage 2", resume)
+    step, log = resume_or_start(out / "state", model, opt, sched, "stage 2", cfg.resume)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     rng = np.random.default_rng(cfg.seed + step)
     vlm = model.qwen_vl_interface
@@ -252,7 +269,7 @@ def train_stage2(cfg: Stage2Config, resume: bool = True) -> Path:
     bar.close()
     if cfg.head.steps > 0:
         log = [e for e in log if "head_step" not in e]
-        log += train_head(policy, frames, normalizer, cfg.head, out, cfg.seed, resume)
+        log += train_head(policy, frames, normalizer, cfg.head, out, cfg.seed, cfg.resume)
     model.eval()
     policy.save(out / "final")
     (out / "log.json").write_text(json.dumps(log, indent=1))
