@@ -96,8 +96,8 @@ def make_with_workbench(root: Path, frames: int) -> None:
 
 def run_workbench(root: Path, rrd: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from workbench.episodes.source import EpisodeSource
     from workbench.records import StepRecord
+    from workbench.sources import EpisodeSource
     from workbench.viz.rerun_log import RerunLogger
 
     src = EpisodeSource.from_lerobot(root, episode=1)

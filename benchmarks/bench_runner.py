@@ -35,8 +35,9 @@ def run(task: str, steps: int, spatial: bool, seed: int, background: bool = Fals
     from tqdm import tqdm
 
     from workbench.policy import ST4VLAPolicy, tiny_config
-    from workbench.runner import PolicySlot, Runner, SimSource
+    from workbench.runner import PolicySlot, Runner
     from workbench.sessions import SessionStore
+    from workbench.sources import SimSource
     from workbench.viz.rerun_log import RerunLogger
 
     torch.manual_seed(0)

@@ -62,7 +62,7 @@ def test_the_bundled_checkpoint_declares_what_it_reads(needs, tiny):
 
 
 def test_it_fits_the_built_in_simulator_as_it_is(needs):
-    from workbench.runner import SimSource
+    from workbench.sources import SimSource
 
     source = SimSource.from_task("tabletop_put_on", width=160, height=120)
     try:

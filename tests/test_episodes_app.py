@@ -87,8 +87,8 @@ def test_the_page_has_the_episode_picker(wb):
 
 
 def test_state_is_logged_per_dimension_with_the_datasets_names(tmp_path):
-    from workbench.episodes.source import EpisodeSource
     from workbench.records import StepRecord
+    from workbench.sources import EpisodeSource
     from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
 
     src = EpisodeSource.from_lerobot(FIXTURES / "v30_png", episode=1)

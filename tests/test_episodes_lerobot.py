@@ -14,7 +14,7 @@ import pytest
 
 from workbench.episodes import DatasetFormatError, LeRobotDataset, resolve_dataset
 from workbench.episodes.lerobot import lerobot_home
-from workbench.episodes.source import EpisodeSource
+from workbench.sources import EpisodeSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"
 NAMES = ("v21_png", "v21_av1", "v30_png", "v30_av1")

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from workbench.controller import euler_to_axis_angle, project_path, rollout_path
+from workbench.protocols import BranchError
 from workbench.records import Camera
-from workbench.runner import BranchError, PolicySlot, Runner, SimSource
+from workbench.runner import PolicySlot, Runner
 from workbench.sessions import SessionStore, load_session
+from workbench.sources import SimSource
 from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
 
 torch.set_num_threads(1)
@@ -208,7 +210,7 @@ def test_shared_and_independent_modes(policy, task):
 
 
 def test_sinks_get_every_step_and_the_session_replays_as_a_source(policy, task, tmp_path):
-    from workbench.episodes.source import EpisodeSource
+    from workbench.sources import EpisodeSource
 
     writer = SessionStore(tmp_path).create("run1", {"task": task})
     logger = RerunLogger(rrd_path=writer.rrd_path, stream=True)
@@ -253,7 +255,7 @@ def test_pause_stops_run(policy, task):
 
 def test_recorded_lerobot_episode_as_a_source(policy):
     from workbench.episodes.lerobot import LeRobotDataset
-    from workbench.episodes.source import EpisodeSource
+    from workbench.sources import EpisodeSource
 
     root = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "sample"
     episode = LeRobotDataset(root).episode(0)

@@ -224,7 +224,7 @@ def test_export_mp4_from_a_session(tmp_path):
 
 @pytest.mark.slow
 def test_sample_session_is_written_by_a_real_run(tmp_path):
-    from workbench.sessions import write_sample_session
+    from workbench.sample import write_sample_session
 
     path = write_sample_session(tmp_path, "sample", steps=2)
     s = load_session(path)

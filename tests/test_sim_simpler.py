@@ -20,10 +20,11 @@ import torch
 
 from workbench.compat import IncompatibleSource
 from workbench.controller import base_rotation, project_path
-from workbench.runner import PolicySlot, Runner, SimSource
+from workbench.runner import PolicySlot, Runner
 from workbench.sim import make, simpler, to_observation
 from workbench.sim.base import Env, SimEnv
 from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnavailable, probe
+from workbench.sources import SimSource
 
 torch.set_num_threads(1)
 FAKE = Path(__file__).parent / "fake_simpler"

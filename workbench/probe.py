@@ -21,6 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from workbench.runner import PolicySlot, Runner
+from workbench.sessions import SessionStore
+from workbench.sources import SimSource
 from workbench.triage import StepFacts, Triage, triage
 
 OBJECT_SLOT, TARGET_SLOT = "<object>", "<target>"
@@ -106,8 +111,6 @@ def run_episode(
     spec: ProbeSpec, policy: Any, obj: str, instruction: str, seed: int, *, sinks: list | None = None
 ) -> EpisodeOutcome:
     """One closed-loop episode, triaged from the steps' ground truth."""
-    from workbench.runner import PolicySlot, Runner, SimSource
-
     slot = PolicySlot(
         "policy", policy, num_ddim_steps=spec.num_ddim_steps, cfg_scale=spec.cfg_scale, seed=seed
     )
@@ -153,8 +156,6 @@ def run_probe(
     should_stop: Callable[[], bool] | None = None,
 ) -> ProbeResult:
     """Run every episode of `spec`; with `sessions_root`, save each as session probe-<id>-<n>."""
-    from tqdm import tqdm
-
     result = ProbeResult(spec)
     probe_id = uuid.uuid4().hex[:6]
     bar = tqdm(total=spec.total, desc=f"probe {spec.task}", unit="ep", leave=False)
@@ -164,8 +165,6 @@ def run_probe(
             break
         writer, session = None, ""
         if sessions_root is not None:
-            from workbench.sessions import SessionStore
-
             session = f"probe-{probe_id}-{n:03d}"
             meta = {
                 "probe": probe_id,

@@ -19,78 +19,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 
 from workbench.compat import Compatibility, IncompatibleSource, check, checkpoint_needs, source_gives
 from workbench.controller import Controller, ControllerConfig, base_rotation, project_path, rollout_path
 from workbench.policy.configuration import reads_tcp
-from workbench.records import ActionChunk, Observation, PolicyStep, StepRecord
-from workbench.spatial import SpatialAnswer
-
-# -- what the runner talks to ---------------------------------------------------------------------
-
-
-@runtime_checkable
-class Policy(Protocol):
-    def spatial(self, images: list[np.ndarray], instruction: str, query: str = "box") -> SpatialAnswer: ...
-
-    def act(
-        self,
-        images: list[np.ndarray],
-        instruction: str,
-        *,
-        num_ddim_steps: int = 10,
-        cfg_scale: float = 1.5,
-        seed: int | None = None,
-        return_internals: bool = False,
-        state: np.ndarray | None = None,  # the robot state, for models that read it
-    ) -> ActionChunk: ...
-
-
-@dataclass
-class Transition:
-    observation: Observation
-    reward: float = 0.0
-    terminated: bool = False
-    truncated: bool = False
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Source(Protocol):
-    """Where observations come from: a simulator, SimplerEnv, or a recorded episode."""
-
-    name: str
-    can_branch: bool  # False for recorded sources: the future cannot change
-    gripper_convention: str
-
-    def reset(self, seed: int | None = None, options: dict | None = None) -> Observation: ...
-
-    def step(self, action: np.ndarray) -> Transition: ...
-
-    def recorded_action(self) -> np.ndarray | None: ...  # the recorded action at the current frame
-
-    def snapshot(self) -> Any: ...
-
-    def restore(self, state: Any) -> None: ...
-
-    def fork(self) -> Source: ...  # an independent copy (independent mode)
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class Sink(Protocol):
-    def write(self, record: StepRecord) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class BranchError(RuntimeError):
-    """A branch that cannot be made (recorded source, unknown step, name taken)."""
-
+from workbench.protocols import BranchError, Policy, Sink, Source, Transition
+from workbench.records import Observation, PolicyStep, StepRecord
+from workbench.spatial_metrics import grounding_metrics
 
 # -- configuration --------------------------------------------------------------------------------
 
@@ -441,8 +379,6 @@ class Runner:
             chunk.ee_path_2d = project_path(cam, chunk.ee_path_3d) if cam is not None else None
         metrics = {}
         if spatial is not None and obs.ground_truth is not None:
-            from workbench.spatial_metrics import grounding_metrics
-
             metrics = grounding_metrics(spatial, obs.ground_truth)
         ps = PolicyStep(slot.name, instruction, spatial, chunk, executed, metrics, timings)
         return ps, t2 - t0
@@ -517,12 +453,3 @@ class _SinkWorker:
         self._queue.put(None)
         self._thread.join()
         self._raise()
-
-
-def __getattr__(name: str) -> Any:
-    # SimSource lives with the other sources; imported lazily since that module imports this one.
-    if name == "SimSource":
-        from workbench.episodes.source import SimSource
-
-        return SimSource
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

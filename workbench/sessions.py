@@ -253,60 +253,13 @@ def export_mp4(session: Session, out: str | Path, *, fps: float | None = None, b
     return write_mp4(records, out, fps=fps or control_rate(session.meta.get("loaded", {}).get("source")))
 
 
-def write_sample_session(
-    root: str | Path, session_id: str = "sample", *, task: str = "tabletop_put_on", steps: int = 12,
-    checkpoint: str | Path | None = None, seed: int = 0,
-) -> Path:  # fmt: skip
-    """Run the built-in simulator with a policy (a bundled checkpoint, or the tiny random one) and save
-    it as a session with its recording.rrd, so the app can replay something with no model at all."""
-    import torch
-    from tqdm import tqdm
-
-    from workbench.policy import ST4VLAPolicy, tiny_config
-    from workbench.runner import PolicySlot, Runner, SimSource
-    from workbench.viz.rerun_log import RerunLogger
-
-    torch.set_num_threads(1)
-    policy = ST4VLAPolicy.load(checkpoint) if checkpoint else ST4VLAPolicy.from_config(tiny_config())
-    name = Path(checkpoint).name if checkpoint else "tiny-random"
-    meta = {
-        "source": {"kind": "sim", "task": task, "seed": seed},
-        "slots": [name],
-        "checkpoint": str(checkpoint),
-    }
-    writer = SessionStore(root).create(session_id, meta)
-    logger = RerunLogger(rrd_path=writer.rrd_path, stream=False)
-    source = SimSource.from_task(task, width=224, height=224)
-    runner = Runner(source, [PolicySlot(name, policy, seed=seed)], sinks=[writer, logger])
-    runner.reset(seed=seed)
-    for _ in tqdm(range(steps), desc=f"sample session {session_id}"):
-        if runner.done:
-            break
-        runner.step()
-    runner.close()
-    return writer.path
-
-
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="Write the sample session, or export a session to MP4.")
+    ap = argparse.ArgumentParser(description="Export a saved session to MP4 with overlays.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sample", help="run the sim with a policy and save sessions/<id>/")
-    s.add_argument("--root", default="sessions")
-    s.add_argument("--id", default="sample")
-    s.add_argument("--task", default="tabletop_put_on")
-    s.add_argument("--steps", type=int, default=12)
-    s.add_argument("--checkpoint", default=None)
     m = sub.add_parser("mp4", help="export a saved session to MP4 with overlays")
     m.add_argument("session")
     m.add_argument("out")
     args = ap.parse_args()
-    if args.cmd == "sample":
-        print(
-            write_sample_session(
-                args.root, args.id, task=args.task, steps=args.steps, checkpoint=args.checkpoint
-            )
-        )
-    else:
-        print(export_mp4(load_session(args.session), args.out))
+    print(export_mp4(load_session(args.session), args.out))

@@ -1,10 +1,10 @@
-"""The runner's sources: the simulator (SimSource) and recordings (EpisodeSource).
+"""The runner's sources, all in one place: the simulator (SimSource) and recordings (EpisodeSource).
 
 SimSource wraps any env with SimplerEnv's interface (the built-in simulator, the SimplerEnv adapter).
 EpisodeSource steps through a recorded LeRobot episode or a saved session whatever the policy says
 (no physics), and reports the recorded action at each frame, so the runner shows predicted against
 recorded actions. The future of a recording cannot change, so it cannot branch (can_branch = False).
-(`from workbench.runner import SimSource` works too.)
+Both meet the runner at workbench.protocols.Source; this module never imports the runner.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from workbench.episodes.lerobot import LeRobotDataset
+from workbench.protocols import BranchError, Transition
 from workbench.records import Observation
-from workbench.runner import Transition
-
-GRIPPER_ABSOLUTE = "absolute_open_positive"
+from workbench.sessions import Session, load_session
+from workbench.sim import make
+from workbench.sim.base import GRIPPER_ABSOLUTE, to_observation
 
 
 class EpisodeSource:
@@ -47,8 +49,6 @@ class EpisodeSource:
     @classmethod
     def from_lerobot(cls, root: str | Path, episode: int = 0) -> EpisodeSource:
         """Episode `episode` of a LeRobot dataset (a folder, or a repo id in the local cache)."""
-        from workbench.episodes.lerobot import LeRobotDataset
-
         ep = LeRobotDataset(root).episode(episode)
         obs = [ep.observation(i) for i in range(len(ep))]
         acts = [np.asarray(f.action, dtype=np.float64) for f in ep.frames]
@@ -63,8 +63,6 @@ class EpisodeSource:
     @classmethod
     def from_session(cls, session, branch: str = "main") -> EpisodeSource:
         """A saved session (path or workbench.sessions.Session): its observations, and the actions it executed."""
-        from workbench.sessions import Session, load_session
-
         s = session if isinstance(session, Session) else load_session(session)
         records = s.branch(branch)
         if not records:
@@ -100,8 +98,6 @@ class EpisodeSource:
         return self.index
 
     def restore(self, state: int) -> None:
-        from workbench.runner import BranchError
-
         raise BranchError(f"{self.name!r} is a recording: its future cannot change, so it cannot branch")
 
     def fork(self) -> EpisodeSource:
@@ -130,24 +126,18 @@ class SimSource:
     def __init__(self, env: Any, factory: Any = None) -> None:
         self.env, self.factory = env, factory
         self.name = str(getattr(env, "task_name", type(env).__name__))
-        self.gripper_convention = str(getattr(env, "gripper_convention", "absolute_open_positive"))
+        self.gripper_convention = str(getattr(env, "gripper_convention", GRIPPER_ABSOLUTE))
         self.can_branch = callable(getattr(env, "snapshot", None)) and callable(getattr(env, "restore", None))
 
     @classmethod
     def from_task(cls, task: str, **kw: Any) -> SimSource:
-        from workbench.sim import make
-
         return cls(make(task, **kw), lambda: make(task, **kw))
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> Observation:
-        from workbench.sim.base import to_observation
-
         obs, _ = self.env.reset(seed=seed, options=options)
         return to_observation(self.env, obs)
 
     def step(self, action: np.ndarray) -> Transition:
-        from workbench.sim.base import to_observation
-
         obs, reward, terminated, truncated, info = self.env.step(action)
         return Transition(
             to_observation(self.env, obs), float(reward), bool(terminated), bool(truncated), dict(info)

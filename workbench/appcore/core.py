@@ -173,7 +173,7 @@ class Workbench:
     def make_source(self, spec: SourceSpec) -> Any:
         """A runner Source: the built-in simulator, or a recorded episode / saved session as frames."""
         if spec.kind == "sim":
-            from workbench.runner import SimSource
+            from workbench.sources import SimSource
 
             tasks = self.list_tasks()
             task = spec.task or self.config.default_task or (tasks[0] if tasks else "")
@@ -182,7 +182,7 @@ class Workbench:
             spec.task = task
             return SimSource.from_task(task, width=self.config.camera_width, height=self.config.camera_height)
         if spec.kind == "episode":
-            from workbench.episodes.source import EpisodeSource
+            from workbench.sources import EpisodeSource
 
             path, index = self.recording(spec.path)
             try:
@@ -199,8 +199,8 @@ class Workbench:
                 raise AppError(
                     f"Unknown SimplerEnv task {spec.task!r}: choose one of {', '.join(SIMPLER_TASKS)}."
                 )
-            from workbench.runner import SimSource
             from workbench.sim import make
+            from workbench.sources import SimSource
 
             try:
                 return SimSource(make(spec.task), lambda: make(spec.task))
