@@ -253,3 +253,24 @@ def test_resolved_config_goes_into_the_run_folder_and_the_card(tmp_path):
     assert saved["config"] == json.loads(json.dumps(asdict(cfg)))
     card = (final / "README.md").read_text()
     assert card.startswith("# a card\n\nbody\n\n## Command") and '"vanilla": true' in card
+
+
+def test_commands_run_end_to_end_and_record_themselves(tmp_path):
+    """A tiny `train data` -> `train stage2 --vanilla` -> `train head` through the command line: each
+    run folder holds its command line and resolved config, and so does each final checkpoint's card."""
+    demos, run, head = tmp_path / "demos", tmp_path / "vanilla", tmp_path / "head"
+    assert (
+        main(["train", "data", "--tasks", "tabletop_pick", "--episodes-per-task", "1", "--out", str(demos)])
+        == 0
+    )
+    stage2 = ["train", "stage2", "--vanilla", "--size", "test", "--data", str(demos), "--tokenizer", "None"]
+    assert main([*stage2, "--steps", "2", "--batch-size", "2", "--out", str(run)]) == 0
+    saved = json.loads((run / "command.json").read_text())
+    assert saved["command"].startswith("workbench train stage2 --vanilla --size test")
+    assert saved["config"]["model"] == asdict(model_size("test")) and saved["config"]["steps"] == 2
+    assert "## Command" in (run / "final" / "README.md").read_text()
+    argv = ["train", "head", "--checkpoint", str(run / "final"), "--data", str(demos), "--out", str(head)]
+    assert main([*argv, "--steps", "2", "--batch-size", "2", "--warmup", "1"]) == 0
+    saved = json.loads((head / "command.json").read_text())
+    assert saved["config"]["head"]["steps"] == 2 and saved["config"]["head"]["warmup_steps"] == 1
+    assert '"checkpoint": "' + str(run / "final") in (head / "final" / "README.md").read_text()
