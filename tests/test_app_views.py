@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,3 +181,52 @@ def test_attention_switch_draws_the_current_step_at_once(tab, tmp_path):
     tab.set_attention(True)
     tab.logger.rec.flush()
     assert "world/camera/random-tiny/attention" in rrd_entities_by_step(rrd)[1]
+
+
+def _bundled(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / name
+    if not path.is_dir():
+        pytest.skip(f"the bundled {name} checkpoint is not here")
+    return path
+
+
+def test_counterfactual_box_changes_the_chunk_and_its_own_answer_does_not(tmp_path):
+    import rerun as rr
+
+    from workbench.appcore import AppError
+    from workbench.appcore.counterfactual import run_counterfactual
+
+    st4vla = _bundled("st4vla-tiny")
+    wb = Workbench(AppConfig(sessions_dir=tmp_path / "s", checkpoint_dirs=[st4vla.parent]))
+    tab = wb.new_tab()
+    tab.load(SourceSpec(kind="sim", task="tabletop_pick", seed=0), [str(st4vla)], FAST)
+    try:
+        rrd = tmp_path / "cf.rrd"
+        rr.set_sinks(rr.FileSink(str(rrd)), tab.logger._stream, recording=tab.logger.rec)
+        own = next(g for g in tab.last_record.policies["st4vla-tiny"].spatial.geometry if hasattr(g, "x2"))
+        same = run_counterfactual(tab, f"{own.x1}, {own.y1}, {own.x2}, {own.y2}")
+        assert np.allclose(same.edited_first, same.original_first, atol=1e-5)  # only the answer differs
+        far = run_counterfactual(tab, "5, 5, 40, 40")
+        assert not np.allclose(far.edited_first, far.original_first, atol=1e-4)
+        assert "first action moved by" in far.markdown() and tab.edits[-1]["kind"] == "counterfactual"
+        tab.logger.rec.flush()
+        assert "world/camera/st4vla-tiny/counterfactual/box" in rrd_entities_by_step(rrd)[0]
+        tab.step(1)  # the edit was about one frame: cleared at the next
+        tab.logger.rec.flush()
+        assert "world/camera/st4vla-tiny/counterfactual/box" in rrd_entities_by_step(rrd, clears=True)[1]
+        with pytest.raises(AppError, match="inside the"):
+            run_counterfactual(tab, "0, 0, 9999, 10")
+        with pytest.raises(AppError, match="four numbers"):
+            run_counterfactual(tab, "left half")
+    finally:
+        tab.close()
+    vanilla = _bundled("vanilla-tiny")
+    tab = Workbench(AppConfig(sessions_dir=tmp_path / "s", checkpoint_dirs=[vanilla.parent])).new_tab()
+    tab.load(SourceSpec(kind="sim", task="tabletop_pick", seed=0), [str(vanilla)], FAST)
+    try:
+        with pytest.raises(AppError, match="does not act on its own spatial answer"):
+            run_counterfactual(tab, "5, 5, 40, 40")
+    finally:
+        tab.close()

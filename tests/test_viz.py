@@ -209,3 +209,15 @@ def test_legend_has_one_colour_per_policy_and_none_shared_with_ground_truth():
     assert {style for what, _, style in rows if what.startswith(("ground", "expert"))} == {"thin"}
     html = overlay.legend_html(["st4vla-tiny", "a<b"])
     assert "st4vla-tiny: its answer and rollout" in html and "a&lt;b" in html
+
+
+def test_grounding_plot_keeps_counts_off_the_iou_axis():
+    from workbench.viz import plots
+
+    records = [make_record(s, policies=("A",)) for s in range(3)]
+    for r in records:
+        r.policies["A"].metrics = {"box_iou": 0.5, "num_predicted": 2.0, "point_distance": 12.0}
+    fig = plots.grounding_error_figure(records)
+    axis = {t.name: t.yaxis for t in fig.data}
+    assert axis == {"A: box_iou": "y", "A: num_predicted": "y2", "A: point_distance": "y2"}
+    assert list(fig.layout.yaxis.range) == [-0.02, 1.05] and fig.layout.yaxis2.overlaying == "y"

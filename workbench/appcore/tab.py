@@ -106,6 +106,7 @@ class TabSession:
     parents: dict[str, str] = field(default_factory=dict)  # branch -> the branch it was made from
     view_titles: list[str] = field(default_factory=list)  # the viewer's camera views, as last sent
     attention: bool = False  # draw the attention heatmap over the camera image (the page's switch)
+    counterfactual: Any = None  # the last counterfactual edit (appcore.counterfactual), drawn until a step
     sent: int = 0  # sequence number of the last step streamed to the page in a run
     shown: int = -1  # the last sequence number the page said it shows (-1: no page has echoed)
     _shown_cv: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -228,6 +229,11 @@ class TabSession:
         point = self.user_point
         if point is not None and self.logger is not None and point.step == record.step - 1:
             clear_user_point(self.logger.rec, record.step, point.branch, self.policy_names)
+        edit, self.counterfactual = self.counterfactual, None
+        if edit is not None and self.logger is not None:
+            from workbench.appcore.counterfactual import clear_counterfactual
+
+            clear_counterfactual(self.logger.rec, edit, record.step)
         return record
 
     def steps_left(self) -> int:

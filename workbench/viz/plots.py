@@ -83,6 +83,11 @@ def action_figure(records: Sequence[StepRecord], policy: str | None = None) -> g
     return fig
 
 
+# Grounding metrics that are fractions (IoU, hit or miss): they share the 0..1 axis; the others (the
+# number of predicted shapes, distances in pixels) get their own axis, so a count never reads as IoU.
+FRACTION_METRICS = frozenset({"box_iou", "box_center_in_box", "point_in_box", "iou"})
+
+
 def grounding_error_figure(records: Sequence[StepRecord]) -> go.Figure:
     """Every grounding metric of every policy over steps (IoU, point-in-box, trace distance...)."""
     title = "Grounding against ground truth"
@@ -98,10 +103,18 @@ def grounding_error_figure(records: Sequence[StepRecord]) -> go.Figure:
     if not series:
         return _empty(title, "no grounding metrics yet (the source needs ground truth)")
     fig = go.Figure()
+    second = False
     for i, ((name, key), (xs, ys)) in enumerate(sorted(series.items())):
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{name}: {key}", mode="lines+markers",
-                                 line=dict(color=_PALETTE[i % len(_PALETTE)])))  # fmt: skip
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="value", height=400)
+        fraction = key in FRACTION_METRICS  # 0..1 on the left axis; counts and pixels on the right
+        second |= not fraction
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{name}: {key}", mode="lines+markers", yaxis="y" if fraction else "y2",
+                                 line=dict(color=_PALETTE[i % len(_PALETTE)], dash="solid" if fraction else "dot")))  # fmt: skip
+    fig.update_layout(title=title, xaxis_title="step", height=400,
+                      yaxis=dict(title="IoU / hit rate (0-1)", range=[-0.02, 1.05]))  # fmt: skip
+    if second:
+        fig.update_layout(
+            yaxis2=dict(title="count / pixels (dotted)", overlaying="y", side="right", rangemode="tozero")
+        )
     return fig
 
 
