@@ -125,7 +125,7 @@ def test_status_line_says_why_the_episode_failed():
 
     tab = Workbench(AppConfig()).new_tab()
     tab.records = [record(k, 0.2 - 0.001 * k) for k in range(6)]
-    assert tab.outcome_line() == "" and "failed" not in status_markdown(tab)  # still running
+    assert tab.outcome_line() == "" and "Why it failed" not in status_markdown(tab)  # still running
     tab.records.append(record(6, 0.19, truncated=True))
-    assert "❌ Episode failed at step 6: **reach**" in status_markdown(tab)
+    assert "Why it failed: **reach** — the gripper never reached the object" in status_markdown(tab)
     assert "closest 19.0 cm" in tab.outcome_line()

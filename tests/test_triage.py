@@ -165,9 +165,9 @@ def _records(tcp, branch="main", start=0, truncated_at=None):
 
 def test_episode_line_at_the_end_only_and_on_the_branch_in_view():
     main = _records(flat(0.02, 10))  # main reached the object
-    assert tr.episode_line(main) == ""  # not ended yet
+    assert tr.episode_line(main) == "" and tr.episode_verdict(main) is None  # not ended yet
     line = tr.episode_line(main, ended=True)
-    assert line.startswith("❌ Episode failed at step 9: **grasp**") and "2.0 cm" in line
+    assert line.startswith("Why it failed: **grasp** — reached the object") and "2.0 cm" in line
     # a branch from step 4 that goes away from the object: its own steps after main's first four
     branch = _records(flat(0.2, 8), branch="b1", start=4, truncated_at=11)
     records = main[:4] + branch
@@ -181,4 +181,7 @@ def test_episode_line_at_the_end_only_and_on_the_branch_in_view():
     assert tr.lineage(records, "nope") == [] and tr.episode_line([]) == ""
     won = _records(flat(0.01, 6))
     won[3].info["success"] = True
-    assert tr.episode_line(won, ended=True) == "✅ Episode succeeded at step 3."
+    assert tr.episode_line(won, ended=True) == "" and tr.episode_verdict(won, ended=True).reason == "success"
+    for r in won:  # a recording: no ground truth, nothing to say
+        r.info = {"success": False}
+    assert tr.episode_line(won, ended=True) == "" and tr.episode_verdict(won, ended=True).reason == "unknown"

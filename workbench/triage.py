@@ -206,23 +206,28 @@ def lineage(records: Sequence[Any], branch: str) -> list[Any]:
     return [earlier[k] for k in sorted(earlier)] + own
 
 
-def episode_line(records: Sequence[Any], ended: bool | None = None, policy: str | None = None) -> str:
-    """One line for the page at the end of an episode: success, or why it failed; "" while it runs.
+def episode_verdict(
+    records: Sequence[Any], ended: bool | None = None, policy: str | None = None
+) -> Triage | None:
+    """The triage of an episode that has ended; None while it runs.
 
     `records` are the episode's steps in order (see lineage); `ended` overrides the last step's own
     terminated/truncated flags (e.g. a run stopped at a step cap)."""
     if not records:
-        return ""
+        return None
     last = records[-1]
     if not (ended if ended is not None else (last.terminated or last.truncated)):
+        return None
+    return triage(records, policy)
+
+
+def episode_line(records: Sequence[Any], ended: bool | None = None, policy: str | None = None) -> str:
+    """The page's line at the end of a failed episode: "Why it failed: **reason** — numbers."; ""
+    while it runs, on success, and where there is no ground truth to judge (reason unknown)."""
+    verdict = episode_verdict(records, ended, policy)
+    if verdict is None or not verdict.failed:
         return ""
-    verdict = triage(records, policy)
-    if verdict.reason == "success":
-        first = next((r.step for r in records if r.info.get("success")), last.step)
-        return f"✅ Episode succeeded at step {first}."
-    if verdict.reason == "unknown":
-        return f"Episode ended at step {last.step} without success ({DESCRIPTIONS['unknown']})."
-    return f"❌ Episode failed at step {last.step}: **{verdict.reason}** — {verdict.sentence()}."
+    return f"Why it failed: **{verdict.reason}** — {verdict.sentence()}."
 
 
 def _grasp_runs(facts: list[StepFacts]) -> list[tuple[int, int]]:

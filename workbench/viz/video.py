@@ -290,20 +290,33 @@ def write_mp4(records: Iterable[StepRecord], path: str | Path, *, fps: float = D
               min_height: int = MIN_HEIGHT) -> Path:  # fmt: skip
     """Write one branch's steps (the first record's) as an H.264 MP4; the last frame says how the
     episode ended (success, or the failure triage) when it ended."""
-    from workbench.triage import episode_line, lineage
+    from workbench.triage import lineage
 
     records = list(records)
     if not records:
         raise ValueError("write_mp4 needs at least one step record")
     sink = VideoSink(path, fps=fps, branch=records[0].branch, min_height=min_height)
     mine = [r for r in records if r.branch == sink.branch]
-    ending = _ascii(episode_line(lineage(records, sink.branch)).replace("**", "")).lstrip("? ").strip()
+    ending = _ending(lineage(records, sink.branch))
     try:
         for r in mine:
             sink.write(r, outcome=ending if r is mine[-1] else "")
     finally:
         sink.close()
     return sink.path
+
+
+def _ending(records: list[StepRecord]) -> str:
+    """The last frame's outcome row: "success at step N", "failed at step N: reason - numbers", or ""
+    (still running, or no ground truth to say why)."""
+    from workbench.triage import episode_verdict
+
+    verdict = episode_verdict(records)
+    if verdict is None or verdict.reason == "unknown":
+        return ""
+    if verdict.reason == "success":
+        return f"success at step {next(r.step for r in records if r.info.get('success'))}"
+    return f"failed at step {records[-1].step}: {verdict.reason} - {verdict.sentence()}"
 
 
 def control_rate(source: dict | None) -> float:
