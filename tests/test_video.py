@@ -97,6 +97,15 @@ def test_last_frame_says_how_the_episode_ended(tmp_path):
     assert changed[-band_last.shape[0] // 3 :].sum() > 200  # text in the last row of the last frame only
 
 
+def test_long_outcomes_wrap_within_the_frame():
+    style = Style.for_height(480)
+    text = "failed at step 40: time (4.2 cm closer over the last 5 steps) " * 2
+    lines = video._wrap(text, style, 400, 2)
+    assert len(lines) == 2 and all(style.text_size(line)[0] <= 400 for line in lines)
+    assert lines[0].startswith("failed at step 40") and lines[1].endswith("~")  # the rest is cut, visibly
+    assert video._wrap("", style, 400, 2) == ["", ""]
+
+
 def test_bad_paths_and_rates(tmp_path):
     with pytest.raises(ValueError, match=".mp4"):
         write_mp4([record(0)], tmp_path / "ep.avi")

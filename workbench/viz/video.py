@@ -40,6 +40,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 RGB = tuple[int, int, int]
 WHITE: RGB = (255, 255, 255)
 BAND: RGB = (20, 20, 20)
+OUTCOME_ROWS = 2  # caption rows kept for the episode's outcome on the last frame
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,24 @@ def draw_image(record: StepRecord, k: int, style: Style) -> np.ndarray:
     return out
 
 
+def _wrap(text: str, style: Style, width: int, n: int) -> list[str]:
+    """`text` in exactly n lines of at most `width` pixels, broken at spaces (blank lines pad it; the
+    last line is cut with '~' if it is still too long)."""
+    lines, words = [], _ascii(text).split()
+    while words and len(lines) < n - 1:
+        k = len(words)
+        while k > 1 and style.text_size(" ".join(words[:k]))[0] > width:
+            k -= 1
+        lines.append(" ".join(words[:k]))
+        words = words[k:]
+    lines.append(_fit(" ".join(words), style, width))
+    return lines + [""] * (n - len(lines))
+
+
 def caption_band(record: StepRecord, width: int, style: Style, outcome: str = "") -> np.ndarray:
     """[h, width, 3]: step, branch and instruction; the colour legend (wrapped to the width); the
-    outcome (its row is kept blank without one, so every frame of a video has the same height). Text
-    too long for a line is cut with '~'."""
+    outcome in OUTCOME_ROWS rows (kept blank without one, so every frame of a video has the same
+    height). Text too long for its line is cut with '~'."""
     instruction = next((ps.instruction for ps in record.policies.values()), record.observation.instruction)
     branch = "" if record.branch == "main" else f"  [{record.branch}]"
     legend = [("truth (dashed)", GROUND_TRUTH)]
@@ -205,7 +220,8 @@ def caption_band(record: StepRecord, width: int, style: Style, outcome: str = ""
             x = pad
         rows[-1].append((x, text, colour, True))
         x += w + 2 * pad
-    rows.append([(pad, _fit(outcome, style, width - 2 * pad), WHITE, False)] if outcome else [])  # kept
+    for line in _wrap(outcome, style, width - 2 * pad, OUTCOME_ROWS):  # rows kept blank without one
+        rows.append([(pad, line, WHITE, False)] if line else [])
     row_h = h + base + pad
     band = np.full((pad + row_h * len(rows), width, 3), BAND, np.uint8)
     for n, row in enumerate(rows):
@@ -316,7 +332,7 @@ def _ending(records: list[StepRecord]) -> str:
         return ""
     if verdict.reason == "success":
         return f"success at step {next(r.step for r in records if r.info.get('success'))}"
-    return f"failed at step {records[-1].step}: {verdict.reason} - {verdict.sentence()}"
+    return f"failed at step {records[-1].step}: {verdict.reason} ({verdict.sentence().split(': ', 1)[-1]})"
 
 
 def control_rate(source: dict | None) -> float:
