@@ -65,6 +65,11 @@ def test_branch_reask_reset_pause_and_no_external_requests(chromium, artifacts, 
     wait_status(page, "Step 0", timeout=120_000)
     page.wait_for_selector("#viewer canvas", timeout=60_000)
     page.wait_for_timeout(3_000)
+    # one screen: the plots sit in tabs under the viewer, the source panel folds after Load
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 2000, height
+    assert "st4vla-tiny: its answer and rollout" in page.inner_text("#legend")
+    assert not page.locator("#attention input").is_checked()  # the heatmap is off until asked for
 
     # 1. branch at step 3 with a new instruction, then step to 5
     page.fill("#run-n-count input", "3")
@@ -93,6 +98,8 @@ def test_branch_reask_reset_pause_and_no_external_requests(chromium, artifacts, 
     assert status_step(page) == 5
 
     # 3. another object, then Reset: the new scene comes back, not the old one
+    page.locator("#source-box").get_by_text("Source (folds after Load").click()  # Load folded it
+    page.wait_for_selector("#object input", timeout=30_000)
     page.fill("#object input", "lego brick")
     page.keyboard.press("Enter")
     page.click("#reset", no_wait_after=True)
