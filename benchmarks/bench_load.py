@@ -124,7 +124,9 @@ def main() -> int:
             use_tab(url, 10_000, args.steps, warm_clients, errors)
             for c in warm_clients:
                 c.close()
-            time.sleep(5.0)
+            deadline = time.monotonic() + args.settle  # until the page's unload has freed that tab
+            while "RecordingStream" in thread_names(proc.pid) and time.monotonic() < deadline:
+                time.sleep(1.0)
             warm = proc_status(proc.pid)
             warm_names = thread_names(proc.pid)
             clients: list = []
