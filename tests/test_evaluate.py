@@ -206,11 +206,12 @@ def test_bundled_checkpoints_load_and_beat_a_random_policy(name):
 
 
 def test_the_state_the_policy_reads_can_be_supplied(tmp_path):
-    """evaluate(state_fn=...) feeds the action expert what the function returns (env, obs) -> state:
-    a model reading 11 values fails on the 9 joints alone and runs on joints + 2 extra values."""
+    """evaluate(transform=...) feeds the action expert what the input transform returns: a model reading
+    11 values is refused on the 9 joints alone and runs on joints + 2 extra values."""
+    from dataclasses import replace
+
     from workbench.policy.normalization import compute_statistics
     from workbench.policy.policy import ST4VLAPolicy
-    from workbench.sim.base import robot_state
     from workbench.train.common import model_size
 
     rng = np.random.default_rng(0)
@@ -220,13 +221,13 @@ def test_the_state_the_policy_reads_can_be_supplied(tmp_path):
     policy = ST4VLAPolicy.from_config(config, statistics=stats, seed=0)
     cfg = EvalConfig(checkpoint="x", tasks=("tabletop_pick",), episodes=1, cells=(("seen", "seen"),),
                      grounding=False, max_steps=2)  # fmt: skip
-    with pytest.raises(ValueError, match="must have 11 values"):
+    with pytest.raises(ValueError, match="reads 11 joint values"):
         evaluate(cfg, policy=policy)
     seen = []
 
-    def joints_and_two(env, obs):
-        seen.append(env.task_name)
-        return np.concatenate([robot_state(obs), [0.5, -0.5]])
+    def joints_and_two(inputs, step):
+        seen.append(step)
+        return replace(inputs, state=np.concatenate([inputs.observation.state, [0.5, -0.5]]))
 
-    report = evaluate(cfg, policy=policy, state_fn=joints_and_two)
-    assert report.episodes[0].steps == 2 and seen == ["tabletop_pick"] * 2
+    report = evaluate(cfg, policy=policy, transform=joints_and_two, state_mapping="neutral")
+    assert report.episodes[0].steps == 2 and seen == [0, 1, 2]  # the final observation is asked too

@@ -190,15 +190,13 @@ def test_branch_reproduces_the_steps_up_to_k_exactly(policy, task):
 
 
 def test_shared_and_independent_modes(policy, task):
-    shared = Runner(
-        make_source(task), [slot(policy, "A"), slot(policy, "B", instruction="pick it up", seed=5)]
-    )
+    shared = Runner(make_source(task), [slot(policy, "A"), slot(policy, "B", instruction="pick it up")])
     r = shared.reset(seed=3)
     assert set(r.policies) == {"A", "B"} and r.policies["B"].instruction == "pick it up"
     np.testing.assert_array_equal(r.executed_action, r.policies["A"].executed)  # slot 0 drives
     ind = Runner(
         SimSource.from_task(task, width=224, height=224),
-        [slot(policy, "A"), slot(policy, "B", seed=5)],
+        [slot(policy, "A"), slot(policy, "B", instruction="pick it up")],
         mode="independent",
     )
     ind.reset(seed=3)
@@ -206,7 +204,42 @@ def test_shared_and_independent_modes(policy, task):
     assert [(x.branch, x.step) for x in first] == [("A", 0), ("B", 0), ("A", 1), ("B", 1)]
     assert ind.history == first
     assert same_image(first[0], first[1])  # same seed, same start
-    assert not np.array_equal(first[0].executed_action, first[1].executed_action)
+    assert not np.array_equal(first[0].executed_action, first[1].executed_action)  # other instruction
+
+
+class SeedSpy(Spy):
+    """The real policy, with the seed of every act() written down."""
+
+    def act(self, images, instruction, **kw):
+        self.asked.append(("seed", kw.get("seed")))
+        return self.policy.act(images, instruction, **kw)
+
+
+def test_one_seeding_rule_episode_seed_times_1000_plus_step(policy, task):
+    """act() at step k of the episode of seed s is seeded with s * 1000 + k, for every slot and lane:
+    the same episode replays exactly, A and B see the same noise, and another seed is another episode."""
+    from workbench.runner import act_seed, run_episode
+
+    spy = SeedSpy(policy)
+    runner = Runner(make_source(task), [slot(spy, "A"), slot(spy, "B")], branching=False)
+    first = run_episode(runner, 7, max_steps=2)
+    assert [s for _, s in spy.asked] == [7000, 7000, 7001, 7001, 7002, 7002]
+    assert act_seed(7, 2) == 7002 and len(first) == 3
+    for r in first:  # same observation, same instruction, same noise
+        np.testing.assert_array_equal(r.policies["A"].chunk.actions, r.policies["B"].chunk.actions)
+    again = run_episode(Runner(make_source(task), [slot(policy, "A")], branching=False), 7, max_steps=2)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.executed_action, b.executed_action)
+    other = run_episode(Runner(make_source(task), [slot(policy, "A")], branching=False), 8, max_steps=2)
+    assert not np.array_equal(first[1].executed_action, other[1].executed_action)
+    with pytest.raises(BranchError, match="branching=False"):
+        runner.branch(1, "elsewhere")
+
+
+def test_step_0_carries_what_the_sim_said_at_reset(policy, task):
+    """The reset's info (the built-in sim's distances) is step 0's, so triage reads the start too."""
+    record = Runner(make_source(task), [slot(policy)]).reset(seed=0)
+    assert record.info["episode_seed"] == 0 and record.info["tcp_to_source"] > 0
 
 
 def test_sinks_get_every_step_and_the_session_replays_as_a_source(policy, task, tmp_path):
@@ -231,7 +264,8 @@ def test_sinks_get_every_step_and_the_session_replays_as_a_source(policy, task, 
 
     # the saved session as a recorded source: predicted vs recorded actions, no branching
     replay = Runner(EpisodeSource.from_session(writer.path), [slot(policy, spatial=True)])
-    out = list(replay.run())
+    replay.reset(seed=4)  # the episode's seed: the same act() noise at every step (one seeding rule)
+    out = [*replay.history, *replay.run()]
     assert [r.step for r in out] == [0, 1, 2] and replay.done
     np.testing.assert_array_equal(out[1].recorded_action, records[1].executed_action)
     # lossless images + seeded sampling: the policy says the same on the replayed observation

@@ -1,6 +1,8 @@
 """Closed-loop evaluation in the built-in simulator: success tables with Wilson intervals.
 
-For every task, episodes are rolled out in four cells: seen/unseen objects x seen/unseen instruction
+Every episode runs through the app's step loop (workbench.runner.run_episode, without snapshots), with
+its seeding rule (act() at step k of the episode of seed s gets s * 1000 + k) and its observation ->
+policy-input adapter (workbench.policy_input). For every task, episodes are rolled out in four cells: seen/unseen objects x seen/unseen instruction
 paraphrases, each episode on a scene of its own (`episode_seed`), so that the Wilson intervals, which
 count episodes as independent, are not too narrow. Success comes from the simulator; the grounding
 accuracy of the policy's spatial answer (box IoU with the source object's true box, and whether the
@@ -18,16 +20,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import tyro
 from tqdm import tqdm
 
 from workbench import spatial_metrics, triage
+from workbench.policy_input import InputTransform
+from workbench.runner import PolicySlot, Runner, run_episode
+from workbench.sources import SimSource
 
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
 SPLITS = ("seen", "unseen")
@@ -353,18 +357,6 @@ def figure(report: EvalReport):
     return fig
 
 
-def _source_distance(env, obs: dict) -> float | None:
-    """Distance from the gripper (TCP) to the source object's centre; None where the env has no such
-    privileged state (e.g. SimplerEnv). A continuous measure of progress when success is rare."""
-    source, client = getattr(env, "source", None), getattr(env, "client", None)
-    if source is None or client is None or "tcp_pose" not in obs.get("extra", {}):
-        return None
-    from workbench.sim.scene import world_points
-
-    centre = world_points(client, source).mean(0)
-    return float(np.linalg.norm(np.asarray(obs["extra"]["tcp_pose"][:3]) - centre))
-
-
 def _centre_error(answer, truth, width: int, height: int) -> float | None:
     source = spatial_metrics.source_centre(truth)
     if source is None:
@@ -374,103 +366,76 @@ def _centre_error(answer, truth, width: int, height: int) -> float | None:
     return math.sqrt((dx * dx + dy * dy) / 2)
 
 
-StateFn = Callable[[Any, dict], "np.ndarray | None"]  # (env, obs) -> the state the policy reads
+def policy_slot(
+    policy, cfg: EvalConfig, transform: InputTransform | None = None, state_mapping: str | None = None
+) -> PolicySlot:
+    """The runner's slot for an evaluated policy: the spatial question at the first step only, no
+    attention maps; `transform` and `state_mapping` change what the action expert reads (research)."""
+    return PolicySlot(
+        "policy", policy, num_ddim_steps=cfg.ddim_steps, cfg_scale=cfg.cfg_scale,
+        ensemble_horizon=cfg.ensemble_horizon, spatial_query="box" if cfg.grounding else None,
+        spatial_each_step=False, return_internals=False, state_mapping=state_mapping, input_transform=transform,
+    )  # fmt: skip
 
 
-def tcp_kwargs(policy, obs: dict) -> dict:
-    """{"tcp_pose": ...} for a policy that reads the TCP position (config.state_tcp), else {}: other
-    policies' act() does not take it."""
-    from workbench.policy.configuration import reads_tcp
-
-    if not reads_tcp(policy):
-        return {}
-    tcp = obs.get("extra", {}).get("tcp_pose")  # absent: the policy says what it needs
-    return {"tcp_pose": None if tcp is None else np.asarray(tcp, dtype=np.float64)}
-
-
-def _joints(env, obs: dict) -> np.ndarray | None:
-    from workbench.sim.base import robot_state
-
-    return robot_state(obs)
-
-
-def run_episode(
-    policy,
-    env,
-    controller,
-    task: str,
-    objects: str,
-    paraphrase: str,
-    seed: int,
-    cfg: EvalConfig,
-    state_fn: StateFn = _joints,
-):
-    """One closed-loop episode; the spatial answer is scored on the first observation."""
-    from workbench.sim import instructions, to_observation
-
+def evaluate_episode(
+    source: SimSource, slot: PolicySlot, task: str, objects: str, paraphrase: str, seed: int, cfg: EvalConfig
+) -> EpisodeResult:
+    """One closed-loop episode through the Runner (workbench.runner.run_episode, no snapshots); the
+    spatial answer is scored on the first observation."""
     t0 = time.perf_counter()
-    obs, reset_info = env.reset(seed=seed, options={"split": objects})
-    env.set_language_instruction(instructions.for_scene(env, paraphrase, seed))
-    instruction = env.get_language_instruction()
-    first = to_observation(env, obs)
-    camera = first.main_camera
-    source = getattr(getattr(env, "source", None), "name", None)
-    result = EpisodeResult(
-        task, objects, paraphrase, seed, instruction, success=False, steps=0, source=source
-    )
-    m: dict[str, float] = {}
-    if cfg.grounding and first.ground_truth is not None:
-        image = first.images[camera]
-        answer = policy.spatial([image], instruction)
-        m = spatial_metrics.grounding_metrics(answer, first.ground_truth)
-        result.box_iou = float(m.get("box_iou", 0.0))
-        result.point_in_box = float(m.get("box_center_in_box", 0.0))
-        result.centre_error = _centre_error(answer, first.ground_truth, image.shape[1], image.shape[0])
-    facts = [triage.StepFacts.from_info(0, reset_info, m)]  # the only step whose answer is scored
-    controller.reset()
-    limit = cfg.max_steps or env.max_episode_steps
-    for step in range(limit):
-        image = obs["image"][camera]["rgb"]
-        chunk = policy.act(
-            [image],
-            instruction,
-            num_ddim_steps=cfg.ddim_steps,
-            cfg_scale=cfg.cfg_scale,
-            seed=seed * 1000 + step,
-            state=state_fn(env, obs),  # read only by models with a state token
-            **tcp_kwargs(policy, obs),
-        )
-        obs, _, terminated, truncated, info = env.step(controller.env_action(chunk))
-        result.steps = step + 1
-        facts.append(triage.StepFacts.from_info(step + 1, info))
-        d = _source_distance(env, obs)
-        if d is not None:
-            result.reach_distance = d if result.reach_distance is None else min(result.reach_distance, d)
-        if info.get("success"):
-            result.success = True
-        if terminated or truncated:
-            break
-    verdict = triage.triage(facts)
-    result.triage, result.triage_evidence = verdict.reason, verdict.evidence
+    runner = Runner(source, [slot], branching=False)  # not closed: the cell's source outlives it
+    options = {"split": objects, "paraphrase": paraphrase}
+    records = run_episode(runner, seed, options, cfg.max_steps)
+    result = episode_result(records, slot.name, task, objects, paraphrase, seed)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn = _joints) -> EvalReport:
+def episode_result(
+    records: list, slot: str, task: str, objects: str, paraphrase: str, seed: int
+) -> EpisodeResult:
+    """An episode's records (step 0 first) -> its EpisodeResult, triaged (workbench.triage)."""
+    first = records[0]
+    truth, answer = first.observation.ground_truth, first.policies[slot].spatial
+    result = EpisodeResult(
+        task, objects, paraphrase, seed, first.policies[slot].instruction, success=False,
+        steps=len(records) - 1, source=truth.source_label if truth is not None else None,
+    )  # fmt: skip
+    if answer is not None and truth is not None:
+        m = first.policies[slot].metrics
+        image = first.observation.images[first.observation.main_camera]
+        result.box_iou = float(m.get("box_iou", 0.0))
+        result.point_in_box = float(m.get("box_center_in_box", 0.0))
+        result.centre_error = _centre_error(answer, truth, image.shape[1], image.shape[0])
+    reach = [r.info["tcp_to_source"] for r in records[1:] if r.info.get("tcp_to_source") is not None]
+    result.reach_distance = float(min(reach)) if reach else None
+    result.success = any(bool(r.info.get("success")) for r in records[1:])
+    verdict = triage.triage([triage.StepFacts.from_record(r, slot) for r in records])
+    result.triage, result.triage_evidence = verdict.reason, verdict.evidence
+    return result
+
+
+def evaluate(
+    cfg: EvalConfig, policy=None, transform: InputTransform | None = None, state_mapping: str | None = None
+) -> EvalReport:
     """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report.
 
-    `state_fn(env, obs)` is the state the policy's action expert reads; by default the joints.
-    Experiments that feed it more (research/experiments/oracle_points.py) pass their own.
+    Every episode runs through the Runner (one loop, one seeding rule: workbench.runner). `transform`
+    and `state_mapping` change what the action expert reads (workbench.policy_input); experiments that
+    feed it more (research/experiments/oracle_points.py) pass their own.
     With `cfg.workers` > 1 the cells run in that many processes, each loading the checkpoint; the
     report is the one a single process writes (same seeds, same order)."""
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
-    if cfg.workers > 1 and (policy is not None or state_fn is not _joints):
-        raise ValueError("workers > 1 loads cfg.checkpoint in every worker: pass no policy and no state_fn")
+    if cfg.workers > 1 and (policy is not None or transform is not None or state_mapping is not None):
+        raise ValueError(
+            "workers > 1 loads cfg.checkpoint in every worker: pass no policy, transform or state_mapping"
+        )
     units = [(task, objects, paraphrase) for task in cfg.tasks for objects, paraphrase in cfg.cells]
     report = EvalReport(cfg.checkpoint, {**asdict(cfg), "cells": [list(c) for c in cfg.cells]})
     bar = tqdm(total=len(units) * cfg.episodes, desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
-    for episodes in _run_units(cfg, units, policy, state_fn):
+    for episodes in _run_units(cfg, units, policy, transform, state_mapping):
         report.episodes += episodes
         bar.update(len(episodes))
         bar.set_postfix(success=f"{np.mean([e.success for e in report.episodes]):.2f}")
@@ -478,15 +443,15 @@ def evaluate(cfg: EvalConfig, policy=None, state_fn: StateFn = _joints) -> EvalR
     return report
 
 
-def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, state_fn: StateFn):
+def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, transform, state_mapping):
     """Yield each unit's (task, objects, paraphrase) episodes, in the order of `units`."""
     if cfg.workers <= 1:
-        from workbench.policy.policy import ST4VLAPolicy
+        from workbench.policy.policy import ST4VLAPolicy  # heavy (torch, transformers): only to run
 
         policy = policy or ST4VLAPolicy.load(cfg.checkpoint)
         answer_settings(policy, cfg.refine_radius, cfg.answer_votes)
         for unit in units:
-            yield _run_cell(cfg, *unit, policy=policy, state_fn=state_fn)
+            yield _run_cell(cfg, *unit, policy=policy, transform=transform, state_mapping=state_mapping)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -505,7 +470,7 @@ _worker_policy = None  # in a worker process: the policy it loaded at start
 
 def _load_worker_policy(checkpoint: str, refine_radius: int, answer_votes: int) -> None:
     global _worker_policy
-    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.policy.policy import ST4VLAPolicy  # heavy (torch, transformers): only to run
 
     _worker_policy = ST4VLAPolicy.load(checkpoint)
     answer_settings(_worker_policy, refine_radius, answer_votes)
@@ -518,27 +483,19 @@ def answer_settings(policy, refine_radius: int, answer_votes: int) -> None:
 
 
 def _run_cell(
-    cfg: EvalConfig, task: str, objects: str, paraphrase: str, policy=None, state_fn: StateFn = _joints
+    cfg: EvalConfig, task: str, objects: str, paraphrase: str, policy=None, transform=None, state_mapping=None
 ) -> list[EpisodeResult]:
     """The cell's episodes, on one thread, with one environment of the task."""
-    import torch
-
-    from workbench.controller import Controller, ControllerConfig
-    from workbench.sim import make
+    import torch  # heavy: only the rollouts need it, not `import workbench.evaluate`
 
     torch.set_num_threads(1)
-    policy = policy or _worker_policy
-    env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
-    controller = Controller(
-        ControllerConfig(ensemble_horizon=cfg.ensemble_horizon, gripper=env.gripper_convention)
-    )
+    slot = policy_slot(policy or _worker_policy, cfg, transform, state_mapping)
+    source = SimSource.from_task(task, width=cfg.render_width, height=cfg.render_height, depth=False)
     seeds = [episode_seed(cfg, objects, paraphrase, k) for k in range(cfg.episodes)]
     try:
-        return [
-            run_episode(policy, env, controller, task, objects, paraphrase, s, cfg, state_fn) for s in seeds
-        ]
+        return [evaluate_episode(source, slot, task, objects, paraphrase, s, cfg) for s in seeds]
     finally:
-        env.close()
+        source.close()
 
 
 def write_report(report: EvalReport, out: str | Path) -> dict[str, Path]:

@@ -1,6 +1,7 @@
 """Probe a policy: sweep objects x instructions (paraphrases) x seeds on a built-in task.
 
-Each episode runs closed-loop through the Runner until the task ends or `max_steps`; each can be
+Each episode runs closed-loop through the Runner (the one episode loop, workbench.runner.run_episode, as
+evaluation runs it) until the task ends or `max_steps`; each can be
 saved as a session so a failed one opens in the viewer with no model. Progress is reported after
 every episode, and `should_stop` lets a UI cancel between episodes.
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from workbench.runner import PolicySlot, Runner
+from workbench.runner import PolicySlot, Runner, run_episode
 from workbench.sessions import SessionStore
 from workbench.sources import SimSource
 from workbench.triage import StepFacts, Triage, triage
@@ -107,33 +108,31 @@ class EpisodeOutcome:
     triage: Triage
 
 
-def run_episode(
+def probe_episode(
     spec: ProbeSpec, policy: Any, obj: str, instruction: str, seed: int, *, sinks: list | None = None
 ) -> EpisodeOutcome:
-    """One closed-loop episode, triaged from the steps' ground truth."""
-    slot = PolicySlot(
-        "policy", policy, num_ddim_steps=spec.num_ddim_steps, cfg_scale=spec.cfg_scale, seed=seed
-    )
-    runner = Runner(
-        SimSource.from_task(spec.task, width=spec.width, height=spec.height), [slot], sinks=list(sinks or [])
-    )
+    """One closed-loop episode through the Runner (workbench.runner.run_episode, as evaluation runs
+    one: no snapshots, the same seeding rule), triaged from the steps' ground truth."""
+    slot = PolicySlot("policy", policy, num_ddim_steps=spec.num_ddim_steps, cfg_scale=spec.cfg_scale)
+    source = SimSource.from_task(spec.task, width=spec.width, height=spec.height)
+    runner = Runner(source, [slot], sinks=list(sinks or []), branching=False)
     options = {"split": spec.split}
     if obj:
         options["source"] = obj
     if instruction:
         options["instruction"] = instruction
-    record = runner.reset(seed=seed, options=options)
-    used = record.observation.instruction
-    truth = record.observation.ground_truth
-    facts = [StepFacts.from_record(record, slot.name)]
-    steps = 0
-    while not runner.done and steps < spec.max_steps:
-        record = runner.step()
-        facts.append(StepFacts.from_record(record, slot.name))
-        steps += 1
-    success = bool(record.info.get("success", False))
-    source, target = (truth.source_label, truth.target_label) if truth else (obj, "")
-    return EpisodeOutcome(success, steps, used, source, target, triage(facts))
+    try:
+        records = run_episode(runner, seed, options, spec.max_steps)
+    finally:
+        source.close()  # the sinks are the caller's to close
+    first, last = records[0], records[-1]
+    truth = first.observation.ground_truth
+    success = bool(last.info.get("success", False))
+    source_name, target = (truth.source_label, truth.target_label) if truth else (obj, "")
+    verdict = triage([StepFacts.from_record(r, slot.name) for r in records])
+    return EpisodeOutcome(
+        success, len(records) - 1, first.observation.instruction, source_name, target, verdict
+    )
 
 
 def prompt_of(instruction: str, used: str, source: str, target: str = "") -> str:
@@ -176,7 +175,7 @@ def run_probe(
             writer = SessionStore(sessions_root).create(session, meta=meta)
         t0 = time.perf_counter()
         try:
-            out = run_episode(spec, policy, obj, instruction, seed, sinks=[writer] if writer else [])
+            out = probe_episode(spec, policy, obj, instruction, seed, sinks=[writer] if writer else [])
         finally:
             if writer is not None:
                 writer.close()

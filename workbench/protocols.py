@@ -57,6 +57,8 @@ class Source(Protocol):
     can_branch: bool  # False for recorded sources: the future cannot change
     gripper_convention: str
 
+    # Optionally `reset_info: dict`, what the env said at its last reset; the runner puts it in step 0's info.
+
     def reset(self, seed: int | None = None, options: dict | None = None) -> Observation: ...
 
     def step(self, action: np.ndarray) -> Transition: ...

@@ -7,8 +7,14 @@
 Modes: "shared": slot 0 drives, the other slots are evaluated on the very same observations;
 "independent": each slot drives its own copy of the source, all reset from the same seed (one
 lane per slot, branch name = slot name). Every step keeps a snapshot (source state, observation,
-controller state, instructions) so branch(k, ...) restores step k exactly and goes on elsewhere.
+controller state, instructions) so branch(k, ...) restores step k exactly and goes on elsewhere;
+with branching=False (evaluation, the probe) no snapshot is taken and the source runs undisturbed.
 Sinks (Rerun, session store, video) receive every record; adding one never touches the others.
+
+One seeding rule for every caller (app, probe, evaluation, sample session): act() at step k of the
+episode reset with seed s is seeded with act_seed(s, k) = s * 1000 + k, so an episode replays exactly,
+a branch replays the same noise, A and B see the same noise, and no two episodes of different seeds
+share a noise seed. `run_episode` is the one episode loop (reset, step until done or a step limit).
 """
 
 from __future__ import annotations
@@ -25,12 +31,19 @@ import numpy as np
 
 from workbench.compat import Compatibility, IncompatibleSource, check, checkpoint_needs, source_gives
 from workbench.controller import Controller, ControllerConfig, base_rotation, project_path, rollout_path
-from workbench.policy.configuration import reads_tcp
+from workbench.policy_input import InputTransform, PolicyInput, act
 from workbench.protocols import BranchError, Policy, Sink, Source, Transition
 from workbench.records import Observation, PolicyStep, StepRecord
 from workbench.spatial_metrics import grounding_metrics
 
 # -- configuration --------------------------------------------------------------------------------
+
+ACT_SEED_STRIDE = 1000  # act() seeds of one episode: episode seed * stride + step (episodes < 1000 steps)
+
+
+def act_seed(episode_seed: int, step: int) -> int:
+    """The seed of act() at `step` of the episode reset with `episode_seed` (the module docstring)."""
+    return int(episode_seed) * ACT_SEED_STRIDE + int(step)
 
 
 @dataclass
@@ -43,12 +56,15 @@ class PolicySlot:
     ensemble_horizon: int = 7
     ensemble_alpha: float = 0.1
     spatial_query: str | None = "box"  # None: skip the explicit grounding call
-    seed: int = 0  # act() is seeded with seed + step, so a branch replays the same noise
+    spatial_each_step: bool = True  # False: ask the spatial question at step 0 only (evaluation)
+    seed: int = 0  # not read: act() seeds follow act_seed(episode seed, step) (module docstring)
     return_internals: bool = True  # attention heatmaps for the viewer
     rotation: str = "axis_angle"  # the model's rotation convention (see controller.ControllerConfig)
     # How the source's joint values become what the checkpoint reads (workbench.compat.MAPPINGS); None:
     # the source's own, and the runner refuses to start when they do not fit the checkpoint.
     state_mapping: str | None = None
+    # A last transform of the policy's input, after the state mapping (research: an oracle state).
+    input_transform: InputTransform | None = None
 
 
 @dataclass
@@ -88,9 +104,12 @@ class Runner:
         mode: Literal["shared", "independent"] = "shared",
         sinks: Sequence[Sink] = (),
         background_sinks: bool = False,
+        branching: bool = True,
     ) -> None:
         """background_sinks: sinks write on a worker thread, so a step does not wait for JPEG/PNG
-        encoding and fsync; call flush() before reading what a sink wrote (e.g. RerunLogger.read())."""
+        encoding and fsync; call flush() before reading what a sink wrote (e.g. RerunLogger.read()).
+        branching=False: no snapshot of the source is taken (branch() refuses); the built-in sim
+        re-anchors its physics on a snapshot, so evaluation and the probe run without."""
         if not slots:
             raise ValueError("Runner needs at least one PolicySlot")
         names = [s.name for s in slots]
@@ -99,6 +118,7 @@ class Runner:
         if mode not in ("shared", "independent"):
             raise ValueError(f"mode must be 'shared' or 'independent', got {mode!r}")
         self.mode = mode
+        self.branching = branching
         self.sinks = list(sinks)
         self.history: list[StepRecord] = []
         self._paused = False
@@ -155,7 +175,8 @@ class Runner:
             for c in lane.controllers.values():
                 c.reset()
             lane.step, lane.observation, lane.done = 0, obs, False
-            lane.transition = Transition(obs)
+            # what the env said at reset (the built-in sim: distances, the episode seed), when it says
+            lane.transition = Transition(obs, info=dict(getattr(lane.source, "reset_info", None) or {}))
             lane.snapshots.clear()
             self._emit(self._observe(lane, env_seconds=time.perf_counter() - t0))
         return self.lanes[0].record
@@ -233,6 +254,10 @@ class Runner:
         """
         self._require_started()
         taken = {r.branch for r in self.history}
+        if not self.branching:
+            raise BranchError(
+                "this runner was built with branching=False: it keeps no snapshots to branch from"
+            )
         for lane in self.lanes:
             if not lane.source.can_branch:
                 raise BranchError(
@@ -306,7 +331,7 @@ class Runner:
         if snapshot:
             t_snap = time.perf_counter()
             lane.snapshots[lane.step] = _Snapshot(
-                lane.source.snapshot() if lane.source.can_branch else None,
+                lane.source.snapshot() if lane.source.can_branch and self.branching else None,
                 obs,
                 lane.transition,
                 {k: c.state() for k, c in lane.controllers.items()},
@@ -347,25 +372,27 @@ class Runner:
 
     def _ask(self, slot: PolicySlot, lane: _Lane, obs: Observation) -> tuple[PolicyStep, float]:
         instruction = slot.instruction or obs.instruction
-        images = list(obs.images.values())
+        inputs = PolicyInput.from_observation(obs, instruction, self.compatibility[slot.name].mapping)
+        if slot.input_transform is not None:
+            inputs = slot.input_transform(inputs, lane.step)
+        images = inputs.images
         timings: dict[str, float] = {}
         spatial = None
+        query = slot.spatial_query if slot.spatial_each_step or lane.step == 0 else None
         # A model that acts on its own answer to the spatial prompt writes it inside act(): show that one
         # (what the action read) instead of decoding the same greedy text twice.
-        from_chunk = slot.spatial_query == "box" and getattr(slot.policy, "acts_on_its_box_answer", False)
+        from_chunk = query == "box" and getattr(slot.policy, "acts_on_its_box_answer", False)
         t0 = time.perf_counter()
-        if slot.spatial_query and not from_chunk:
-            spatial = slot.policy.spatial(images, instruction, query=slot.spatial_query)
+        if query and not from_chunk:
+            spatial = slot.policy.spatial(images, instruction, query=query)
         t1 = time.perf_counter()
-        chunk = slot.policy.act(
-            images,
-            instruction,
+        chunk = act(
+            slot.policy,
+            inputs,
             num_ddim_steps=slot.num_ddim_steps,
             cfg_scale=slot.cfg_scale,
-            seed=slot.seed + lane.step,
+            seed=act_seed(self.seed, lane.step),
             return_internals=slot.return_internals,
-            state=self.compatibility[slot.name].mapping.apply(obs.state),
-            **({"tcp_pose": obs.tcp_pose} if reads_tcp(slot.policy) else {}),
         )
         if from_chunk:
             spatial = slot.policy.read_answer(images, chunk.answer)
@@ -414,6 +441,18 @@ class Runner:
     def _require_started(self) -> None:
         if self.lanes[0].record is None:
             raise RuntimeError("call reset() first: the runner has no observation yet")
+
+
+def run_episode(
+    runner: Runner, seed: int, options: dict | None = None, max_steps: int | None = None
+) -> list[StepRecord]:
+    """The one episode loop: reset with `seed` (and the source's reset `options`), then step until the
+    source ends the episode or `max_steps` steps were taken (None: the source's own limit). Returns the
+    first lane's records, step 0 (the reset) first, so len(records) - 1 env steps were taken."""
+    records = [runner.reset(seed=seed, options=options)]
+    while not runner.done and (max_steps is None or len(records) <= max_steps):
+        records.append(runner.step())
+    return records
 
 
 class _SinkWorker:

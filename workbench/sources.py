@@ -128,13 +128,14 @@ class SimSource:
         self.name = str(getattr(env, "task_name", type(env).__name__))
         self.gripper_convention = str(getattr(env, "gripper_convention", GRIPPER_ABSOLUTE))
         self.can_branch = callable(getattr(env, "snapshot", None)) and callable(getattr(env, "restore", None))
+        self.reset_info: dict = {}  # what the env's last reset() said (the runner puts it in step 0's info)
 
     @classmethod
     def from_task(cls, task: str, **kw: Any) -> SimSource:
         return cls(make(task, **kw), lambda: make(task, **kw))
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> Observation:
-        obs, _ = self.env.reset(seed=seed, options=options)
+        obs, self.reset_info = self.env.reset(seed=seed, options=options)
         return to_observation(self.env, obs)
 
     def step(self, action: np.ndarray) -> Transition:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ from workbench.evaluate import EvalConfig, evaluate, write_report
 from workbench.policy.modeling import StateEmbedder
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy
+from workbench.policy_input import PolicyInput
 from workbench.records import GroundTruth
-from workbench.sim.base import robot_state
 from workbench.train.data import load_frames
 from workbench.train.head import HeadPhaseConfig, train_head
 from workbench.train.stage2 import UNNORM_KEY, statistics_for
@@ -71,11 +72,13 @@ def widen_state_token(policy: ST4VLAPolicy, extra: int) -> None:
     policy.config.action.state_dim = head.state_dim
 
 
-def oracle_state(env, obs: dict) -> np.ndarray:
-    """At control time: the joints plus the same four numbers, from the simulator's ground truth."""
-    image = obs["image"][next(iter(obs["image"]))]["rgb"]
-    h, w = image.shape[:2]
-    return np.concatenate([robot_state(obs), oracle_points(env.ground_truth(), w, h)])
+def oracle_state(inputs: PolicyInput, step: int) -> PolicyInput:
+    """At control time (an input transform, workbench.policy_input): the joints plus the same four
+    numbers, from the simulator's ground truth."""
+    obs = inputs.observation
+    h, w = obs.images[obs.main_camera].shape[:2]
+    state = np.concatenate([obs.state, oracle_points(obs.ground_truth, w, h)])
+    return replace(inputs, state=state)
 
 
 def train_widened(policy: ST4VLAPolicy, frames: list, head_steps: int, out: Path) -> None:
@@ -98,14 +101,14 @@ class NoisyOracle:
     def __init__(self, sigma: float, seed: int = 0):
         self.sigma, self.rng, self.offset = sigma, np.random.default_rng(seed), np.zeros(ORACLE_DIM)
 
-    def __call__(self, env, obs: dict) -> np.ndarray:
-        if env.elapsed_steps == 0:
+    def __call__(self, inputs: PolicyInput, step: int) -> PolicyInput:
+        if step == 0:
             self.offset = self.rng.normal(0.0, self.sigma, ORACLE_DIM)
-        state = oracle_state(env, obs)
+        state = oracle_state(inputs, step).state
         points = state[-ORACLE_DIM:]
         present = np.repeat(points.reshape(2, 2).any(axis=1), 2)  # no target stays "no target"
         state[-ORACLE_DIM:] = np.where(present, points + self.offset, points)
-        return state
+        return replace(inputs, state=state)
 
 
 def own_point_error(checkpoint: str, data: str, episodes: int) -> dict[str, float]:
@@ -193,7 +196,9 @@ def closed_loop(policy: ST4VLAPolicy, out: Path, args: argparse.Namespace) -> No
         seed=args.seed,
         max_steps=args.max_steps,
     )
-    report = evaluate(cfg, policy, state_fn=NoisyOracle(noise) if noise else oracle_state)
+    # the widened state does not fit the sim's joints: "neutral" lets the runner start, the transform fills it
+    transform = NoisyOracle(noise) if noise else oracle_state
+    report = evaluate(cfg, policy, transform=transform, state_mapping="neutral")
     write_report(report, cfg.out)
     print(json.dumps(report.summary(), indent=1))
 

@@ -16,6 +16,9 @@ to know in advance, all announced in the metadata frame:
   * limits: instruction length in characters and tokens, batch size, spatial answer length. A request
     over a limit is refused by `check` (cheap, outside the model's lock) with the limit in the message.
 
+A checked batch item becomes a workbench.policy_input.PolicyInput and goes through its `act`, the call the
+runner makes for an observation (one observation -> policy-input path; the state policy fills the state).
+
 Invariant: `check` never runs the model and never mutates the policy; `run` is only called from the
 server's single model thread, so switching the policy's statistics key for one request is safe.
 """
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.policy_input import PolicyInput, act
 from workbench.serve.protocol import InferRequest, RequestError, parse_infer_request
 
 STATE_POLICIES = ("refuse", "mean", "zeros")
@@ -285,11 +289,11 @@ class ServedPolicy:
         normalized, actions, timings, sources = [], [], [], []
         for b, (views, instruction) in enumerate(zip(req.batch_images, req.instructions, strict=True)):
             extra, source = self._state_for(req, b, key)
+            inputs = PolicyInput(views, instruction, extra.get("state"), extra.get("tcp_pose"))
             t0 = time.perf_counter()
-            chunk = self.policy.act(
-                views, instruction, num_ddim_steps=req.num_ddim_steps, cfg_scale=req.cfg_scale, seed=req.seed,
-                **extra,
-            )  # fmt: skip
+            chunk = act(
+                self.policy, inputs, num_ddim_steps=req.num_ddim_steps, cfg_scale=req.cfg_scale, seed=req.seed
+            )
             timings.append(time.perf_counter() - t0)
             normalized.append(np.asarray(chunk.normalized, dtype=np.float32))
             actions.append(np.asarray(chunk.actions, dtype=np.float32))

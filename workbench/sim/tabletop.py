@@ -82,8 +82,10 @@ class TabletopEnv:
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Build a new scene. options: source/target (catalog name, URDF path or ObjectSpec),
-        instruction (any text), split ("seen"/"unseen"), paraphrase (bool: sample one instead of the
-        canonical phrasing), distractors (int or list of objects)."""
+        instruction (any text), split ("seen"/"unseen"), paraphrase (True: a paraphrase of the object
+        split drawn with the scene's generator instead of the canonical phrasing; "seen"/"unseen": one of
+        that split drawn per seed, instructions.for_scene, as evaluation phrases an episode),
+        distractors (int or list of objects)."""
         options = dict(options or {})
         unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
@@ -93,7 +95,7 @@ class TabletopEnv:
         self._recipe = self._sample_recipe(options)
         self._build(self._recipe)
         self._expert = None  # a new episode gets a new expert
-        self.instruction = self._pick_instruction(options)
+        self.instruction = self._pick_instruction(options, seed)
         obs = self._obs()
         info = {"episode_seed": seed, "instruction": self.instruction, **self.evaluator.stats}
         return obs, {**info, **self.evaluator.distances(self.client, self.robot.tcp_pose()[:3])}
@@ -189,14 +191,17 @@ class TabletopEnv:
         self.evaluator = Evaluator(self.task, self.source, self.target, others)
         self.elapsed_steps = 0
 
-    def _pick_instruction(self, options: dict) -> str:
+    def _pick_instruction(self, options: dict, seed: int | None) -> str:
         if options.get("instruction") is not None:
             text = options["instruction"]
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("options['instruction'] must be a non-empty string")
             return text
         tgt = self.target.name if self.target else ""
-        if options.get("paraphrase"):
+        paraphrase = options.get("paraphrase")
+        if paraphrase in instructions.SPLITS:  # a split's paraphrase, drawn per seed (as evaluation does)
+            return instructions.for_scene(self, paraphrase, seed)
+        if paraphrase:
             split = options.get("split", self.config.split)
             return instructions.sample(self.task_name, self.source.name, tgt, split, self._rng)
         return instructions.canonical(self.task_name, self.source.name, tgt)
