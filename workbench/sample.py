@@ -39,7 +39,9 @@ def write_sample_session(
     writer = SessionStore(root).create(session_id, meta)
     logger = RerunLogger(rrd_path=writer.rrd_path, stream=False)
     source = SimSource.from_task(task, width=224, height=224)
-    runner = Runner(source, [PolicySlot(name, policy, seed=seed)], sinks=[writer, logger])
+    runner = Runner(
+        source, [PolicySlot(name, policy)], sinks=[writer, logger]
+    )  # act seeds: act_seed(seed, k)
     runner.reset(seed=seed)
     for _ in tqdm(range(steps), desc=f"sample session {session_id}"):
         if runner.done:
