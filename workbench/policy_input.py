@@ -32,6 +32,8 @@ class PolicyInput:
     state: np.ndarray | None = None  # [S] the robot state as the checkpoint reads it; None: none
     tcp_pose: np.ndarray | None = None  # [7] world xyz + wxyz (or at least xyz); None: not observed
     observation: Observation | None = None  # where it came from (for transforms that read more)
+    # The spatial answer to act on (model text), for checkpoints that act on one; None: their own.
+    answer: str | None = None
 
     @classmethod
     def from_observation(cls, obs: Observation, instruction: str, mapping: Any = None) -> PolicyInput:
@@ -55,8 +57,10 @@ def act(
     return_internals: bool = False,
 ) -> ActionChunk:
     """policy.act on `inputs`: the one call every caller (runner, server) makes. Keywords a policy may
-    not take (state, tcp_pose, return_internals) are passed only when they carry something."""
+    not take (state, tcp_pose, answer, return_internals) are passed only when they carry something."""
     extra: dict[str, Any] = {}
+    if inputs.answer is not None:
+        extra["answer"] = inputs.answer
     if inputs.state is not None:
         extra["state"] = inputs.state
     if inputs.tcp_pose is not None and reads_tcp(policy):

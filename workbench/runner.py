@@ -294,6 +294,12 @@ class Runner:
         for lane in self.lanes:
             lane.source.close()
 
+    def policy_input(self, slot: PolicySlot, obs: Observation, step: int, instruction: str) -> PolicyInput:
+        """What `slot`'s policy reads at `step` on `obs`: the state through the slot's mapping, then its
+        input transform. With act_seed(self.seed, step) it repeats the runner's act() call exactly."""
+        inputs = PolicyInput.from_observation(obs, instruction, self.compatibility[slot.name].mapping)
+        return inputs if slot.input_transform is None else slot.input_transform(inputs, step)
+
     # -- internals --------------------------------------------------------------------------------
 
     def _restore(
@@ -372,9 +378,7 @@ class Runner:
 
     def _ask(self, slot: PolicySlot, lane: _Lane, obs: Observation) -> tuple[PolicyStep, float]:
         instruction = slot.instruction or obs.instruction
-        inputs = PolicyInput.from_observation(obs, instruction, self.compatibility[slot.name].mapping)
-        if slot.input_transform is not None:
-            inputs = slot.input_transform(inputs, lane.step)
+        inputs = self.policy_input(slot, obs, lane.step, instruction)
         images = inputs.images
         timings: dict[str, float] = {}
         spatial = None

@@ -13,7 +13,7 @@ The edited box and its rollout are drawn in white in the policy's camera view (u
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,7 +71,8 @@ def parse_box(text: str, width: int, height: int) -> Box:
 def run_counterfactual(tab, box_text: str) -> Counterfactual:
     """Act on the first lane's current frame with the user's box as the driving policy's answer."""
     from workbench.controller import project_path, rollout_path
-    from workbench.policy.configuration import reads_tcp
+    from workbench.policy_input import act
+    from workbench.runner import act_seed
     from workbench.spatial import format as format_answer
 
     runner = tab._require_runner()
@@ -93,11 +94,10 @@ def run_counterfactual(tab, box_text: str) -> Counterfactual:
     box = parse_box(box_text, w, h)
     box = Box(box.x1, box.y1, box.x2, box.y2, label)
     answer = format_answer([box], ps.spatial.frame if ps.spatial else None)
-    chunk = slot.policy.act(
-        list(obs.images.values()), ps.instruction, num_ddim_steps=slot.num_ddim_steps, cfg_scale=slot.cfg_scale,
-        seed=slot.seed + record.step, state=obs.state, answer=answer,
-        **({"tcp_pose": obs.tcp_pose} if reads_tcp(slot.policy) else {}),
-    )  # fmt: skip
+    # the runner's own act() call at this step (same inputs, same seed), with the user's answer
+    inputs = replace(runner.policy_input(slot, obs, record.step, ps.instruction), answer=answer)
+    chunk = act(slot.policy, inputs, num_ddim_steps=slot.num_ddim_steps, cfg_scale=slot.cfg_scale,
+                seed=act_seed(runner.seed, record.step))  # fmt: skip
     cam = obs.cameras.get(obs.main_camera)
     edited_path = None
     if obs.tcp_pose is not None and cam is not None:
