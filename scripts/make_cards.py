@@ -42,7 +42,7 @@ ASSETS = Path("assets/checkpoints")
 EPISODES = 10  # per task and cell: 200 episodes, each on a scene of its own
 EVAL = (
     f"workbench evaluate --checkpoint assets/checkpoints/{{name}} --episodes {EPISODES} --seed 10000 --max-steps 50 "
-    "--workers 2 --out runs/v15/eval/{name}"
+    "--ray --workers 2 --out runs/v15/eval/{name}"
 )
 
 DATA = [
@@ -318,7 +318,12 @@ def random_baseline() -> None:
     weights = EVALS / "random-tiny" / "weights"  # saved, so that the evaluation's workers can load it
     policy.save(weights)
     cfg = EvalConfig(
-        checkpoint=str(weights), out=str(EVALS / "random-tiny"), episodes=EPISODES, max_steps=50, workers=2
+        checkpoint=str(weights),
+        out=str(EVALS / "random-tiny"),
+        episodes=EPISODES,
+        max_steps=50,
+        ray="local",
+        workers=2,
     )
     print(write_report(evaluate(cfg), cfg.out))
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's test command: installs the test extras into .venv and runs lint and the test suite.
+# The README's test command: installs the test and ray extras into .venv and runs lint and the test suite.
 # Browser tests need Debian's chromium (/usr/bin/chromium); as root this script installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/de
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".[test,ray]"  # ray: the sweep tests run a local two-worker Ray
 
 echo "== ruff"
 .venv/bin/ruff check .

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -149,28 +149,6 @@ def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
     assert all(any(e.instruction.startswith(t) for t in templates) for e in unseen)
     paths = write_report(report, tmp_path)
     assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
-
-
-@pytest.mark.slow
-def test_workers_write_the_report_a_single_process_writes(tmp_path):
-    from workbench.policy.policy import ST4VLAPolicy
-    from workbench.train.common import model_size
-
-    ST4VLAPolicy.from_config(model_size("test").config(), seed=0).save(tmp_path / "ckpt")
-    cfg = EvalConfig(checkpoint=str(tmp_path / "ckpt"), tasks=("tabletop_pick", "tabletop_stack"), episodes=2,
-                     max_steps=2, cells=(("seen", "seen"), ("unseen", "unseen")))  # fmt: skip
-    serial = evaluate(cfg)
-    parallel = evaluate(replace(cfg, workers=2))
-
-    def rows(report):
-        return [{**asdict(e), "seconds": 0.0} for e in report.episodes]
-
-    assert len(serial.episodes) == 8 and rows(parallel) == rows(serial)
-    assert [(e.task, e.objects) for e in parallel.episodes][::2] == [
-        ("tabletop_pick", "seen"), ("tabletop_pick", "unseen"), ("tabletop_stack", "seen"), ("tabletop_stack", "unseen"),
-    ]  # fmt: skip
-    with pytest.raises(ValueError, match="pass no policy"):
-        evaluate(replace(cfg, workers=2), policy=ST4VLAPolicy.load(cfg.checkpoint))
 
 
 def _rollouts(policy, episodes: int) -> tuple[float, float]:

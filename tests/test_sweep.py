@@ -3,8 +3,10 @@ episode is retried once then reported with its error, a killed actor's episode r
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from workbench import sweep
 
 
 class Flaky:
-    """A worker: spec "boom" always raises; spec ("once", path) raises (or, with die=True, kills its
+    """A worker: spec "boom" always raises, "setup" raises LookupError; spec ("once", path) raises (or, with die=True, kills its
     process) the first time only, as recorded by a marker file at path; anything else is doubled."""
 
     def __init__(self, die: bool = False) -> None:
@@ -22,6 +24,8 @@ class Flaky:
     def __call__(self, spec):
         if spec == "boom":
             raise ValueError("no such object: boom")
+        if spec == "setup":
+            raise LookupError("every episode fails like this")
         if isinstance(spec, tuple) and spec[0] == "once":
             marker = Path(spec[1])
             if not marker.exists():
@@ -51,6 +55,8 @@ def test_in_process_every_spec_yields_one_outcome_and_failures_are_retried_once(
     assert out[2].ok and out[2].attempts == 2 and out[2].result[0] == "ok"
     assert out[3].result[0] == 6
     assert [o.index for o in sweep.run([1, 2, 3], Flaky, should_stop=lambda: True)] == []
+    with pytest.raises(LookupError, match="every episode"):  # a fatal error stops the sweep, untried again
+        list(sweep.run([1, "setup", 3], Flaky, fatal=(LookupError,)))
 
 
 def test_bad_workers_are_refused():
@@ -81,6 +87,8 @@ def test_ray_runs_every_spec_on_two_actors_and_retries_a_failure_once(local_ray,
     assert os.getpid() not in {out[i].result[1] for i in (0, 1, 4, 5)}
     assert not out[2].ok and out[2].attempts == 2 and out[2].error == "ValueError: no such object: boom"
     assert out[3].ok and out[3].attempts == 2
+    with pytest.raises(LookupError, match="every episode"):
+        list(sweep.run([1, "setup", 3], Flaky, ray=sweep.LOCAL, workers=2, fatal=(LookupError,)))
 
 
 def test_ray_a_killed_actor_is_replaced_and_its_episode_retried(local_ray, tmp_path):
@@ -97,3 +105,91 @@ def test_ray_a_killed_actor_is_replaced_and_its_episode_retried(local_ray, tmp_p
 def test_ray_a_worker_that_cannot_start_stops_the_sweep_with_a_clear_error(local_ray):
     with pytest.raises(sweep.SweepError, match="could not start .*FileNotFoundError.*every node"):
         list(sweep.run([1, 2], _broken_worker, ray=sweep.LOCAL, workers=2))
+
+
+# -- evaluation and the probe on Ray: the outcomes of the serial run ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+
+    path = tmp_path_factory.mktemp("sweep") / "ckpt"
+    ST4VLAPolicy.from_config(model_size("test").config(), seed=0).save(path)
+    return str(path)
+
+
+def _rows(episodes) -> list[dict]:
+    return [{**asdict(e), "seconds": 0.0} for e in episodes]
+
+
+@pytest.mark.slow
+def test_evaluate_on_ray_writes_the_report_the_serial_run_writes(local_ray, tiny_checkpoint, tmp_path):
+    from workbench.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(checkpoint=tiny_checkpoint, tasks=("tabletop_pick", "tabletop_stack"), episodes=2,
+                     max_steps=2, cells=(("seen", "seen"), ("unseen", "unseen")))  # fmt: skip
+    serial = evaluate(cfg)
+    parallel = evaluate(replace(cfg, ray=sweep.LOCAL, workers=2), out=tmp_path)
+    assert len(serial.episodes) == 8 and _rows(parallel.episodes) == _rows(serial.episodes)
+    assert [(e.task, e.objects) for e in parallel.episodes][::2] == [
+        ("tabletop_pick", "seen"), ("tabletop_pick", "unseen"), ("tabletop_stack", "seen"), ("tabletop_stack", "unseen"),
+    ]  # fmt: skip
+    written = json.loads((tmp_path / "report.json").read_text())  # written as episodes finished
+    assert [(e["seed"], e["success"], e["steps"], e["triage"]) for e in written["episodes"]] == [
+        (e.seed, e.success, e.steps, e.triage) for e in serial.episodes
+    ]
+    assert written["summary"]["errors"]["n"] == 0 and (tmp_path / "report.md").exists()
+    with pytest.raises(ValueError, match="pass no policy"):
+        evaluate(replace(cfg, ray=sweep.LOCAL, workers=2), policy=object())
+    with pytest.raises(ValueError, match="add --ray"):
+        evaluate(replace(cfg, workers=2))
+
+
+@pytest.mark.slow
+def test_an_episode_that_cannot_run_is_reported_apart_not_as_a_policy_failure(local_ray, tiny_checkpoint):
+    from workbench.evaluate import EvalConfig, evaluate, markdown
+
+    cfg = EvalConfig(checkpoint=tiny_checkpoint, tasks=("tabletop_pick", "tabletop_nope"), episodes=1,
+                     max_steps=2, cells=(("seen", "seen"),), ray=sweep.LOCAL, workers=2)  # fmt: skip
+    report = evaluate(cfg)
+    assert [e.task for e in report.episodes] == ["tabletop_pick", "tabletop_nope"]  # kept, in order
+    broken = report.episodes[1]
+    assert broken.status == "error" and "tabletop_nope" in broken.error and not broken.success
+    s = report.summary()
+    assert s["overall"]["n"] == 1 and s["tasks"].keys() == {"tabletop_pick"}  # in no rate
+    assert s["errors"]["n"] == 1 and s["errors"]["episodes"][0]["task"] == "tabletop_nope"
+    assert sum(s["triage"]["all"].values()) == 1  # not triaged as a policy failure
+    assert "1 episodes could not run" in markdown(report)
+    serial = evaluate(replace(cfg, ray=None, workers=1))  # the serial path reports it the same way
+    assert _rows(serial.episodes) == _rows(report.episodes)
+
+
+@pytest.mark.slow
+def test_probe_on_ray_gives_the_serial_rows_as_they_finish(local_ray, tiny_checkpoint, tmp_path):
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.probe import ProbeError, ProbeSpec, run_probe
+
+    spec = ProbeSpec(task="tabletop_pick", objects=[""], instructions=["", "pick up the thing"], seeds=[0, 1],
+                     max_steps=2, num_ddim_steps=2, width=160, height=120)  # fmt: skip
+    serial = run_probe(spec, ST4VLAPolicy.load(tiny_checkpoint))
+    seen: list = []
+    on_ray = run_probe(spec, tiny_checkpoint, ray=sweep.LOCAL, workers=2, sessions_root=tmp_path,
+                       progress=lambda done, total, row: seen.append((done, total, row.seed)))  # fmt: skip
+    strip = {"seconds": 0.0, "session": ""}
+    assert [{**asdict(r), **strip} for r in on_ray.rows] == [{**asdict(r), **strip} for r in serial.rows]
+    assert [d for d, _, _ in seen] == [1, 2, 3, 4] and all(t == 4 for _, t, _ in seen)
+    assert all((tmp_path / r.session / "steps.jsonl").exists() for r in on_ray.rows)  # saved by the actors
+    with pytest.raises(ProbeError, match="checkpoint folder"):
+        run_probe(spec, ST4VLAPolicy.load(tiny_checkpoint), ray=sweep.LOCAL)
+
+
+def test_the_ray_flag_takes_an_optional_address():
+    from workbench.train.command import parse_evaluate
+
+    base = ["--checkpoint", "c"]
+    assert parse_evaluate(base).ray is None
+    assert parse_evaluate([*base, "--ray", "--workers", "2"]).ray == sweep.LOCAL
+    assert parse_evaluate([*base, "--ray", "auto"]).ray == "auto"
+    assert parse_evaluate(["--ray", "ray://head:10001", *base]).ray == "ray://head:10001"

@@ -12,7 +12,14 @@ only grounding step: report.json holds each episode's reason and numbers, the su
 count the reasons per split. The unseen split is for reporting only: nothing in workbench/train reads it.
 
     workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny --episodes 4 --seed 0 --out runs/eval
-writes report.md, report.json and report.html (a Plotly figure) into --out.
+writes report.md, report.json and report.html (a Plotly figure) into --out. report.json and report.md
+are rewritten as each episode finishes (episodes in sweep order), so a stopped run keeps what finished.
+
+Episodes run in this process one after another, or with --ray on Ray, --workers at once (workbench/sweep.py:
+an actor per worker loads the checkpoint once). Every episode is deterministic from its spec (task, cell,
+seed), so both give the same outcomes. An episode that fails to run (an exception, a dead worker) is
+retried once, then kept in the report with status "error" and its error: it is not a policy failure, so
+success rates, grounding and triage leave it out and the summary counts it under "errors".
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +36,8 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from workbench import spatial_metrics, triage
+from workbench import spatial_metrics, sweep, triage
+from workbench.compat import IncompatibleSource
 from workbench.policy_input import InputTransform
 from workbench.runner import PolicySlot, Runner, run_episode
 from workbench.sources import SimSource
@@ -47,6 +56,17 @@ Cell = Annotated[
         is_instance=lambda c: isinstance(c, tuple) and tuple(c) in CELLS,
         str_from_instance=lambda c: ["/".join(c)],
         choices=tuple("/".join(c) for c in CELLS),
+    ),
+]
+# --ray alone: a Ray started on this machine (sweep.LOCAL); --ray ADDRESS: a cluster ("auto", "ray://h:10001")
+RayAddress = Annotated[
+    str | None,
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=(0, 1),
+        metavar="[ADDRESS]",
+        instance_from_str=lambda args: args[0] if args else sweep.LOCAL,
+        is_instance=lambda v: v is None or isinstance(v, str),
+        str_from_instance=lambda v: [] if v in (None, sweep.LOCAL) else [v],
     ),
 ]
 
@@ -73,7 +93,10 @@ class EvalConfig:
     # the older protocol: episode k of every cell used seed + k, so the four cells of a task replayed
     # the same scenes (research/training-notes.md, note 15); kept to reproduce the notes' older figures
     paired_scenes: bool = False
-    workers: int = 1  # processes; each loads the checkpoint and runs whole cells on one thread
+    # run on Ray: alone, a Ray started on this machine; with an address, that cluster ("auto",
+    # "ray://host:10001"); the checkpoint must be readable at the same path on every node
+    ray: RayAddress = None
+    workers: int = 1  # episodes at once, on Ray (each worker loads the checkpoint once); 1 without --ray
 
     def __post_init__(self) -> None:
         self.cells = tuple(tuple(c) for c in self.cells)
@@ -90,6 +113,26 @@ def episode_seed(cfg: EvalConfig, objects: str, paraphrase: str, k: int) -> int:
     if cfg.paired_scenes:
         return cfg.seed + k
     return cfg.seed + len(CELLS) * k + CELLS.index((objects, paraphrase))
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """What determines one evaluation episode (with the run's EvalConfig): its task, cell and seed."""
+
+    task: str
+    objects: str
+    paraphrase: str
+    seed: int
+
+
+def episode_specs(cfg: EvalConfig) -> list[EpisodeSpec]:
+    """The run's episodes in report order: task by task, cell by cell, k = 0.. within a cell."""
+    return [
+        EpisodeSpec(task, o, p, episode_seed(cfg, o, p, k))
+        for task in cfg.tasks
+        for o, p in cfg.cells
+        for k in range(cfg.episodes)
+    ]
 
 
 @dataclass
@@ -112,6 +155,10 @@ class EpisodeResult:
     source: str | None = None  # the object to move (catalog name); absent in older reports
     triage: str | None = None  # why it failed (workbench.triage.REASONS); absent in older reports
     triage_evidence: dict | None = None  # the numbers the reason was decided on
+    # "ok", or "error": the episode could not run (its error below); not a policy failure, left out of
+    # every rate (absent in older reports: ok)
+    status: str = "ok"
+    error: str | None = None
 
 
 @dataclass
@@ -149,8 +196,14 @@ class EvalReport:
     episodes: list[EpisodeResult] = field(default_factory=list)
 
     def select(self, **where: str) -> list[EpisodeResult]:
-        """The episodes matching `where` (task=..., objects=..., paraphrase=...)."""
-        return [e for e in self.episodes if all(getattr(e, k) == v for k, v in where.items())]
+        """The episodes that ran (status ok) matching `where` (task=..., objects=..., paraphrase=...)."""
+        return [
+            e for e in self.episodes if e.status == "ok" and all(getattr(e, k) == v for k, v in where.items())
+        ]
+
+    def errors(self) -> list[EpisodeResult]:
+        """The episodes that could not run (status error): reported apart, in no rate."""
+        return [e for e in self.episodes if e.status != "ok"]
 
     def success(self, **where: str) -> Rate:
         """Success over the episodes matching `where`."""
@@ -176,7 +229,7 @@ class EvalReport:
         }
 
     def summary(self) -> dict:
-        tasks = sorted({e.task for e in self.episodes})
+        tasks = sorted({e.task for e in self.select()})
         return {
             "overall": asdict(self.success()),
             "objects": {s: asdict(self.success(objects=s)) for s in SPLITS},
@@ -192,6 +245,19 @@ class EvalReport:
             "reach_distance": {s: self.reach(s) for s in SPLITS},
             "triage": self.triage_counts(),
             "sources": self.by_source(),
+            "errors": {
+                "n": len(self.errors()),
+                "episodes": [
+                    {
+                        "task": e.task,
+                        "objects": e.objects,
+                        "paraphrase": e.paraphrase,
+                        "seed": e.seed,
+                        "error": e.error,
+                    }
+                    for e in self.errors()
+                ],
+            },  # fmt: skip
         }
 
     def by_source(self) -> list[dict]:
@@ -301,6 +367,12 @@ def markdown(report: EvalReport) -> str:
         f"| all tasks | {100 * s['reach_distance']['seen']:.1f} | {100 * s['reach_distance']['unseen']:.1f} |",
     ]
     lines += _triage_table(s["triage"])
+    if s["errors"]["n"]:
+        lines += ["", f"{s['errors']['n']} episodes could not run (in no rate above; retried once each):", ""]
+        lines += [
+            f"- {e['task']} {e['objects']}/{e['paraphrase']} seed {e['seed']}: {e['error']}"
+            for e in s["errors"]["episodes"]
+        ]
     if s["sources"]:
         lines += ["", "| source object | split | success | box IoU |", "|---|---|---|---|"]
         lines += [
@@ -417,63 +489,88 @@ def episode_result(
 
 
 def evaluate(
-    cfg: EvalConfig, policy=None, transform: InputTransform | None = None, state_mapping: str | None = None
+    cfg: EvalConfig,
+    policy=None,
+    transform: InputTransform | None = None,
+    state_mapping: str | None = None,
+    out: str | Path | None = None,
 ) -> EvalReport:
     """Roll out `cfg.checkpoint` (or the given policy) on every task and cell; returns the report.
 
     Every episode runs through the Runner (one loop, one seeding rule: workbench.runner). `transform`
     and `state_mapping` change what the action expert reads (workbench.policy_input); experiments that
     feed it more (research/experiments/oracle_points.py) pass their own.
-    With `cfg.workers` > 1 the cells run in that many processes, each loading the checkpoint; the
-    report is the one a single process writes (same seeds, same order)."""
+    With `cfg.ray` the episodes run on Ray, `cfg.workers` at once, each worker loading the checkpoint
+    once; the report is the one this process writes alone (same seeds, same order). With `out`,
+    report.json and report.md there are rewritten as each episode finishes."""
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
-    if cfg.workers > 1 and (policy is not None or transform is not None or state_mapping is not None):
+    if cfg.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {cfg.workers}")
+    if cfg.workers > 1 and cfg.ray is None:
         raise ValueError(
-            "workers > 1 loads cfg.checkpoint in every worker: pass no policy, transform or state_mapping"
+            f"workers={cfg.workers} runs episodes at once on Ray: add --ray (a Ray on this machine) or "
+            "--ray ADDRESS (a cluster), or leave --workers at 1 to run them here one after another"
         )
-    units = [(task, objects, paraphrase) for task in cfg.tasks for objects, paraphrase in cfg.cells]
+    if cfg.ray is not None and (policy is not None or transform is not None or state_mapping is not None):
+        raise ValueError(
+            "on Ray every worker loads cfg.checkpoint: pass no policy, transform or state_mapping"
+        )
+    specs = episode_specs(cfg)
     report = EvalReport(cfg.checkpoint, {**asdict(cfg), "cells": [list(c) for c in cfg.cells]})
-    bar = tqdm(total=len(units) * cfg.episodes, desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
-    for episodes in _run_units(cfg, units, policy, transform, state_mapping):
-        report.episodes += episodes
-        bar.update(len(episodes))
-        bar.set_postfix(success=f"{np.mean([e.success for e in report.episodes]):.2f}")
+    if cfg.ray is None:
+        make_worker = partial(EvalWorker, cfg, policy, transform, state_mapping)
+    else:  # the workers may run elsewhere: they get the checkpoint's absolute path
+        make_worker = partial(EvalWorker, replace(cfg, checkpoint=str(Path(cfg.checkpoint).resolve())))
+    done: dict[int, EpisodeResult] = {}
+    bar = tqdm(total=len(specs), desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
+    # a checkpoint the sim cannot feed fails every episode alike: raised, not retried
+    runs = sweep.run(specs, make_worker, ray=cfg.ray, workers=cfg.workers, fatal=(IncompatibleSource,))
+    for outcome in runs:
+        done[outcome.index] = outcome.result if outcome.ok else failed_result(outcome.spec, outcome.error)
+        report.episodes = [done[i] for i in sorted(done)]
+        if out is not None:
+            write_partial(report, out)
+        bar.update(1)
+        ran = report.select()
+        bar.set_postfix(success=f"{np.mean([e.success for e in ran]):.2f}" if ran else "-",
+                        errors=len(report.errors()))  # fmt: skip
     bar.close()
     return report
 
 
-def _run_units(cfg: EvalConfig, units: list[tuple[str, str, str]], policy, transform, state_mapping):
-    """Yield each unit's (task, objects, paraphrase) episodes, in the order of `units`."""
-    if cfg.workers <= 1:
-        from workbench.policy.policy import ST4VLAPolicy  # heavy (torch, transformers): only to run
+def failed_result(spec: EpisodeSpec, error: str | None) -> EpisodeResult:
+    """The report's row of an episode that could not run (status error): not a policy failure."""
+    return EpisodeResult(spec.task, spec.objects, spec.paraphrase, spec.seed, "", success=False, steps=0,
+                         status="error", error=error or "unknown error")  # fmt: skip
 
-        policy = policy or ST4VLAPolicy.load(cfg.checkpoint)
+
+class EvalWorker:
+    """Runs evaluation episodes from their specs (workbench.sweep's worker): loads the checkpoint once
+    (unless given a policy) and keeps one simulator per task for the episodes it runs."""
+
+    def __init__(self, cfg: EvalConfig, policy=None, transform=None, state_mapping=None) -> None:
+        if policy is None:
+            from workbench.policy.policy import ST4VLAPolicy  # heavy (torch, transformers): only to run
+
+            policy = ST4VLAPolicy.load(cfg.checkpoint)
         answer_settings(policy, cfg.refine_radius, cfg.answer_votes)
-        for unit in units:
-            yield _run_cell(cfg, *unit, policy=policy, transform=transform, state_mapping=state_mapping)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+        self.cfg, self.slot = cfg, policy_slot(policy, cfg, transform, state_mapping)
+        self.sources: dict[str, SimSource] = {}
 
-    # spawn, not fork: forking a process whose torch thread pool or pybullet client is live is unsafe
-    context = mp.get_context("spawn")
-    init_args = (cfg.checkpoint, cfg.refine_radius, cfg.answer_votes)
-    with ProcessPoolExecutor(cfg.workers, context, _load_worker_policy, init_args) as pool:
-        jobs = [pool.submit(_run_cell, cfg, *unit) for unit in units]
-        for job in jobs:
-            yield job.result()
+    def __call__(self, spec: EpisodeSpec) -> EpisodeResult:
+        cfg = self.cfg
+        if spec.task not in self.sources:
+            self.sources[spec.task] = SimSource.from_task(
+                spec.task, width=cfg.render_width, height=cfg.render_height, depth=False
+            )
+        source = self.sources[spec.task]
+        return evaluate_episode(source, self.slot, spec.task, spec.objects, spec.paraphrase, spec.seed, cfg)
 
-
-_worker_policy = None  # in a worker process: the policy it loaded at start
-
-
-def _load_worker_policy(checkpoint: str, refine_radius: int, answer_votes: int) -> None:
-    global _worker_policy
-    from workbench.policy.policy import ST4VLAPolicy  # heavy (torch, transformers): only to run
-
-    _worker_policy = ST4VLAPolicy.load(checkpoint)
-    answer_settings(_worker_policy, refine_radius, answer_votes)
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+        self.sources.clear()
 
 
 def answer_settings(policy, refine_radius: int, answer_votes: int) -> None:
@@ -482,20 +579,18 @@ def answer_settings(policy, refine_radius: int, answer_votes: int) -> None:
         policy.refine_radius, policy.answer_votes = refine_radius, answer_votes
 
 
-def _run_cell(
-    cfg: EvalConfig, task: str, objects: str, paraphrase: str, policy=None, transform=None, state_mapping=None
-) -> list[EpisodeResult]:
-    """The cell's episodes, on one thread, with one environment of the task."""
-    import torch  # heavy: only the rollouts need it, not `import workbench.evaluate`
+def write_partial(report: EvalReport, out: str | Path) -> None:
+    """report.json and report.md of the episodes finished so far (write_report adds the figure)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "report.json", json.dumps(report.to_json(), indent=1))
+    _write_atomic(out / "report.md", markdown(report))
 
-    torch.set_num_threads(1)
-    slot = policy_slot(policy or _worker_policy, cfg, transform, state_mapping)
-    source = SimSource.from_task(task, width=cfg.render_width, height=cfg.render_height, depth=False)
-    seeds = [episode_seed(cfg, objects, paraphrase, k) for k in range(cfg.episodes)]
-    try:
-        return [evaluate_episode(source, slot, task, objects, paraphrase, s, cfg) for s in seeds]
-    finally:
-        source.close()
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def write_report(report: EvalReport, out: str | Path) -> dict[str, Path]:

@@ -5,6 +5,12 @@ evaluation runs it) until the task ends or `max_steps`; each can be
 saved as a session so a failed one opens in the viewer with no model. Progress is reported after
 every episode, and `should_stop` lets a UI cancel between episodes.
 
+Episodes run in this process one after another, or on Ray, `workers` at once (workbench/sweep.py: each
+worker loads the checkpoint once and saves its episodes' sessions itself); every episode is
+deterministic from its object, instruction and seed, so both give the same rows, kept in the sweep's
+order. An episode that could not run (an exception, a dead worker) is retried once, then kept as a row
+with status "error" and its error: not a policy failure, and out of the success rate.
+
 Every row carries the episode's failure triage (workbench/triage.py: success, grounding, reach, grasp,
 place, time or unknown) with the numbers it was decided on, and a `prompt`: the instruction line the
 spec gave, or, for the task's own instructions, the one used with the object's and the target's names
@@ -15,15 +21,19 @@ seed draws) share a column of the objects x instructions grid.
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from workbench import sweep
+from workbench.compat import IncompatibleSource
 from workbench.runner import PolicySlot, Runner, run_episode
 from workbench.sessions import SessionStore
 from workbench.sources import SimSource
@@ -82,6 +92,8 @@ class ProbeRow:
     why: str = ""  # the triage as one sentence with its numbers
     prompt: str = ""  # the instruction as the spec gave it (the grid's column; see the module doc)
     evidence: dict = field(default_factory=dict)  # the numbers the triage was decided on
+    status: str = "ok"  # "error": the episode could not run (see error); not a policy failure
+    error: str = ""
 
 
 @dataclass
@@ -95,7 +107,9 @@ class ProbeResult:
 
     @property
     def success_rate(self) -> float:
-        return sum(r.success for r in self.rows) / len(self.rows) if self.rows else float("nan")
+        """Over the episodes that ran (an episode that could not run is no policy failure)."""
+        ran = [r for r in self.rows if r.status == "ok"]
+        return sum(r.success for r in ran) / len(ran) if ran else float("nan")
 
 
 @dataclass
@@ -146,6 +160,58 @@ def prompt_of(instruction: str, used: str, source: str, target: str = "") -> str
     return prompt.replace(target, TARGET_SLOT) if target else prompt
 
 
+@dataclass(frozen=True)
+class ProbeEpisode:
+    """One episode of a probe: its place in the sweep, object, instruction line and seed."""
+
+    n: int
+    object: str
+    instruction: str
+    seed: int
+
+
+class ProbeWorker:
+    """Runs probe episodes (workbench.sweep's worker), saving each as session probe-<id>-<n> under
+    `sessions_root` (on a Ray cluster: a folder every node can write). Given a checkpoint path rather
+    than a policy, it loads it once."""
+
+    def __init__(self, spec: ProbeSpec, policy: Any, sessions_root: str | Path | None, probe_id: str) -> None:
+        if isinstance(policy, str | Path):
+            from workbench.policy.policy import ST4VLAPolicy  # heavy (torch, transformers): only to run
+
+            policy = ST4VLAPolicy.load(policy)
+        self.spec, self.policy, self.probe_id = spec, policy, probe_id
+        self.sessions_root = None if sessions_root is None else Path(sessions_root)
+
+    def __call__(self, ep: ProbeEpisode) -> ProbeRow:
+        spec, writer, session = self.spec, None, ""
+        if self.sessions_root is not None:
+            session = f"probe-{self.probe_id}-{ep.n:03d}"
+            shutil.rmtree(self.sessions_root / session, ignore_errors=True)  # a failed try's partial copy
+            meta = {"probe": self.probe_id, "task": spec.task, "object": ep.object,
+                    "instruction": ep.instruction, "seed": ep.seed}  # fmt: skip
+            writer = SessionStore(self.sessions_root).create(session, meta=meta)
+        t0 = time.perf_counter()
+        try:
+            out = probe_episode(spec, self.policy, ep.object, ep.instruction, ep.seed,
+                                sinks=[writer] if writer else [])  # fmt: skip
+        finally:
+            if writer is not None:
+                writer.close()
+        seconds = round(time.perf_counter() - t0, 1)
+        return ProbeRow(ep.object or out.source or "(default)", out.instruction, int(ep.seed), out.success,
+                        out.steps, seconds, session, triage=out.triage.reason, why=out.triage.sentence(),
+                        prompt=prompt_of(ep.instruction, out.instruction, out.source, out.target),
+                        evidence=dict(out.triage.evidence))  # fmt: skip
+
+
+def failed_row(ep: ProbeEpisode, error: str | None) -> ProbeRow:
+    """The row of an episode that could not run (status error): not a policy failure, no triage."""
+    return ProbeRow(ep.object or "(default)", ep.instruction, int(ep.seed), False, 0, 0.0,
+                    why=f"could not run (retried once): {error}", prompt=ep.instruction or "(the task's own)",
+                    status="error", error=error or "unknown error")  # fmt: skip
+
+
 def run_probe(
     spec: ProbeSpec,
     policy: Any,
@@ -153,40 +219,34 @@ def run_probe(
     sessions_root: str | Path | None = None,
     progress: Callable[[int, int, ProbeRow], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    ray: str | None = None,
+    workers: int = 1,
 ) -> ProbeResult:
-    """Run every episode of `spec`; with `sessions_root`, save each as session probe-<id>-<n>."""
+    """Run every episode of `spec`; with `sessions_root`, save each as session probe-<id>-<n>.
+
+    `policy` is a loaded policy (in this process) or a checkpoint path (which `ray` needs: each Ray
+    worker loads it once). With `ray` (workbench.sweep.LOCAL or a cluster's address), `workers`
+    episodes run at once. `progress(done, total, row)` is called as each episode finishes (in any
+    order); result.rows stay in the sweep's order."""
+    if ray is not None and not isinstance(policy, str | Path):
+        raise ProbeError("a probe on Ray needs a checkpoint folder (each worker loads it), not a policy")
+    if isinstance(policy, str | Path) and ray is not None:
+        policy = str(Path(policy).resolve())
     result = ProbeResult(spec)
     probe_id = uuid.uuid4().hex[:6]
+    episodes = [ProbeEpisode(n, o, i, int(s)) for n, (o, i, s) in enumerate(spec.episodes())]
+    make_worker = partial(ProbeWorker, spec, policy, sessions_root, probe_id)
+    rows: dict[int, ProbeRow] = {}
     bar = tqdm(total=spec.total, desc=f"probe {spec.task}", unit="ep", leave=False)
-    for n, (obj, instruction, seed) in enumerate(spec.episodes()):
-        if should_stop is not None and should_stop():
-            result.stopped = True
-            break
-        writer, session = None, ""
-        if sessions_root is not None:
-            session = f"probe-{probe_id}-{n:03d}"
-            meta = {
-                "probe": probe_id,
-                "task": spec.task,
-                "object": obj,
-                "instruction": instruction,
-                "seed": seed,
-            }
-            writer = SessionStore(sessions_root).create(session, meta=meta)
-        t0 = time.perf_counter()
-        try:
-            out = probe_episode(spec, policy, obj, instruction, seed, sinks=[writer] if writer else [])
-        finally:
-            if writer is not None:
-                writer.close()
-        seconds = round(time.perf_counter() - t0, 1)
-        row = ProbeRow(obj or out.source or "(default)", out.instruction, int(seed), out.success, out.steps,
-                       seconds, session, triage=out.triage.reason, why=out.triage.sentence(),
-                       prompt=prompt_of(instruction, out.instruction, out.source, out.target),
-                       evidence=dict(out.triage.evidence))  # fmt: skip
-        result.rows.append(row)
+    runs = sweep.run(episodes, make_worker, ray=ray, workers=workers, should_stop=should_stop,
+                     fatal=(IncompatibleSource,))  # fmt: skip
+    for outcome in runs:
+        row = outcome.result if outcome.ok else failed_row(outcome.spec, outcome.error)
+        rows[outcome.index] = row
+        result.rows = [rows[n] for n in sorted(rows)]
         bar.update(1)
         if progress is not None:
-            progress(n + 1, spec.total, row)
+            progress(len(rows), spec.total, row)
     bar.close()
+    result.stopped = len(rows) < spec.total
     return result

@@ -13,6 +13,8 @@ Invariants:
 - Every spec yields exactly one Outcome, in the order episodes finish: ok with its result, or failed
   with its error after one retry (an exception, or the actor died: then a fresh actor is started).
   Nothing is dropped, and a failure is the sweep's, not the policy's: callers report it apart.
+  Exceptions of the `fatal` types (a setup every episode would fail the same way, e.g. a checkpoint
+  the source cannot feed) are not retried: they stop the sweep and are raised.
 - On Ray each actor holds one CPU and runs torch on one thread, as the in-process path does.
 - `ray=None` runs in this process; "local" (LOCAL) starts a Ray on this machine on demand (or reuses the
   one this process already joined), sized to max(workers, cores), without its dashboard or usage
@@ -58,6 +60,7 @@ def run(
     workers: int = 1,
     retries: int = RETRIES,
     should_stop: Callable[[], bool] | None = None,
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Outcome]:
     """One Outcome per spec as its episode finishes (see the module doc). `should_stop` is asked between
     episodes; once it says yes, no new episode starts and those running are abandoned."""
@@ -65,9 +68,9 @@ def run(
     if workers < 1:
         raise SweepError(f"workers must be >= 1, got {workers}")
     if ray is None:
-        yield from _run_here(specs, make_worker, retries, should_stop)
+        yield from _run_here(specs, make_worker, retries, should_stop, fatal)
     else:
-        yield from _run_on_ray(specs, make_worker, ray, workers, retries, should_stop)
+        yield from _run_on_ray(specs, make_worker, ray, workers, retries, should_stop, fatal)
 
 
 def error_text(e: BaseException) -> str:
@@ -79,25 +82,33 @@ def error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}".strip()
 
 
-def _run_here(specs, make_worker, retries, should_stop) -> Iterator[Outcome]:
+def _run_here(specs, make_worker, retries, should_stop, fatal) -> Iterator[Outcome]:
     import torch  # heavy: only a sweep that runs needs it
 
     torch.set_num_threads(1)
     worker = make_worker()
-    for index, spec in enumerate(specs):
-        if should_stop is not None and should_stop():
-            return
-        for attempt in range(1, retries + 2):
-            try:
-                result = worker(spec)
-            except Exception as e:  # reported in the outcome, never raised: the sweep goes on
-                error = error_text(e)
-                traceback.print_exc()
-                if attempt > retries:
-                    yield Outcome(index, spec, None, error, attempt)
-                continue
-            yield Outcome(index, spec, result, None, attempt)
-            break
+    try:
+        for index, spec in enumerate(specs):
+            if should_stop is not None and should_stop():
+                return
+            yield _run_one_here(worker, index, spec, retries, fatal)
+    finally:
+        close = getattr(worker, "close", None)  # a worker may hold simulators
+        if close is not None:
+            close()
+
+
+def _run_one_here(worker, index: int, spec: Any, retries: int, fatal) -> Outcome:
+    for attempt in range(1, retries + 2):
+        try:
+            return Outcome(index, spec, worker(spec), None, attempt)
+        except fatal:
+            raise
+        except Exception as e:  # reported in the outcome, never raised: the sweep goes on
+            traceback.print_exc()
+            if attempt > retries:
+                return Outcome(index, spec, None, error_text(e), attempt)
+    raise AssertionError("unreachable")
 
 
 def connect(address: str = LOCAL, workers: int = 1) -> None:
@@ -140,7 +151,7 @@ class _Actor:
         return os.getpid()
 
 
-def _run_on_ray(specs, make_worker, address, workers, retries, should_stop) -> Iterator[Outcome]:
+def _run_on_ray(specs, make_worker, address, workers, retries, should_stop, fatal) -> Iterator[Outcome]:
     import ray
 
     connect(address, workers)
@@ -168,6 +179,9 @@ def _run_on_ray(specs, make_worker, address, workers, retries, should_stop) -> I
             slot, index, attempt = running.pop(ref)
             try:
                 result = ray.get(ref)
+            except fatal as e:  # a Ray task error is also an instance of its cause's type
+                cause = getattr(e, "cause", None)
+                raise (cause if isinstance(cause, BaseException) else e) from None
             except Exception as e:  # a task error, or the actor died (then a fresh one takes its slot)
                 if getattr(e, "actor_init_failed", False):
                     raise SweepError(

@@ -218,7 +218,7 @@ def run_evaluate(cfg) -> int:
     from workbench.evaluate import evaluate, markdown, write_report
 
     print(json.dumps(asdict(cfg)))
-    report = evaluate(cfg)
+    report = evaluate(cfg, out=cfg.out)  # report.json and report.md rewritten as episodes finish
     paths = write_report(report, cfg.out)
     print(markdown(report))
     print("report:", ", ".join(str(p) for p in paths.values()))
