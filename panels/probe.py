@@ -1,8 +1,13 @@
-"""Probe panel: a background sweep (objects x paraphrases x seeds) with checkpoint A or B, progress
-and a Cancel button, then a table with each episode's failure triage (workbench/triage.py) and a heat map
-coloured by outcome; selecting a row opens that episode's session."""
+"""Probe panel: a background sweep (objects x paraphrases x seeds) with checkpoint A or B, in the app's
+process or on Ray (a local Ray, or a cluster by address; workbench/sweep.py), with progress and a Cancel
+button. The table and the heat map fill in as episodes finish (the handler yields a row at a time), each
+row with its failure triage (workbench/triage.py); selecting a row opens that episode's session."""
 
 from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import asdict
 
 import gradio as gr
 
@@ -10,6 +15,7 @@ from panels.common import UI, guard, step_outputs, step_values, tab_of
 from workbench.appcore import AppError
 from workbench.appcore import sessions as app_sessions
 from workbench.probe import ProbeError, ProbeSpec
+from workbench.sweep import LOCAL
 from workbench.viz.probe_figure import probe_figure
 
 COLUMNS = ["object", "instruction", "seed", "success", "triage", "why", "steps", "seconds", "session"]
@@ -33,13 +39,20 @@ def render(ui: UI) -> None:
             ["A", "B"], value="A", label="Checkpoint", info="the A or B chosen in Source (Load first)"
         )
     with gr.Row():
+        on_ray = gr.Checkbox(False, label="Run on Ray", elem_id="probe-on-ray",
+                             info="episodes at once, each worker loading the checkpoint once")  # fmt: skip
+        address = gr.Textbox("", label="Ray address (empty: a Ray on this machine)",
+                             placeholder="auto, or ray://host:10001", elem_id="probe-ray-address")  # fmt: skip
+        workers = gr.Number(2, precision=0, minimum=1, maximum=256, label="Workers (episodes at once)")
+    with gr.Row():
         run = gr.Button("Run probe", variant="primary", elem_id="probe-run")
         cancel = gr.Button("Cancel probe", variant="stop", elem_id="probe-cancel")
     table = gr.Dataframe(headers=COLUMNS, label="Episodes (select a row to open it in the viewer)",
                          interactive=False, elem_id="probe-table")  # fmt: skip
     plot = gr.Plot(label="Outcome (success or why it failed)")
     ui.add(probe_objects=objects, probe_instructions=instructions, probe_seeds=seeds, probe_max_steps=max_steps,
-           probe_which=which, probe_run=run, probe_cancel=cancel, probe_table=table, probe_plot=plot)  # fmt: skip
+           probe_which=which, probe_run=run, probe_cancel=cancel, probe_table=table, probe_plot=plot,
+           probe_on_ray=on_ray, probe_ray_address=address, probe_workers=workers)  # fmt: skip
 
 
 def _seeds(text: str) -> list[int]:
@@ -47,6 +60,19 @@ def _seeds(text: str) -> list[int]:
         return [int(s) for s in str(text or "").replace(";", ",").split(",") if s.strip()]
     except ValueError as e:
         raise AppError(f"Seeds must be whole numbers separated by commas, e.g. '0, 1, 2' ({e}).") from e
+
+
+def ray_from_page(on_ray: bool, address: str, workers) -> tuple[str | None, int]:
+    """(the Ray address for workbench.sweep: None in this process, LOCAL or the typed one; workers)."""
+    if not on_ray:
+        return None, 1
+    try:
+        count = int(workers or 1)
+    except (TypeError, ValueError) as e:
+        raise AppError(f"Workers must be a whole number >= 1, got {workers!r}.") from e
+    if count < 1:
+        raise AppError(f"Workers must be a whole number >= 1, got {workers!r}.")
+    return (str(address or "").strip() or LOCAL), count
 
 
 def spec_from_page(tab, objects, instructions, seeds, max_steps, task, split) -> ProbeSpec:
@@ -65,22 +91,46 @@ def wire(ui: UI) -> None:
     wb = ui.workbench
 
     @guard
-    def probe(tab, objects, instructions, seeds, max_steps, task, split, which, progress=gr.Progress()):
+    def probe(tab, objects, instructions, seeds, max_steps, task, split, which, on_ray, address, workers,
+              progress=gr.Progress()):  # fmt: skip
         tab = tab_of(wb, tab)
         spec = spec_from_page(tab, objects, instructions, seeds, max_steps, task, split)
-        progress(0, desc=f"{spec.total} episodes")
+        ray, count = ray_from_page(on_ray, address, workers)
+        where = "in this process" if ray is None else f"on Ray ({ray}, {count} workers)"
+        progress(0, desc=f"{spec.total} episodes {where}")
+        arrived: queue.Queue = queue.Queue()  # rows as episodes finish; None when the sweep is over
+        box: dict = {}
 
-        def report(done, total, row):
-            progress(done / total, desc=f"{done}/{total}: {row.object} seed {row.seed} -> "
-                                        f"{'success' if row.success else 'failed: ' + row.triage}")  # fmt: skip
+        def sweep():
+            try:
+                box["result"] = tab.probe(spec, which or "A", progress=lambda d, t, row: arrived.put(row),
+                                          ray=ray, workers=count)  # fmt: skip
+            except BaseException as e:  # raised below, in the handler's thread
+                box["error"] = e
+            finally:
+                arrived.put(None)
 
-        result = tab.probe(spec, which or "A", progress=report)
+        threading.Thread(target=sweep, name="probe-sweep", daemon=True).start()
+        rows: list[dict] = []
+        while (row := arrived.get()) is not None:
+            rows.append(asdict(row))
+            tab.probe_rows = list(rows)  # a row selected now opens what the table shows
+            outcome = "success" if row.success else ("could not run" if row.status != "ok" else row.triage)
+            progress(len(rows) / spec.total, desc=f"{len(rows)}/{spec.total}: {row.object} seed {row.seed} "
+                                                  f"-> {outcome}")  # fmt: skip
+            yield tab, table_rows(rows), probe_figure(rows)
+        if "error" in box:
+            raise box["error"]
+        result = box["result"]
         for note in tab.take_notes():
             gr.Warning(note)
         if result.stopped:
             gr.Info(f"Probe cancelled after {len(result.rows)} of {spec.total} episodes.")
+        failed = sum(r.status != "ok" for r in result.rows)
+        if failed:
+            gr.Warning(f"{failed} episodes could not run (retried once); their rows say why.")
         rows = tab.probe_rows
-        return tab, table_rows(rows), probe_figure(rows)
+        yield tab, table_rows(rows), probe_figure(rows)
 
     @guard
     def open_row(tab, evt: gr.SelectData):
@@ -96,7 +146,8 @@ def wire(ui: UI) -> None:
     ui["probe_run"].click(
         probe,
         [ui.state, ui["probe_objects"], ui["probe_instructions"], ui["probe_seeds"], ui["probe_max_steps"],
-         ui["task"], ui["split"], ui["probe_which"]],
+         ui["task"], ui["split"], ui["probe_which"], ui["probe_on_ray"], ui["probe_ray_address"],
+         ui["probe_workers"]],
         [ui.state, ui["probe_table"], ui["probe_plot"]],
         api_name="probe", concurrency_limit=1,
     )  # fmt: skip

@@ -193,3 +193,36 @@ def test_the_ray_flag_takes_an_optional_address():
     assert parse_evaluate([*base, "--ray", "--workers", "2"]).ray == sweep.LOCAL
     assert parse_evaluate([*base, "--ray", "auto"]).ray == "auto"
     assert parse_evaluate(["--ray", "ray://head:10001", *base]).ray == "ray://head:10001"
+
+
+@pytest.mark.slow
+def test_the_apps_probe_runs_on_ray_and_its_table_fills_in_as_episodes_finish(
+    local_ray, tiny_checkpoint, tmp_path
+):
+    import shutil
+
+    from gradio_client import Client
+
+    import app
+    from workbench.appcore import AppConfig
+
+    shutil.copytree(tiny_checkpoint, tmp_path / "ckpts" / "tiny")
+    config = AppConfig(port=7930, checkpoint_dirs=[tmp_path / "ckpts"], data_dirs=[tmp_path / "data"],
+                       sessions_dir=tmp_path / "sessions", demo_checkpoint=tmp_path / "no-demo")  # fmt: skip
+    demo, url = app.launch(config, block=False)
+    try:
+        client = Client(url, verbose=False)
+        load = dict(ckpt="tiny", ckpt_b="", mode="shared", kind="sim", task="tabletop_pick", seed=0, split="seen",
+                    obj="", episode="", simpler_task=None, ddim=2, cfg=1.5, horizon=7, alpha=0.1, instruction="")  # fmt: skip
+        client.predict(*load.values(), api_name="/load")
+        # objects, instructions, seeds, max steps, task, split, A/B, on Ray, address (local), workers
+        job = client.submit(
+            [], "", "0, 1, 2", 2, "tabletop_pick", "seen", "A", True, "", 2, api_name="/probe"
+        )
+        job.result(timeout=300)
+        counts = [len(out[0]["data"]) for out in job.outputs()]  # (table, plot): the state stays
+    finally:
+        demo.close()
+    assert counts[:3] == [1, 2, 3] and counts[-1] == 3  # a row per finished episode, then the final table
+    sessions = sorted(p.name for p in (tmp_path / "sessions").iterdir())
+    assert len(sessions) == 3 and all(s.startswith("probe-") for s in sessions)  # saved by the Ray workers

@@ -561,21 +561,38 @@ class TabSession:
 
     # -- probe -----------------------------------------------------------------------------------
 
-    def probe(self, spec: Any, which: str = "A", progress: Any = None) -> Any:
+    def probe(
+        self, spec: Any, which: str = "A", progress: Any = None, ray: str | None = None, workers: int = 1
+    ) -> Any:
         """Run a probe sweep with checkpoint A or B of this tab; cancel_probe() stops it between
-        episodes. Every episode is saved as a session, so a row can be opened (open_probe_row)."""
+        episodes. Every episode is saved as a session, so a row can be opened (open_probe_row).
+        With `ray` (workbench.sweep.LOCAL or a cluster's address) `workers` episodes run at once on Ray,
+        each worker loading the checkpoint from its folder."""
         from workbench.probe import run_probe
+        from workbench.sweep import SweepError
 
         if which not in ("A", "B"):
             raise AppError(f"Probe checkpoint must be 'A' or 'B', got {which!r}.")
         checkpoints = self.checkpoints or [""]
         if which == "B" and len(checkpoints) < 2:
             raise AppError("No checkpoint B is loaded: pick one in 'Compare with' and press Load.")
-        policy, _, notes = self.workbench.load_policy(checkpoints["AB".index(which)])
+        chosen = checkpoints["AB".index(which)]
+        policy, _, notes = self.workbench.load_policy(chosen)  # checks the folder; cached for later
         self.notes.extend(notes)
+        if ray is not None:  # the workers load the checkpoint from its folder
+            if notes:
+                raise AppError("A probe on Ray needs a checkpoint folder: these are random weights.")
+            try:  # load_policy took it, so only its random-weights entry (the demo folder) fails here
+                policy = self.config.checkpoint_paths.resolve(chosen) if chosen.strip() else None
+            except AppError:
+                policy = None
+            policy = policy or self.config.demo_checkpoint
         self._probe_stop.clear()
-        result = run_probe(spec, policy, sessions_root=self.config.sessions_dir, progress=progress,
-                           should_stop=self._probe_stop.is_set)  # fmt: skip
+        try:
+            result = run_probe(spec, policy, sessions_root=self.config.sessions_dir, progress=progress,
+                               should_stop=self._probe_stop.is_set, ray=ray, workers=workers)  # fmt: skip
+        except SweepError as e:
+            raise AppError(f"Probe on Ray: {e}.") from e
         self.probe_rows = result.as_dicts()
         return result
 
