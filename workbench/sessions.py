@@ -28,6 +28,7 @@ import numpy as np
 from workbench.fileio import write_json_atomic
 from workbench.record_json import SessionError, jsonable, record_from_dict, record_to_dict
 from workbench.records import StepRecord
+from workbench.viz.video import control_rate, write_mp4
 
 FORMAT_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -192,7 +193,7 @@ def load_session(path: str | Path) -> Session:
         session.records.append(record_from_dict(d, images))
     rrd = path / "recording.rrd"
     if rrd.is_file():
-        from workbench.viz.rerun_log import repair_rrd
+        from workbench.viz.rerun_log import repair_rrd  # heavy (rerun-sdk, pandas): only with a recording
 
         note = repair_rrd(rrd)  # a killed writer's recording has no footer: rewrite it so it verifies
         if note:
@@ -230,7 +231,7 @@ def replay_to_rerun(
 ):
     """Log a saved session into a new Rerun recording with no model loaded. Returns the RerunLogger
     (drain `.read()` for the app); closed already when stream=False."""
-    from workbench.viz.rerun_log import RerunLogger
+    from workbench.viz.rerun_log import RerunLogger  # heavy (rerun-sdk, pandas): only to replay
 
     logger = RerunLogger(rrd_path=rrd_path, stream=stream, blueprint=blueprint)
     for record in session.records:
@@ -245,8 +246,6 @@ def replay_to_rerun(
 def export_mp4(session: Session, out: str | Path, *, fps: float | None = None, branch: str = "main") -> Path:
     """Write the session's steps of `branch` to an H.264 MP4 with the overlays drawn, at `fps` or, by
     default, the control rate of the session's source (workbench.viz.video.control_rate)."""
-    from workbench.viz.video import control_rate, write_mp4
-
     records = session.branch(branch)
     if not records:
         raise SessionError(f"session {session.path} has no steps on branch {branch!r}")
