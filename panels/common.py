@@ -27,12 +27,17 @@ class UI:
     state: gr.State
     c: dict[str, Any] = field(default_factory=dict)
     step_events: list[Any] = field(default_factory=list)  # events after which viewer and plots refresh
+    push_events: list[Any] = field(default_factory=list)  # the viewer refreshes chained on step_events
 
     def __getitem__(self, name: str) -> Any:
         return self.c[name]
 
     def add(self, **components: Any) -> None:
         self.c.update(components)
+
+    def after_push(self, event: Any) -> None:
+        """Mark the viewer refresh of a step event (what comes after the viewer chains on it)."""
+        self.push_events.append(event)
 
     def after_step(self, event: Any) -> None:
         """Mark an event whose success changes the tab's steps (the viewer panel chains refreshes)."""

@@ -26,5 +26,6 @@ def figures(tab):
 
 def wire(ui: UI) -> None:
     outs = [ui["plot_actions"], ui["plot_grounding"], ui["plot_timings"]]
-    for event in ui.step_events:
-        event.success(figures, ui.state, outs, show_progress="hidden")
+    # after the viewer's refresh (panels.viewer), so the figures never delay the overlays on a 2-core box
+    for event in ui.push_events or ui.step_events:
+        event.then(figures, ui.state, outs, show_progress="hidden")

@@ -71,11 +71,14 @@ def wire(ui: UI) -> None:
         tab.set_attention(on)
         return tab
 
+    def around(tab, current):
+        """The legend, and the layout radio following what Load or a replay chose (one request)."""
+        return legend(tab), follow_layout(tab, current)
+
     for event in ui.step_events:
-        event.success(push, ui.state, ui["viewer"], show_progress="hidden")
-        event.success(legend, ui.state, ui["legend"], show_progress="hidden")
-        # the layout radio follows what Load or a replay chose (side by side for A/B)
-        event.success(follow_layout, [ui.state, ui["layout"]], ui["layout"], show_progress="hidden")
+        # the viewer's bytes first: the plots (panels.plots) are drawn after them, not beside them
+        ui.after_push(event.success(push, ui.state, ui["viewer"], show_progress="hidden"))
+        event.success(around, [ui.state, ui["layout"]], [ui["legend"], ui["layout"]], show_progress="hidden")
     ui["layout"].change(set_layout, [ui.state, ui["layout"]], ui.state).success(push, ui.state, ui["viewer"])
     ui["attention"].input(set_attention, [ui.state, ui["attention"]], ui.state).success(
         push, ui.state, ui["viewer"]

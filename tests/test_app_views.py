@@ -75,6 +75,7 @@ def test_reset_applies_object_split_and_seed_or_asks_for_load(tab):
 
     unseen = next(o.name for o in catalog.objects(split="unseen") if getattr(o, "kind", "object") != "target")
     tab.step(2)
+    before = tab.logger.recording_id
     message = tab.reset_source(
         SourceSpec(kind="sim", task="tabletop_pick", seed=4, split="unseen", object=unseen)
     )
@@ -83,6 +84,8 @@ def test_reset_applies_object_split_and_seed_or_asks_for_load(tab):
     assert record.step == 0 and tab.source.seed == 4
     assert record.observation.ground_truth.source_label == unseen
     assert unseen in record.observation.instruction
+    # a new episode is a new recording: the old episode's steps 1..2 cannot show at the viewer's cursor
+    assert tab.logger.recording_id != before and tab.runner.sinks == [tab.logger]
     other_task = next(t for t in tab.workbench.list_tasks() if t != "tabletop_pick")
     message = tab.reset_source(SourceSpec(kind="sim", task=other_task))
     assert "press **Load**" in message and other_task in message

@@ -4,11 +4,12 @@
   the branch (the viewer's blueprint reads the branch's entities), and the branch's instruction;
 - typing a new instruction and pressing Re-ask asks that instruction;
 - changing the object and pressing Reset shows the new object (its instruction);
+- a typed box gives the counterfactual chunk of st4vla-tiny (it acts on its own answer), drawn in white;
 - Pause during Run to end stops at the step on screen (at most the one step in progress);
 - the page makes no request to another host (the Rerun viewer's update check is answered locally).
 
 Screenshots land in tests/artifacts/ (truth_branch.png, truth_viewer_branch.png, truth_reset.png,
-truth_paused.png) for a person to look at. Needs Debian's chromium at /usr/bin/chromium.
+truth_counterfactual.png, truth_paused.png) for a person to look at. Needs Debian's chromium at /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ def test_branch_reask_reset_pause_and_no_external_requests(chromium, artifacts, 
     page.wait_for_timeout(8_000)
     page.locator("#viewer").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "truth_reset.png"))
+
+    # 3b. counterfactual: the model's chunk if it had answered the typed box, beside its own (white)
+    page.locator("#counterfactual-box").get_by_text("Counterfactual").click()
+    page.fill("#cf-box :is(input, textarea)", "10, 10, 60, 60")
+    page.click("#cf-run", no_wait_after=True)
+    page.wait_for_function(
+        "document.querySelector('#cf-result').innerText.includes('first action moved by')", timeout=120_000
+    )
+    page.wait_for_timeout(8_000)
+    page.locator("#viewer").screenshot(path=str(artifacts / "truth_counterfactual.png"))
 
     # 4. Pause stops at the step on screen
     page.click("#run-end", no_wait_after=True)

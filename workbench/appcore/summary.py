@@ -85,7 +85,8 @@ def _branch_words(tab: TabSession, branch: str) -> str:
     parent = tab.parents.get(branch)
     if branch == "main" or parent is None:
         return f"branch `{branch}`"
-    at = next((e["step"] for e in tab.edits if e.get("kind") == "branch" and e.get("name") in branch), None)
+    made = [e for e in tab.edits if e.get("kind") == "branch" and branch.split("/")[0] == e.get("name")]
+    at = made[-1]["step"] if made else None
     return f"branch `{branch}`, from `{parent}`" + ("" if at is None else f" at step {at}")
 
 

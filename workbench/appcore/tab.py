@@ -183,12 +183,29 @@ class TabSession:
         options = self.workbench.reset_options(self.source)
         for slot in runner.slots:  # a fresh episode asks the source's own instruction (edits are dropped)
             slot.instruction = None
+        fresh = bool(runner.history) and self.logger is not None
+        if fresh:
+            self._new_recording(runner)
         before = len(runner.history)
         record = runner.reset(seed=seed, options=options)
         self.records = list(runner.history[before:])  # step 0 of every lane
         self.user_point = None
         self.edits = []
+        self.counterfactual = None
+        if fresh:
+            self.send_blueprint()
         return record
+
+    def _new_recording(self, runner: Any) -> None:
+        """A new episode gets a new Rerun recording: the old episode's later steps would otherwise
+        stay in the viewer at their times, and the time cursor (at the latest step) would show them."""
+        from workbench.viz.rerun_log import RerunLogger
+
+        old = self.logger
+        self.logger = RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True,
+                                  state_names=old.state_names, attention=self.attention)  # fmt: skip
+        runner.sinks = [self.logger if s is old else s for s in runner.sinks]
+        old.close()
 
     def reset_source(self, spec: SourceSpec) -> str:
         """Reset with the page's source settings. Object, split and seed apply here; another kind of

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.records import StepRecord
+from workbench.viz.overlay import GROUND_TRUTH, policy_color
 
 ACTION_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper")
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
@@ -64,9 +65,10 @@ def action_figure(records: Sequence[StepRecord], policy: str | None = None) -> g
         label = "executed" if len(drivers) == 1 and len(names) < 2 else f"executed ({driver} drives)"
         add([r.step for r in mine], [r.executed_action for r in mine], label, _PALETTE[(2 * i) % 6])
     recorded = {r.step: r.recorded_action for r in records if r.recorded_action is not None}
-    add(sorted(recorded), [recorded[k] for k in sorted(recorded)], "recorded", _PALETTE[2])
+    recorded_color = "rgb({}, {}, {})".format(*GROUND_TRUTH)  # what happened: ground truth's green
+    add(sorted(recorded), [recorded[k] for k in sorted(recorded)], "recorded", recorded_color)
     for i, name in enumerate(names):
-        color = _PALETTE[(i + 3) % len(_PALETTE)] if len(names) > 1 else _PALETTE[1]
+        color = "rgb({}, {}, {})".format(*policy_color(i))  # the policy's colour in the viewer too
         mine = [r for r in records if name in r.policies and r.policies[name].chunk is not None]
         if len(names) > 1:  # comparing: each policy's own first action at every step
             first = [r.policies[name].chunk.actions[0] for r in mine]
