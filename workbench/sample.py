@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
 from workbench.policy import ST4VLAPolicy, tiny_config
-from workbench.runner import PolicySlot, Runner
+from workbench.runner import PolicySlot, Runner, run_episode
 from workbench.sessions import SessionStore
 from workbench.sources import SimSource
 from workbench.viz.rerun_log import RerunLogger
@@ -39,14 +37,8 @@ def write_sample_session(
     writer = SessionStore(root).create(session_id, meta)
     logger = RerunLogger(rrd_path=writer.rrd_path, stream=False)
     source = SimSource.from_task(task, width=224, height=224)
-    runner = Runner(
-        source, [PolicySlot(name, policy)], sinks=[writer, logger]
-    )  # act seeds: act_seed(seed, k)
-    runner.reset(seed=seed)
-    for _ in tqdm(range(steps), desc=f"sample session {session_id}"):
-        if runner.done:
-            break
-        runner.step()
+    runner = Runner(source, [PolicySlot(name, policy)], sinks=[writer, logger])
+    run_episode(runner, seed, max_steps=steps)  # the one episode loop; act seeds act_seed(seed, k)
     runner.close()
     return writer.path
 
