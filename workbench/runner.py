@@ -57,7 +57,6 @@ class PolicySlot:
     ensemble_alpha: float = 0.1
     spatial_query: str | None = "box"  # None: skip the explicit grounding call
     spatial_each_step: bool = True  # False: ask the spatial question at step 0 only (evaluation)
-    seed: int = 0  # not read: act() seeds follow act_seed(episode seed, step) (module docstring)
     return_internals: bool = True  # attention heatmaps for the viewer
     rotation: str = "axis_angle"  # the model's rotation convention (see controller.ControllerConfig)
     # How the source's joint values become what the checkpoint reads (workbench.compat.MAPPINGS); None:

@@ -141,7 +141,6 @@ class TabSession:
                 PolicySlot(
                     label, policy, num_ddim_steps=int(settings.num_ddim_steps), cfg_scale=float(settings.cfg_scale),
                     ensemble_horizon=int(settings.ensemble_horizon), ensemble_alpha=float(settings.ensemble_alpha),
-                    seed=int(source.seed),
                 )
             )  # fmt: skip
         env = self.workbench.make_source(source)
