@@ -64,12 +64,10 @@ def test_bad_workers_are_refused():
         list(sweep.run([1], Flaky, workers=0))
 
 
-ray = pytest.importorskip("ray", reason='the ray extra: pip install -e ".[ray]"')
-
-
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local two-CPU Ray for the module, shut down after it."""
+    """One local two-CPU Ray for the module, shut down after it (skipped without the ray extra)."""
+    ray = pytest.importorskip("ray", reason='the ray extra: pip install -e ".[ray]"')
     sweep.connect(sweep.LOCAL, workers=2)
     # the test module's worker classes travel by value: Ray's worker processes do not import tests/
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -226,3 +224,11 @@ def test_the_apps_probe_runs_on_ray_and_its_table_fills_in_as_episodes_finish(
     assert counts[:3] == [1, 2, 3] and counts[-1] == 3  # a row per finished episode, then the final table
     sessions = sorted(p.name for p in (tmp_path / "sessions").iterdir())
     assert len(sessions) == 3 and all(s.startswith("probe-") for s in sessions)  # saved by the Ray workers
+
+
+def test_a_probe_row_that_could_not_run_is_no_outcome_in_the_heat_map():
+    from workbench.viz.probe_figure import probe_figure
+
+    ran = {"object": "cube", "instruction": "pick", "prompt": "pick", "success": False, "triage": "reach"}
+    broken = {**ran, "triage": "", "status": "error", "error": "RuntimeError: worker died"}
+    assert probe_figure([ran, broken]).to_dict() == probe_figure([ran]).to_dict()

@@ -51,6 +51,7 @@ def _discrete_scale() -> list[list]:
 
 def probe_figure(rows: Sequence[dict]) -> go.Figure:
     """Heat map of the probe's rows (dicts of workbench.probe.ProbeRow) as described in the module doc."""
+    rows = [r for r in rows if r.get("status", "ok") == "ok"]  # an episode that could not run: no outcome
     if not rows:
         fig = go.Figure()
         fig.add_annotation(text="no episodes yet: run a probe", showarrow=False, x=0.5, y=0.5,
