@@ -1,5 +1,5 @@
 """Viewer panel: the embedded Rerun viewer streaming this tab's recording, its legend, a layout switch,
-the attention switch (off by default), clicks.
+the layer switches (ground truth, answers, rollouts), the attention switch (off by default), clicks.
 
 The viewer's own blueprint and selection panels start collapsed, not hidden: the buttons at its top
 right open them, so each layer (ground truth, a policy's answer, its rollout) can be switched off."""
@@ -15,6 +15,7 @@ from workbench.appcore.clicks import click_from_items
 from workbench.appcore.summary import point_markdown
 from workbench.appcore.tab import BLUEPRINTS
 from workbench.viz import overlay
+from workbench.viz.blueprints import LAYERS
 
 
 def render(ui: UI) -> None:
@@ -24,9 +25,11 @@ def render(ui: UI) -> None:
     legend = gr.HTML(overlay.legend_html([]), elem_id="legend")
     with gr.Row(equal_height=True):
         layout = gr.Radio(list(BLUEPRINTS), value=BLUEPRINTS[0], label="Layout", elem_id="layout", scale=3)
+        layers = gr.CheckboxGroup(list(LAYERS), value=list(LAYERS), label="Show in the camera views",
+                                  elem_id="layers", scale=2)  # fmt: skip
         attention = gr.Checkbox(False, label="Attention heatmap", elem_id="attention", scale=1,
                                 info="tints the camera image with where the action queries look")  # fmt: skip
-    ui.add(viewer=viewer, layout=layout, legend=legend, attention=attention)
+    ui.add(viewer=viewer, layout=layout, legend=legend, attention=attention, layers=layers)
 
 
 def legend(tab) -> str:
@@ -80,6 +83,14 @@ def wire(ui: UI) -> None:
         ui.after_push(event.success(push, ui.state, ui["viewer"], show_progress="hidden"))
         event.success(around, [ui.state, ui["layout"]], [ui["legend"], ui["layout"]], show_progress="hidden")
     ui["layout"].change(set_layout, [ui.state, ui["layout"]], ui.state).success(push, ui.state, ui["viewer"])
+
+    @guard
+    def set_layers(tab, shown):
+        tab = tab_of(wb, tab)
+        tab.set_layers(shown)
+        return tab
+
+    ui["layers"].input(set_layers, [ui.state, ui["layers"]], ui.state).success(push, ui.state, ui["viewer"])
     ui["attention"].input(set_attention, [ui.state, ui["attention"]], ui.state).success(
         push, ui.state, ui["viewer"]
     )

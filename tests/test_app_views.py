@@ -233,3 +233,15 @@ def test_counterfactual_box_changes_the_chunk_and_its_own_answer_does_not(tmp_pa
             run_counterfactual(tab, "5, 5, 40, 40")
     finally:
         tab.close()
+
+
+def test_layers_can_be_switched_off(tab):
+    tab.set_layers(["answer"])  # ground truth and rollout off
+    view = tab.blueprint_for().root_container.contents[0]
+    text = " ".join(view.contents)
+    assert "- /world/camera/ground_truth/**" in text and "- /world/camera/random-tiny/rollout" in text
+    assert "- /world/camera/random-tiny/spatial/**" not in text
+    from workbench.appcore import AppError
+
+    with pytest.raises(AppError, match="Unknown layers"):
+        tab.set_layers(["clouds"])

@@ -9,7 +9,8 @@
 - the page makes no request to another host (the Rerun viewer's update check is answered locally).
 
 Screenshots land in tests/artifacts/ (truth_branch.png, truth_viewer_branch.png, truth_reset.png,
-truth_counterfactual.png, truth_paused.png) for a person to look at. Needs Debian's chromium at /usr/bin/chromium.
+truth_counterfactual.png, truth_paused.png,
+truth_layers_no_ground_truth.png) for a person to look at. Needs Debian's chromium at /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ def test_branch_reask_reset_pause_and_no_external_requests(chromium, artifacts, 
     assert status_step(page) == final  # and nothing arrives after the pause
     page.locator("#viewer").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "truth_paused.png"))
+
+    # 4b. layers: ground truth off in the camera view (the page's switch; Rerun's own panels also can)
+    page.locator("#layers").get_by_label("ground truth").uncheck()
+    page.wait_for_timeout(8_000)
+    page.locator("#viewer").screenshot(path=str(artifacts / "truth_layers_no_ground_truth.png"))
 
     # 5. nothing left the machine
     assert away == [], away

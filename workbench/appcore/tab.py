@@ -107,6 +107,7 @@ class TabSession:
     view_titles: list[str] = field(default_factory=list)  # the viewer's camera views, as last sent
     attention: bool = False  # draw the attention heatmap over the camera image (the page's switch)
     counterfactual: Any = None  # the last counterfactual edit (appcore.counterfactual), drawn until a step
+    hidden_layers: set[str] = field(default_factory=set)  # camera-view layers switched off on the page
     sent: int = 0  # sequence number of the last step streamed to the page in a run
     shown: int = -1  # the last sequence number the page said it shows (-1: no page has echoed)
     _shown_cv: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -437,6 +438,16 @@ class TabSession:
 
     # -- viewer ----------------------------------------------------------------------------------
 
+    def set_layers(self, shown: list[str]) -> None:
+        """Show only these layers of the camera views (workbench.viz.blueprints.LAYERS)."""
+        from workbench.viz.blueprints import LAYERS
+
+        unknown = set(shown or []) - set(LAYERS)
+        if unknown:
+            raise AppError(f"Unknown layers {sorted(unknown)}: choose from {', '.join(LAYERS)}.")
+        self.hidden_layers = set(LAYERS) - set(shown or [])
+        self.send_blueprint()
+
     def set_attention(self, on: bool) -> None:
         """Switch the attention heatmap on or off; the current step is drawn again at once."""
         self.attention = bool(on)
@@ -478,20 +489,27 @@ class TabSession:
         branches = self.view_branches()
         record = self.last_record  # a recording's cameras besides the main one get views of their own
         cams = tuple(list(record.observation.images)[1:]) if record is not None else ()
+        hidden = frozenset(self.hidden_layers)
         if len(names) == 1 or self.mode != "independent":
             branches = [branches[0]] * len(names)  # shared: every policy reads the one lane
         if len(names) == 1:
             parent = self.parents.get(branches[0])
             if self.blueprint == "side by side" and parent is not None:
                 return blueprints.side_by_side([names[0], names[0]], branches=[branches[0], parent],
-                                               image_size=size, cameras=cams)  # fmt: skip
-            return blueprints.one_policy(names[0], branch=branches[0], image_size=size, cameras=cams)
+                                               image_size=size, cameras=cams, hidden=hidden)  # fmt: skip
+            return blueprints.one_policy(
+                names[0], branch=branches[0], image_size=size, cameras=cams, hidden=hidden
+            )
         if self.blueprint == "one policy":
-            return blueprints.one_policy(names[0], branch=branches[0], image_size=size, cameras=cams)
+            return blueprints.one_policy(
+                names[0], branch=branches[0], image_size=size, cameras=cams, hidden=hidden
+            )
         if self.blueprint == "side by side":
-            return blueprints.side_by_side(names, branches=branches, image_size=size, cameras=cams)
+            return blueprints.side_by_side(
+                names, branches=branches, image_size=size, cameras=cams, hidden=hidden
+            )
         return blueprints.instruction_ab(
-            names[0], names[1], branch=branches[0], image_size=size, cameras=cams
+            names[0], names[1], branch=branches[0], image_size=size, cameras=cams, hidden=hidden
         )
 
     def _image_size(self) -> tuple[int, int] | None:

@@ -10,21 +10,37 @@ import rerun.blueprint as rrb
 
 from workbench.viz.rerun_log import branch_root, policy_part
 
+# Layers of a camera view the page can switch off (each is a set of entities under the camera).
+LAYERS = ("ground truth", "answer", "rollout")
+
 
 def camera_view(
-    policy: str, *, branch: str = "main", name: str | None = None, image_size: tuple[int, int] | None = None
+    policy: str,
+    *,
+    branch: str = "main",
+    name: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    hidden: frozenset[str] | set[str] = frozenset(),
 ) -> rrb.Spatial2DView:
     """image_size = (width, height) pins the view to the image: a rollout projected far outside the
-    frame (an untrained policy's) would otherwise zoom the view out until the image is a thumbnail."""
+    frame (an untrained policy's) would otherwise zoom the view out until the image is a thumbnail.
+    hidden: LAYERS left out of the view (their data stays in the recording)."""
+    unknown = set(hidden) - set(LAYERS)
+    if unknown:
+        raise ValueError(f"unknown layers {sorted(unknown)}: choose from {LAYERS}")
     r = branch_root(branch)
     cam = f"{r}world/camera"
     p = policy_part(policy)
     bounds = None
     if image_size is not None:
         bounds = rrb.VisualBounds2D(x_range=[0, image_size[0]], y_range=[0, image_size[1]])
+    contents = [f"+ /{cam}/image", f"+ /{cam}/ground_truth/**", f"+ /{cam}/{p}/**"]
+    excluded = {"ground truth": [f"- /{cam}/ground_truth/**"], "answer": [f"- /{cam}/{p}/spatial/**"],
+                "rollout": [f"- /{cam}/{p}/rollout"]}  # fmt: skip
+    contents += [line for layer in LAYERS if layer in hidden for line in excluded[layer]]
     return rrb.Spatial2DView(
         origin=f"/{cam}",
-        contents=[f"+ /{cam}/image", f"+ /{cam}/ground_truth/**", f"+ /{cam}/{p}/**"],
+        contents=contents,
         name=name or view_name(policy, branch),
         visual_bounds=bounds,
     )
@@ -85,10 +101,11 @@ def one_policy(
     branch: str = "main",
     image_size: tuple[int, int] | None = None,
     cameras: tuple[str, ...] = (),
+    hidden: frozenset[str] | set[str] = frozenset(),
 ) -> rrb.Blueprint:
     return rrb.Blueprint(
         rrb.Vertical(
-            camera_view(policy, branch=branch, image_size=image_size),
+            camera_view(policy, branch=branch, image_size=image_size, hidden=hidden),
             _bottom([(branch, policy)], cameras),
             row_shares=[3, 2],
         ),
@@ -102,6 +119,7 @@ def side_by_side(
     branches: list[str] | None = None,
     image_size: tuple[int, int] | None = None,
     cameras: tuple[str, ...] = (),
+    hidden: frozenset[str] | set[str] = frozenset(),
 ) -> rrb.Blueprint:
     """One camera view per policy. In shared mode all read the same branch; in independent mode pass
     branches (one per policy: each policy drives its own copy)."""
@@ -113,7 +131,7 @@ def side_by_side(
             f"got {len(policies)} policies but {len(branches)} branches: pass one branch per policy"
         )
     pairs = list(zip(branches, policies, strict=True))
-    cams = [camera_view(p, branch=b, image_size=image_size) for b, p in pairs]
+    cams = [camera_view(p, branch=b, image_size=image_size, hidden=hidden) for b, p in pairs]
     return rrb.Blueprint(
         rrb.Vertical(rrb.Horizontal(*cams), _bottom(pairs, cameras), row_shares=[3, 2]), collapse_panels=True
     )
@@ -128,11 +146,24 @@ def instruction_ab(
     branch: str = "main",
     image_size: tuple[int, int] | None = None,
     cameras: tuple[str, ...] = (),
+    hidden: frozenset[str] | set[str] = frozenset(),
 ) -> rrb.Blueprint:
     """The same checkpoint asked with two instructions: two slots, views titled by their instruction."""
     cams = [
-        camera_view(policy_a, branch=branch, name=f"{policy_a}: {instruction_a}"[:60], image_size=image_size),
-        camera_view(policy_b, branch=branch, name=f"{policy_b}: {instruction_b}"[:60], image_size=image_size),
+        camera_view(
+            policy_a,
+            branch=branch,
+            name=f"{policy_a}: {instruction_a}"[:60],
+            image_size=image_size,
+            hidden=hidden,
+        ),
+        camera_view(
+            policy_b,
+            branch=branch,
+            name=f"{policy_b}: {instruction_b}"[:60],
+            image_size=image_size,
+            hidden=hidden,
+        ),  # fmt: skip
     ]
     return rrb.Blueprint(
         rrb.Vertical(
