@@ -112,6 +112,8 @@ def test_probe_cancel_and_open_a_failed_row(workbench):
     name = app_sessions.open_probe_row(tab, tab.probe_rows, failed[0])
     assert tab.replayed == name and tab.runner is None
     assert [r.step for r in tab.records] == [0, 1, 2] and len(tab.viewer_bytes()) > 1000
+    # the replay carries the probed checkpoint's name, not the probe's slot name "policy"
+    assert tab.policy_names == ["random-tiny"] and set(tab.records[0].policies) == {"random-tiny"}
     with pytest.raises(AppError, match="No probe row 7"):
         app_sessions.open_probe_row(tab, tab.probe_rows, 7)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,13 +108,25 @@ def draw_clicks(rec, edits: list[dict], record) -> UserPoint | None:
     return point
 
 
-def replay(tab: TabSession, name: str) -> None:
+def replay(tab: TabSession, name: str, rename: dict[str, str] | None = None) -> None:
     """Show a saved session in this tab's viewer; no model is loaded, stepping is off until Load."""
-    for _ in play(tab, name):
+    for _ in play(tab, name, rename):
         pass
 
 
-def play(tab: TabSession, name: str) -> Iterator[int]:
+def renamed(record, rename: dict[str, str] | None):
+    """`record` with its policies renamed (a probe saves its episodes under the slot name "policy";
+    shown again, they carry the checkpoint's name)."""
+    if not rename or not any(k in rename for k in record.policies):
+        return record
+    policies = {
+        rename.get(k, k): dataclasses.replace(ps, policy=rename.get(k, k))
+        for k, ps in record.policies.items()
+    }
+    return dataclasses.replace(record, policies=policies)
+
+
+def play(tab: TabSession, name: str, rename: dict[str, str] | None = None) -> Iterator[int]:
     """Replay a saved session into this tab step by step (demo mode animates it), yielding the number
     of steps shown so far. No model is loaded. The user's clicked points saved with the session are
     drawn again at their steps, and the last one is reported as if just clicked."""
@@ -127,18 +140,19 @@ def play(tab: TabSession, name: str) -> Iterator[int]:
         raise AppError(f"Could not read session {path.name}: {e}") from e
     if not session.records:
         raise AppError(f"Session {path.name} has no steps to replay.")
+    records = [renamed(r, rename) for r in session.records]
     tab.close()
     tab.logger = RerunLogger(stream=True, attention=tab.attention)
     tab.records, tab.user_point, tab.replayed = [], None, path.name
     tab.mode = str(session.meta.get("loaded", {}).get("mode", "shared"))
     tab.edits = [dict(e) for e in session.edits]
     names: list[str] = []
-    for r in session.records:
+    for r in records:
         names.extend(n for n in r.policies if n not in names)
     tab.policy_names = names
     tab.blueprint = BLUEPRINTS[1] if len(names) > 1 else BLUEPRINTS[0]
     tab.send_blueprint()
-    for n, record in enumerate(session.records, start=1):
+    for n, record in enumerate(records, start=1):
         tab.logger.write(record)
         tab.records.append(record)
         tab.user_point = draw_clicks(tab.logger.rec, session.edits, record) or tab.user_point
@@ -155,7 +169,7 @@ def open_probe_row(tab: TabSession, rows: list[dict], index: int) -> str:
     session = str(rows[int(index)].get("session") or "")
     if not session:
         raise AppError("This probe row was not saved as a session, so it cannot be opened.")
-    replay(tab, session)
+    replay(tab, session, rename={"policy": tab.probe_checkpoint} if tab.probe_checkpoint else None)
     return session
 
 

@@ -108,6 +108,7 @@ class TabSession:
     attention: bool = False  # draw the attention heatmap over the camera image (the page's switch)
     counterfactual: Any = None  # the last counterfactual edit (appcore.counterfactual), drawn until a step
     hidden_layers: set[str] = field(default_factory=set)  # camera-view layers switched off on the page
+    probe_checkpoint: str = ""  # the name of the checkpoint the last probe ran (its replays carry it)
     sent: int = 0  # sequence number of the last step streamed to the page in a run
     shown: int = -1  # the last sequence number the page said it shows (-1: no page has echoed)
     _shown_cv: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -611,7 +612,7 @@ class TabSession:
         if which == "B" and len(checkpoints) < 2:
             raise AppError("No checkpoint B is loaded: pick one in 'Compare with' and press Load.")
         chosen = checkpoints["AB".index(which)]
-        policy, _, notes = self.workbench.load_policy(chosen)  # checks the folder; cached for later
+        policy, self.probe_checkpoint, notes = self.workbench.load_policy(chosen)  # checks the folder; cached
         self.notes.extend(notes)
         if ray is not None:  # the workers load the checkpoint from its folder
             if notes:
