@@ -146,8 +146,11 @@ def test_evaluate_on_ray_writes_the_report_the_serial_run_writes(local_ray, tiny
 
 
 @pytest.mark.slow
-def test_an_episode_that_cannot_run_is_reported_apart_not_as_a_policy_failure(local_ray, tiny_checkpoint):
+def test_an_episode_that_cannot_run_is_reported_apart_not_as_a_policy_failure(
+    local_ray, tiny_checkpoint, tmp_path
+):
     from workbench.evaluate import EvalConfig, evaluate, markdown
+    from workbench.train.command import run_evaluate
 
     cfg = EvalConfig(checkpoint=tiny_checkpoint, tasks=("tabletop_pick", "tabletop_nope"), episodes=1,
                      max_steps=2, cells=(("seen", "seen"),), ray=sweep.LOCAL, workers=2)  # fmt: skip
@@ -160,8 +163,10 @@ def test_an_episode_that_cannot_run_is_reported_apart_not_as_a_policy_failure(lo
     assert s["errors"]["n"] == 1 and s["errors"]["episodes"][0]["task"] == "tabletop_nope"
     assert sum(s["triage"]["all"].values()) == 1  # not triaged as a policy failure
     assert "1 episodes could not run" in markdown(report)
-    serial = evaluate(replace(cfg, ray=None, workers=1))  # the serial path reports it the same way
-    assert _rows(serial.episodes) == _rows(report.episodes)
+    # the serial path reports it the same way; the command says so in its exit status
+    assert run_evaluate(replace(cfg, ray=None, workers=1, out=str(tmp_path))) == 1
+    serial = json.loads((tmp_path / "report.json").read_text())["episodes"]
+    assert [{**e, "seconds": 0.0} for e in serial] == _rows(report.episodes)
 
 
 @pytest.mark.slow

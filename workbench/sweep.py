@@ -122,7 +122,8 @@ def connect(address: str = LOCAL, workers: int = 1) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing dials out
-    quiet = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    # the workers' prints stay in Ray's logs (a failed episode's error comes back in its Outcome)
+    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if address == LOCAL:
             ray.init(num_cpus=max(workers, os.cpu_count() or 1), **quiet)

@@ -222,6 +222,12 @@ def run_evaluate(cfg) -> int:
     paths = write_report(report, cfg.out)
     print(markdown(report))
     print("report:", ", ".join(str(p) for p in paths.values()))
+    if report.errors():  # kept in the report, in no rate; the exit status says so
+        print(
+            f"workbench evaluate: {len(report.errors())} episodes could not run (summary.errors)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
