@@ -11,9 +11,11 @@ Errors show as a message (toast), never as a red badge over the status line or a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
+import threading
 from dataclasses import fields
 from pathlib import Path
 
@@ -108,6 +110,21 @@ def build_app(config: AppConfig) -> gr.Blocks:
     return demo
 
 
+def preload(workbench: Workbench | None) -> threading.Thread | None:
+    """Read the demo checkpoint in the background while the page opens, so the first Load does not
+    wait for it (a Load meanwhile waits on the cache's lock). Not in demo mode: it needs no model."""
+    if workbench is None or workbench.config.demo_session or not workbench.default_checkpoint():
+        return None
+
+    def load() -> None:
+        with contextlib.suppress(AppError):  # Load will say why, in the page
+            workbench.load_policy("")
+
+    thread = threading.Thread(target=load, name="preload-checkpoint", daemon=True)
+    thread.start()
+    return thread
+
+
 def free_port(host: str, start: int, tries: int = 50) -> int:
     """`start` if nothing listens there, else the next free port."""
     for port in range(start, start + tries):
@@ -154,6 +171,7 @@ def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
 
         session_path(config, config.demo_session)
     demo = build_app(config)
+    preload(LAST_WORKBENCH)
     demo.queue(default_concurrency_limit=4)
     config.sessions_dir.mkdir(parents=True, exist_ok=True)
     _, url, _ = demo.launch(

@@ -163,3 +163,15 @@ def test_seed_is_checked():
         with pytest.raises(AppError, match=r"Seed must be a whole number in 0\.\.4294967295"):
             SourceSpec(seed=bad)
     assert SourceSpec(seed=7.0).seed == 7 and isinstance(SourceSpec(seed=7.0).seed, int)
+
+
+def test_the_demo_checkpoint_is_read_while_the_page_opens(tmp_path):
+    from pathlib import Path
+
+    demo = Path(app.__file__).resolve().parent / "assets" / "checkpoints" / "st4vla-tiny"
+    if not demo.is_dir():
+        pytest.skip("the bundled demo checkpoint is not here")
+    wb = Workbench(AppConfig(sessions_dir=tmp_path))
+    app.preload(wb).join(timeout=120)
+    assert str(demo) in wb._policies  # the first Load finds it in the cache
+    assert app.preload(Workbench(AppConfig(sessions_dir=tmp_path, demo_session="sample"))) is None
