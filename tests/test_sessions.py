@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_viz import make_record
+from helpers import make_record
 
 from workbench.sessions import SessionError, SessionStore, load_session, replay_to_rerun, session_dir
 from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
@@ -105,7 +105,7 @@ def test_sigkill_mid_run_keeps_every_complete_step(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {str(REPO / "tests")!r})
-        from test_viz import make_record
+        from helpers import make_record
         from workbench.sessions import SessionStore
         w = SessionStore({str(tmp_path)!r}).create("crash")
         for s in range(10_000):
@@ -142,7 +142,7 @@ def test_sigkilled_recording_is_repaired_on_load_and_verifies(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(REPO / "tests")!r})
-        from test_viz import make_record
+        from helpers import make_record
         from workbench.sessions import SessionStore
         from workbench.viz.rerun_log import RerunLogger
         w = SessionStore({str(tmp_path)!r}).create("crash")

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +17,7 @@ from workbench.episodes import DatasetFormatError, LeRobotDataset, resolve_datas
 from workbench.episodes.lerobot import lerobot_home
 from workbench.sources import EpisodeSource
 
-FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"
+FIXTURES = helpers.FIXTURES / "lerobot"
 NAMES = ("v21_png", "v21_av1", "v30_png", "v30_av1")
 
 

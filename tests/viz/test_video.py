@@ -12,13 +12,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import REPO
 
 from workbench.records import GroundTruth, Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, SpatialAnswer, Trace
 from workbench.viz import video
 from workbench.viz.video import Style, compose_frame, control_rate, read_frames, write_mp4
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sessions" / "sample"
+SAMPLE = REPO / "sessions" / "sample"
 
 
 def record(step: int, width: int = 224, height: int = 168, *, truncated: bool = False, tcp: float = 0.2):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import CHECKPOINTS
 
 from workbench import spatial
 from workbench.policy import ST4VLAPolicy
 from workbench.policy.consensus import SHIFTS, answer_with_votes, consensus, shifted
 from workbench.policy.refine import NumberTable, refine_text, refined_value
 
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "st4vla-tiny"
+BUNDLED = CHECKPOINTS / "st4vla-tiny"
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import REPO
 
 from workbench.episodes import DatasetFormatError, LeRobotDataset, LeRobotDatasetWriter, default_features
 from workbench.records import Camera, GroundTruth, Observation
@@ -300,7 +301,7 @@ def test_corrupt_image_bytes(tmp_path):
 
 def test_shipped_sample_episode():
     """assets/episodes/sample: one expert episode of the built-in sim (scripts/make_sample_episode.py)."""
-    root = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "sample"
+    root = REPO / "assets" / "episodes" / "sample"
     ds = LeRobotDataset(root)
     assert ds.num_episodes == 1
     episode = ds.episode(0)

@@ -15,7 +15,6 @@ import sys
 import threading
 import traceback
 import types
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,12 +22,13 @@ import pytest
 import torch
 import websockets.asyncio.server
 import websockets.frames
+from helpers import REPO
 
 from workbench.policy import ST4VLAPolicy, tiny_config
 from workbench.policy.normalization import ActionNormalizer
 from workbench.serve import PolicyServer, RemotePolicy, RemotePolicyError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 UPSTREAM = ROOT / "tests" / "data" / "upstream_client"
 CHECKPOINT = ROOT / "assets" / "checkpoints" / "st4vla-tiny"
 

@@ -14,15 +14,15 @@ measured differences.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import FIXTURES
 
 from workbench.policy import ST4VLAPolicy
 
-FIXTURE = Path(__file__).parent / "fixtures" / "upstream_tiny"
+FIXTURE = FIXTURES / "upstream_tiny"
 STAGE_TOL = 1e-4
 SAMPLER_TOL = 5e-4
 MEASURED: dict[str, float] = {}  # stage -> max |ours - upstream|, printed at the end (pytest -s)

@@ -4,67 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import make_record
 
-from workbench.records import ActionChunk, Camera, GroundTruth, Observation, PolicyStep, StepRecord
-from workbench.spatial import Box, Frame, Point, SpatialAnswer, Trace
+from workbench.spatial import Box
 from workbench.viz import blueprints, overlay
 from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
-
-
-def make_record(step: int, *, policies=("A", "B"), branch: str = "main", seed: int = 0) -> StepRecord:
-    """A full StepRecord with every field a sink draws (a textured image so JPEG sizes are realistic)."""
-    rng = np.random.default_rng(seed + step)
-    yy, xx = np.mgrid[0:224, 0:224]
-    image = np.stack([(xx + 3 * step) % 256, (yy * 2) % 256, ((xx + yy) // 2) % 256], -1).astype(np.uint8)
-    image[60:100, 80:130] = (200, 40, 40)
-    cam = Camera(np.array([[200.0, 0, 112], [0, 200.0, 112], [0, 0, 1]]), np.eye(4), 224, 224)
-    gt = GroundTruth(
-        objects=[Box(80, 60, 130, 100, "carrot"), Box(150, 140, 200, 190, "plate")],
-        key_points=[Point(105, 80, "carrot")],
-        target=Box(150, 140, 200, 190, "plate"),
-        source_label="carrot",
-        target_label="plate",
-        expert_trace=Trace(((105.0, 80.0), (130.0, 120.0), (175.0, 165.0)), "gripper"),
-    )
-    obs = Observation(
-        {"main": image},
-        "put the carrot on the plate",
-        {"main": cam},
-        np.r_[0.0, 0, 0.5, 1, 0, 0, 0],
-        None,
-        gt,
-    )
-    ps = {}
-    for i, name in enumerate(policies):
-        actions = rng.normal(size=(8, 7)).astype(np.float32)
-        chunk = ActionChunk(
-            normalized=np.clip(actions, -1, 1),
-            actions=actions,
-            ee_path_3d=rng.normal(size=(9, 3)),
-            ee_path_2d=Trace(tuple((100.0 + 5 * k + i, 90.0 + 3 * k) for k in range(9))),
-            attention={"main": rng.random((8, 8)).astype(np.float32)},
-            timings={"dit": 0.01},
-        )
-        spatial = SpatialAnswer(
-            '[{"label": "carrot", "bbox_2d": [80, 60, 130, 100]}]',
-            [Box(82.0 + i, 61, 128, 99, "carrot"), Point(104.0, 81.0, "carrot")],
-            Frame(224, 224, 224, 224),
-            [] if i == 0 else ["trailing text ignored"],
-        )
-        ps[name] = PolicyStep(
-            name, obs.instruction, spatial, chunk, actions[0], {"iou": 0.9 - 0.1 * i}, {"spatial": 0.02}
-        )
-    return StepRecord(
-        step=step,
-        observation=obs,
-        policies=ps,
-        executed_action=rng.normal(size=7),
-        recorded_action=None,
-        reward=0.0,
-        info={"success": False, "grasped": np.bool_(False), "dist": np.float32(0.25)},
-        timings={"env": 0.005, "policy/A": 0.05, "sinks": 0.001},
-        branch=branch,
-    )
 
 
 def test_rrd_holds_expected_entities_at_every_step(tmp_path):
