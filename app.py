@@ -26,9 +26,9 @@ import gradio as gr
 
 from panels import controls, episodes, instruction, plots, probe, sessions, source, viewer
 from panels.common import UI, release_on_unload, release_tab
-from workbench.appcore import AppConfig, AppError
-from workbench.appcore.core import Workbench
-from workbench.appcore.summary import point_markdown
+from panels.state import AppConfig, AppError
+from panels.state.core import Workbench
+from panels.state.summary import point_markdown
 
 LAST_WORKBENCH: Workbench | None = None  # the latest app's server state (tests check its model cache)
 
@@ -167,7 +167,7 @@ def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
     """Start the server; returns (blocks, local url). block=False returns at once (tests, benchmarks)."""
     port = free_port(config.host, config.port)
     if config.demo_session:  # fail at start with a clear message, not in the page later
-        from workbench.appcore.sessions import session_path
+        from panels.state.sessions import session_path
 
         session_path(config, config.demo_session)
     demo = build_app(config)

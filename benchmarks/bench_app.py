@@ -65,7 +65,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     import app
-    from workbench.appcore import AppConfig
+    from panels.state import AppConfig
 
     torch.set_num_threads(1)
     config = AppConfig(port=args.port, sessions_dir=Path(tempfile.mkdtemp()) / "sessions")

@@ -12,9 +12,9 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.appcore import AppError
-from workbench.appcore.core import Workbench
-from workbench.appcore.tab import TabSession
+from panels.state import AppError
+from panels.state.core import Workbench
+from panels.state.tab import TabSession
 
 log = logging.getLogger("workbench.app")
 
@@ -112,6 +112,6 @@ def step_outputs(ui: UI) -> list[Any]:
 
 
 def step_values(tab: TabSession) -> tuple:
-    from workbench.appcore.summary import point_markdown, status_markdown, tab_summary
+    from panels.state.summary import point_markdown, status_markdown, tab_summary
 
     return tab, status_markdown(tab), tab_summary(tab), point_markdown(tab)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from panels.common import UI
-from workbench.appcore.config import AppError
-from workbench.appcore.core import Workbench
+from panels.state.config import AppError
+from panels.state.core import Workbench
 from workbench.episodes.lerobot import split_episode
 
 

@@ -72,7 +72,7 @@ def wire(ui: UI) -> None:
 
     @guard
     def counterfactual(tab, box):
-        from workbench.appcore.counterfactual import run_counterfactual
+        from panels.state.counterfactual import run_counterfactual
 
         tab = tab_of(wb, tab)
         return tab, run_counterfactual(tab, box).markdown()

@@ -12,8 +12,8 @@ from dataclasses import asdict
 import gradio as gr
 
 from panels.common import UI, guard, step_outputs, step_values, tab_of
-from workbench.appcore import AppError
-from workbench.appcore import sessions as app_sessions
+from panels.state import AppError
+from panels.state import sessions as app_sessions
 from workbench.probe import ProbeError, ProbeSpec
 from workbench.sweep import LOCAL
 from workbench.viz.probe_figure import probe_figure

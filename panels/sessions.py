@@ -7,7 +7,7 @@ import time
 import gradio as gr
 
 from panels.common import UI, guard, step_outputs, step_values, tab_of
-from workbench.appcore import sessions as app_sessions
+from panels.state import sessions as app_sessions
 
 
 def render(ui: UI) -> None:

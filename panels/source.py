@@ -8,8 +8,8 @@ from pathlib import Path
 import gradio as gr
 
 from panels.common import UI, guard, show_warnings, step_values, tab_of
-from workbench.appcore.core import RANDOM_POLICY, Workbench
-from workbench.appcore.tab import MODES, PolicySettings, SourceSpec
+from panels.state.core import RANDOM_POLICY, Workbench
+from panels.state.tab import MODES, PolicySettings, SourceSpec
 
 KINDS = {"sim": "built-in sim", "episode": "recorded episode / session", "simpler": "SimplerEnv"}
 

@@ -11,9 +11,9 @@ from gradio_rerun import Rerun
 from gradio_rerun.events import SelectionChange
 
 from panels.common import UI, guard, tab_of
-from workbench.appcore.clicks import click_from_items
-from workbench.appcore.summary import point_markdown
-from workbench.appcore.tab import BLUEPRINTS
+from panels.state.clicks import click_from_items
+from panels.state.summary import point_markdown
+from panels.state.tab import BLUEPRINTS
 from workbench.viz import overlay
 from workbench.viz.blueprints import LAYERS
 
@@ -61,7 +61,7 @@ def wire(ui: UI) -> None:
 
     @guard
     def clicked(tab, evt: SelectionChange):
-        """A click on a camera image marks the user's point on that lane's image (see appcore.clicks)."""
+        """A click on a camera image marks the user's point on that lane's image (see panels.state.clicks)."""
         tab = tab_of(wb, tab)
         click = click_from_items(evt.payload.items)
         if click is not None:

@@ -34,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from workbench.appcore import AppConfig
-    from workbench.appcore.core import Workbench, is_checkpoint_dir
-    from workbench.appcore.sessions import save
-    from workbench.appcore.tab import PolicySettings, SourceSpec
+    from panels.state import AppConfig
+    from panels.state.core import Workbench, is_checkpoint_dir
+    from panels.state.sessions import save
+    from panels.state.tab import PolicySettings, SourceSpec
 
     torch.set_num_threads(1)
     ckpts = ROOT / "assets" / "checkpoints"

@@ -13,12 +13,12 @@ import torch
 from gradio_rerun.events import SelectionChange
 
 import app
-from workbench.appcore import AppConfig, AppError
-from workbench.appcore import sessions as app_sessions
-from workbench.appcore.clicks import branch_of, click_from_items
-from workbench.appcore.core import Workbench
-from workbench.appcore.summary import point_markdown
-from workbench.appcore.tab import PolicySettings, SourceSpec
+from panels.state import AppConfig, AppError
+from panels.state import sessions as app_sessions
+from panels.state.clicks import branch_of, click_from_items
+from panels.state.core import Workbench
+from panels.state.summary import point_markdown
+from panels.state.tab import PolicySettings, SourceSpec
 from workbench.probe import ProbeSpec
 from workbench.records import ActionChunk, Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, SpatialAnswer

@@ -14,7 +14,7 @@ import torch
 from gradio_client import Client
 
 import app
-from workbench.appcore import AppConfig
+from panels.state import AppConfig
 
 pytestmark = pytest.mark.slow
 

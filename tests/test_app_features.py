@@ -17,7 +17,7 @@ import torch
 from gradio_client import Client
 
 import app
-from workbench.appcore import AppConfig
+from panels.state import AppConfig
 from workbench.sessions import load_session
 
 pytestmark = pytest.mark.slow
@@ -98,9 +98,9 @@ def test_simpler_unavailable_shows_the_reason_in_the_page(server, monkeypatch):
     import json
     import urllib.request
 
-    from workbench.appcore import AppError
-    from workbench.appcore.core import Workbench
-    from workbench.appcore.tab import SourceSpec
+    from panels.state import AppError
+    from panels.state.core import Workbench
+    from panels.state.tab import SourceSpec
 
     url, config, _ = server
     page = json.loads(urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30).read())

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from panels.probe import COLUMNS, table_rows
-from workbench.appcore import AppConfig, AppError
-from workbench.appcore import sessions as app_sessions
-from workbench.appcore.core import Workbench
-from workbench.appcore.tab import PolicySettings, SourceSpec
+from panels.state import AppConfig, AppError
+from panels.state import sessions as app_sessions
+from panels.state.core import Workbench
+from panels.state.tab import PolicySettings, SourceSpec
 from workbench.probe import ProbeError, ProbeSpec, prompt_of, run_probe
 from workbench.viz.probe_figure import REASON_COLOURS, outcome, probe_figure
 
@@ -115,7 +115,7 @@ def test_save_replay_export(workbench):
 
 
 def test_status_line_says_why_the_episode_failed():
-    from workbench.appcore.summary import status_markdown
+    from panels.state.summary import status_markdown
     from workbench.records import Observation, PolicyStep, StepRecord
 
     def record(step, tcp, truncated=False):

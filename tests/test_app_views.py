@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.appcore import AppConfig
-from workbench.appcore.core import Workbench
-from workbench.appcore.summary import outcome, status_markdown
-from workbench.appcore.tab import PolicySettings, SourceSpec
+from panels.state import AppConfig
+from panels.state.core import Workbench
+from panels.state.summary import outcome, status_markdown
+from panels.state.tab import PolicySettings, SourceSpec
 from workbench.records import Observation, PolicyStep, StepRecord
 from workbench.viz import blueprints
 from workbench.viz.rerun_log import rrd_entities_by_step
@@ -160,7 +160,7 @@ def test_a_model_without_spatial_answers_says_so(tmp_path):
 
 def test_names_are_readable(tab):
     from panels.source import checkpoint_choices
-    from workbench.appcore.sessions import session_name
+    from panels.state.sessions import session_name
 
     assert checkpoint_choices(["/a/b/st4vla-tiny", "/x/one/tiny", "/x/two/tiny"]) == [
         ("st4vla-tiny", "/a/b/st4vla-tiny"), ("tiny (one)", "/x/one/tiny"), ("tiny (two)", "/x/two/tiny"),
@@ -198,8 +198,8 @@ def _bundled(name):
 def test_counterfactual_box_changes_the_chunk_and_its_own_answer_does_not(tmp_path):
     import rerun as rr
 
-    from workbench.appcore import AppError
-    from workbench.appcore.counterfactual import run_counterfactual
+    from panels.state import AppError
+    from panels.state.counterfactual import run_counterfactual
 
     st4vla = _bundled("st4vla-tiny")
     wb = Workbench(AppConfig(sessions_dir=tmp_path / "s", checkpoint_dirs=[st4vla.parent]))
@@ -241,7 +241,7 @@ def test_layers_can_be_switched_off(tab):
     text = " ".join(view.contents)
     assert "- /world/camera/ground_truth/**" in text and "- /world/camera/random-tiny/rollout" in text
     assert "- /world/camera/random-tiny/spatial/**" not in text
-    from workbench.appcore import AppError
+    from panels.state import AppError
 
     with pytest.raises(AppError, match="Unknown layers"):
         tab.set_layers(["clouds"])

@@ -14,7 +14,7 @@ import torch
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import app
-from workbench.appcore import AppConfig
+from panels.state import AppConfig
 from workbench.sessions import load_session
 
 pytestmark = [

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import app
-from workbench.appcore import AppConfig
+from panels.state import AppConfig
 
 pytestmark = [
     pytest.mark.browser,

@@ -9,7 +9,7 @@ import torch
 
 import app
 from panels.probe import COLUMNS
-from workbench.appcore import AppConfig
+from panels.state import AppConfig
 from workbench.triage import DESCRIPTIONS, FAILURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import app
-from workbench.appcore import AppConfig
+from panels.state import AppConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

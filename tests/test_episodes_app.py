@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.appcore import AppConfig, AppError
-from workbench.appcore.core import RANDOM_POLICY, Workbench
-from workbench.appcore.tab import PolicySettings, SourceSpec
+from panels.state import AppConfig, AppError
+from panels.state.core import RANDOM_POLICY, Workbench
+from panels.state.tab import PolicySettings, SourceSpec
 from workbench.episodes.lerobot import split_episode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"

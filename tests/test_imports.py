@@ -148,6 +148,24 @@ def test_the_interfaces_sit_below_the_runner_and_the_sources():
     assert "workbench.sources" not in reachable(graph, "workbench.runner")
 
 
+def test_the_library_knows_nothing_of_the_app_or_gradio():
+    """workbench/ is the library under the app: no module of it imports the app layer (panels, app) or
+    Gradio, at module level or inside a function."""
+    app_layer = ("panels", "app", "gradio", "gradio_client", "gradio_rerun")
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [(module, n, node.lineno) for n in names if n.split(".")[0] in app_layer]
+    assert found == [], f"library modules importing the app layer or Gradio: {found}"
+    assert not (PACKAGE / "appcore").exists(), "the app's state lives in panels/state/, not in workbench/"
+
+
 def _import_alone(module: str) -> tuple[str, int, str]:
     proc = subprocess.run(
         [sys.executable, "-c", f"import {module}"],

@@ -288,9 +288,9 @@ def test_google_robot_runs_with_app_defaults(monkeypatch, fake_path, tiny):
 
 def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_path, tmp_path):
     """Load in the app: SimplerEnv widowx_carrot_on_plate with the bundled st4vla-tiny."""
-    from workbench.appcore.config import AppConfig, AppError
-    from workbench.appcore.core import Workbench
-    from workbench.appcore.tab import PolicySettings, SourceSpec
+    from panels.state.config import AppConfig, AppError
+    from panels.state.core import Workbench
+    from panels.state.tab import PolicySettings, SourceSpec
 
     monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
     monkeypatch.setenv("PYTHONPATH", fake_path)

@@ -207,7 +207,7 @@ def test_the_apps_probe_runs_on_ray_and_its_table_fills_in_as_episodes_finish(
     from gradio_client import Client
 
     import app
-    from workbench.appcore import AppConfig
+    from panels.state import AppConfig
 
     shutil.copytree(tiny_checkpoint, tmp_path / "ckpts" / "tiny")
     config = AppConfig(port=7930, checkpoint_dirs=[tmp_path / "ckpts"], data_dirs=[tmp_path / "data"],

@@ -17,9 +17,9 @@ import torch
 
 import app
 from panels.common import release_tab
-from workbench.appcore import AppConfig
-from workbench.appcore.core import Workbench
-from workbench.appcore.tab import BLUEPRINTS, PolicySettings, SourceSpec
+from panels.state import AppConfig
+from panels.state.core import Workbench
+from panels.state.tab import BLUEPRINTS, PolicySettings, SourceSpec
 
 
 def os_threads() -> int:

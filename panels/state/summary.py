@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.appcore.tab import TabSession, predicted_centre
+from panels.state.tab import TabSession, predicted_centre
 from workbench.records import StepRecord
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from workbench.appcore.config import AppError
+from panels.state.config import AppError
 from workbench.spatial import Box
 
 COUNTERFACTUAL_COLOR = (255, 255, 255)

@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from workbench.appcore.config import AppConfig, AppError
-from workbench.appcore.tab import SourceSpec, TabSession
+from panels.state.config import AppConfig, AppError
+from panels.state.tab import SourceSpec, TabSession
 
 RANDOM_POLICY = "random tiny policy (untrained)"
 # SimplerEnv's tasks (shared/reference/simplerenv.md): offered only when probe_simpler() says it runs.

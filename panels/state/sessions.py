@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.appcore.clicks import clear_user_point, log_user_point
-from workbench.appcore.config import AllowedPaths, AppConfig, AppError
-from workbench.appcore.tab import BLUEPRINTS, TabSession, UserPoint
+from panels.state.clicks import clear_user_point, log_user_point
+from panels.state.config import AllowedPaths, AppConfig, AppError
+from panels.state.tab import BLUEPRINTS, TabSession, UserPoint
 
 
 def list_sessions(config: AppConfig) -> list[str]:

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from workbench.appcore.clicks import clear_user_point, compare_point, log_user_point, predicted_centre
-from workbench.appcore.config import AppConfig, AppError, check_seed, clean_instruction
+from panels.state.clicks import clear_user_point, compare_point, log_user_point, predicted_centre
+from panels.state.config import AppConfig, AppError, check_seed, clean_instruction
 from workbench.records import StepRecord
 
 BLUEPRINTS = ("one policy", "side by side", "instruction A vs B")
@@ -87,7 +87,7 @@ class UserPoint:
 
 @dataclass
 class TabSession:
-    workbench: Any  # workbench.appcore.core.Workbench (kept loose to avoid an import cycle)
+    workbench: Any  # panels.state.core.Workbench (kept loose to avoid an import cycle)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     runner: Any = None
     logger: Any = None
@@ -106,7 +106,7 @@ class TabSession:
     parents: dict[str, str] = field(default_factory=dict)  # branch -> the branch it was made from
     view_titles: list[str] = field(default_factory=list)  # the viewer's camera views, as last sent
     attention: bool = False  # draw the attention heatmap over the camera image (the page's switch)
-    counterfactual: Any = None  # the last counterfactual edit (appcore.counterfactual), drawn until a step
+    counterfactual: Any = None  # the last counterfactual edit (state/counterfactual.py), drawn until a step
     hidden_layers: set[str] = field(default_factory=set)  # camera-view layers switched off on the page
     probe_checkpoint: str = ""  # the name of the checkpoint the last probe ran (its replays carry it)
     sent: int = 0  # sequence number of the last step streamed to the page in a run
@@ -249,7 +249,7 @@ class TabSession:
             clear_user_point(self.logger.rec, record.step, point.branch, self.policy_names)
         edit, self.counterfactual = self.counterfactual, None
         if edit is not None and self.logger is not None:
-            from workbench.appcore.counterfactual import clear_counterfactual
+            from panels.state.counterfactual import clear_counterfactual
 
             clear_counterfactual(self.logger.rec, edit, record.step)
         return record
