@@ -89,6 +89,15 @@ def test_ray_runs_every_spec_on_two_actors_and_retries_a_failure_once(local_ray,
         list(sweep.run([1, "setup", 3], Flaky, ray=sweep.LOCAL, workers=2, fatal=(LookupError,)))
 
 
+def test_ray_more_workers_than_cpus_run_as_many_as_there_are_cpus(local_ray):
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    out = _by_index(sweep.run(range(cpus + 3), Flaky, ray=sweep.LOCAL, workers=cpus + 8))
+    assert sorted(out) == list(range(cpus + 3)) and all(o.ok for o in out.values())
+    assert len({o.result[1] for o in out.values()}) <= cpus
+
+
 def test_ray_a_killed_actor_is_replaced_and_its_episode_retried(local_ray, tmp_path):
     marker = tmp_path / "died"
     specs = [1, ("once", str(marker)), 3, 4]

@@ -15,7 +15,8 @@ Invariants:
   Nothing is dropped, and a failure is the sweep's, not the policy's: callers report it apart.
   Exceptions of the `fatal` types (a setup every episode would fail the same way, e.g. a checkpoint
   the source cannot feed) are not retried: they stop the sweep and are raised.
-- On Ray each actor holds one CPU and runs torch on one thread, as the in-process path does.
+- On Ray each actor holds one CPU (for its life: workers beyond the cluster's CPUs at the start are not
+  started) and runs torch on one thread, as the in-process path does.
 - `ray=None` runs in this process; "local" (LOCAL) starts a Ray on this machine on demand (or reuses the
   one this process already joined), sized to max(workers, cores), without its dashboard or usage
   reporting; any other string is an existing cluster's address ("auto", "ray://host:10001").
@@ -157,7 +158,11 @@ def _run_on_ray(specs, make_worker, address, workers, retries, should_stop, fata
 
     connect(address, workers)
     actor_class = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
-    count = min(workers, len(specs))
+    # an actor holds its CPU for life: more actors than the cluster's CPUs would wait forever
+    cpus = int(ray.cluster_resources().get("CPU", workers))
+    count = max(1, min(workers, len(specs), cpus))
+    if count < min(workers, len(specs)):
+        print(f"sweep: {workers} workers asked, the Ray cluster has {cpus} CPUs: running {count} at once")
     actors: list[Any] = [actor_class.remote(make_worker) for _ in range(count)]
     pending = deque((i, 1) for i in range(len(specs)))  # (spec index, attempt), retries go first
     running: dict[Any, tuple[int, int, int]] = {}  # object ref -> (actor slot, spec index, attempt)
