@@ -1,15 +1,31 @@
-"""Shared fixtures: a headless Chromium for the browser tests."""
+"""Shared fixtures: the bundled tiny checkpoint, a headless Chromium for the browser tests.
+
+Plain helpers (paths to test data, statistics, records) live in tests/helpers.py; this file puts tests/ on
+sys.path, so test files in any folder import them as `helpers`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from helpers import CHECKPOINTS
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (scripts/test.sh installs it as root)
 # Without the background-networking flags Chromium keeps dialling out, which this offline machine refuses.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled st4vla-tiny checkpoint, loaded once per test module (each module may change its options)."""
+    import torch
+
+    from workbench.policy import ST4VLAPolicy
+
+    torch.set_num_threads(1)
+    return ST4VLAPolicy.load(CHECKPOINTS / "st4vla-tiny")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from workbench.records import ActionChunk, Camera, GroundTruth, Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, Frame, Point, SpatialAnswer, Trace
@@ -17,6 +18,26 @@ TESTS = Path(__file__).resolve().parent  # tests/
 REPO = TESTS.parent  # the checkout's root: assets/, sessions/, research/, scripts/
 FIXTURES = TESTS / "fixtures"  # committed test data, each folder with a README saying how it was made
 CHECKPOINTS = REPO / "assets" / "checkpoints"  # the bundled tiny checkpoints (st4vla-tiny, vanilla-tiny)
+
+# 7-dim action quantiles shared by the policy tests: xyz, rpy, gripper (the gripper is not normalised).
+ACTION_Q01 = [-0.03, -0.04, -0.02, -0.1, -0.1, -0.2, 0.0]
+ACTION_Q99 = [0.03, 0.04, 0.05, 0.1, 0.12, 0.2, 1.0]
+
+
+def dataset_statistics(key: str, *, state: dict | None = None) -> dict:
+    """A fresh dataset_statistics.json dict with one key: action quantiles and mask, and `state` if given."""
+    stats: dict = {"action": {"q01": list(ACTION_Q01), "q99": list(ACTION_Q99), "mask": [True] * 6 + [False]}}
+    if state is not None:
+        stats["state"] = state
+    return {key: stats}
+
+
+def randomize_head(policy, seed: int = 1, scale: float = 0.05) -> None:
+    """Upstream zero-inits the DiT's last layer; give it weights so outputs depend on the input."""
+    g = torch.Generator().manual_seed(seed)
+    lin = policy.model.action_model.net.final_layer.linear
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * scale)
 
 
 def make_record(step: int, *, policies=("A", "B"), branch: str = "main", seed: int = 0) -> StepRecord:

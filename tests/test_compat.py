@@ -8,8 +8,6 @@ in test_sim_simpler.py.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -25,7 +23,6 @@ from workbench.controller import GRIPPER_ABSOLUTE, GRIPPER_RELATIVE
 from workbench.sim.robot import STATE_NAMES
 
 torch.set_num_threads(1)
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 WIDOWX_JOINTS = (
     "waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "left_finger", "right_finger",
 )  # fmt: skip
@@ -42,22 +39,15 @@ WIDOWX = SourceGives(
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from workbench.policy import ST4VLAPolicy
-
-    return ST4VLAPolicy.load(BUNDLED / "st4vla-tiny")
+def needs(bundled):
+    return checkpoint_needs(bundled)
 
 
-@pytest.fixture(scope="module")
-def needs(tiny):
-    return checkpoint_needs(tiny)
-
-
-def test_the_bundled_checkpoint_declares_what_it_reads(needs, tiny):
+def test_the_bundled_checkpoint_declares_what_it_reads(needs, bundled):
     assert needs.state_dim == 9 and needs.state_names == STATE_NAMES  # 13 = 9 joints + 4 answer points
     assert needs.answer_points and not needs.reads_tcp and needs.image_size == 112
     assert needs.dataset == "tabletop_panda" and needs.control_hz == 5.0 and needs.gripper == GRIPPER_ABSOLUTE
-    q = tiny.statistics["tabletop_panda"]["state"]
+    q = bundled.statistics["tabletop_panda"]["state"]
     np.testing.assert_allclose(needs.neutral_state, (np.array(q["q01"]) + np.array(q["q99"])) / 2)
 
 
@@ -147,8 +137,8 @@ def test_google_robot_rate_and_gripper_are_warned_not_refused(needs):
     assert "relative (+1 closes, -1 opens)" in report.text()
 
 
-def test_a_checkpoint_without_state_needs_no_mapping(tiny):
-    needs = checkpoint_needs(_NoState(tiny))
+def test_a_checkpoint_without_state_needs_no_mapping(bundled):
+    needs = checkpoint_needs(_NoState(bundled))
     report = check(needs, WIDOWX)
     assert report.actions_ok and report.mapping.name == "none" and report.mapping.apply(np.ones(8)) is None
 

@@ -7,20 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import CHECKPOINTS
 
 from workbench import spatial
-from workbench.policy import ST4VLAPolicy
 from workbench.policy.consensus import SHIFTS, answer_with_votes, consensus, shifted
 from workbench.policy.refine import NumberTable, refine_text, refined_value
-
-BUNDLED = CHECKPOINTS / "st4vla-tiny"
-
-
-@pytest.fixture(scope="module")
-def bundled() -> ST4VLAPolicy:
-    torch.set_num_threads(1)
-    return ST4VLAPolicy.load(BUNDLED)
 
 
 def _logits(table: NumberTable, vocab: int, mass: dict[int, float]) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import dataset_statistics, randomize_head
 
 from workbench.policy import ST4VLAPolicy, tiny_config
 from workbench.policy.diffusion import GaussianDiffusion, ddim_timesteps
@@ -14,23 +15,7 @@ from workbench.policy.tokenizer import build_tokenizer, default_corpus
 from workbench.policy.vlm import IMAGE_PAD
 from workbench.spatial import Box, Frame, Point
 
-STATS = {
-    "bridge_dataset": {
-        "action": {
-            "q01": [-0.03, -0.04, -0.02, -0.1, -0.1, -0.2, 0.0],
-            "q99": [0.03, 0.04, 0.05, 0.1, 0.12, 0.2, 1.0],
-            "mask": [True, True, True, True, True, True, False],
-        }
-    }
-}
-
-
-def randomize_head(policy: ST4VLAPolicy) -> None:
-    """Upstream zero-inits the DiT's last layer; give it weights so outputs depend on the input."""
-    g = torch.Generator().manual_seed(1)
-    lin = policy.model.action_model.net.final_layer.linear
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.05)
+STATS = dataset_statistics("bridge_dataset")
 
 
 @pytest.fixture(scope="module")

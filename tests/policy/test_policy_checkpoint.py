@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import randomize_head
 
 from workbench.policy import CheckpointError, ST4VLAPolicy, tiny_config
 from workbench.policy.checkpoint import BASE_MODEL_ENV, LM_HEAD
@@ -27,9 +28,7 @@ def policy() -> ST4VLAPolicy:
     p = ST4VLAPolicy.from_config(
         tiny_config(dino=True, chunk_length=4), statistics={"bridge_dataset": STATS["bridge_dataset"]}
     )
-    lin = p.model.action_model.net.final_layer.linear
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=torch.Generator().manual_seed(2)) * 0.05)
+    randomize_head(p, seed=2)
     return p
 
 

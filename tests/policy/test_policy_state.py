@@ -7,22 +7,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import dataset_statistics, randomize_head
 
 from workbench.policy import ST4VLAPolicy, tiny_config
 from workbench.policy.checkpoint import CheckpointError
 from workbench.serve import PolicyServer, RemotePolicy
 
 STATE_DIM = 3
-STATS = {
-    "toy": {
-        "action": {
-            "q01": [-0.03, -0.04, -0.02, -0.1, -0.1, -0.2, 0.0],
-            "q99": [0.03, 0.04, 0.05, 0.1, 0.12, 0.2, 1.0],
-            "mask": [True] * 6 + [False],
-        },
-        "state": {"q01": [-1.0, 0.0, 0.0], "q99": [1.0, 2.0, 0.04]},
-    }
-}
+STATS = dataset_statistics("toy", state={"q01": [-1.0, 0.0, 0.0], "q99": [1.0, 2.0, 0.04]})
 
 
 def state_config(state_dim: int = STATE_DIM):
@@ -35,10 +27,7 @@ def state_config(state_dim: int = STATE_DIM):
 def policy() -> ST4VLAPolicy:
     torch.set_num_threads(1)
     p = ST4VLAPolicy.from_config(state_config(), statistics=STATS, seed=0)
-    g = torch.Generator().manual_seed(1)  # upstream zero-inits the last layer: give it weights
-    lin = p.model.action_model.net.final_layer.linear
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.05)
+    randomize_head(p)
     return p
 
 
@@ -149,9 +138,7 @@ def tcp_policy() -> ST4VLAPolicy:
     stats = copy.deepcopy(STATS)
     stats["toy"]["state"] = {"q01": [-1.0, 0.0, 0.0, 0.2, -0.4, 0.0], "q99": [1.0, 2.0, 0.04, 0.8, 0.4, 0.5]}
     p = ST4VLAPolicy.from_config(cfg, statistics=stats, seed=0)
-    lin = p.model.action_model.net.final_layer.linear
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.05)
+    randomize_head(p)
     return p
 
 

@@ -19,7 +19,6 @@ import types
 import cv2
 import numpy as np
 import pytest
-import torch
 import websockets.asyncio.server
 import websockets.frames
 from helpers import REPO
@@ -30,7 +29,6 @@ from workbench.serve import PolicyServer, RemotePolicy, RemotePolicyError
 
 ROOT = REPO
 UPSTREAM = ROOT / "tests" / "data" / "upstream_client"
-CHECKPOINT = ROOT / "assets" / "checkpoints" / "st4vla-tiny"
 
 
 def load_upstream_client() -> types.ModuleType:
@@ -93,12 +91,6 @@ def _frame(seed: int, h: int = 480, w: int = 640) -> np.ndarray:
 @pytest.fixture(scope="module")
 def upstream():
     return load_upstream_client()
-
-
-@pytest.fixture(scope="module")
-def bundled():
-    torch.set_num_threads(1)
-    return ST4VLAPolicy.load(CHECKPOINT)
 
 
 @pytest.fixture(scope="module")
