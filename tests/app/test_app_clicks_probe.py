@@ -5,12 +5,12 @@ gradio_rerun's own SelectionChange event class, exactly as the page's handler re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from gradio_rerun.events import SelectionChange
+from helpers import REPO
 
 import app
 from panels.state import AppConfig, AppError
@@ -154,7 +154,7 @@ def test_demo_flag_and_a_missing_demo_session(tmp_path):
 
 
 def test_sample_session_ships_and_replays_with_no_model():
-    sample = Path(__file__).resolve().parents[1] / "sessions" / "sample"
+    sample = REPO / "sessions" / "sample"
     assert sum(f.stat().st_size for f in sample.rglob("*") if f.is_file()) < 3_000_000
     wb = Workbench(AppConfig(checkpoint_dirs=[sample.parent / "no-checkpoints"]))
     tab = wb.new_tab()
@@ -193,7 +193,7 @@ def test_simpler_choice_is_offered_when_the_probe_says_it_runs(monkeypatch, tmp_
 @pytest.mark.slow
 def test_recorded_episode_plots_predicted_against_recorded(workbench):
     tab = workbench.new_tab()
-    sample = Path(__file__).resolve().parents[1] / "assets" / "episodes" / "sample"
+    sample = REPO / "assets" / "episodes" / "sample"
     workbench.config.data_dirs.append(sample.parent.resolve())
     tab.load(SourceSpec(kind="episode", path=str(sample)), [""], PolicySettings(num_ddim_steps=2))
     tab.step(2)

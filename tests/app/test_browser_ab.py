@@ -7,10 +7,9 @@ at. Needs Debian's chromium at /usr/bin/chromium; never `playwright install`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import REPO
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import app
@@ -89,7 +88,7 @@ def test_demo_mode_hides_controls_and_plays_the_sample(chromium, artifacts, tmp_
     """`app.py --demo sample`: the page opens with no controls and plays the shipped session."""
     import shutil
 
-    sample = Path(__file__).resolve().parents[1] / "sessions" / "sample"
+    sample = REPO / "sessions" / "sample"
     shutil.copytree(sample, tmp_path / "sessions" / "sample")
     config = AppConfig(port=7887, sessions_dir=tmp_path / "sessions", checkpoint_dirs=[tmp_path / "none"],
                        demo_checkpoint=tmp_path / "none", demo_session="sample", demo_step_seconds=0.1)  # fmt: skip

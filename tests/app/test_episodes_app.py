@@ -4,8 +4,8 @@ the episode list for a picker, and a recording played to its end whatever --max-
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
+import helpers
 import pytest
 
 from panels.state import AppConfig, AppError
@@ -13,7 +13,7 @@ from panels.state.core import RANDOM_POLICY, Workbench
 from panels.state.tab import PolicySettings, SourceSpec
 from workbench.episodes.lerobot import split_episode
 
-FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"
+FIXTURES = helpers.FIXTURES / "lerobot"
 
 
 @pytest.fixture

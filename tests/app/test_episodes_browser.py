@@ -7,8 +7,8 @@ Needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as roo
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
+import helpers
 import pytest
 import torch
 
@@ -16,7 +16,7 @@ import app
 from panels.state import AppConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"
+FIXTURES = helpers.FIXTURES / "lerobot"
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import stat
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import CHECKPOINTS, TESTS
 
 from workbench.compat import IncompatibleSource
 from workbench.controller import base_rotation, project_path
@@ -27,8 +27,8 @@ from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnav
 from workbench.sources import SimSource
 
 torch.set_num_threads(1)
-FAKE = Path(__file__).parent / "fake_simpler"
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "st4vla-tiny"
+FAKE = TESTS / "fake_simpler"
+BUNDLED = CHECKPOINTS / "st4vla-tiny"
 WIDOWX_START = np.array([-0.14507, 0.03409, 1.00532])  # the real tcp after reset(seed=0)
 
 
