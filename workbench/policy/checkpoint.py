@@ -17,7 +17,7 @@ Invariants of the upstream reader: every field is read where upstream's code rea
 width: framework.layer_qformer.ouptput_dim; repeated_diffusion_steps: trainer.*), every number-changing
 field of the base model's config.json is carried (none left to transformers' defaults), sizes the
 weights fix are read from the weights, and a bad or missing field raises CheckpointError naming the
-file and the field. tests/test_policy_upstream_parity.py checks a run written by upstream's code.
+file and the field. tests/policy/test_policy_upstream_parity.py checks a run written by upstream's code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A fake of SimplerEnv's public interface, for the adapter's tests only (tests/test_sim_simpler.py).
+"""A fake of SimplerEnv's public interface, for the adapter's tests only (tests/sim/test_sim_simpler.py).
 
 Its numbers are the real SimplerEnv's, read from reset(seed=0) of each task with sapien 2.2.2
 (shared/reference/simplerenv-real.md; docs/simplerenv.md): the robots' joint names and initial qpos, the
