@@ -30,8 +30,6 @@ from panels.state import AppConfig, AppError
 from panels.state.core import Workbench
 from panels.state.summary import point_markdown
 
-LAST_WORKBENCH: Workbench | None = None  # the latest app's server state (tests check its model cache)
-
 # The page never dials out: the embedded Rerun viewer checks GitHub for a newer release on start
 # (api.github.com/repos/rerun-io/rerun/releases/latest), which an offline machine answers with
 # net::ERR_NAME_NOT_RESOLVED in the console. Requests to other origins are answered here instead,
@@ -62,9 +60,10 @@ PAGE_CSS = """
 """
 
 
-def build_app(config: AppConfig) -> gr.Blocks:
-    global LAST_WORKBENCH
-    workbench = LAST_WORKBENCH = Workbench(config)
+def build_app(config: AppConfig, workbench: Workbench | None = None) -> gr.Blocks:
+    """The page. `workbench` is the server's state (checkpoint cache, listings); one is made from
+    `config` when none is given (a caller that wants to look at the cache passes its own)."""
+    workbench = workbench or Workbench(config)
     with gr.Blocks(title="ST4VLA Workbench", analytics_enabled=False) as demo:
         ui = UI(workbench=workbench, state=gr.State(None, delete_callback=release_tab))
         gr.Markdown(
@@ -163,15 +162,19 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     return AppConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def launch(config: AppConfig, *, block: bool = True) -> tuple[gr.Blocks, str]:
-    """Start the server; returns (blocks, local url). block=False returns at once (tests, benchmarks)."""
+def launch(
+    config: AppConfig, *, block: bool = True, workbench: Workbench | None = None
+) -> tuple[gr.Blocks, str]:
+    """Start the server; returns (blocks, local url). block=False returns at once (tests, benchmarks).
+    `workbench`: the server's state, made from `config` when not given."""
     port = free_port(config.host, config.port)
     if config.demo_session:  # fail at start with a clear message, not in the page later
         from panels.state.sessions import session_path
 
         session_path(config, config.demo_session)
-    demo = build_app(config)
-    preload(LAST_WORKBENCH)
+    workbench = workbench or Workbench(config)
+    demo = build_app(config, workbench)
+    preload(workbench)
     demo.queue(default_concurrency_limit=4)
     config.sessions_dir.mkdir(parents=True, exist_ok=True)
     _, url, _ = demo.launch(

@@ -75,9 +75,9 @@ def ray_from_page(on_ray: bool, address: str, workers) -> tuple[str | None, int]
     return (str(address or "").strip() or LOCAL), count
 
 
-def spec_from_page(tab, objects, instructions, seeds, max_steps, task, split) -> ProbeSpec:
+def spec_from_page(tab, tasks, objects, instructions, seeds, max_steps, task, split) -> ProbeSpec:
+    """The probe the page's widgets describe; `tasks` are the built-in tasks the server offers."""
     lines = [" ".join(line.split()) for line in str(instructions or "").splitlines()]
-    tasks = tab.workbench.list_tasks()
     task = task if task in tasks else (tab.source.task if tab.source.task in tasks else tasks[0])
     try:
         return ProbeSpec(task=task, objects=list(objects or []), instructions=[t for t in lines if t],
@@ -94,7 +94,7 @@ def wire(ui: UI) -> None:
     def probe(tab, objects, instructions, seeds, max_steps, task, split, which, on_ray, address, workers,
               progress=gr.Progress()):  # fmt: skip
         tab = tab_of(wb, tab)
-        spec = spec_from_page(tab, objects, instructions, seeds, max_steps, task, split)
+        spec = spec_from_page(tab, wb.list_tasks(), objects, instructions, seeds, max_steps, task, split)
         ray, count = ray_from_page(on_ray, address, workers)
         where = "in this process" if ray is None else f"on Ray ({ray}, {count} workers)"
         progress(0, desc=f"{spec.total} episodes {where}")

@@ -3,6 +3,7 @@ task, a recorded episode or saved session, or a SimplerEnv task when SimplerEnv 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import gradio as gr
@@ -74,15 +75,49 @@ def source_spec(kind, task, seed, split, obj, episode, simpler_task) -> SourceSp
 SOURCE_WIDGETS = ("kind", "task", "seed", "split", "obj", "episode", "simpler_task")
 
 
-def load(wb: Workbench, tab, ckpt, ckpt_b, mode, kind, task, seed, split, obj, episode, simpler_task,
-         ddim, cfg, horizon, alpha, instr):  # fmt: skip
+@dataclass
+class LoadForm:
+    """What Load reads from the page, one field per widget (named as in the UI registry, in the order
+    Gradio passes them)."""
+
+    ckpt: str
+    ckpt_b: str
+    mode: str
+    kind: str
+    task: str
+    seed: int
+    split: str
+    obj: str
+    episode: str
+    simpler_task: str
+    ddim: int
+    cfg: float
+    horizon: int
+    alpha: float
+    instruction: str
+
+    def source(self) -> SourceSpec:
+        return source_spec(
+            self.kind, self.task, self.seed, self.split, self.obj, self.episode, self.simpler_task
+        )
+
+    def settings(self) -> PolicySettings:
+        return PolicySettings(int(self.ddim), float(self.cfg), int(self.horizon), float(self.alpha))
+
+    def checkpoints(self) -> list[str]:
+        """Checkpoint A ("" = the demo checkpoint), then B when one is chosen."""
+        return [self.ckpt or "", *([self.ckpt_b] if self.ckpt_b else [])]
+
+
+LOAD_WIDGETS = tuple(f.name for f in fields(LoadForm))
+
+
+def load(wb: Workbench, tab, form: LoadForm):
     tab = tab_of(wb, tab)
-    settings = PolicySettings(int(ddim), float(cfg), int(horizon), float(alpha))
-    source = source_spec(kind, task, seed, split, obj, episode, simpler_task)
-    tab.load(source, [ckpt or "", *([ckpt_b] if ckpt_b else [])], settings, mode=mode or "shared")
+    tab.load(form.source(), form.checkpoints(), form.settings(), mode=form.mode or "shared")
     show_warnings(tab.take_notes())
     record = tab.last_record
-    instruction = record.observation.instruction if record else instr
+    instruction = record.observation.instruction if record else form.instruction
     state, status, summary, point = step_values(tab)
     return state, status, summary, instruction, point
 
@@ -99,10 +134,9 @@ def wire(ui: UI) -> None:
     ui["split"].change(
         lambda s: gr.update(choices=["", *wb.list_objects(s)], value=""), ui["split"], ui["obj"]
     )
-    inputs = [ui.state, ui["ckpt"], ui["ckpt_b"], ui["mode"], ui["kind"], ui["task"], ui["seed"], ui["split"],
-              ui["obj"], ui["episode"], ui["simpler_task"], ui["ddim"], ui["cfg"], ui["horizon"], ui["alpha"],
-              ui["instruction"]]  # fmt: skip
+    inputs = [ui.state, *(ui[name] for name in LOAD_WIDGETS)]  # Gradio passes them positionally
     outputs = [ui.state, ui["status"], ui["summary"], ui["instruction"], ui["point_info"]]
-    ev = ui["load"].click(guard(lambda *a: load(wb, *a)), inputs, outputs, api_name="load")
+    ev = ui["load"].click(guard(lambda tab, *values: load(wb, tab, LoadForm(*values))), inputs, outputs,
+                          api_name="load")  # fmt: skip
     ui.after_step(ev)
     ev.success(lambda: gr.Accordion(open=False), None, ui["source_box"], show_progress="hidden")

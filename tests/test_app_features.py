@@ -18,6 +18,7 @@ from gradio_client import Client
 
 import app
 from panels.state import AppConfig
+from panels.state.core import Workbench
 from workbench.sessions import load_session
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,13 @@ def load_args(**kw):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_state():
+    """The server's state, made here and handed to the app, so tests can look at its model cache."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_state):
     from workbench.policy import ST4VLAPolicy, tiny_config
 
     torch.set_num_threads(1)
@@ -47,7 +54,8 @@ def server(tmp_path_factory):
     config = AppConfig(port=7900, checkpoint_dirs=[root / "ckpts"], data_dirs=[root / "data"],
                        sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo", max_steps=6,
                        demo_step_seconds=0.0)  # fmt: skip
-    demo, url = app.launch(config, block=False)
+    server_state["workbench"] = workbench = Workbench(config)
+    demo, url = app.launch(config, block=False, workbench=workbench)
     yield url, config, root
     demo.close()
 
@@ -153,21 +161,18 @@ def test_pause_stops_a_run_in_progress(server, monkeypatch):
     assert again["step"] == summary["step"] + 1
 
 
-def test_demo_mode_plays_the_sample_session_with_no_model(server):
+def test_demo_mode_plays_the_sample_session_with_no_model(server, server_state):
     url, config, _ = server
     c = Client(url, verbose=False)
-    before = set(config_policies(server))
+    policies = server_state["workbench"]._policies
+    before = set(policies)
     status, summary, point, _ = c.predict(True, "sample", api_name="/demo_play")
     last = load_session(SAMPLE_SESSION).branch()[-1].step
     assert "Replaying saved session `sample`" in status and summary["step"] == last > 0
     assert "Your point" in point  # the click saved in the sample session is shown again
-    assert set(config_policies(server)) == before  # no model was loaded for it
+    assert set(policies) == before  # no model was loaded for it
     with pytest.raises(Exception, match="not a saved session|inside the allowed"):
         c.predict(True, "no-such-session", api_name="/demo_play")
-
-
-def config_policies(server):
-    return app.LAST_WORKBENCH._policies if app.LAST_WORKBENCH else {}
 
 
 def test_two_tabs_with_new_features_keep_apart(server):

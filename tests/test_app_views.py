@@ -86,7 +86,7 @@ def test_reset_applies_object_split_and_seed_or_asks_for_load(tab):
     assert unseen in record.observation.instruction
     # a new episode is a new recording: the old episode's steps 1..2 cannot show at the viewer's cursor
     assert tab.logger.recording_id != before and tab.runner.sinks == [tab.logger]
-    other_task = next(t for t in tab.workbench.list_tasks() if t != "tabletop_pick")
+    other_task = next(t for t in Workbench(tab.config).list_tasks() if t != "tabletop_pick")
     message = tab.reset_source(SourceSpec(kind="sim", task=other_task))
     assert "press **Load**" in message and other_task in message
     assert tab.source.task == "tabletop_pick"  # nothing changed

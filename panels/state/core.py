@@ -39,7 +39,8 @@ class Workbench:
         self._simpler: tuple[bool, str] | None = None  # (available, why not), probed once
 
     def new_tab(self) -> TabSession:
-        return TabSession(workbench=self)
+        """A tab's state, handed the configuration, this server's checkpoint cache and source factory."""
+        return TabSession(config=self.config, load_policy=self.load_policy, make_source=self.make_source)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -103,17 +104,6 @@ class Workbench:
         except ImportError:
             return []
         return [o.name for o in catalog.objects(split=split) if getattr(o, "kind", "object") != "target"]
-
-    def paraphrases(self, task: str, source: str, target: str = "", split: str = "seen") -> list[str]:
-        """Other ways to say a task about `source` (and `target`), from the instruction bank."""
-        try:
-            from workbench.sim.instructions import paraphrases
-        except ImportError:
-            return []
-        try:
-            return list(paraphrases(task, source, target, split))
-        except (KeyError, ValueError):
-            return []
 
     def list_recordings(self) -> list[str]:
         """Recorded episodes (LeRobot folders with meta/info.json) and saved sessions (session.json)
@@ -207,17 +197,6 @@ class Workbench:
             except (RuntimeError, OSError) as e:  # SimplerUnavailable, a server that died
                 raise AppError(f"SimplerEnv could not start {spec.task}: {e}") from e
         raise AppError(f"Unknown source kind {spec.kind!r}: use 'sim', 'episode' or 'simpler'.")
-
-    def reset_options(self, spec: SourceSpec) -> dict[str, str]:
-        """Reset options of the built-in sim (object split, source object, instruction)."""
-        if spec.kind != "sim":
-            return {}
-        options = {"split": spec.split}
-        if spec.object:
-            options["source"] = spec.object
-        if spec.instruction:
-            options["instruction"] = spec.instruction
-        return options
 
 
 def probe_simpler(timeout: float = 60) -> tuple[bool, str]:

@@ -1,7 +1,9 @@
 """One browser tab's workbench: its runner, Rerun recording, edits and clicked points.
 
 A `TabSession` lives in the tab's gr.State, so two tabs never share a runner or a recording.
-Models loaded from disk are shared through the `Workbench` cache: they are read-only at inference.
+It is handed what it needs from the server (the configuration, the checkpoint cache's `load_policy`,
+the source factory `make_source`) and never calls back up: models loaded from disk are shared through
+that cache and are read-only at inference.
 
 A/B: a second checkpoint runs in the same runner, either "shared" (A drives, B is asked on the very
 same observations: one lane) or "independent" (each drives its own copy of the source: one lane per
@@ -23,7 +25,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,8 @@ from panels.state.config import AppConfig, AppError, check_seed, clean_instructi
 from workbench.records import StepRecord
 
 BLUEPRINTS = ("one policy", "side by side", "instruction A vs B")
+# checkpoint text ("" = the demo one) -> (policy, display name, warnings): the server's checkpoint cache
+PolicyLoader = Callable[[str], tuple[Any, str, list[str]]]
 MODES = ("shared", "independent")
 
 
@@ -75,6 +79,30 @@ class PolicySettings:
             raise AppError(f"Ensemble alpha must be in 0..10, got {self.ensemble_alpha}.")
 
 
+def reset_options(spec: SourceSpec) -> dict[str, str]:
+    """Reset options of the built-in sim (object split, source object, instruction); {} for the others."""
+    if spec.kind != "sim":
+        return {}
+    options = {"split": spec.split}
+    if spec.object:
+        options["source"] = spec.object
+    if spec.instruction:
+        options["instruction"] = spec.instruction
+    return options
+
+
+def bank_paraphrases(task: str, source: str, target: str = "", split: str = "seen") -> list[str]:
+    """Other ways to say a task about `source` (and `target`), from the sim's instruction bank."""
+    try:
+        from workbench.sim.instructions import paraphrases
+    except ImportError:
+        return []
+    try:
+        return list(paraphrases(task, source, target, split))
+    except (KeyError, ValueError):
+        return []
+
+
 @dataclass
 class UserPoint:
     """A point the user clicked as 'this is right', in original-image pixels, and at which step."""
@@ -87,7 +115,9 @@ class UserPoint:
 
 @dataclass
 class TabSession:
-    workbench: Any  # panels.state.core.Workbench (kept loose to avoid an import cycle)
+    config: AppConfig
+    load_policy: PolicyLoader  # the server's checkpoint cache (shared by every tab, read-only models)
+    make_source: Callable[[SourceSpec], Any]  # a runner Source for what the page describes
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     runner: Any = None
     logger: Any = None
@@ -117,10 +147,6 @@ class TabSession:
 
     # -- loading ---------------------------------------------------------------------------------
 
-    @property
-    def config(self) -> AppConfig:
-        return self.workbench.config
-
     def load(
         self, source: SourceSpec, checkpoints: list[str], settings: PolicySettings, mode: str = "shared"
     ) -> StepRecord:
@@ -135,7 +161,7 @@ class TabSession:
         checkpoints = [c for c in checkpoints if c is not None] or [""]
         slots, names = [], []
         for i, ckpt in enumerate(checkpoints[:2]):
-            policy, name, notes = self.workbench.load_policy(ckpt)
+            policy, name, notes = self.load_policy(ckpt)
             self.notes.extend(notes)
             label = name if name not in names else f"{name} ({'AB'[i]})"
             names.append(label)
@@ -145,7 +171,7 @@ class TabSession:
                     ensemble_horizon=int(settings.ensemble_horizon), ensemble_alpha=float(settings.ensemble_alpha),
                 )
             )  # fmt: skip
-        env = self.workbench.make_source(source)
+        env = self.make_source(source)
         try:  # compatibility at Load: what works, which state mapping (shown as warnings, never mid-run)
             self.notes.extend(fit_slots(slots, env, source.state_mapping or None))
         except IncompatibleSource as e:
@@ -181,7 +207,7 @@ class TabSession:
     def reset(self, seed: int | None = None) -> StepRecord:
         runner = self._require_runner()
         seed = self.source.seed if seed is None else check_seed(seed)
-        options = self.workbench.reset_options(self.source)
+        options = reset_options(self.source)
         for slot in runner.slots:  # a fresh episode asks the source's own instruction (edits are dropped)
             slot.instruction = None
         fresh = bool(runner.history) and self.logger is not None
@@ -398,9 +424,7 @@ class TabSession:
         gt = record.observation.ground_truth if record is not None else None
         if gt is None or not gt.source_label or self.source.kind != "sim":
             return []
-        return self.workbench.paraphrases(
-            self.source.task, gt.source_label, gt.target_label, self.source.split
-        )[:n]
+        return bank_paraphrases(self.source.task, gt.source_label, gt.target_label, self.source.split)[:n]
 
     # -- clicks ----------------------------------------------------------------------------------
 
@@ -612,7 +636,7 @@ class TabSession:
         if which == "B" and len(checkpoints) < 2:
             raise AppError("No checkpoint B is loaded: pick one in 'Compare with' and press Load.")
         chosen = checkpoints["AB".index(which)]
-        policy, self.probe_checkpoint, notes = self.workbench.load_policy(chosen)  # checks the folder; cached
+        policy, self.probe_checkpoint, notes = self.load_policy(chosen)  # checks the folder; cached
         self.notes.extend(notes)
         if ray is not None:  # the workers load the checkpoint from its folder
             if notes:
