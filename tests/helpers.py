@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from panels.state import AppConfig
 from workbench.records import ActionChunk, Camera, GroundTruth, Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, Frame, Point, SpatialAnswer, Trace
+from workbench.viz.rerun_log import branch_root, policy_part
 
 TESTS = Path(__file__).resolve().parent  # tests/
 REPO = TESTS.parent  # the checkout's root: assets/, sessions/, research/, scripts/
@@ -94,3 +96,66 @@ def make_record(step: int, *, policies=("A", "B"), branch: str = "main", seed: i
         timings={"env": 0.005, "policy/A": 0.05, "sinks": 0.001},
         branch=branch,
     )
+
+
+def no_demo_config(root: Path, port: int, **fields) -> AppConfig:
+    """An app config under `root` without the bundled demo checkpoint: sessions in root/sessions,
+    checkpoints listed from root; `fields` set or replace any other AppConfig field."""
+    defaults = {
+        "sessions_dir": root / "sessions",
+        "demo_checkpoint": root / "no-demo",
+        "checkpoint_dirs": [root],
+    }
+    return AppConfig(port=port, **{**defaults, **fields})
+
+
+def _finite_points(points) -> list[tuple[float, float]]:
+    return [(x, y) for x, y in points if np.isfinite(x) and np.isfinite(y)]
+
+
+def expected_entities(record: StepRecord, *, attention: bool = False) -> set[str]:
+    """Every entity path `RerunLogger.write` puts data (not a Clear) at for this record: the tests' own account of
+    the logger's layout, written apart from it (non-finite points are not drawn, so they add no entity)."""
+    r = branch_root(record.branch)
+    cam = f"{r}world/camera"
+    out = {f"{cam}/image"}
+    out |= {f"{r}world/cameras/{policy_part(n)}" for n in list(record.observation.images)[1:]}
+    gt = record.observation.ground_truth
+    if gt is not None:
+        out |= {f"{cam}/ground_truth/boxes"} if gt.objects else set()
+        out |= {f"{cam}/ground_truth/points"} if gt.key_points else set()
+        out |= {f"{cam}/ground_truth/target"} if gt.target is not None else set()
+        out |= (
+            {f"{cam}/ground_truth/expert_trace"}
+            if gt.expert_trace and _finite_points(gt.expert_trace.points)
+            else set()
+        )
+    for name, ps in record.policies.items():
+        p = policy_part(name)
+        out.add(f"{r}log/{p}")
+        if ps.spatial is not None:
+            kinds = {
+                type(g) for g in ps.spatial.geometry if not isinstance(g, Trace) or _finite_points(g.points)
+            }
+            out |= {
+                f"{cam}/{p}/spatial/{k}"
+                for t, k in ((Box, "boxes"), (Point, "points"), (Trace, "trace"))
+                if t in kinds
+            }
+        if ps.chunk is not None:
+            out.add(f"{r}actions/{p}")
+            if ps.chunk.ee_path_2d is not None and _finite_points(ps.chunk.ee_path_2d.points):
+                out.add(f"{cam}/{p}/rollout")
+            if ps.chunk.attention and attention:
+                out.add(f"{cam}/{p}/attention")
+        if ps.metrics:
+            out.add(f"{r}metrics/{p}")
+    if record.executed_action is not None:
+        out.add(f"{r}actions/executed")
+    if record.recorded_action is not None:
+        out.add(f"{r}actions/recorded")
+    if record.observation.state is not None:
+        out.add(f"{r}state")
+    if record.timings:
+        out.add(f"{r}timings")
+    return out

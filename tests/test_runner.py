@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import expected_entities
 
 from workbench.controller import euler_to_axis_angle, project_path, rollout_path
 from workbench.protocols import BranchError
@@ -14,7 +15,7 @@ from workbench.records import Camera
 from workbench.runner import PolicySlot, Runner
 from workbench.sessions import SessionStore, load_session
 from workbench.sources import SimSource
-from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+from workbench.viz.rerun_log import RerunLogger, rrd_entities_by_step
 
 torch.set_num_threads(1)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_record
+from helpers import expected_entities, make_record
 
 from workbench.sessions import SessionError, SessionStore, load_session, replay_to_rerun, session_dir
-from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+from workbench.viz.rerun_log import RerunLogger, rrd_entities_by_step
 from workbench.viz.video import read_frames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ import shutil
 
 import helpers
 import pytest
+from helpers import expected_entities
 
 from panels.state import AppConfig, AppError
 from panels.state.core import RANDOM_POLICY, Workbench
@@ -89,7 +90,7 @@ def test_the_page_has_the_episode_picker(wb):
 def test_state_is_logged_per_dimension_with_the_datasets_names(tmp_path):
     from workbench.records import StepRecord
     from workbench.sources import EpisodeSource
-    from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+    from workbench.viz.rerun_log import RerunLogger, rrd_entities_by_step
 
     src = EpisodeSource.from_lerobot(FIXTURES / "v30_png", episode=1)
     rrd = tmp_path / "r.rrd"

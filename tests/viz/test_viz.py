@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import make_record
+from helpers import expected_entities, make_record
 
 from workbench.spatial import Box
 from workbench.viz import blueprints, overlay
-from workbench.viz.rerun_log import RerunLogger, expected_entities, rrd_entities_by_step
+from workbench.viz.rerun_log import RerunLogger, rrd_entities_by_step
 
 
 def test_rrd_holds_expected_entities_at_every_step(tmp_path):

@@ -67,47 +67,6 @@ def policy_part(name: str) -> str:
     return rr.escape_entity_path_part(name)
 
 
-def expected_entities(record: StepRecord, *, attention: bool = False) -> set[str]:
-    """Every entity path `RerunLogger.write` puts data (not a Clear) at for this record (tests, replay)."""
-    r = branch_root(record.branch)
-    cam = f"{r}world/camera"
-    out = {f"{cam}/image"}
-    out |= {f"{r}world/cameras/{policy_part(n)}" for n in list(record.observation.images)[1:]}
-    gt = record.observation.ground_truth
-    if gt is not None:
-        out |= {f"{cam}/ground_truth/boxes"} if gt.objects else set()
-        out |= {f"{cam}/ground_truth/points"} if gt.key_points else set()
-        out |= {f"{cam}/ground_truth/target"} if gt.target is not None else set()
-        out |= (
-            {f"{cam}/ground_truth/expert_trace"}
-            if gt.expert_trace and _finite(gt.expert_trace.points)
-            else set()
-        )
-    for name, ps in record.policies.items():
-        p = policy_part(name)
-        out.add(f"{r}log/{p}")
-        if ps.spatial is not None:
-            kinds = {type(g) for g in ps.spatial.geometry if not isinstance(g, Trace) or _finite(g.points)}
-            out |= {f"{cam}/{p}/spatial/{k}" for t, k in _KINDS if t in kinds}
-        if ps.chunk is not None:
-            out.add(f"{r}actions/{p}")
-            if ps.chunk.ee_path_2d is not None and _finite(ps.chunk.ee_path_2d.points):
-                out.add(f"{cam}/{p}/rollout")
-            if ps.chunk.attention and attention:
-                out.add(f"{cam}/{p}/attention")
-        if ps.metrics:
-            out.add(f"{r}metrics/{p}")
-    if record.executed_action is not None:
-        out.add(f"{r}actions/executed")
-    if record.recorded_action is not None:
-        out.add(f"{r}actions/recorded")
-    if record.observation.state is not None:
-        out.add(f"{r}state")
-    if record.timings:
-        out.add(f"{r}timings")
-    return out
-
-
 _KINDS = ((Box, "boxes"), (Point, "points"), (Trace, "trace"))
 
 
