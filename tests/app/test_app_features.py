@@ -10,11 +10,11 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from gradio_client import Client
+from helpers import REPO
 
 import app
 from panels.state import AppConfig
@@ -22,7 +22,6 @@ from panels.state.core import Workbench
 from workbench.sessions import load_session
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE_EPISODE = REPO / "assets" / "episodes" / "sample"
 SAMPLE_SESSION = REPO / "sessions" / "sample"
 

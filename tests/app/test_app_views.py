@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import CHECKPOINTS
 
 from panels.state import AppConfig
 from panels.state.core import Workbench
@@ -142,9 +143,8 @@ def test_outcomes_are_words():
 
 
 def test_a_model_without_spatial_answers_says_so(tmp_path):
-    from pathlib import Path
 
-    vanilla = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "vanilla-tiny"
+    vanilla = CHECKPOINTS / "vanilla-tiny"
     if not vanilla.is_dir():
         pytest.skip("the bundled vanilla-tiny checkpoint is not here")
     wb = Workbench(AppConfig(sessions_dir=tmp_path / "s", checkpoint_dirs=[vanilla.parent]))
@@ -187,9 +187,8 @@ def test_attention_switch_draws_the_current_step_at_once(tab, tmp_path):
 
 
 def _bundled(name):
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / name
+    path = CHECKPOINTS / name
     if not path.is_dir():
         pytest.skip(f"the bundled {name} checkpoint is not here")
     return path
