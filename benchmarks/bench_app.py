@@ -64,7 +64,7 @@ def main() -> int:
     import torch
     from playwright.sync_api import sync_playwright
 
-    import app
+    from panels import app
     from panels.state import AppConfig
 
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """`workbench` command line: one word picks the command, the rest is that command's own flags.
 
-    workbench app ...                                 the web app (app.py's flags)
+    workbench app ...                                 the web app (its own flags: workbench app --help)
     workbench serve --checkpoint C ...                a checkpoint on upstream's policy protocol
     workbench train data|stage1|stage2|head|answers   training phases; each config dataclass is its flags
     workbench evaluate --checkpoint C ...             closed-loop success in the built-in sim
@@ -19,7 +19,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
-    if command == "app":  # every flag after `app` belongs to app.py's own parser
+    if command == "app":  # every flag after `app` belongs to the app's own parser
         return _run_app(rest)
     if command == "serve":
         return _serve(rest)
@@ -50,21 +50,23 @@ def _serve(argv: list[str]) -> int:
     return run(parser.parse_args(["serve", *argv]))
 
 
-def _run_app(app_args: list[str]) -> int:
-    """Run the repository's app.py (the UI lives outside the library: workbench/ never imports gradio)."""
-    import runpy
-    from pathlib import Path
+APP_ENTRY_POINTS = "workbench.commands"  # the app layer registers `app` here (pyproject.toml)
 
-    script = Path(__file__).resolve().parents[1] / "app.py"
-    if not script.is_file():
+
+def _run_app(app_args: list[str]) -> int:
+    """Run the web app. It lives in the app layer (panels/), which registers its entry function under
+    the `workbench.commands` entry-point group: the library never imports the app or Gradio."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=APP_ENTRY_POINTS, name="app")
+    if not found:
         print(
-            f"app.py not found next to the workbench package ({script}); run from a source checkout",
+            "workbench: the web app is not installed with this package (no 'app' entry point in "
+            f"{APP_ENTRY_POINTS}); reinstall it: pip install st4vla-workbench (or pip install -e . in a checkout)",
             file=sys.stderr,
         )
         return 2
-    sys.argv = [str(script), *app_args]
-    runpy.run_path(str(script), run_name="__main__")
-    return 0
+    return next(iter(found)).load()(app_args)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""App configuration, the folders a user may read from, and input checks that give clear errors."""
+"""App configuration, the folders a user may read from, and input checks that give clear errors.
+
+Where the app's files are comes from configuration, never from where the package is installed: every
+folder defaults to one under the app's home (`default_home`), which holds assets/checkpoints/ (the demo
+checkpoint), assets/ (recorded episodes) and sessions/ (saved sessions).
+"""
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CHECKPOINT = REPO_ROOT / "assets" / "checkpoints" / "st4vla-tiny"
+HOME_ENV = "WORKBENCH_HOME"
+DEMO_NAME = "st4vla-tiny"  # the demo checkpoint's folder under assets/checkpoints/
 MAX_INSTRUCTION_CHARS = 300
 MAX_SEED = 2**32 - 1  # numpy, torch and the simulators all take seeds in this range
 
@@ -31,14 +37,35 @@ def check_seed(seed: object) -> int:
     return value
 
 
+def default_home() -> Path:
+    """$WORKBENCH_HOME when set; else the source checkout this file sits in when it holds assets/
+    (`python app.py` in a clone); else the current folder (an installed package carries no assets)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "assets").is_dir() else Path.cwd()
+
+
+def home_folders(home: Path) -> dict[str, object]:
+    """AppConfig's folder fields under `home`."""
+    return {
+        "checkpoint_dirs": [home / "assets" / "checkpoints"],
+        "data_dirs": [home / "assets", home / "sessions"],
+        "sessions_dir": home / "sessions",
+        "demo_checkpoint": home / "assets" / "checkpoints" / DEMO_NAME,
+    }
+
+
 @dataclass
 class AppConfig:
     host: str = "127.0.0.1"  # binding anywhere else must be asked for explicitly
     port: int = 7860  # first choice; the next free one is taken if busy
-    checkpoint_dirs: list[Path] = field(default_factory=lambda: [REPO_ROOT / "assets" / "checkpoints"])
-    data_dirs: list[Path] = field(default_factory=lambda: [REPO_ROOT / "assets", REPO_ROOT / "sessions"])
-    sessions_dir: Path = REPO_ROOT / "sessions"
-    demo_checkpoint: Path = DEMO_CHECKPOINT
+    checkpoint_dirs: list[Path] = field(
+        default_factory=lambda: home_folders(default_home())["checkpoint_dirs"]
+    )
+    data_dirs: list[Path] = field(default_factory=lambda: home_folders(default_home())["data_dirs"])
+    sessions_dir: Path = field(default_factory=lambda: home_folders(default_home())["sessions_dir"])
+    demo_checkpoint: Path = field(default_factory=lambda: home_folders(default_home())["demo_checkpoint"])
     default_task: str = ""  # "" = the simulator's first task
     max_steps: int = 120  # "run to end" stops here if the episode has not ended
     viewer_height: int = 760
