@@ -215,7 +215,7 @@ def test_the_apps_probe_runs_on_ray_and_its_table_fills_in_as_episodes_finish(
 
     from gradio_client import Client
 
-    import app
+    from panels import app
     from panels.state import AppConfig
 
     shutil.copytree(tiny_checkpoint, tmp_path / "ckpts" / "tiny")

@@ -12,7 +12,7 @@ import torch
 from gradio_rerun.events import SelectionChange
 from helpers import REPO
 
-import app
+from panels import app
 from panels.state import AppConfig, AppError
 from panels.state import sessions as app_sessions
 from panels.state.clicks import branch_of, click_from_items

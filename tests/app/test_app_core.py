@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-import app
+from panels import app
 from panels.state import AllowedPaths, AppConfig, AppError, PathNotAllowedError, clean_instruction
 from panels.state.core import Workbench, is_checkpoint_dir
 from panels.state.summary import point_markdown, step_summary
@@ -166,9 +166,9 @@ def test_seed_is_checked():
 
 
 def test_the_demo_checkpoint_is_read_while_the_page_opens(tmp_path):
-    from pathlib import Path
+    from helpers import CHECKPOINTS
 
-    demo = Path(app.__file__).resolve().parent / "assets" / "checkpoints" / "st4vla-tiny"
+    demo = CHECKPOINTS / "st4vla-tiny"
     if not demo.is_dir():
         pytest.skip("the bundled demo checkpoint is not here")
     wb = Workbench(AppConfig(sessions_dir=tmp_path))

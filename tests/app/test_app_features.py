@@ -16,7 +16,7 @@ import torch
 from gradio_client import Client
 from helpers import REPO
 
-import app
+from panels import app
 from panels.state import AppConfig
 from panels.state.core import Workbench
 from workbench.sessions import load_session

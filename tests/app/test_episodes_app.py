@@ -80,7 +80,7 @@ def test_episode_picker_lists_the_dataset_and_names_the_choice(wb):
 
 
 def test_the_page_has_the_episode_picker(wb):
-    import app
+    from panels import app
 
     blocks = app.build_app(wb.config)
     ids = [c.get("props", {}).get("elem_id") for c in blocks.config["components"]]
@@ -145,7 +145,7 @@ def test_the_app_plays_a_v30_episode_by_folder_and_by_repo_id_to_its_end(tmp_pat
 
     from gradio_client import Client
 
-    import app
+    from panels import app
 
     data, home = tmp_path / "data", tmp_path / "home"
     shutil.copytree(FIXTURES / "v30_av1", data / "v30_av1")

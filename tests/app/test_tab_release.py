@@ -15,7 +15,7 @@ import gradio as gr
 import pytest
 import torch
 
-import app
+from panels import app
 from panels.common import release_tab
 from panels.state import AppConfig
 from panels.state.core import Workbench
