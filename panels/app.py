@@ -6,7 +6,7 @@ else from the source checkout the app runs from when it has assets/, else from t
 
 Layout: Source (folded after Load) / Controls / Instruction on the left; on the right the status line,
 the Rerun viewer with its legend, and the plots, step data, probe and sessions in tabs under it (one
-screen, nothing far below the fold). Each browser tab keeps its own TabSession in a gr.State.
+screen, nothing far below the fold). Each browser tab keeps its own TabState in a gr.State.
 Errors show as a message (toast), never as a red badge over the status line or an input.
 `workbench app --demo sample` opens in demo mode: controls hidden, the saved session played (no model).
 """

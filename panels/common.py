@@ -14,7 +14,7 @@ import gradio as gr
 
 from panels.state import AppError
 from panels.state.core import Workbench
-from panels.state.tab import TabSession
+from panels.state.tab import TabState
 
 log = logging.getLogger("workbench.app")
 
@@ -44,14 +44,14 @@ class UI:
         self.step_events.append(event)
 
 
-def tab_of(workbench: Workbench, tab: TabSession | None) -> TabSession:
+def tab_of(workbench: Workbench, tab: TabState | None) -> TabState:
     """The tab's session, created on its first event (gr.State starts as None in every tab)."""
-    return tab if isinstance(tab, TabSession) else workbench.new_tab()
+    return tab if isinstance(tab, TabState) else workbench.new_tab()
 
 
 def release_tab(tab: object) -> None:
     """gr.State's delete_callback: a closed tab's session lets go of its runner, recording and threads."""
-    if isinstance(tab, TabSession):
+    if isinstance(tab, TabState):
         tab.release()
 
 
@@ -111,7 +111,7 @@ def step_outputs(ui: UI) -> list[Any]:
     return [ui.state, ui["status"], ui["summary"], ui["point_info"]]
 
 
-def step_values(tab: TabSession) -> tuple:
+def step_values(tab: TabState) -> tuple:
     from panels.state.summary import point_markdown, status_markdown, tab_summary
 
     return tab, status_markdown(tab), tab_summary(tab), point_markdown(tab)

@@ -3,7 +3,7 @@
 Reset reads the page's source settings (object, split, seed apply at once; another task or recording
 asks for Load). A run streams each step with a sequence number into a hidden field; the page echoes
 it back when shown (`shown.change`), so the run is paced by the screen and Pause stops at the step
-the user sees (TabSession.run).
+the user sees (TabState.run).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from panels.state.config import AppConfig, AppError
-from panels.state.tab import SourceSpec, TabSession
+from panels.state.tab import SourceSpec, TabState
 
 RANDOM_POLICY = "random tiny policy (untrained)"
 # SimplerEnv's tasks (shared/reference/simplerenv.md): offered only when probe_simpler() says it runs.
@@ -30,7 +30,7 @@ def is_checkpoint_dir(path: Path) -> bool:
 
 
 class Workbench:
-    """One per server process. Holds no per-user state: tabs get their own `TabSession`."""
+    """One per server process. Holds no per-user state: tabs get their own `TabState`."""
 
     def __init__(self, config: AppConfig) -> None:
         self.config = config
@@ -38,9 +38,9 @@ class Workbench:
         self._lock = threading.Lock()
         self._simpler: tuple[bool, str] | None = None  # (available, why not), probed once
 
-    def new_tab(self) -> TabSession:
+    def new_tab(self) -> TabState:
         """A tab's state, handed the configuration, this server's checkpoint cache and source factory."""
-        return TabSession(config=self.config, load_policy=self.load_policy, make_source=self.make_source)
+        return TabState(config=self.config, load_policy=self.load_policy, make_source=self.make_source)
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from panels.state.clicks import clear_user_point, log_user_point
 from panels.state.config import AllowedPaths, AppConfig, AppError
-from panels.state.tab import BLUEPRINTS, TabSession, UserPoint
+from panels.state.tab import BLUEPRINTS, TabState, UserPoint
 
 
 def list_sessions(config: AppConfig) -> list[str]:
@@ -35,7 +35,7 @@ def session_path(config: AppConfig, name: str) -> Path:
     raise AppError(f"{name} is not a saved session (no session.json); pick one from the list.")
 
 
-def save(tab: TabSession) -> Path:
+def save(tab: TabState) -> Path:
     """Write the tab's steps to a new session folder, with its Rerun recording, and return the folder."""
     from workbench.sessions import SessionStore, load_session
 
@@ -61,7 +61,7 @@ def save(tab: TabSession) -> Path:
     return writer.path
 
 
-def session_name(tab: TabSession, when: float | None = None) -> str:
+def session_name(tab: TabState, when: float | None = None) -> str:
     """A saved session's id says what it holds: checkpoint(s), source, time, e.g.
     "st4vla-tiny-tabletop_pick-seed0-20260105-101500" (a short random tail keeps two saves apart)."""
     import os
@@ -108,7 +108,7 @@ def draw_clicks(rec, edits: list[dict], record) -> UserPoint | None:
     return point
 
 
-def replay(tab: TabSession, name: str, rename: dict[str, str] | None = None) -> None:
+def replay(tab: TabState, name: str, rename: dict[str, str] | None = None) -> None:
     """Show a saved session in this tab's viewer; no model is loaded, stepping is off until Load."""
     for _ in play(tab, name, rename):
         pass
@@ -126,7 +126,7 @@ def renamed(record, rename: dict[str, str] | None):
     return dataclasses.replace(record, policies=policies)
 
 
-def play(tab: TabSession, name: str, rename: dict[str, str] | None = None) -> Iterator[int]:
+def play(tab: TabState, name: str, rename: dict[str, str] | None = None) -> Iterator[int]:
     """Replay a saved session into this tab step by step (demo mode animates it), yielding the number
     of steps shown so far. No model is loaded. The user's clicked points saved with the session are
     drawn again at their steps, and the last one is reported as if just clicked."""
@@ -162,7 +162,7 @@ def play(tab: TabSession, name: str, rename: dict[str, str] | None = None) -> It
     tab.notes.extend(session.notes)
 
 
-def open_probe_row(tab: TabSession, rows: list[dict], index: int) -> str:
+def open_probe_row(tab: TabState, rows: list[dict], index: int) -> str:
     """Open the episode of probe table row `index` (its saved session) in this tab; returns its id."""
     if not 0 <= int(index) < len(rows):
         raise AppError(f"No probe row {index}: the table has {len(rows)} rows; run a probe first.")
@@ -173,7 +173,7 @@ def open_probe_row(tab: TabSession, rows: list[dict], index: int) -> str:
     return session
 
 
-def export(tab: TabSession, name: str, kind: str) -> Path:
+def export(tab: TabState, name: str, kind: str) -> Path:
     """Export a saved session as 'mp4' (overlays drawn) or 'rrd' (the Rerun recording)."""
     from workbench.sessions import export_mp4, load_session
 

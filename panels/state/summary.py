@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from panels.state.tab import TabSession, predicted_centre
+from panels.state.tab import TabState, predicted_centre
 from workbench.records import StepRecord
 
 
@@ -12,7 +12,7 @@ def _floats(a: np.ndarray | None) -> list[float] | None:
     return None if a is None else [round(float(v), 5) for v in np.asarray(a).reshape(-1)]
 
 
-def tab_summary(tab: TabSession) -> dict:
+def tab_summary(tab: TabState) -> dict:
     """The tab's current step as data: the first lane's step, with every lane's policies (in
     independent A/B each checkpoint drives its own lane; both show up under "policies")."""
     lanes = tab.lane_records()
@@ -81,7 +81,7 @@ def outcome(record: StepRecord, recorded: bool = False) -> str:
     return "❌ failed: time limit" if record.truncated else "❌ failed"
 
 
-def _branch_words(tab: TabSession, branch: str) -> str:
+def _branch_words(tab: TabState, branch: str) -> str:
     parent = tab.parents.get(branch)
     if branch == "main" or parent is None:
         return f"branch `{branch}`"
@@ -90,7 +90,7 @@ def _branch_words(tab: TabSession, branch: str) -> str:
     return f"branch `{branch}`, from `{parent}`" + ("" if at is None else f" at step {at}")
 
 
-def status_markdown(tab: TabSession) -> str:
+def status_markdown(tab: TabState) -> str:
     record = tab.last_record
     if record is None:
         return "**Nothing loaded.** Pick a checkpoint and a source, then press **Load**."
@@ -115,7 +115,7 @@ def status_markdown(tab: TabSession) -> str:
     return "  \n".join(lines) + "\n\n" + "\n".join(answers)  # one line each, then the answers' list
 
 
-def _answer_lines(tab: TabSession, name: str, ps) -> list[str]:
+def _answer_lines(tab: TabState, name: str, ps) -> list[str]:
     """What a policy answered, in words: a model that writes no spatial answer says so, not an error."""
     text = ps.spatial.text.strip() if ps.spatial else ""
     if not text:
@@ -128,7 +128,7 @@ def _answer_lines(tab: TabSession, name: str, ps) -> list[str]:
     return lines
 
 
-def point_markdown(tab: TabSession) -> str:
+def point_markdown(tab: TabState) -> str:
     point = tab.user_point
     if point is None:
         return "Click the object in the viewer's camera image to mark where **you** think it is."

@@ -1,6 +1,6 @@
 """One browser tab's workbench: its runner, Rerun recording, edits and clicked points.
 
-A `TabSession` lives in the tab's gr.State, so two tabs never share a runner or a recording.
+A `TabState` lives in the tab's gr.State, so two tabs never share a runner or a recording.
 It is handed what it needs from the server (the configuration, the checkpoint cache's `load_policy`,
 the source factory `make_source`) and never calls back up: models loaded from disk are shared through
 that cache and are read-only at inference.
@@ -114,7 +114,9 @@ class UserPoint:
 
 
 @dataclass
-class TabSession:
+class TabState:
+    """One browser tab's live state (a saved session is something else: panels/state/sessions.py)."""
+
     config: AppConfig
     load_policy: PolicyLoader  # the server's checkpoint cache (shared by every tab, read-only models)
     make_source: Callable[[SourceSpec], Any]  # a runner Source for what the page describes
@@ -679,7 +681,7 @@ __all__ = [
     "MODES",
     "PolicySettings",
     "SourceSpec",
-    "TabSession",
+    "TabState",
     "UserPoint",
     "predicted_centre",
 ]
