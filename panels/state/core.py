@@ -10,7 +10,7 @@ from panels.state.config import AppConfig, AppError
 from panels.state.tab import SourceSpec, TabState
 
 RANDOM_POLICY = "random tiny policy (untrained)"
-# SimplerEnv's tasks (shared/reference/simplerenv.md): offered only when probe_simpler() says it runs.
+# SimplerEnv's tasks (shared/reference/simplerenv.md): offered only when diagnose_simpler() says it runs.
 SIMPLER_TASKS = (
     "widowx_carrot_on_plate", "widowx_spoon_on_towel", "widowx_stack_cube", "widowx_put_eggplant_in_basket",
     "google_robot_pick_coke_can", "google_robot_pick_object", "google_robot_move_near",
@@ -36,7 +36,7 @@ class Workbench:
         self.config = config
         self._policies: dict[str, Any] = {}  # resolved path (or RANDOM_POLICY) -> loaded policy
         self._lock = threading.Lock()
-        self._simpler: tuple[bool, str] | None = None  # (available, why not), probed once
+        self._simpler: tuple[bool, str] | None = None  # (available, why not), diagnosed once
 
     def new_tab(self) -> TabState:
         """A tab's state, handed the configuration, this server's checkpoint cache and source factory."""
@@ -154,7 +154,7 @@ class Workbench:
         """(True, "") when SimplerEnv can run here; else (False, the exact reason, with what to do).
         Probed once per server: it starts SimplerEnv's own interpreter."""
         if self._simpler is None:
-            self._simpler = probe_simpler()
+            self._simpler = diagnose_simpler()
         return self._simpler
 
     def simpler_tasks(self) -> list[str]:
@@ -199,7 +199,7 @@ class Workbench:
         raise AppError(f"Unknown source kind {spec.kind!r}: use 'sim', 'episode' or 'simpler'.")
 
 
-def probe_simpler(timeout: float = 60) -> tuple[bool, str]:
+def diagnose_simpler(timeout: float = 60) -> tuple[bool, str]:
     """Ask workbench.sim.simpler whether SimplerEnv runs here; never raises (the page shows why not)."""
     import subprocess
 
@@ -207,7 +207,7 @@ def probe_simpler(timeout: float = 60) -> tuple[bool, str]:
 
     try:
         python = simpler.resolve_python(None)
-        simpler.check_available(simpler.probe(python, timeout=timeout), python)
+        simpler.check_available(simpler.diagnose(python, timeout=timeout), python)
     except simpler.SimplerUnavailable as e:
         return False, str(e)
     except (subprocess.TimeoutExpired, OSError, ValueError, KeyError) as e:

@@ -2,7 +2,7 @@
 SimplerEnv's facts: make(task) -> TimeLimit-wrapped env, the ManiSkill2 obs dict with turned robot
 bases, WidowX 8 joints at 5 Hz with an absolute gripper, the Google robot 11 joints at 3 Hz with a
 relative gripper, the real cameras, Box(7) actions, the per-task info keys, terminated = success,
-truncation at the limit. A fake `sapien` next to it lets the probe meet each way SimplerEnv fails.
+truncation at the limit. A fake `sapien` next to it lets the diagnosis meet each way SimplerEnv fails.
 
 The fake runs in a real subprocess through the real server script and pipe. The real SimplerEnv was
 checked by hand (docs/simplerenv.md); CI cannot build it.
@@ -23,7 +23,7 @@ from workbench.controller import base_rotation, project_path
 from workbench.runner import PolicySlot, Runner
 from workbench.sim import make, simpler, to_observation
 from workbench.sim.base import Env, SimEnv
-from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnavailable, probe
+from workbench.sim.simpler import PYTHON_ENV_VAR, SimplerEnvAdapter, SimplerUnavailable, diagnose
 from workbench.sources import SimSource
 
 torch.set_num_threads(1)
@@ -51,7 +51,7 @@ def tiny():
     return ST4VLAPolicy.load(BUNDLED)
 
 
-# -- probe: each failure told apart, with its fix -----------------------------------------------------
+# -- diagnose: each failure told apart, with its fix -----------------------------------------------------
 
 
 def test_no_interpreter_configured_gives_a_clear_error(monkeypatch):
@@ -71,12 +71,12 @@ def test_an_interpreter_that_does_not_run_python_is_named(tmp_path):
     with pytest.raises(
         SimplerUnavailable, match=r"does not run Python scripts \(exit 3\): this is not python"
     ) as e:
-        probe(str(broken))
+        diagnose(str(broken))
     assert e.value.problem == "interpreter"
 
 
 def test_interpreter_without_simpler_env_is_detected_up_front():
-    report = probe(sys.executable)  # this venv really has no simpler_env (nor sapien)
+    report = diagnose(sys.executable)  # this venv really has no simpler_env (nor sapien)
     assert report["simpler_env"] is False and "simpler_env" in report["simpler_error"]
     assert report["problem"] == "simpler_env"
     with pytest.raises(SimplerUnavailable, match="simpler_env is not importable.*Install SimplerEnv") as e:
@@ -98,12 +98,16 @@ def test_interpreter_without_simpler_env_is_detected_up_front():
             r"no Vulkan device \(RuntimeError: Cannot find a suitable rendering device\)",
         ),
         ("render", "render", r"rendering a frame fails \(.*ErrorExtensionNotPresent\).*Mesa older than 26"),
-        ("crash", "render", r"rendering a frame fails \(the probe process died during rendering a frame\)"),
+        (
+            "crash",
+            "render",
+            r"rendering a frame fails \(the diagnosis process died during rendering a frame\)",
+        ),
     ],
 )
 def test_each_vulkan_failure_is_told_apart(fake_path, fail, problem, says):
     env_vars = {"PYTHONPATH": fake_path, "FAKE_SAPIEN": fail}
-    report = probe(sys.executable, env_vars)
+    report = diagnose(sys.executable, env_vars)
     assert report["problem"] == problem
     with pytest.raises(SimplerUnavailable, match=says) as e:
         SimplerEnvAdapter("widowx_carrot_on_plate", python=sys.executable, env_vars=env_vars)
@@ -111,8 +115,8 @@ def test_each_vulkan_failure_is_told_apart(fake_path, fail, problem, says):
     assert "Install SimplerEnv" not in str(e.value)  # a missing loader is not a missing package
 
 
-def test_a_working_setup_probes_clean(fake_path):
-    report = probe(sys.executable, {"PYTHONPATH": fake_path})
+def test_a_working_setup_diagnoses_clean(fake_path):
+    report = diagnose(sys.executable, {"PYTHONPATH": fake_path})
     assert report["problem"] == "" and report["simpler_env"] and report["vulkan"] and report["render"]
 
 
@@ -223,7 +227,7 @@ def _simpler_source(monkeypatch, fake_path, task):
     """What the app does: WORKBENCH_SIMPLER_PYTHON names the interpreter, make(task) (no keywords)."""
     monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
     monkeypatch.setenv("PYTHONPATH", fake_path)
-    monkeypatch.setattr(simpler, "_PROBED_OK", set())  # this interpreter probes clean only here
+    monkeypatch.setattr(simpler, "_DIAGNOSED_OK", set())  # this interpreter is diagnosed clean only here
     return SimSource(make(task), lambda: make(task))
 
 
@@ -294,10 +298,10 @@ def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_pat
 
     monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
     monkeypatch.setenv("PYTHONPATH", fake_path)
-    monkeypatch.setattr(simpler, "_PROBED_OK", set())
-    probes = []
+    monkeypatch.setattr(simpler, "_DIAGNOSED_OK", set())
+    diagnoses = []
     monkeypatch.setattr(
-        simpler, "probe", lambda *a, _probe=simpler.probe, **kw: probes.append(a) or _probe(*a, **kw)
+        simpler, "diagnose", lambda *a, _run=simpler.diagnose, **kw: diagnoses.append(a) or _run(*a, **kw)
     )
     app = Workbench(AppConfig(sessions_dir=tmp_path / "sessions"))
     assert app.simpler_status() == (True, "")
@@ -313,7 +317,7 @@ def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_pat
         )
         assert any("reads 9 joint values" in n and "picked automatically" in n for n in notes)
         assert tab.source.state_mapping == "" and tab.source.state_mapping_used == "neutral"
-        assert len(probes) == 1  # the adapter reuses the app's clean probe (10-30 s on a CPU)
+        assert len(diagnoses) == 1  # the adapter reuses the app's clean diagnosis (10-30 s on a CPU)
         records = tab.step(10)
         assert len(records) == 10 and all(r.policies for r in records)
         # a mapping the user names that cannot work is refused at Load, in words

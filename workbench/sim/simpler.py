@@ -6,7 +6,7 @@ the workbench's environment. Point the adapter at SimplerEnv's interpreter:
     export WORKBENCH_SIMPLER_PYTHON=/opt/simpler/.venv/bin/python
     env = make("widowx_carrot_on_plate")          # or SimplerEnvAdapter(task, python=...)
 
-Before starting the server it probes that interpreter (simpler_server.py --probe) and raises
+Before starting the server it diagnoses that interpreter (simpler_server.py --diagnose) and raises
 SimplerUnavailable naming the one thing that fails, with its fix (`SimplerUnavailable.problem`, one
 of PROBLEMS): the interpreter is missing or does not run, simpler_env is not importable there, the
 Vulkan loader (libvulkan.so.1) is not found, no Vulkan device exists, or a frame does not render.
@@ -77,23 +77,23 @@ def resolve_python(python: str | None) -> str:
     return python
 
 
-# (interpreter, extra environment) pairs that probed clean in this process: an adapter made after the
-# app's probe does not pay for a second one (10-30 s on a CPU). Failures are never kept: fix and retry.
-_PROBED_OK: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+# (interpreter, extra environment) pairs diagnosed clean in this process: an adapter made after the
+# app's check does not pay for a second one (10-30 s on a CPU). Failures are never kept: fix and retry.
+_DIAGNOSED_OK: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
 
-def _probe_key(python: str, env_vars: dict[str, str] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _diagnosis_key(python: str, env_vars: dict[str, str] | None) -> tuple[str, tuple[tuple[str, str], ...]]:
     return python, tuple(sorted((env_vars or {}).items()))
 
 
-def probe(python: str | None = None, env_vars: dict[str, str] | None = None, timeout: float = 120) -> dict:
+def diagnose(python: str | None = None, env_vars: dict[str, str] | None = None, timeout: float = 120) -> dict:
     """Ask SimplerEnv's interpreter, stage by stage, whether SimplerEnv can run there. Returns the
     server's report plus "problem": "" when all is well, else the first stage that fails (PROBLEMS).
     Raises SimplerUnavailable(problem="interpreter") when the interpreter is missing or does not run."""
     python = resolve_python(python)
     try:
         proc = subprocess.run(
-            [python, str(SERVER), "--probe"],
+            [python, str(SERVER), "--diagnose"],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -107,7 +107,7 @@ def probe(python: str | None = None, env_vars: dict[str, str] | None = None, tim
     if proc.returncode != 0 and lines:  # died in a stage: the last line names it
         report = json.loads(lines[-1])
         report["exit_code"] = proc.returncode
-        report["problem"] = diagnose(report) or "interpreter"
+        report["problem"] = first_problem(report) or "interpreter"
         return report
     if proc.returncode != 0 or not lines:
         raise SimplerUnavailable(
@@ -117,9 +117,9 @@ def probe(python: str | None = None, env_vars: dict[str, str] | None = None, tim
             "interpreter",
         )
     report = json.loads(lines[-1])
-    report["problem"] = diagnose(report)
+    report["problem"] = first_problem(report)
     if not report["problem"]:
-        _PROBED_OK.add(_probe_key(python, env_vars))
+        _DIAGNOSED_OK.add(_diagnosis_key(python, env_vars))
     return report
 
 
@@ -127,8 +127,8 @@ def _mentions_vulkan_loader(*errors: str) -> bool:
     return any("libvulkan" in (e or "") for e in errors)
 
 
-def diagnose(report: dict) -> str:
-    """The first stage of a probe report that fails ("" when none does): the loader before the package,
+def first_problem(report: dict) -> str:
+    """The first stage of a diagnosis report that fails ("" when none does): the loader before the package,
     since a missing libvulkan.so.1 also makes simpler_env fail to import."""
     if _mentions_vulkan_loader(report.get("sapien_error", ""), report.get("simpler_error", "")):
         return "vulkan_loader"
@@ -144,8 +144,8 @@ def diagnose(report: dict) -> str:
 
 
 def check_available(report: dict, python: str) -> None:
-    """Raise SimplerUnavailable with the fix for the first failing stage of a probe report."""
-    problem = report.get("problem", diagnose(report))
+    """Raise SimplerUnavailable with the fix for the first failing stage of a diagnosis report."""
+    problem = report.get("problem", first_problem(report))
     if not problem:
         return
     messages = {
@@ -171,7 +171,7 @@ def check_available(report: dict, python: str) -> None:
             f"an NVIDIA driver ({BUILD_DOC})"
         ),
     }
-    raise SimplerUnavailable(messages.get(problem, f"SimplerEnv probe failed: {problem}"), problem)
+    raise SimplerUnavailable(messages.get(problem, f"SimplerEnv diagnosis failed: {problem}"), problem)
 
 
 def _robot_defaults(task: str) -> tuple[str, float]:
@@ -204,8 +204,8 @@ class SimplerEnvAdapter:
         self.strict_actions = strict_actions
         self.timeout = timeout
         env = {**os.environ, **(env_vars or {})}
-        if _probe_key(self.python, env_vars) not in _PROBED_OK:
-            check_available(probe(self.python, env_vars, timeout), self.python)
+        if _diagnosis_key(self.python, env_vars) not in _DIAGNOSED_OK:
+            check_available(diagnose(self.python, env_vars, timeout), self.python)
         self.gripper_convention, control_hz = _robot_defaults(task_name)
         # the server's stderr, quoted when it dies; lives as long as the adapter (closed in close())
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115

@@ -1,7 +1,7 @@
 """SimplerEnv, served over a pipe. Runs INSIDE SimplerEnv's own interpreter (numpy<2, sapien 2.2.2),
 so it imports nothing from the workbench: only the standard library, numpy and simpler_env.
 
-    python simpler_server.py --probe            print one JSON line: does simpler_env import, is the Vulkan
+    python simpler_server.py --diagnose         print one JSON line: does simpler_env import, is the Vulkan
                                                 loader there, is there a Vulkan device, does a frame render
     python simpler_server.py --task NAME        serve requests: one JSON line in (stdin), one JSON line out
 
@@ -59,9 +59,9 @@ def decode(x):
     return x
 
 
-def probe(emit=None) -> dict:
+def diagnose(emit=None) -> dict:
     """Each stage that SimplerEnv needs, in order; a stage not reached stays None. Before each stage the
-    report so far is emitted with that stage marked failed ("the probe died during ..."), so a stage that
+    report so far is emitted with that stage marked failed ("the diagnosis died during ..."), so a stage that
     kills the process (a driver's segfault) is still named by the last line printed."""
     out = {
         "python": sys.version.split()[0],
@@ -78,7 +78,7 @@ def probe(emit=None) -> dict:
 
     def attempt(stage: str, what: str, run) -> bool:
         error = "simpler_error" if stage == "simpler_env" else f"{stage}_error"
-        emit({**out, stage: False, error: f"the probe process died during {what}"})
+        emit({**out, stage: False, error: f"the diagnosis process died during {what}"})
         try:
             result = run()
         except Exception as e:  # any failure is reported, not raised
@@ -114,12 +114,12 @@ def _render_one_frame(sapien, renderer) -> bool:
     builder = scene.create_actor_builder()
     builder.add_box_visual(half_size=[0.1, 0.1, 0.1])
     builder.build_static()
-    camera = scene.add_camera("probe", 64, 48, 1.0, 0.01, 10.0)
+    camera = scene.add_camera("diagnosis", 64, 48, 1.0, 0.01, 10.0)
     scene.update_render()
     camera.take_picture()
     rgba = np.asarray(camera.get_float_texture("Color"))
     if rgba.shape[:2] != (48, 64):
-        raise RuntimeError(f"the probe camera returned an image of shape {rgba.shape}, not (48, 64, 4)")
+        raise RuntimeError(f"the diagnosis camera returned an image of shape {rgba.shape}, not (48, 64, 4)")
     return True
 
 
@@ -245,19 +245,19 @@ def serve(task: str, images: list[str]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--probe", action="store_true")
+    ap.add_argument("--diagnose", action="store_true")
     ap.add_argument("--task")
     ap.add_argument("--images", default="rgb", help="comma-separated: rgb,depth,Segmentation")
     args = ap.parse_args()
-    if args.probe:
+    if args.diagnose:
 
         def emit(report: dict) -> None:
             print(json.dumps(report), flush=True)
 
-        emit(probe(emit))
+        emit(diagnose(emit))
         return
     if not args.task:
-        ap.error("--task is required unless --probe")
+        ap.error("--task is required unless --diagnose")
     serve(args.task, args.images.split(","))
 
 

@@ -1,4 +1,4 @@
-"""A fake of the part of sapien 2.2's API that the SimplerEnv probe touches (tests/sim/test_sim_simpler.py).
+"""A fake of the part of sapien 2.2's API that the SimplerEnv diagnosis touches (tests/sim/test_sim_simpler.py).
 
 FAKE_SAPIEN picks a failure, as the real one shows them: "loader" (no libvulkan.so.1: the import fails),
 "device" (no Vulkan device), "render" (a device without what SAPIEN needs), "crash" (the driver kills
