@@ -514,9 +514,10 @@ def test_evaluation_feeds_the_tcp_to_a_policy_that_reads_it(data, tmp_path):
         checkpoint="in-memory", tasks=("tabletop_pick",), episodes=1, max_steps=2, cells=(("seen", "seen"),)
     )
     report = evaluate(cfg, policy=policy)
-    assert report.episodes[0].steps == 2 and len(seen) == 2
+    # the one loop asks the policy at every observation: the reset's, each step's, and the last one
+    assert report.episodes[0].steps == 2 and len(seen) == 3
     assert all(t is not None and t.shape == (7,) for t in seen)
-    assert not np.allclose(seen[0], seen[1])  # the pose of each step, not a stale copy
+    assert not np.allclose(seen[0], seen[1]) and not np.allclose(seen[1], seen[2])  # each step's pose
 
 
 def test_merge_one_gives_every_patch_its_own_visual_token():
