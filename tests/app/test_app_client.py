@@ -10,11 +10,8 @@ import json
 import threading
 
 import pytest
-import torch
 from gradio_client import Client
-
-import app
-from panels.state import AppConfig
+from helpers import no_demo_config
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +25,11 @@ RESET = LOAD[
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    torch.set_num_threads(1)
+def server(tmp_path_factory, launch_app):
     root = tmp_path_factory.mktemp("app")
     (root / "ckpts").mkdir()
-    config = AppConfig(port=7870, checkpoint_dirs=[root / "ckpts"], data_dirs=[root / "data"],
-                       sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo")  # fmt: skip
-    demo, url = app.launch(config, block=False)
-    yield url, config
-    demo.close()
+    config = no_demo_config(root, 7870, checkpoint_dirs=[root / "ckpts"], data_dirs=[root / "data"])
+    return launch_app(config), config
 
 
 def _load(client: Client, seed: int = 0):

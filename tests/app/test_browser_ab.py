@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, no_demo_config
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import app
@@ -23,7 +23,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def url(tmp_path_factory, launch_app):
     from workbench.policy import ST4VLAPolicy, tiny_config
 
     torch.set_num_threads(1)
@@ -31,11 +31,7 @@ def url(tmp_path_factory):
     for seed, name in enumerate(("tiny-a", "tiny-b")):  # A is the first listed, B is picked in the page
         torch.manual_seed(seed)
         ST4VLAPolicy.from_config(tiny_config()).save(root / "ckpts" / name)
-    config = AppConfig(port=7885, sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo",
-                       checkpoint_dirs=[root / "ckpts"])  # fmt: skip
-    demo, url = app.launch(config, block=False)
-    yield url
-    demo.close()
+    return launch_app(no_demo_config(root, 7885, checkpoint_dirs=[root / "ckpts"]))
 
 
 def click_until_reported(page, x: float, y: float, tries: int = 3) -> None:

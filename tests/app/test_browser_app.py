@@ -7,10 +7,7 @@ Needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it as roo
 from __future__ import annotations
 
 import pytest
-import torch
-
-import app
-from panels.state import AppConfig
+from helpers import no_demo_config
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,14 +16,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("browser")
-    config = AppConfig(port=7880, sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo",
-                       checkpoint_dirs=[root])  # fmt: skip
-    demo, url = app.launch(config, block=False)
-    yield url
-    demo.close()
+def url(tmp_path_factory, launch_app):
+    return launch_app(no_demo_config(tmp_path_factory.mktemp("browser"), 7880))
 
 
 def test_page_steps_and_viewer_draws(chromium, artifacts, url):

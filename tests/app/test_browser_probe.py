@@ -5,25 +5,17 @@ The screenshot lands in tests/artifacts/ for a person to look at."""
 from __future__ import annotations
 
 import pytest
-import torch
+from helpers import no_demo_config
 
-import app
 from panels.probe import COLUMNS
-from panels.state import AppConfig
 from workbench.triage import DESCRIPTIONS, FAILURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("browser-probe")
-    config = AppConfig(port=7890, sessions_dir=root / "sessions", demo_checkpoint=root / "no-demo",
-                       checkpoint_dirs=[root])  # fmt: skip
-    demo, url = app.launch(config, block=False)
-    yield url
-    demo.close()
+def url(tmp_path_factory, launch_app):
+    return launch_app(no_demo_config(tmp_path_factory.mktemp("browser-probe"), 7890))
 
 
 def test_probe_table_lists_a_triage_reason_for_each_failure(chromium, artifacts, url):

@@ -19,24 +19,19 @@ import re
 from urllib.parse import urlparse
 
 import pytest
-import torch
 
-import app
 from panels.state import AppConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    torch.set_num_threads(1)
+def url(tmp_path_factory, launch_app):
     root = tmp_path_factory.mktemp("browser-truth")
     config = AppConfig(port=7910, sessions_dir=root / "sessions", max_steps=60)
     if not config.demo_checkpoint.is_dir():
         pytest.skip("the bundled demo checkpoint assets/checkpoints/st4vla-tiny is not here")
-    demo, url = app.launch(config, block=False)
-    yield url
-    demo.close()
+    return launch_app(config)
 
 
 def wait_status(page, text: str, timeout: int = 120_000) -> None:

@@ -10,25 +10,17 @@ import shutil
 
 import helpers
 import pytest
-import torch
-
-import app
-from panels.state import AppConfig
+from helpers import no_demo_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 FIXTURES = helpers.FIXTURES / "lerobot"
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    torch.set_num_threads(1)
+def url(tmp_path_factory, launch_app):
     root = tmp_path_factory.mktemp("episodes_browser")
     shutil.copytree(FIXTURES / "v30_av1", root / "data" / "v30_av1")
-    config = AppConfig(port=7950, data_dirs=[root / "data"], sessions_dir=root / "sessions", max_steps=3,
-                       demo_checkpoint=root / "no-demo", checkpoint_dirs=[root])  # fmt: skip
-    demo, url = app.launch(config, block=False)
-    yield url
-    demo.close()
+    return launch_app(no_demo_config(root, 7950, data_dirs=[root / "data"], max_steps=3))
 
 
 def test_pick_an_episode_and_play_it_to_the_end(chromium, artifacts, url):
