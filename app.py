@@ -1,9 +1,9 @@
 """`python app.py [flags]` starts the web app from a source checkout; the app is panels/app.py
-(`workbench app` once installed). Tests and benchmarks may import launch/build_app from here."""
+(`workbench app` once installed)."""
 
 import sys
 
-from panels.app import build_app, launch, main, parse_args  # noqa: F401
+from panels.app import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="app.py"))

@@ -12,7 +12,7 @@ import torch
 from helpers import REPO, no_demo_config
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-import app
+from panels import app
 from panels.state import AppConfig
 from workbench.sessions import load_session
 
