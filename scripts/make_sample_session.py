@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from panels.state import AppConfig
-    from panels.state.core import Workbench, is_checkpoint_dir
+    from panels.state.core import Workbench
     from panels.state.sessions import save
     from panels.state.tab import PolicySettings, SourceSpec
+    from workbench.policy.checkpoint import is_checkpoint_dir
 
     torch.set_num_threads(1)
     ckpts = ROOT / "assets" / "checkpoints"

@@ -8,6 +8,7 @@ from typing import Any
 
 from panels.state.config import AppConfig, AppError
 from panels.state.tab import SourceSpec, TabState
+from workbench.policy.checkpoint import is_checkpoint_dir
 
 RANDOM_POLICY = "random tiny policy (untrained)"
 # SimplerEnv's tasks (shared/reference/simplerenv.md): offered only when diagnose_simpler() says it runs.
@@ -20,13 +21,6 @@ RANDOM_WARNING = (
     "The bundled demo checkpoint is missing, so a tiny policy with RANDOM weights is loaded: its boxes "
     "and actions mean nothing. Train or copy a checkpoint into assets/checkpoints/st4vla-tiny."
 )
-
-
-def is_checkpoint_dir(path: Path) -> bool:
-    """Our format (config.json + model.safetensors) or an upstream run dir (config.yaml + checkpoints/)."""
-    ours = (path / "config.json").is_file() and (path / "model.safetensors").is_file()
-    upstream = (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
-    return ours or upstream
 
 
 class Workbench:

@@ -9,9 +9,10 @@ import pytest
 
 from panels import app
 from panels.state import AllowedPaths, AppConfig, AppError, PathNotAllowedError, clean_instruction
-from panels.state.core import Workbench, is_checkpoint_dir
+from panels.state.core import Workbench
 from panels.state.summary import point_markdown, step_summary
 from panels.state.tab import PolicySettings
+from workbench.policy.checkpoint import is_checkpoint_dir
 from workbench.records import Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, SpatialAnswer
 

@@ -151,7 +151,16 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
 # ------------------------------------------------------------------------------------------------
 
 
+def is_checkpoint_dir(path: Path) -> bool:
+    """Laid out as a checkpoint of either format: ours (config.json + model.safetensors) or an upstream
+    run dir (config.yaml + checkpoints/). For listing: loading checks the contents and names what is wrong."""
+    ours = (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    upstream = (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+    return ours or upstream
+
+
 def is_workbench_dir(path: Path) -> bool:
+    """Our format, by its config's "format" field (decides which loader reads the folder)."""
     cfg = path / "config.json"
     if not (path.is_dir() and cfg.is_file() and (path / "model.safetensors").is_file()):
         return False
