@@ -225,7 +225,7 @@ class Runner:
             s.instruction = text
         step = self.lanes[0].step
         self._note(
-            {"kind": "instruction", "step": step, "slot": slot, "text": text, "branch": self.lanes[0].branch}
+            {"kind": "instruction", "step": step, "slot": slot, "instruction": text, "branch": self.lanes[0].branch}
         )
 
     def reask(self) -> StepRecord:
