@@ -11,6 +11,7 @@ import gradio as gr
 from panels.common import UI, guard, show_warnings, step_values, tab_of
 from panels.state.core import RANDOM_POLICY, Workbench
 from panels.state.tab import MODES, PolicySettings, SourceSpec
+from workbench.compat import MAPPINGS
 
 KINDS = {"sim": "built-in sim", "episode": "recorded episode / session", "simpler": "SimplerEnv"}
 
@@ -50,9 +51,18 @@ def render(ui: UI) -> None:
                                    label="SimplerEnv task", visible=False)  # fmt: skip
         simpler_note = "SimplerEnv: available." if simpler_ok else f"SimplerEnv is not offered: {simpler_why}"
         gr.Markdown(f"<small>{simpler_note}</small>", elem_id="simpler-status")
+        state_mapping = gr.Dropdown(MAPPING_CHOICES, value="", label="Robot state mapping", elem_id="state-mapping",
+                                    info="how the source's robot state feeds the checkpoint; Load says what it used")  # fmt: skip
         load = gr.Button("Load", variant="primary", elem_id="load")
     ui.add(source_box=box, ckpt=ckpt, ckpt_b=ckpt_b, mode=mode, kind=kind, task=task, seed=seed, split=split, obj=obj,
-           episode=episode, simpler_task=simpler_task, load=load)  # fmt: skip
+           episode=episode, simpler_task=simpler_task, state_mapping=state_mapping, load=load)  # fmt: skip
+
+
+# "" lets Load use the source's state when it fits and say so; otherwise the user names a mapping.
+MAPPING_CHOICES = [
+    ("automatic: the fitting mapping, named at Load", ""),
+    *((f"{k}: {v}", k) for k, v in MAPPINGS.items()),
+]
 
 
 def checkpoint_choices(paths: list[str]) -> list[tuple[str, str]]:
@@ -95,11 +105,14 @@ class LoadForm:
     horizon: int
     alpha: float
     instruction: str
+    state_mapping: str = ""  # last: API clients that leave it out get the automatic choice
 
     def source(self) -> SourceSpec:
-        return source_spec(
+        spec = source_spec(
             self.kind, self.task, self.seed, self.split, self.obj, self.episode, self.simpler_task
         )
+        spec.state_mapping = self.state_mapping or ""
+        return spec
 
     def settings(self) -> PolicySettings:
         return PolicySettings(int(self.ddim), float(self.cfg), int(self.horizon), float(self.alpha))

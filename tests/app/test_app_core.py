@@ -176,3 +176,19 @@ def test_the_demo_checkpoint_is_read_while_the_page_opens(tmp_path):
     app.preload(wb).join(timeout=120)
     assert str(demo) in wb._policies  # the first Load finds it in the cache
     assert app.preload(Workbench(AppConfig(sessions_dir=tmp_path, demo_session="sample"))) is None
+
+
+def test_load_form_carries_the_state_mapping_the_page_names():
+    from panels.source import LOAD_WIDGETS, MAPPING_CHOICES, LoadForm
+    from workbench.compat import MAPPINGS
+
+    values = dict(ckpt="", ckpt_b="", mode="shared", kind="simpler", task="", seed=0, split="seen", obj="",
+                  episode="", simpler_task="widowx_carrot_on_plate", ddim=2, cfg=1.5, horizon=7, alpha=0.1,
+                  instruction="")  # fmt: skip
+    assert LOAD_WIDGETS[-1] == "state_mapping"  # last, so API clients that leave it out get automatic
+    assert LoadForm(*values.values()).source().state_mapping == ""
+    spec = LoadForm(*values.values(), "neutral").source()
+    assert (
+        spec.kind == "simpler" and spec.task == "widowx_carrot_on_plate" and spec.state_mapping == "neutral"
+    )
+    assert [v for _, v in MAPPING_CHOICES] == ["", *MAPPINGS]
