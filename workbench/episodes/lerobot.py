@@ -49,6 +49,7 @@ from workbench.episodes.layout import (
     version_way_out,
 )
 from workbench.episodes.writer import LeRobotDatasetWriter
+from workbench.fileio import read_json_object
 from workbench.records import Camera, GroundTruth, Observation
 
 __all__ = [
@@ -192,17 +193,7 @@ def split_episode(text: str) -> tuple[str, int]:
 
 
 def _read_info(path: Path) -> dict:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DatasetFormatError(f"{path} is not UTF-8 text ({e}); the dataset's info.json is corrupt") from e
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DatasetFormatError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(info, dict):
-        raise DatasetFormatError(f"{path} must hold a JSON object, it holds a {type(info).__name__}")
-    return info
+    return read_json_object(path, DatasetFormatError, "the dataset's info.json is corrupt")
 
 
 def _number(value: Any) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench import fileio
 from workbench.policy.configuration import ActionConfig, DinoConfig, QFormerConfig, ST4VLAConfig, VLMConfig
 
 FORMAT = "st4vla-workbench"
@@ -296,17 +297,7 @@ _REQUIRED = object()
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """A JSON file that must hold an object; unreadable, non-UTF-8 or non-object content is refused."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"{path} is not UTF-8 text ({e}); restore {what} from its source.") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}); restore {what} from its source.") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object ({what}), not {type(data).__name__}.")
-    return data
+    return fileio.read_json_object(path, CheckpointError, f"restore {what} from its source.")
 
 
 def typed(data: dict[str, Any], key: str, kind: type, source: Path, where: str, default: Any = _REQUIRED):
