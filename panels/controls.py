@@ -81,7 +81,7 @@ def wire(ui: UI) -> None:
     def branch(tab, name, instruction):
         tab = tab_of(wb, tab)
         tab.branch(name, instruction)
-        return step_values(tab)
+        return *step_values(tab), tab.current_instruction()  # the box shows what the branch asks
 
     def pause(tab):
         if tab is not None:
@@ -99,7 +99,10 @@ def wire(ui: UI) -> None:
     ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], run_outputs, api_name="run_to_end"))
     ui.after_step(
         ui["branch"].click(
-            branch, [ui.state, ui["branch_name"], ui["branch_instruction"]], outputs, api_name="branch"
+            branch,
+            [ui.state, ui["branch_name"], ui["branch_instruction"]],
+            [*outputs, ui["instruction"]],
+            api_name="branch",
         )  # fmt: skip
     )
     # Pause and the page's echo must not queue behind the run they steer: they only set this tab's flags.

@@ -137,9 +137,10 @@ def test_run_n_run_to_end_and_branch(server):
     assert summary["step"] == 3 and "ran 3/3 steps" in status
     _, summary, _, _, _ = c.predict(api_name="/run_to_end")  # bounded by --max-steps (6 here)
     assert summary["step"] == config.max_steps
-    _, summary, _ = c.predict("lift", "lift the purple ball up", api_name="/branch")
+    _, summary, _, box = c.predict("lift", "lift the purple ball up", api_name="/branch")
     assert summary["branch"] == "lift" and summary["step"] == config.max_steps
     assert summary["instruction"] == "lift the purple ball up"
+    assert box == "lift the purple ball up"  # the instruction box (what Re-ask asks) follows the branch
     with pytest.raises(Exception, match="taken"):
         c.predict("lift", "", api_name="/branch")
 
