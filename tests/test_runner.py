@@ -260,7 +260,8 @@ def test_sinks_get_every_step_and_the_session_replays_as_a_source(policy, task, 
             and "world/camera/ground_truth/boxes" in by_step[r.step]
         )
     session = load_session(writer.path)
-    assert [r.step for r in session.records] == [0, 1, 2] and session.edits[0]["instruction"] == "push it left"
+    assert [r.step for r in session.records] == [0, 1, 2]
+    assert session.edits[0]["instruction"] == "push it left"
     assert same_image(session.records[2], records[2])
 
     # the saved session as a recorded source: predicted vs recorded actions, no branching

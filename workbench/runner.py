@@ -224,9 +224,8 @@ class Runner:
         for s in targets:
             s.instruction = text
         step = self.lanes[0].step
-        self._note(
-            {"kind": "instruction", "step": step, "slot": slot, "instruction": text, "branch": self.lanes[0].branch}
-        )
+        branch = self.lanes[0].branch
+        self._note({"kind": "instruction", "step": step, "slot": slot, "instruction": text, "branch": branch})
 
     def reask(self) -> StepRecord:
         """Ask the policies again on the current observation (e.g. after an instruction edit) without stepping."""
