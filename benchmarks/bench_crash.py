@@ -32,7 +32,7 @@ from workbench.viz.rerun_log import rrd_entities_by_step  # noqa: E402
 WRITER = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_viz import make_record
+from helpers import make_record
 from workbench.sessions import SessionStore
 from workbench.viz.rerun_log import RerunLogger
 w = SessionStore({root!r}).create("crash")
