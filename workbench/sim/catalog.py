@@ -1,9 +1,15 @@
-"""The object catalog: what the built-in simulator can put on the table, split into seen and unseen.
+"""The object catalog: what the built-in simulator can put on the table, in three object splits.
 
-The split is how the workbench probes generalisation: demonstrations are generated with "seen"
-objects (and seen instruction paraphrases); "unseen" objects differ in colour/shape combination or are
-meshes, and no demonstration shows them (a grounding corpus may: `workbench train data --scenes-split
-unseen`). Every entry is sized so the Panda's gripper (8 cm opening) can grasp it from above.
+The split is how the workbench probes generalisation:
+    seen    demonstrations are made of them (with seen instruction paraphrases);
+    unseen  in no demonstration, but a grounding corpus may name and box them (`workbench train data
+            --scenes-split unseen`): new colours of seen shapes, and meshes;
+    novel   in no data at all: no demonstration, no grounding scene, no corpus. Held-out meshes of
+            pybullet_data's random_urdfs, for evaluation only.
+Invariants (tests/sim/test_sim.py): training data draws only from DATA_SPLITS, so no generator can put a
+novel object in a scene; no novel URDF is used by any other entry; in a novel scene only the object to
+move is novel, its target and the other objects are seen ones (`scene_split`). Every entry is sized so
+the Panda's gripper (8 cm opening) can grasp it from above.
 
 Shapes:
     box       size = half extents (x, y, z)
@@ -19,7 +25,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+# The splits training data may draw objects from (and the instruction bank's paraphrase splits).
 SPLITS = ("seen", "unseen")
+DATA_SPLITS = SPLITS
+NOVEL = "novel"  # in no data at all: evaluation only
+OBJECT_SPLITS = (*SPLITS, NOVEL)
 SHAPES = ("box", "cylinder", "sphere", "urdf", "plate", "basket")
 
 
@@ -27,7 +37,7 @@ SHAPES = ("box", "cylinder", "sphere", "urdf", "plate", "basket")
 class ObjectSpec:
     name: str  # what instructions call it, e.g. "red cube"
     shape: str  # one of SHAPES
-    split: str = "seen"  # "seen" | "unseen"
+    split: str = "seen"  # one of OBJECT_SPLITS
     color: tuple[float, float, float, float] | None = None  # RGBA; None keeps the URDF's own
     size: tuple[float, ...] = ()  # see the module docstring
     urdf: str | None = None
@@ -39,8 +49,10 @@ class ObjectSpec:
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
             raise ValueError(f"ObjectSpec {self.name!r}: shape must be one of {SHAPES}, got {self.shape!r}")
-        if self.split not in SPLITS:
-            raise ValueError(f"ObjectSpec {self.name!r}: split must be one of {SPLITS}, got {self.split!r}")
+        if self.split not in OBJECT_SPLITS:
+            raise ValueError(
+                f"ObjectSpec {self.name!r}: split must be one of {OBJECT_SPLITS}, got {self.split!r}"
+            )
         if self.shape == "urdf" and not self.urdf:
             raise ValueError(f"ObjectSpec {self.name!r}: shape 'urdf' needs a urdf path")
 
@@ -71,6 +83,12 @@ WHITE, BROWN, GREY, BLACK = (
 CUBE = (0.02, 0.02, 0.02)  # 4 cm cube
 CAN = (0.022, 0.07)  # a small can: radius 2.2 cm, height 7 cm
 
+# (random_urdfs id, scale) of the novel split: see its entries below.
+NOVEL_MESHES: tuple[tuple[int, float], ...] = (
+    (500, 0.59), (530, 0.59), (560, 0.46), (590, 0.45), (620, 0.45), (650, 0.59), (680, 0.59), (710, 0.59),
+    (740, 0.59), (770, 0.59), (800, 0.46), (830, 0.45), (860, 0.45), (890, 0.45), (920, 0.6), (950, 0.37),
+)  # fmt: skip
+
 _ENTRIES: list[ObjectSpec] = [
     # --- seen: what demonstrations are made of ---
     ObjectSpec("red cube", "box", "seen", RED, CUBE, tags=("block",)),
@@ -98,15 +116,28 @@ _ENTRIES: list[ObjectSpec] = [
     ObjectSpec("gadget 033", "urdf", "unseen", None, urdf="random_urdfs/033/033.urdf", scale=0.7),
     ObjectSpec("grey plate", "plate", "unseen", GREY, (0.08, 0.012), mass=0.4, kind="target"),
     ObjectSpec("blue basket", "basket", "unseen", BLUE, (0.08, 0.055), mass=0.6, kind="target"),
+    # --- novel: in no data at all (no demonstration, grounding scene or corpus) ---
+    # Candidates fixed before any measurement: random_urdfs ids 500, 530, ..., 950 (every 30th from
+    # 500, far from the unseen gadgets 003-033; nothing else in the project loads random_urdfs), each
+    # scaled so its largest extent is 5.5 cm, in their URDFs' own colours. Kept: those the scripted
+    # expert solves in >= 80% of tries on the tasks they serve (pick, put on, put in, move near); never
+    # chosen or tuned with a policy. Called "gadget <id>" like the unseen meshes: the word "gadget" is
+    # in the grounding corpus (naming the four unseen gadgets), these meshes and their numbers are not.
+    *[
+        ObjectSpec(
+            f"gadget {i:03d}", "urdf", NOVEL, None, urdf=f"random_urdfs/{i:03d}/{i:03d}.urdf", scale=sc
+        )
+        for i, sc in NOVEL_MESHES
+    ],
 ]
 
 CATALOG: dict[str, ObjectSpec] = {spec.name: spec for spec in _ENTRIES}
 
 
 def objects(split: str | None = None, kind: str | None = None, tag: str | None = None) -> list[ObjectSpec]:
-    """Catalog entries, filtered by split ("seen"/"unseen"/None for both), kind and tag."""
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+    """Catalog entries, filtered by split (one of OBJECT_SPLITS; None for all), kind and tag."""
+    if split is not None and split not in OBJECT_SPLITS:
+        raise ValueError(f"split must be one of {OBJECT_SPLITS} or None, got {split!r}")
     return [
         s
         for s in _ENTRIES
@@ -114,6 +145,14 @@ def objects(split: str | None = None, kind: str | None = None, tag: str | None =
         and (kind is None or s.kind == kind)
         and (tag is None or tag in s.tags)
     ]
+
+
+def scene_split(split: str) -> str:
+    """The split a scene's target and other objects come from: the objects' own, but "seen" for a
+    novel scene, so the object to move is the only new thing on the table (and the only gadget)."""
+    if split not in OBJECT_SPLITS:
+        raise ValueError(f"split must be one of {OBJECT_SPLITS}, got {split!r}")
+    return "seen" if split == NOVEL else split
 
 
 def get(name: str) -> ObjectSpec:
