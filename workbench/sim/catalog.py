@@ -165,8 +165,9 @@ def get(name: str) -> ObjectSpec:
 def resolve(obj: str | ObjectSpec) -> ObjectSpec:
     """A catalog name, a URDF path (or 'path.urdf@scale'), or an ObjectSpec -> ObjectSpec.
 
-    A URDF given by path becomes an unseen object named after its file (e.g. 'duck vhacd'), so any
-    object on disk can be put into a task.
+    A URDF given by path becomes an object named after its file (e.g. 'duck vhacd'), so any object
+    on disk can be put into a task; its split is that of a catalog entry with the same URDF (a novel
+    mesh stays novel), else unseen.
     """
     if isinstance(obj, ObjectSpec):
         return obj
@@ -179,8 +180,16 @@ def resolve(obj: str | ObjectSpec) -> ObjectSpec:
     path, _, scale = obj.partition("@")
     if path.endswith(".urdf"):
         name = os.path.splitext(os.path.basename(path))[0].replace("_", " ")
-        return ObjectSpec(name, "urdf", "unseen", None, urdf=path, scale=float(scale) if scale else 1.0)
+        split = next((s.split for s in _ENTRIES if s.urdf and _same_urdf(s.urdf, path)), "unseen")
+        return ObjectSpec(name, "urdf", split, None, urdf=path, scale=float(scale) if scale else 1.0)
     raise KeyError(f"{obj!r} is neither a catalog object nor a .urdf path; catalog: {sorted(CATALOG)}")
+
+
+def _same_urdf(a: str, b: str) -> bool:
+    """Whether two URDF paths name the same file (relative ones are under pybullet_data)."""
+    return os.path.normpath(a) == os.path.normpath(b) or (
+        os.path.isabs(b) and os.path.normpath(b).endswith(os.sep + os.path.normpath(a))
+    )
 
 
 def renamed(spec: ObjectSpec, name: str) -> ObjectSpec:

@@ -82,9 +82,11 @@ class TabletopEnv:
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Build a new scene. options: source/target (catalog name, URDF path or ObjectSpec),
-        instruction (any text), split ("seen"/"unseen"), paraphrase (True: a paraphrase of the object
-        split drawn with the scene's generator instead of the canonical phrasing; "seen"/"unseen": one of
-        that split drawn per seed, instructions.for_scene, as evaluation phrases an episode),
+        instruction (any text), split ("seen"/"unseen"/"novel", catalog.OBJECT_SPLITS; a novel scene
+        moves a novel object among seen ones, catalog.scene_split), paraphrase (True: a paraphrase of
+        the object split drawn with the scene's generator instead of the canonical phrasing;
+        "seen"/"unseen": one of that split drawn per seed, instructions.for_scene, as evaluation phrases
+        an episode),
         distractors (int or list of objects)."""
         options = dict(options or {})
         unknown = set(options) - set(RESET_OPTIONS)
@@ -146,8 +148,13 @@ class TabletopEnv:
 
     def _sample_recipe(self, options: dict) -> _Recipe:
         split = options.get("split", self.config.split)
-        if split not in catalog.SPLITS:
-            raise ValueError(f"split must be one of {catalog.SPLITS}, got {split!r}")
+        if split not in catalog.OBJECT_SPLITS:
+            raise ValueError(f"split must be one of {catalog.OBJECT_SPLITS}, got {split!r}")
+        if options.get("source") is None and not self.task.sources(split):
+            raise ValueError(
+                f"task {self.task_name} has no {split} object to move (the {split} split holds none of "
+                f"its kind); evaluate it on another split, or pass options['source']"
+            )
         source = self._choose(options.get("source"), self.task.sources(split), "source", set())
         target = None
         if self.task.has_target:
@@ -157,7 +164,8 @@ class TabletopEnv:
             used = {source.name} | ({target.name} if target else set())
             distractors = []
             for _ in range(wanted):
-                d = self._choose(None, catalog.objects(split, kind="object"), "distractor", used)
+                pool = catalog.objects(catalog.scene_split(split), kind="object")
+                d = self._choose(None, pool, "distractor", used)
                 used.add(d.name)
                 distractors.append(d)
         else:
@@ -203,6 +211,11 @@ class TabletopEnv:
             return instructions.for_scene(self, paraphrase, seed)
         if paraphrase:
             split = options.get("split", self.config.split)
+            if split not in instructions.SPLITS:
+                raise ValueError(
+                    f"paraphrase=True draws from the object split's paraphrases; the {split!r} split has "
+                    f"none: pass paraphrase='seen' or 'unseen'"
+                )
             return instructions.sample(self.task_name, self.source.name, tgt, split, self._rng)
         return instructions.canonical(self.task_name, self.source.name, tgt)
 

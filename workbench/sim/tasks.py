@@ -57,6 +57,8 @@ class TaskSpec:
     n_distractors: int = 1
 
     def sources(self, split: str) -> list[ObjectSpec]:
+        """The objects to move in a scene of `split` objects ([] for stack on the novel split: it holds
+        no blocks)."""
         tag = "block" if self.kind == "stack" else None
         pool = catalog.objects(split, kind="object", tag=tag)
         if self.kind in ("put_on", "stack"):  # balls roll off flat targets
@@ -64,6 +66,8 @@ class TaskSpec:
         return pool
 
     def targets(self, split: str) -> list[ObjectSpec]:
+        """The targets of a scene of `split` objects (seen ones in a novel scene: catalog.scene_split)."""
+        split = catalog.scene_split(split)
         if self.kind == "put_on":
             return [s for s in catalog.objects(split, kind="target") if s.shape == "plate"]
         if self.kind == "put_in":

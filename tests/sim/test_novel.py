@@ -1,0 +1,123 @@
+"""The novel object split: meshes in no data at all, drawable by evaluation only."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from workbench.sim import catalog, instructions, make
+from workbench.sim.tasks import TASKS
+
+NOVEL = {s.name for s in catalog.objects(catalog.NOVEL)}
+
+
+def _urdf_file(spec: catalog.ObjectSpec) -> str:
+    return os.path.normpath(spec.urdf)
+
+
+def test_novel_meshes_are_random_urdfs_no_other_entry_uses():
+    novel = catalog.objects(catalog.NOVEL)
+    assert len(novel) >= 8 and all(s.shape == "urdf" and s.kind == "object" for s in novel)
+    novel_files = {_urdf_file(s) for s in novel}
+    assert len(novel_files) == len(novel)  # one entry per mesh
+    assert all(f.startswith("random_urdfs" + os.sep) for f in novel_files)
+    others = [s for s in catalog.objects() if s.split != catalog.NOVEL]
+    used = {_urdf_file(s) for s in others if s.urdf}
+    assert used, "the other splits use meshes too (lego, duck, the unseen gadgets)"
+    assert not novel_files & used
+    # the random_urdfs ids too, whatever the path spelling
+    ids = {f.split(os.sep)[1] for f in novel_files}
+    assert not ids & {f.split(os.sep)[1] for f in used if f.startswith("random_urdfs" + os.sep)}
+    # a novel mesh given by path stays novel
+    spec = next(iter(novel))
+    assert catalog.resolve(f"{spec.urdf}@{spec.scale}").split == catalog.NOVEL
+    assert catalog.resolve("duck_vhacd.urdf").split == "unseen"
+
+
+def test_no_data_split_can_draw_a_novel_object():
+    """Every pool a training generator draws from (sources, targets, distractors of each task, for
+    each split data may use) is free of novel objects, and data configs refuse the novel split."""
+    from workbench.train.data import SceneConfig
+
+    assert catalog.NOVEL not in catalog.DATA_SPLITS and catalog.NOVEL not in instructions.SPLITS
+    for split in catalog.DATA_SPLITS:
+        assert catalog.scene_split(split) == split
+        pools = [catalog.objects(split, kind="object")]
+        for task in TASKS.values():
+            pools += [task.sources(split), task.targets(split)]
+        assert not {s.name for pool in pools for s in pool} & NOVEL, split
+    with pytest.raises(ValueError, match="split"):
+        SceneConfig(split=catalog.NOVEL)
+
+
+def _spy_spawns(monkeypatch) -> list[str]:
+    """Record the name of every object any env spawns from now on."""
+    from workbench.sim import tabletop
+
+    spawned: list[str] = []
+    real = tabletop.spawn
+
+    def spy(client, spec, xy, yaw):
+        spawned.append(spec.name)
+        return real(client, spec, xy, yaw)
+
+    monkeypatch.setattr(tabletop, "spawn", spy)
+    return spawned
+
+
+@pytest.mark.parametrize("split", catalog.DATA_SPLITS)
+def test_generated_scenes_hold_no_novel_object(split, tmp_path, monkeypatch):
+    """`workbench train data`'s grounding scenes (--scenes-split seen/unseen), every task."""
+    from workbench.train.data import SceneConfig, generate_scenes
+
+    spawned = _spy_spawns(monkeypatch)
+    cfg = SceneConfig(
+        out=str(tmp_path / split), scenes_per_task=12, split=split, render_width=32, render_height=24
+    )
+    generate_scenes(cfg)
+    assert len(spawned) >= 12 * len(cfg.tasks) * 2
+    assert {catalog.get(n).split for n in spawned} <= {"seen", split}
+    assert not set(spawned) & NOVEL
+
+
+def test_generated_demonstrations_hold_no_novel_object(tmp_path, monkeypatch):
+    """`workbench train data`'s expert demonstrations, every task."""
+    from workbench.train.data import DataConfig, generate
+
+    spawned = _spy_spawns(monkeypatch)
+    generate(DataConfig(out=str(tmp_path / "demos"), episodes_per_task=1, render_width=32, render_height=24))
+    assert len(spawned) >= 2 * len(TASKS)
+    assert {catalog.get(n).split for n in spawned} == {"seen"}
+
+
+@pytest.mark.parametrize("task", ["tabletop_pick", "tabletop_put_in", "tabletop_move_near"])
+def test_a_novel_scene_moves_a_novel_object_among_seen_ones(task):
+    e = make(task, render=False)
+    try:
+        for seed in range(3):
+            e.reset(seed=seed, options={"split": catalog.NOVEL, "paraphrase": "unseen"})
+            assert e.source.name in NOVEL
+            others = [o for o in e.objects if o is not e.source]
+            assert others and all(o.spec.split == "seen" for o in others)
+            target = e.target.name if e.target else ""
+            assert e.get_language_instruction() in instructions.paraphrases(
+                task, e.source.name, target, "unseen"
+            )
+    finally:
+        e.close()
+
+
+def test_novel_split_errors_name_the_way_out():
+    e = make("tabletop_stack", render=False)
+    try:
+        with pytest.raises(ValueError, match="no novel object to move"):
+            e.reset(seed=0, options={"split": catalog.NOVEL})
+    finally:
+        e.close()
+    e = make("tabletop_pick", render=False)
+    try:
+        with pytest.raises(ValueError, match="paraphrase='seen' or 'unseen'"):
+            e.reset(seed=0, options={"split": catalog.NOVEL, "paraphrase": True})
+    finally:
+        e.close()
