@@ -181,7 +181,7 @@ def test_internals_attention_heatmap_and_timings(policy, image):
 def test_answer_conditioned_actions_follow_the_answer_they_read(image):
     """Not upstream (config.condition_on_answer): the query former reads the prompt and an answer."""
     from workbench.policy.configuration import ST4VLAConfig
-    from workbench.policy.policy import ANSWER_TOKENS
+    from workbench.policy.extras import ANSWER_TOKENS
     from workbench.record_json import _chunk, _unchunk
 
     cfg = tiny_config()
@@ -214,7 +214,7 @@ def test_answer_conditioned_actions_follow_the_answer_they_read(image):
 def test_answer_points_reach_the_action_expert_as_numbers(image):
     """Not upstream (config.answer_points): the centres of the answer's boxes join the state the DiT reads."""
     from workbench.policy.configuration import ANSWER_POINTS, ST4VLAConfig
-    from workbench.policy.policy import ANSWER_TOKENS, points_from_answer
+    from workbench.policy.extras import ANSWER_TOKENS, points_from_answer
 
     two = '[{"bbox_2d": [0, 0, 56, 112]}, {"bbox_2d": [56, 56, 112, 112]}]'
     np.testing.assert_allclose(points_from_answer(two, 112, 112), [-0.5, 0.0, 0.5, 0.5])
@@ -258,6 +258,41 @@ def test_upstream_policy_reads_no_answer(policy, image):
     assert policy.act([image], "pick up the cube", seed=0).answer is None
     with pytest.raises(ValueError, match="does not act on a spatial answer"):
         policy.act([image], "pick up the cube", seed=0, answer='[{"bbox_2d": [1, 1, 5, 5]}]')
+
+
+def test_non_upstream_options_are_transforms_composed_at_load(policy, bundled, image):
+    """An upstream config acts through no transforms; each non-upstream option adds its step
+    (workbench.policy.extras), and loading a checkpoint composes what its config asks for."""
+    from workbench.policy.configuration import ANSWER_POINTS
+    from workbench.policy.extras import (
+        AnswerPoints,
+        ReadAnswer,
+        RobotState,
+        Transforms,
+        WriteAnswer,
+        transforms_for,
+    )
+
+    assert policy.transforms == Transforms() and not policy.transforms.reads_answer
+    cfg = tiny_config()
+    cfg.condition_on_answer = cfg.answer_points = cfg.state_tcp = True
+    cfg.action.state_dim = 4 + ANSWER_POINTS  # one joint and the TCP's x, y, z, then the points
+    steps = (WriteAnswer(), ReadAnswer(), RobotState(tcp=True), AnswerPoints())
+    assert transforms_for(cfg) == Transforms(steps)
+    assert bundled.config.answer_points and bundled.config.robot_state_dim
+    assert bundled.transforms == Transforms((WriteAnswer(), RobotState(tcp=False), AnswerPoints()))
+
+    # The bundled checkpoint acts through them: without its points the DiT has no input to read.
+    state = np.zeros(bundled.config.robot_state_dim)
+    want = bundled.act([image], "pick up the cube", seed=0, num_ddim_steps=2, state=state)
+    bundled.transforms = Transforms((WriteAnswer(), RobotState()))
+    try:
+        with pytest.raises(RuntimeError, match="shapes"):  # 9 numbers for an input of 13
+            bundled.act([image], "pick up the cube", seed=0, num_ddim_steps=2, state=state)
+    finally:
+        bundled.transforms = transforms_for(bundled.config)
+    again = bundled.act([image], "pick up the cube", seed=0, num_ddim_steps=2, state=state)
+    assert np.array_equal(again.normalized, want.normalized) and again.answer == want.answer
 
 
 def test_diffusion_schedule_and_ddim_respacing():

@@ -11,6 +11,7 @@ from helpers import dataset_statistics, randomize_head
 
 from workbench.policy import ST4VLAPolicy, tiny_config
 from workbench.policy.checkpoint import CheckpointError
+from workbench.policy.extras import robot_state
 from workbench.serve import PolicyServer, RemotePolicy
 
 STATE_DIM = 3
@@ -145,7 +146,7 @@ def tcp_policy() -> ST4VLAPolicy:
 def test_a_tcp_state_needs_the_tcp_pose_and_reads_its_position(image):
     p = tcp_policy()
     s, tcp = np.array([0.5, 0.5, 0.03]), np.array([0.5, 0.1, 0.2, 1.0, 0.0, 0.0, 0.0])
-    np.testing.assert_allclose(p.robot_state(s, tcp), [0.5, 0.5, 0.03, 0.5, 0.1, 0.2])
+    np.testing.assert_allclose(robot_state(p, s, tcp, tcp=True), [0.5, 0.5, 0.03, 0.5, 0.1, 0.2])
     with pytest.raises(ValueError, match="tcp_pose="):
         p.act([image], "pick the can", num_ddim_steps=3, seed=4, state=s)
     with pytest.raises(ValueError, match="x, y, z"):

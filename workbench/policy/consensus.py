@@ -30,7 +30,8 @@ def shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return np.ascontiguousarray(padded[PAD - dy : PAD - dy + h, PAD - dx : PAD - dx + w])
 
 
-def _boxes(text: str) -> list[spatial.Box]:
+def answer_boxes(text: str) -> list[spatial.Box]:
+    """The boxes of an answer in model-frame pixels, in order; none for text that is not an answer."""
     try:
         return [g for g in spatial.parse(text, None).geometry if isinstance(g, spatial.Box)]
     except Exception:  # noqa: BLE001 - malformed model text counts as no boxes
@@ -39,14 +40,14 @@ def _boxes(text: str) -> list[spatial.Box]:
 
 def consensus(answers: list[str], shifts: list[tuple[int, int]]) -> str:
     """The median answer of copies shifted by `shifts` (answers[0] unshifted), in the model frame."""
-    reference = _boxes(answers[0])
+    reference = answer_boxes(answers[0])
     if not reference:
         return answers[0]
     merged = []
     for i, ref in enumerate(reference):
         corners = []
         for text, (dx, dy) in zip(answers, shifts, strict=True):
-            boxes = _boxes(text)
+            boxes = answer_boxes(text)
             if i < len(boxes) and boxes[i].label == ref.label:
                 b = boxes[i]
                 corners.append((b.x1 - dx, b.y1 - dy, b.x2 - dx, b.y2 - dy))

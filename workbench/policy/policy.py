@@ -20,10 +20,12 @@ import cv2
 import numpy as np
 import torch
 
+from workbench import spatial
 from workbench.policy import checkpoint as ckpt
-from workbench.policy import consensus
-from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION, ST4VLAConfig
+from workbench.policy import extras
+from workbench.policy.configuration import ST4VLAConfig
 from workbench.policy.modeling import ST4VLAModel
+from workbench.policy.normalization import ActionNormalizer, StateNormalizer
 from workbench.policy.prompts import grounding_question
 from workbench.policy.tokenizer import build_tokenizer, default_corpus, load_tokenizer
 from workbench.records import ActionChunk
@@ -38,10 +40,6 @@ def neutral_statistics(action_dim: int = 7) -> dict[str, Any]:
     return {"default": {"action": action, "num_transitions": 0, "num_trajectories": 0}}
 
 
-# Longest spatial answer an answer-conditioned checkpoint writes before acting (two boxes take ~40).
-ANSWER_TOKENS = 64
-
-
 class ST4VLAPolicy:
     def __init__(
         self,
@@ -51,16 +49,20 @@ class ST4VLAPolicy:
         unnorm_key: str | None = None,
         name: str = "st4vla",
         device: str = "cpu",
+        transforms: extras.Transforms | None = None,
     ):
         self.model = model.to(device).eval()
         self.config: ST4VLAConfig = model.config
         self.name = name
         self.device = device
-        # Inference setting: > 0 writes the spatial answer's numbers as their local expectation over
-        # this many pixels either side of the greedy value (workbench.policy.refine); 0 = plain greedy.
+        # What the model reads besides upstream's prompt; by default what its config asks for (none
+        # for an upstream checkpoint).
+        self.transforms = extras.transforms_for(self.config) if transforms is None else transforms
+        # Decoding settings of the spatial answer (not upstream; 0 and 1 are plain greedy decoding):
+        # refine_radius > 0 writes its numbers as their local expectation over that many pixels
+        # (workbench.policy.refine); answer_votes > 1 acts on the median answer of that many shifted
+        # copies of the frame (workbench.policy.consensus).
         self.refine_radius = 0
-        # Inference setting: > 1 asks the spatial prompt on this many shifted copies of the frame and
-        # acts on their median answer (workbench.policy.consensus); 1 = the frame alone.
         self.answer_votes = 1
         self.set_statistics(statistics, unnorm_key)
 
@@ -214,7 +216,7 @@ class ST4VLAPolicy:
     def acts_on_its_box_answer(self) -> bool:
         """Whether act() first answers exactly the "box" grounding question (its spatial prompt): then
         `read_answer(images, chunk.answer)` is that answer, with no second decode."""
-        return self.config.reads_answer and self.prompt("x") == grounding_question("box", "x")
+        return self.transforms.reads_answer and self.prompt("x") == grounding_question("box", "x")
 
     def read_answer(self, images: list[np.ndarray], text: str) -> SpatialAnswer:
         """Model text (for example `chunk.answer`) as a SpatialAnswer on the original first view."""
@@ -222,39 +224,6 @@ class ST4VLAPolicy:
         return answer_from_text(text, frames[0])
 
     # --- the action chunk ------------------------------------------------------------------------
-    @torch.no_grad()
-    def answer_spatial_prompt(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
-        """Greedy answers to the spatial prompt for a batch (views model-sized): what an answer-conditioned
-        checkpoint reads before acting. Batched decoding gives the same tokens as one sample at a time."""
-        if self.answer_votes > 1:
-            return consensus.answer_with_votes(self._greedy_answers, views, instructions, self.answer_votes)
-        return self._greedy_answers(views, instructions)
-
-    def _greedy_answers(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
-        vlm = self.model.qwen_vl_interface
-        inputs = vlm.build_inputs(views, [self.prompt(i) for i in instructions])
-        return vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS, refine_radius=self.refine_radius)
-
-    def condition_inputs(
-        self, views: list[np.ndarray], instruction: str, answer: str | None = None
-    ) -> tuple[dict[str, torch.Tensor], str | None]:
-        """The VLM inputs the query former reads for one sample (views already model-sized).
-
-        Upstream: the prompt alone (returns no answer; a given `answer` is not read here, though an
-        answer-points checkpoint reads it as points in `state_tensor`). An answer-conditioned checkpoint
-        (config.condition_on_answer) reads the prompt followed by an answer: `answer` when given, to
-        probe how the action follows an edited answer, else its own greedy answer to the prompt.
-        """
-        vlm = self.model.qwen_vl_interface
-        prompt = self.prompt(instruction)
-        if not self.config.condition_on_answer:
-            return vlm.build_inputs([views], [prompt]), None
-        if answer is None:
-            answer = self.answer_spatial_prompt([views], [instruction])[0]
-        inputs = vlm.build_inputs([views], [prompt], answers=[answer])
-        inputs.pop("labels")  # the answer is read, not supervised
-        return inputs, answer
-
     @torch.no_grad()
     def act(
         self,
@@ -269,58 +238,32 @@ class ST4VLAPolicy:
         answer: str | None = None,
         tcp_pose: np.ndarray | None = None,
     ) -> ActionChunk:
-        """One action chunk: VLM forward -> query former -> DDIM (with CFG) -> unnormalise.
+        """One action chunk, as upstream's predict_action: prompt and views -> VLM -> query former ->
+        DDIM with CFG (noise from `seed`, else the global RNG) -> unnormalise.
 
-        `state` is the robot state (the observation's joint positions); only checkpoints whose action
-        expert reads it (config.action.state_dim > 0) need it, the others ignore it; so is `tcp_pose`
-        (obs["extra"]["tcp_pose"], [7] or at least x, y, z), read by config.state_tcp checkpoints. `answer` replaces
-        the spatial answer an answer-conditioned checkpoint would write itself (`condition_inputs`);
-        the answer read is returned in `chunk.answer`. An answer-points checkpoint
-        (config.answer_points) reads the centres of that answer's boxes with the state.
+        `state` (the observation's joints), `tcp_pose` (obs["extra"]["tcp_pose"]) and `answer` (a spatial
+        answer to act on instead of the model's own) are read only through the transforms of a checkpoint
+        whose config asks for them (workbench.policy.extras); upstream ignores the first two and refuses
+        `answer`. The answer acted on is returned in `chunk.answer`.
         """
-        if answer is not None and not self.config.reads_answer:
-            raise ValueError(
-                f"{self.name} does not act on a spatial answer (config.condition_on_answer and "
-                "config.answer_points are false): do not pass answer=."
-            )
         timings: dict[str, float] = {}
         timer = _Timer(timings) if return_internals else None
         views, _ = self.prepare_images(images)
-        with _maybe(timer, "spatial_answer"):
-            if answer is None and self.config.reads_answer:
-                answer = self.answer_spatial_prompt([views], [instruction])[0]
-        state_t = self.state_tensor(state, answer, views[0].shape[:2], tcp_pose)
+        given = extras.Conditioning(views, instruction, state, tcp_pose, answer, size=views[0].shape[:2])
+        x = self.transforms(self, given, timer)
         with _maybe(timer, "condition_inputs"):
-            inputs, _ = self.condition_inputs(views, instruction, answer)
+            inputs = self.prompt_inputs(views, instruction) if x.vlm_inputs is None else x.vlm_inputs
         cond, maps = self.model.condition(inputs, [views], need_weights=return_internals, timer=timer)
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        shape = (1, self.chunk_length, self.action_dim)
-        dtype = next(self.model.action_model.parameters()).dtype
-        noise = torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, dtype)
-
-        last = [time.perf_counter()]
-
-        def on_step(i: int, _x: torch.Tensor) -> None:
-            now = time.perf_counter()
-            timings[f"ddim_step_{i}"] = now - last[0]
-            last[0] = now
-
-        t0 = time.perf_counter()
-        sample = self.model.sample_actions(
-            cond,
-            noise,
-            num_ddim_steps,
-            cfg_scale,
-            on_step=on_step if return_internals else None,
-            state=state_t,
-        )
-        if return_internals:
-            timings["diffusion"] = time.perf_counter() - t0
+        noise = self.initial_noise(seed)  # [1, T, D]
+        expert = x.expert_input(self.device, self.dtype)  # [1, S] or None
+        on_step = _StepTimer(timings) if return_internals else None
+        with _maybe(timer, "diffusion"):
+            sample = self.model.sample_actions(cond, noise, num_ddim_steps, cfg_scale, on_step, state=expert)
         normalized = sample[0].float().cpu().numpy()  # [T, D]
         with _maybe(timer, "unnormalize"):
             actions = self._normalizer.unnormalize(normalized)
         chunk = ActionChunk(
-            normalized=normalized, actions=np.asarray(actions, dtype=np.float64), answer=answer
+            normalized=normalized, actions=np.asarray(actions, dtype=np.float64), answer=x.answer
         )
         if return_internals:
             chunk.timings = timings
@@ -328,29 +271,41 @@ class ST4VLAPolicy:
         return chunk
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The action expert's weight type: its noise and extra inputs are cast to it."""
+        return next(self.model.action_model.parameters()).dtype
+
+    def initial_noise(self, seed: int | None) -> torch.Tensor:
+        """The DDIM start [1, T, D]: float32 normals from `seed` (None: the global RNG), then cast."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        shape = (1, self.chunk_length, self.action_dim)
+        return torch.randn(shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+
+    def prompt_inputs(self, views: list[np.ndarray], instruction: str) -> dict[str, torch.Tensor]:
+        """Upstream's VLM inputs for one sample: the prompt and the (model-sized) views."""
+        return self.model.qwen_vl_interface.build_inputs([views], [self.prompt(instruction)])
+
+    # --- what non-upstream checkpoints read (workbench.policy.extras) ---------------------------
+    @property
     def reads_state(self) -> bool:
         return self.config.action.state_dim > 0
 
-    def robot_state(self, state: np.ndarray | None, tcp_pose: np.ndarray | None = None) -> np.ndarray:
-        """The robot state as the action expert reads it, unnormalised: the joints, then (config.state_tcp)
-        the TCP position."""
-        if state is None:
-            raise ValueError(
-                f"{self.name} reads the robot state ({self.config.robot_state_dim} numbers): pass state= "
-                "(the observation's joint positions)."
-            )
-        robot = np.asarray(state, dtype=np.float64).reshape(-1)
-        if self.config.state_tcp:
-            if tcp_pose is None:
-                raise ValueError(
-                    f"{self.name} reads the TCP position after the joints: pass tcp_pose= "
-                    '(obs["extra"]["tcp_pose"], x, y, z first).'
-                )
-            tcp = np.asarray(tcp_pose, dtype=np.float64).reshape(-1)
-            if tcp.size < TCP_POSITION:
-                raise ValueError(f"tcp_pose needs at least x, y, z; got {tcp.size} numbers.")
-            robot = np.concatenate([robot, tcp[:TCP_POSITION]])
-        return robot
+    @torch.no_grad()
+    def answer_spatial_prompt(self, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
+        """Greedy answers to the spatial prompt for a batch (views model-sized): what an answer-reading
+        checkpoint writes before acting (extras.write_answers, with this policy's decoding settings)."""
+        return extras.write_answers(self, views, instructions)
+
+    def condition_inputs(
+        self, views: list[np.ndarray], instruction: str, answer: str | None = None
+    ) -> tuple[dict[str, torch.Tensor], str | None]:
+        """The VLM inputs the query former reads for one sample (views model-sized), and the answer in
+        them: upstream's prompt alone (no answer; a given `answer` is not read here), or with
+        config.condition_on_answer the prompt followed by `answer` (the model's own when None)."""
+        x = self.transforms.run(self, extras.Conditioning(views, instruction, answer=answer), stage="vlm")
+        if x.vlm_inputs is None:
+            return self.prompt_inputs(views, instruction), None
+        return x.vlm_inputs, x.answer
 
     def state_tensor(
         self,
@@ -360,23 +315,10 @@ class ST4VLAPolicy:
         tcp_pose: np.ndarray | None = None,
     ) -> torch.Tensor | None:
         """What the action expert reads besides the query tokens, [1, S], or None when it reads nothing:
-        the normalised robot state (the joints, then with config.state_tcp the TCP position of
-        `tcp_pose`), then (config.answer_points) the points of `answer`, an answer in the pixels of a
-        model frame of `size` = (height, width)."""
-        if not self.reads_state:
-            return None
-        parts = []
-        if self.config.robot_state_dim:
-            parts.append(self._state_normalizer.normalize(self.robot_state(state, tcp_pose)))
-        if self.config.answer_points:
-            if answer is None or size is None:
-                raise ValueError(
-                    f"{self.name} reads the points of its spatial answer: pass answer= and size=."
-                )
-            parts.append(points_from_answer(answer, width=size[1], height=size[0]))
-        x = np.concatenate(parts)
-        dtype = next(self.model.action_model.parameters()).dtype
-        return torch.as_tensor(x, dtype=torch.float32).reshape(1, -1).to(self.device, dtype)
+        the normalised robot state (joints, then with config.state_tcp the TCP position of `tcp_pose`),
+        then (config.answer_points) the points of `answer`, in a model frame of `size` = (height, width)."""
+        x = extras.Conditioning(None, None, state, tcp_pose, answer, size)
+        return self.transforms.run(self, x, stage="expert").expert_input(self.device, self.dtype)
 
     def attention_maps(self, inputs: dict[str, torch.Tensor], maps: list) -> dict[str, np.ndarray]:
         """Query-former attention over each view's image tokens: {"view_k": [rows, cols]} (sample 0)."""
@@ -402,26 +344,10 @@ class ST4VLAPolicy:
 
 def answer_from_text(text: str, frame: Frame | None) -> SpatialAnswer:
     """Parse model text in the model frame into a SpatialAnswer on the original image. Never raises."""
-    from workbench import spatial
-
     try:
         return spatial.parse(text, frame)
     except Exception as e:  # noqa: BLE001 - the parser promises not to raise; be safe for the UI anyway
         return SpatialAnswer(text=text, geometry=[], frame=frame, problems=[f"parser error: {e}"])
-
-
-def points_from_answer(text: str, width: int, height: int) -> np.ndarray:
-    """[ANSWER_POINTS] in [-1, 1]: the centres of the first two boxes of an answer to the spatial prompt
-    (taught as the source's box, then the target's), over the frame's width and height. A box the answer
-    lacks reads as the frame's top-left corner (-1, -1), where no object on the table ever is."""
-    from workbench import spatial
-
-    out = np.full(ANSWER_POINTS, -1.0)
-    boxes = [g for g in answer_from_text(text, None).geometry if isinstance(g, spatial.Box)][:2]
-    for i, box in enumerate(boxes):
-        cx, cy = box.center
-        out[2 * i : 2 * i + 2] = (2 * cx / width - 1, 2 * cy / height - 1)
-    return np.clip(out, -1.0, 1.0)
 
 
 def select_unnorm_key(statistics: dict[str, Any], unnorm_key: str | None) -> str:
@@ -441,8 +367,6 @@ def select_unnorm_key(statistics: dict[str, Any], unnorm_key: str | None) -> str
 
 def make_normalizer(statistics: dict[str, Any], key: str):
     """The shared ActionNormalizer (workbench/policy/normalization.py) for one statistics key."""
-    from workbench.policy.normalization import ActionNormalizer
-
     try:
         return ActionNormalizer(statistics, key)
     except (ValueError, KeyError) as e:
@@ -453,8 +377,6 @@ def make_state_normalizer(statistics: dict[str, Any], key: str, state_dim: int):
     """The StateNormalizer when the action expert reads the state, else None; checks the statistics."""
     if not state_dim:
         return None
-    from workbench.policy.normalization import StateNormalizer
-
     try:
         norm = StateNormalizer(statistics, key)
     except (ValueError, KeyError) as e:
@@ -464,6 +386,18 @@ def make_state_normalizer(statistics: dict[str, Any], key: str, state_dim: int):
             f"The action expert reads {state_dim} state values but the statistics {key!r} describe {norm.dim}."
         )
     return norm
+
+
+class _StepTimer:
+    """on_step for the sampler: each DDIM step's seconds as timings["ddim_step_<i>"]."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def __call__(self, i: int, _x: torch.Tensor) -> None:
+        now = time.perf_counter()
+        self.timings[f"ddim_step_{i}"] = now - self.last
+        self.last = now
 
 
 class _Timer:
