@@ -308,7 +308,8 @@ def export() -> None:
 
 def random_baseline() -> None:
     """Evaluate the st4vla-tiny architecture with fresh weights (seed 1) on the cards' seeds."""
-    from workbench.evaluate import EvalConfig, evaluate, write_report
+    from workbench.eval_report import write_report
+    from workbench.evaluate import EvalConfig, evaluate
     from workbench.policy.policy import ST4VLAPolicy
 
     trained = ST4VLAPolicy.load(ASSETS / "st4vla-tiny")

@@ -10,7 +10,8 @@ import pytest
 
 from workbench.cli import main
 from workbench.compare import compare, gaps, load_report, matched, paired_difference, pool
-from workbench.evaluate import EpisodeResult, EvalConfig, EvalReport, wilson, write_report
+from workbench.eval_report import EpisodeResult, EvalReport, wilson, write_report
+from workbench.evaluate import EvalConfig
 
 
 def _pairs(both: int, only_a: int, only_b: int, neither: int) -> list[tuple[bool, bool]]:

@@ -9,17 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.evaluate import (
-    CELLS,
-    EpisodeResult,
-    EvalConfig,
-    EvalReport,
-    episode_seed,
-    evaluate,
-    markdown,
-    wilson,
-    write_report,
-)
+from workbench.eval_report import CELLS, EpisodeResult, EvalReport, markdown, wilson, write_report
+from workbench.evaluate import EvalConfig, episode_seed, evaluate
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.evaluate import EpisodeResult, EvalReport, wilson
+from workbench.eval_report import EpisodeResult, EvalReport, wilson
 
 # (row label, episode filter): the splits the targets are stated on
 SPLITS = (

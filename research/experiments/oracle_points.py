@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench.evaluate import EvalConfig, evaluate, write_report
+from workbench.eval_report import write_report
+from workbench.evaluate import EvalConfig, evaluate
 from workbench.policy.modeling import StateEmbedder
 from workbench.policy.normalization import ActionNormalizer
 from workbench.policy.policy import ST4VLAPolicy

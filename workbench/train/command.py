@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 import tyro
 
+from workbench.eval_report import markdown, write_report
 from workbench.train.data import DataConfig, SceneConfig
 
 # Old flag -> the field's flag, per command. Applied to the command line before it is parsed.
@@ -215,7 +216,7 @@ def main(command: str, argv: list[str]) -> int:
 
 
 def run_evaluate(cfg) -> int:
-    from workbench.evaluate import evaluate, markdown, write_report
+    from workbench.evaluate import evaluate
 
     print(json.dumps(asdict(cfg)))
     report = evaluate(cfg, out=cfg.out)  # report.json and report.md rewritten as episodes finish
