@@ -13,7 +13,8 @@ import yaml
 from helpers import randomize_head
 
 from workbench.policy import CheckpointError, ST4VLAPolicy, tiny_config
-from workbench.policy.checkpoint import BASE_MODEL_ENV, LM_HEAD
+from workbench.policy.checkpoint import LM_HEAD
+from workbench.policy.upstream_run import BASE_MODEL_ENV
 
 STATS = {
     "bridge_dataset": {"action": {"q01": [-0.05] * 6 + [0.0], "q99": [0.05] * 6 + [1.0], "mask": [True] * 6 + [False]}},
@@ -168,10 +169,10 @@ def write_run_dir(policy: ST4VLAPolicy, root: Path, old_qwen_layout: bool = True
 @pytest.fixture()
 def tiny_dit(monkeypatch):
     """Upstream names sizes by preset (DiT-B, dinov2_vits14): register the tiny model's as presets."""
-    from workbench.policy import checkpoint
+    from workbench.policy import upstream_run
 
-    monkeypatch.setitem(checkpoint.DIT_SIZES, "DiT-B", (64, 2, 4))
-    monkeypatch.setitem(checkpoint.DINO_SIZES, "dinov2_tiny", (32, 1, 2))
+    monkeypatch.setitem(upstream_run.DIT_SIZES, "DiT-B", (64, 2, 4))
+    monkeypatch.setitem(upstream_run.DINO_SIZES, "dinov2_tiny", (32, 1, 2))
 
 
 @pytest.mark.parametrize("old_layout", [True, False])
@@ -272,7 +273,7 @@ QWEN_FLAT = {  # Qwen2.5-VL-3B-Instruct's config.json layout (flat text fields),
 
 
 def test_base_config_fields_are_carried_not_defaulted(tmp_path):
-    from workbench.policy.checkpoint import vlm_config_from_hf
+    from workbench.policy.upstream_run import vlm_config_from_hf
     from workbench.policy.vlm import hf_qwen_config
 
     (tmp_path / "config.json").write_text(json.dumps(QWEN_FLAT))
@@ -337,9 +338,9 @@ def test_unknown_dit_preset_is_refused_by_name(policy, tmp_path, tiny_dit):
 
 
 def test_known_preset_that_disagrees_with_the_weights_is_refused(policy, tmp_path, monkeypatch):
-    from workbench.policy import checkpoint
+    from workbench.policy import upstream_run
 
-    monkeypatch.setitem(checkpoint.DINO_SIZES, "dinov2_tiny", (32, 1, 2))
+    monkeypatch.setitem(upstream_run.DINO_SIZES, "dinov2_tiny", (32, 1, 2))
     run, _ = write_run_dir(policy, tmp_path)  # DiT-B is (768, 12, 12); the weights are 64 wide, 2 deep
     with pytest.raises(CheckpointError, match=r"'DiT-B' \(width 768, depth 12\).*width 64 and depth 2"):
         ST4VLAPolicy.load(run, unnorm_key="bridge_dataset")

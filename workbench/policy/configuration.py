@@ -312,42 +312,52 @@ def tiny_config(
     The vision tower uses full attention in every block (its windows would span the whole image at
     these sizes anyway). `vocab_size` is raised to the tokenizer's length when the model is built.
     """
-    return ST4VLAConfig(
-        vlm=VLMConfig(
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            num_kv_heads=num_kv_heads,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            vocab_size=vocab_size,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-            vision_depth=vision_depth,
-            vision_hidden=vision_hidden,
-            vision_heads=vision_heads,
-            vision_intermediate=2 * vision_hidden,
-            patch_size=patch_size,
-            spatial_merge_size=spatial_merge_size,
-            window_size=image_size,
-            fullatt_block_indexes=tuple(range(vision_depth)),
-        ),
-        qformer=QFormerConfig(
-            width=qformer_width or dit_width, num_queries=num_queries, num_heads=qformer_heads
-        ),
-        action=ActionConfig(
-            width=dit_width,
-            depth=dit_depth,
-            num_heads=dit_heads,
-            chunk_length=chunk_length,
-            action_dim=action_dim,
-        ),
-        dino=DinoConfig(
-            enabled=dino,
-            hidden_size=dino_hidden,
-            num_layers=dino_layers,
-            num_heads=dino_heads,
-            image_size=image_size,
-            pos_embed_size=image_size,
-        ),
+    vlm = VLMConfig(
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        intermediate_size=intermediate_size or 4 * hidden_size,
+        vocab_size=vocab_size,
+        patch_size=patch_size,
+        spatial_merge_size=spatial_merge_size,
+        **_tiny_vision(vision_depth, vision_hidden, vision_heads, image_size),
+    )
+    qformer = QFormerConfig(
+        width=qformer_width or dit_width, num_queries=num_queries, num_heads=qformer_heads
+    )
+    action = ActionConfig(
+        width=dit_width,
+        depth=dit_depth,
+        num_heads=dit_heads,
+        chunk_length=chunk_length,
+        action_dim=action_dim,
+    )
+    dino_config = _tiny_dino(dino, dino_hidden, dino_layers, dino_heads, image_size)
+    return ST4VLAConfig(vlm=vlm, qformer=qformer, action=action, dino=dino_config, image_size=image_size)
+
+
+def _tiny_vision(depth: int, hidden: int, heads: int, image_size: int) -> dict[str, Any]:
+    """The tiny VLM's vision-tower fields: full attention in every block (one window spans the image)."""
+    return {
+        "vision_depth": depth,
+        "vision_hidden": hidden,
+        "vision_heads": heads,
+        "vision_intermediate": 2 * hidden,
+        "window_size": image_size,
+        "fullatt_block_indexes": tuple(range(depth)),
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+    }
+
+
+def _tiny_dino(enabled: bool, hidden: int, layers: int, heads: int, image_size: int) -> DinoConfig:
+    """A tiny DINOv2 branch whose position grid is the input's (no interpolation at its own size)."""
+    return DinoConfig(
+        enabled=enabled,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
         image_size=image_size,
+        pos_embed_size=image_size,
     )

@@ -7,7 +7,7 @@ Module and parameter names follow upstream, so an upstream state dict loads key 
                       positional_embedding, blocks.*, final_layer}.*   DiT
     dino_encoder.body.*, dino_pro.*                 optional DINOv2 branch (transformers' Dinov2Model
                                                     with the hub model's position-grid resize;
-                                                    checkpoint.py maps torch.hub names onto it)
+                                                    upstream_run.py maps torch.hub names onto it)
 Shapes: B batch, L VLM tokens, Q queries, W width, T chunk length, D action dim.
 """
 

@@ -22,7 +22,7 @@ import torch
 
 from workbench import spatial
 from workbench.policy import checkpoint as ckpt
-from workbench.policy import extras
+from workbench.policy import extras, upstream_run
 from workbench.policy.configuration import ST4VLAConfig
 from workbench.policy.modeling import ST4VLAModel
 from workbench.policy.normalization import ActionNormalizer, StateNormalizer
@@ -132,14 +132,14 @@ class ST4VLAPolicy:
             model = ST4VLAModel(config, load_tokenizer(path))
             ckpt.load_state_strict(model, ckpt.load_safetensors(path / "model.safetensors"), str(path))
             return cls(model, statistics, unnorm_key=unnorm_key, name=name or path.name, device=device)
-        run, weights = ckpt.find_upstream_weights(path)
-        yaml_cfg = ckpt.read_upstream_yaml(run)
+        run, weights = upstream_run.find_upstream_weights(path)
+        yaml_cfg = upstream_run.read_upstream_yaml(run)
         statistics = ckpt.read_statistics(run)
         select_unnorm_key(statistics, unnorm_key)
         base_name = ((yaml_cfg.get("framework") or {}).get("qwenvl") or {}).get("base_vlm")
-        base = ckpt.resolve_base_model(base_name, base_model_dir)
-        state = ckpt.to_model_keys(ckpt.load_torch_state(weights))
-        config = ckpt.config_from_upstream(yaml_cfg, state, base, base_name, run / "config.yaml")
+        base = upstream_run.resolve_base_model(base_name, base_model_dir)
+        state = upstream_run.to_model_keys(upstream_run.load_torch_state(weights))
+        config = upstream_run.config_from_upstream(yaml_cfg, state, base, base_name, run / "config.yaml")
         model = ST4VLAModel(config, load_tokenizer(base))
         ckpt.load_state_strict(model, state, str(weights))
         return cls(model, statistics, unnorm_key=unnorm_key, name=name or run.name, device=device)
