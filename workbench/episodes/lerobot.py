@@ -1,8 +1,9 @@
 """Read LeRobot datasets (layouts v2.0, v2.1 and v3.0, see `layout`) as replayable episodes.
 
 `LeRobotDataset(root)` takes a dataset folder or a Hugging Face repo id ("owner/name") found in the local
-LeRobot cache (`resolve_dataset`); nothing is ever downloaded. It reads the metadata at once (info.json,
-tasks, the episode list) and an episode's frames only when asked (`episode(i)`):
+LeRobot cache (`resolve_dataset`, locate.py); nothing is ever downloaded. It reads the metadata at once
+(info.json, tasks, the episode list; checks.py checks each field) and an episode's frames only when asked
+(`episode(i)`):
 
   * v2.x: the episode's own parquet file; video cameras from its own mp4 (frame t at timestamp t).
   * v3.0: the rows of its episode_index in a data file shared with other episodes; video cameras from
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workbench.episodes import codecs
+from workbench.episodes.checks import (
+    check_features,
+    check_fps,
+    check_int,
+    check_template,
+    episode_rows,
+    is_number,
+    read_info,
+    read_jsonl,
+    read_parquet,
+    vectors,
+)
 from workbench.episodes.layout import (
     ACTION_KEY,
     CAMERA_DTYPES,
@@ -48,11 +59,12 @@ from workbench.episodes.layout import (
     feature_names,
     version_way_out,
 )
+from workbench.episodes.locate import REPO_ID, cached_datasets, lerobot_home, resolve_dataset, split_episode
 from workbench.episodes.writer import LeRobotDatasetWriter
-from workbench.fileio import read_json_object
 from workbench.records import Camera, GroundTruth, Observation
 
-__all__ = [
+__all__ = [  # where callers import them (locate.py: where a dataset lives; layout.py, writer.py)
+    "REPO_ID",
     "DatasetFormatError",
     "Episode",
     "EpisodeFrame",
@@ -64,8 +76,6 @@ __all__ = [
     "resolve_dataset",
     "split_episode",
 ]
-
-REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/(?!\.\.?$)[\w.-]+")  # owner/name; never "owner/.." or "owner/."
 
 # ---------------------------------------------------------------------------------------------
 # Records read back
@@ -119,176 +129,6 @@ class Episode:
 
 
 # ---------------------------------------------------------------------------------------------
-# Where a dataset lives: a folder, or a repo id in the local cache
-# ---------------------------------------------------------------------------------------------
-
-
-def lerobot_home() -> Path:
-    """LeRobot's cache folder: $HF_LEROBOT_HOME, else $HF_HOME/lerobot (HF_HOME defaulting to
-    $XDG_CACHE_HOME/huggingface, then ~/.cache/huggingface), as LeRobot itself resolves it."""
-    if home := os.environ.get("HF_LEROBOT_HOME"):
-        return Path(home).expanduser()
-    hf_home = os.environ.get("HF_HOME") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
-    )
-    return Path(hf_home).expanduser() / "lerobot"
-
-
-def _hub_snapshot(home: Path, repo_id: str) -> Path | None:
-    """A dataset LeRobot >= 0.5 downloaded into its hub cache (home/hub/datasets--owner--name): the
-    snapshot its "v3.0" ref (then "v2.1", "main") names, else the newest snapshot holding info.json."""
-    repo = home / "hub" / ("datasets--" + repo_id.replace("/", "--"))
-    for ref in ("v3.0", "v2.1", "main"):
-        ref_file = repo / "refs" / ref
-        if ref_file.is_file():
-            snap = repo / "snapshots" / ref_file.read_text().strip()
-            if (snap / "meta" / "info.json").is_file():
-                return snap
-    snaps = [s for s in (repo / "snapshots").glob("*") if (s / "meta" / "info.json").is_file()]
-    return max(snaps, key=lambda s: s.stat().st_mtime) if snaps else None
-
-
-def resolve_dataset(name: str | Path) -> Path:
-    """A dataset folder, or a repo id ("owner/name") looked up offline in the LeRobot cache:
-    `lerobot_home()`/owner/name, then LeRobot's hub cache under `lerobot_home()`/hub."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    text = str(name)
-    if not REPO_ID.fullmatch(text) or text.startswith(("./", "../")):
-        raise FileNotFoundError(f"dataset directory {name} does not exist")
-    home = lerobot_home()
-    local = home / text
-    if (local / "meta" / "info.json").is_file():
-        return local
-    if snap := _hub_snapshot(home, text):
-        return snap
-    raise FileNotFoundError(
-        f"{text} is neither a folder nor a dataset in the local LeRobot cache (looked in {local} and "
-        f"{home / 'hub'}). Nothing is downloaded here: fetch it first, e.g. "
-        f"`hf download {text} --repo-type dataset --local-dir {local}`, or set HF_LEROBOT_HOME"
-    )
-
-
-def cached_datasets() -> list[str]:
-    """Repo ids of the datasets in the local LeRobot cache (folders and hub snapshots), sorted."""
-    home = lerobot_home()
-    found = {f"{p.parent.parent.name}/{p.parent.name}" for p in home.glob("*/*/meta") if p.is_dir()}
-    for repo in home.glob("hub/datasets--*--*"):
-        owner, _, name = repo.name.removeprefix("datasets--").partition("--")
-        if _hub_snapshot(home, f"{owner}/{name}") is not None:
-            found.add(f"{owner}/{name}")
-    return sorted(r for r in found if REPO_ID.fullmatch(r) and not r.startswith("hub/"))
-
-
-def split_episode(text: str) -> tuple[str, int]:
-    """Split "<folder or repo id>#<episode index>"; without a "#<digits>" suffix the index is 0."""
-    base, sep, index = text.strip().rpartition("#")
-    return (base, int(index)) if sep and index.isdigit() and base else (text.strip(), 0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Metadata checks: each names the file and the field
-# ---------------------------------------------------------------------------------------------
-
-
-def _read_info(path: Path) -> dict:
-    return read_json_object(path, DatasetFormatError, "the dataset's info.json is corrupt")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_fps(path: Path, info: dict) -> float:
-    if "fps" not in info:
-        raise DatasetFormatError(f"{path} has no 'fps' field (frames per second of the recording)")
-    fps = info["fps"]
-    if not _number(fps) or not math.isfinite(fps) or fps <= 0:
-        raise DatasetFormatError(f"{path}: 'fps' must be a positive finite number, got {fps!r}")
-    return float(fps)
-
-
-def _check_features(path: Path, info: dict) -> dict[str, dict]:
-    features = info.get("features")
-    if not isinstance(features, dict) or not features:
-        raise DatasetFormatError(f"{path} has no 'features' object (the columns of the dataset)")
-    for key, spec in features.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("dtype"), str):
-            raise DatasetFormatError(f'{path}: feature {key!r} has no \'dtype\' (e.g. "float32", "image")')
-    if ACTION_KEY not in features:
-        raise DatasetFormatError(
-            f"{path}: 'features' declares no {ACTION_KEY!r}; a replay needs the recorded actions"
-        )
-    if not any(f["dtype"] in CAMERA_DTYPES for f in features.values()):
-        raise DatasetFormatError(
-            f"{path}: 'features' declares no camera (a feature of dtype 'image' or 'video'); "
-            "a replay needs images"
-        )
-    if STATE_KEY not in features:
-        raise DatasetFormatError(
-            f"{path}: 'features' declares no {STATE_KEY!r}; the workbench shows and feeds the robot state"
-        )
-    return features
-
-
-def _check_int(path: Path, info: dict, key: str, default: int) -> int:
-    value = info.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise DatasetFormatError(f"{path}: {key!r} must be a positive integer, got {value!r}")
-    return value
-
-
-def _check_template(path: Path, info: dict, key: str) -> str:
-    value = info.get(key)
-    if not isinstance(value, str) or not value:
-        raise DatasetFormatError(f"{path} has no {key!r} template (where the files of the dataset are)")
-    return value
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DatasetFormatError(f"{path} is not UTF-8 text ({e})") from e
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DatasetFormatError(
-                f"{path} line {n} is not valid JSON ({e}); the dataset is corrupt"
-            ) from e
-        if not isinstance(row, dict):
-            raise DatasetFormatError(f"{path} line {n} must be a JSON object")
-        rows.append(row)
-    return rows
-
-
-def _read_parquet(path: Path, **kw: Any) -> pa.Table:
-    try:
-        return pq.read_table(path, **kw)
-    except (pa.ArrowException, OSError) as e:
-        raise DatasetFormatError(f"cannot read {path}: {e}; the file is corrupt or not parquet") from e
-
-
-def _episode_rows(rows: list[dict], path: Path, where: str) -> dict[int, dict]:
-    """Episodes metadata rows by episode_index; each must have an integer episode_index and length."""
-    out = {}
-    for n, row in enumerate(rows, 1):
-        for key in ("episode_index", "length"):
-            value = row.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise DatasetFormatError(
-                    f"{path} {where} {n}: {key!r} must be a non-negative integer, got {value!r}"
-                )
-        out[row["episode_index"]] = row
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Reader
 # ---------------------------------------------------------------------------------------------
 
@@ -303,26 +143,26 @@ class LeRobotDataset:
             raise FileNotFoundError(
                 f"{info_path} is missing: {root} is not a LeRobot dataset (expected meta/info.json)"
             )
-        self.info = _read_info(info_path)
+        self.info = read_info(info_path)
         self.version = self.info.get("codebase_version")
         if self.version not in READABLE_VERSIONS:
             raise DatasetFormatError(
                 f"{info_path}: 'codebase_version' is {self.version!r}, which this reader does not read; "
                 + version_way_out(self.version)
             )
-        self.fps = _check_fps(info_path, self.info)
-        self.features: dict[str, dict] = _check_features(info_path, self.info)
-        self.chunks_size = _check_int(info_path, self.info, "chunks_size", CHUNKS_SIZE)
-        self.data_path = _check_template(info_path, self.info, "data_path")
-        self.video_path = _check_template(info_path, self.info, "video_path") if self.video_keys else None
+        self.fps = check_fps(info_path, self.info)
+        self.features: dict[str, dict] = check_features(info_path, self.info)
+        self.chunks_size = check_int(info_path, self.info, "chunks_size", CHUNKS_SIZE)
+        self.data_path = check_template(info_path, self.info, "data_path")
+        self.video_path = check_template(info_path, self.info, "video_path") if self.video_keys else None
         if self.version == V30:
             self.episodes = self._v3_episodes()
             self.tasks = self._v3_tasks()
         else:
             path = self._path("meta/episodes.jsonl")
-            self.episodes = _episode_rows(_read_jsonl(path), path, "line")
+            self.episodes = episode_rows(read_jsonl(path), path, "line")
             self.tasks = {
-                t.get("task_index"): t.get("task") for t in _read_jsonl(self._path("meta/tasks.jsonl"))
+                t.get("task_index"): t.get("task") for t in read_jsonl(self._path("meta/tasks.jsonl"))
             }
 
     # -- metadata ---------------------------------------------------------------------------------
@@ -345,13 +185,13 @@ class LeRobotDataset:
                 ) from e
             if "episode_index" not in names:
                 raise DatasetFormatError(f"{path} has no 'episode_index' column (columns: {names[:8]}...)")
-            table = _read_parquet(path, columns=[c for c in names if not c.startswith("stats/")])
-            episodes.update(_episode_rows(table.to_pylist(), path, "row"))
+            table = read_parquet(path, columns=[c for c in names if not c.startswith("stats/")])
+            episodes.update(episode_rows(table.to_pylist(), path, "row"))
         return dict(sorted(episodes.items()))
 
     def _v3_tasks(self) -> dict[int, str]:
         path = self._path(V3_TASKS_PATH)
-        table = _read_parquet(path)
+        table = read_parquet(path)
         # LeRobot writes a pandas frame indexed by the task: the index lands in "task" or
         # "__index_level_0__" depending on how it was saved
         text_col = next((c for c in ("task", "__index_level_0__") if c in table.column_names), None)
@@ -397,7 +237,7 @@ class LeRobotDataset:
         """Per-episode statistics (v2.1 episodes_stats.jsonl); the global meta/stats.json (v2.0, v3.0)
         under key -1."""
         if self.version != V30 and (self.root / "meta" / "episodes_stats.jsonl").is_file():
-            rows = _read_jsonl(self._path("meta/episodes_stats.jsonl"))
+            rows = read_jsonl(self._path("meta/episodes_stats.jsonl"))
             return {s["episode_index"]: s["stats"] for s in rows}
         return {-1: json.loads(self._path("meta/stats.json").read_text())}
 
@@ -446,7 +286,7 @@ class LeRobotDataset:
         if i not in self.episodes:
             raise IndexError(f"episode {i} does not exist; this dataset has episodes {sorted(self.episodes)}")
         path = self._data_file(i)
-        table = _read_parquet(path, filters=[("episode_index", "=", i)] if self.version == V30 else None)
+        table = read_parquet(path, filters=[("episode_index", "=", i)] if self.version == V30 else None)
         cols = table.column_names
         for required in (ACTION_KEY, STATE_KEY, "frame_index", "timestamp"):
             if required not in cols:
@@ -460,9 +300,9 @@ class LeRobotDataset:
             key.removeprefix(IMAGE_PREFIX): self._images(table, key, path, i, timestamp)
             for key in self.camera_keys
         }
-        action = _vectors(table, ACTION_KEY, path)
-        state = _vectors(table, STATE_KEY, path)
-        tcp = _vectors(table, TCP_KEY, path) if TCP_KEY in cols else None
+        action = vectors(table, ACTION_KEY, path)
+        state = vectors(table, STATE_KEY, path)
+        tcp = vectors(table, TCP_KEY, path) if TCP_KEY in cols else None
         gt = table.column(GT_KEY).to_pylist() if GT_KEY in cols else [""] * n
         cams = table.column(CAMERAS_KEY).to_pylist() if CAMERAS_KEY in cols else [""] * n
         frame_index = table.column("frame_index").to_numpy()
@@ -531,23 +371,9 @@ class LeRobotDataset:
             ), 0.0
         loc = {k: self._meta_int(ep, f"videos/{key}/{k}") for k in ("chunk_index", "file_index")}
         start = self.episodes[ep].get(f"videos/{key}/from_timestamp")
-        if not _number(start) or not math.isfinite(start) or start < 0:
+        if not is_number(start) or not math.isfinite(start) or start < 0:
             raise DatasetFormatError(
                 f"{self.root / 'meta' / 'episodes'}: episode {ep} has no valid "
                 f"'videos/{key}/from_timestamp' (got {start!r})"
             )
         return self._path(self._format(self.video_path, video_key=key, **loc)), float(start)
-
-
-def _vectors(table: pa.Table, key: str, path: Path) -> np.ndarray:
-    """A list column -> [N, D] float32 array."""
-    col = table.column(key).combine_chunks()
-    if pa.types.is_fixed_size_list(col.type) and col.null_count == 0:
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        return flat.astype(np.float32).reshape(len(col), col.type.list_size)
-    if not pa.types.is_list(col.type) and not pa.types.is_fixed_size_list(col.type):
-        return col.to_numpy(zero_copy_only=False).astype(np.float32)[:, None]
-    rows = col.to_pylist()
-    if len({len(r) for r in rows}) > 1:
-        raise DatasetFormatError(f"{path}: column {key!r} has rows of different lengths")
-    return np.asarray(rows, dtype=np.float32)
