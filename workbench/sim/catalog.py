@@ -35,7 +35,7 @@ SHAPES = ("box", "cylinder", "sphere", "urdf", "plate", "basket")
 
 @dataclass(frozen=True)
 class ObjectSpec:
-    name: str  # what instructions call it, e.g. "red cube"
+    name: str  # the catalog's unique name, and what instructions call it unless `called` is set
     shape: str  # one of SHAPES
     split: str = "seen"  # one of OBJECT_SPLITS
     color: tuple[float, float, float, float] | None = None  # RGBA; None keeps the URDF's own
@@ -45,6 +45,14 @@ class ObjectSpec:
     mass: float = 0.08  # kg
     kind: str = "object"  # "object" (graspable) | "target" (plate, basket)
     tags: tuple[str, ...] = field(default_factory=tuple)  # e.g. ("block",) for stackable cubes
+    # What instructions call it when that is not its name ("" = its name): every novel mesh is "the
+    # gadget" (a novel scene holds one gadget only), where its name tells the meshes apart in reports.
+    called: str = ""
+
+    @property
+    def spoken(self) -> str:
+        """The object's name in an instruction."""
+        return self.called or self.name
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -121,11 +129,18 @@ _ENTRIES: list[ObjectSpec] = [
     # 500, far from the unseen gadgets 003-033; nothing else in the project loads random_urdfs), each
     # scaled so its largest extent is 5.5 cm, in their URDFs' own colours. Kept: those the scripted
     # expert solves in >= 80% of tries on the tasks they serve (pick, put on, put in, move near); never
-    # chosen or tuned with a policy. Called "gadget <id>" like the unseen meshes: the word "gadget" is
-    # in the grounding corpus (naming the four unseen gadgets), these meshes and their numbers are not.
+    # chosen or tuned with a policy. Named "gadget <id>" in reports; instructions call each one just
+    # "gadget", what a user would say of an odd thing on the table: the grounding corpus has the word
+    # only in the four unseen gadgets' names ("gadget 003"), these meshes not at all.
     *[
         ObjectSpec(
-            f"gadget {i:03d}", "urdf", NOVEL, None, urdf=f"random_urdfs/{i:03d}/{i:03d}.urdf", scale=sc
+            f"gadget {i:03d}",
+            "urdf",
+            NOVEL,
+            None,
+            urdf=f"random_urdfs/{i:03d}/{i:03d}.urdf",
+            scale=sc,
+            called="gadget",
         )
         for i, sc in NOVEL_MESHES
     ],
@@ -194,7 +209,7 @@ def _same_urdf(a: str, b: str) -> bool:
 
 def renamed(spec: ObjectSpec, name: str) -> ObjectSpec:
     """The same object under another name (e.g. to call a URDF 'toy car' in instructions)."""
-    return replace(spec, name=name)
+    return replace(spec, name=name, called="")
 
 
 def as_table() -> list[dict]:

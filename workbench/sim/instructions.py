@@ -108,5 +108,5 @@ def for_scene(env, split: str, seed: int) -> str:
     """A paraphrase of `split` for the objects of `env`'s current scene, drawn deterministically per
     seed: how evaluation phrases an episode, and how grounding scenes of unseen objects keep seen
     phrasings."""
-    target = env.target.name if getattr(env, "target", None) is not None else ""
-    return sample(env.task_name, env.source.name, target, split, np.random.default_rng(seed))
+    target = env.target.spoken if getattr(env, "target", None) is not None else ""
+    return sample(env.task_name, env.source.spoken, target, split, np.random.default_rng(seed))

@@ -81,6 +81,11 @@ class Placed:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def spoken(self) -> str:
+        """What instructions call it (ObjectSpec.spoken)."""
+        return self.spec.spoken
+
 
 def _box_points(half: np.ndarray) -> np.ndarray:
     signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)

@@ -205,7 +205,7 @@ class TabletopEnv:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("options['instruction'] must be a non-empty string")
             return text
-        tgt = self.target.name if self.target else ""
+        tgt = self.target.spoken if self.target else ""
         paraphrase = options.get("paraphrase")
         if paraphrase in instructions.SPLITS:  # a split's paraphrase, drawn per seed (as evaluation does)
             return instructions.for_scene(self, paraphrase, seed)
@@ -216,8 +216,8 @@ class TabletopEnv:
                     f"paraphrase=True draws from the object split's paraphrases; the {split!r} split has "
                     f"none: pass paraphrase='seen' or 'unseen'"
                 )
-            return instructions.sample(self.task_name, self.source.name, tgt, split, self._rng)
-        return instructions.canonical(self.task_name, self.source.name, tgt)
+            return instructions.sample(self.task_name, self.source.spoken, tgt, split, self._rng)
+        return instructions.canonical(self.task_name, self.source.spoken, tgt)
 
     # --- observations and ground truth --------------------------------------------------------
 
