@@ -10,7 +10,7 @@ import gradio as gr
 
 from panels.common import UI, guard, show_warnings, step_values, tab_of
 from panels.state.core import RANDOM_POLICY, Workbench
-from panels.state.tab import MODES, PolicySettings, SourceSpec
+from panels.state.specs import MODES, PolicySettings, SourceSpec
 from workbench.compat import MAPPINGS
 
 KINDS = {"sim": "built-in sim", "episode": "recorded episode / session", "simpler": "SimplerEnv"}

@@ -13,7 +13,7 @@ from gradio_rerun.events import SelectionChange
 from panels.common import UI, guard, tab_of
 from panels.state.clicks import click_from_items
 from panels.state.summary import point_markdown
-from panels.state.tab import BLUEPRINTS
+from panels.state.viewer import BLUEPRINTS
 from workbench.viz import overlay
 from workbench.viz.blueprints import LAYERS
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from panels.state import AppConfig
     from panels.state.core import Workbench
     from panels.state.sessions import save
-    from panels.state.tab import PolicySettings, SourceSpec
+    from panels.state.specs import PolicySettings, SourceSpec
     from workbench.policy.checkpoint import is_checkpoint_dir
 
     torch.set_num_threads(1)

@@ -29,6 +29,16 @@ class Click:
     branch: str  # "main", or the lane / branch whose image it is
 
 
+@dataclass
+class UserPoint:
+    """A point the user clicked as 'this is right', in original-image pixels, and at which step."""
+
+    x: float
+    y: float
+    step: int
+    branch: str = "main"  # the lane whose image was clicked (independent A/B has one per checkpoint)
+
+
 def click_from_items(items: list) -> Click | None:
     """The first entity item with a position on a camera entity (EntitySelectionItem objects or the
     raw dicts); None when the selection is not a click on an image (a view, a container, a plot)."""

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from panels.state.config import AppConfig, AppError
-from panels.state.tab import SourceSpec, TabState
+from panels.state.specs import SourceSpec
+from panels.state.tab import TabState
 from workbench.policy.checkpoint import is_checkpoint_dir
 
 RANDOM_POLICY = "random tiny policy (untrained)"

@@ -6,9 +6,10 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
-from panels.state.clicks import clear_user_point, log_user_point
+from panels.state.clicks import UserPoint, clear_user_point, log_user_point
 from panels.state.config import AllowedPaths, AppConfig, AppError
-from panels.state.tab import BLUEPRINTS, TabState, UserPoint
+from panels.state.tab import TabState
+from panels.state.viewer import BLUEPRINTS
 
 
 def list_sessions(config: AppConfig) -> list[str]:

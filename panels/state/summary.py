@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from panels.state.tab import TabState, predicted_centre
+from panels.state.clicks import predicted_centre
+from panels.state.tab import TabState
 from workbench.records import StepRecord
 
 

@@ -17,8 +17,8 @@ from panels.state import AppConfig, AppError
 from panels.state import sessions as app_sessions
 from panels.state.clicks import branch_of, click_from_items
 from panels.state.core import Workbench
+from panels.state.specs import PolicySettings, SourceSpec
 from panels.state.summary import point_markdown
-from panels.state.tab import PolicySettings, SourceSpec
 from workbench.probe import ProbeSpec
 from workbench.records import ActionChunk, Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, SpatialAnswer

@@ -10,8 +10,8 @@ import pytest
 from panels import app
 from panels.state import AllowedPaths, AppConfig, AppError, PathNotAllowedError, clean_instruction
 from panels.state.core import Workbench
+from panels.state.specs import PolicySettings
 from panels.state.summary import point_markdown, step_summary
-from panels.state.tab import PolicySettings
 from workbench.policy.checkpoint import is_checkpoint_dir
 from workbench.records import Observation, PolicyStep, StepRecord
 from workbench.spatial import Box, SpatialAnswer
@@ -158,7 +158,7 @@ def test_step_summary_is_json_ready():
 
 
 def test_seed_is_checked():
-    from panels.state.tab import SourceSpec
+    from panels.state.specs import SourceSpec
 
     for bad in (1e30, int(1e30), -1, 2**32, 0.5, float("nan"), float("inf"), None):
         with pytest.raises(AppError, match=r"Seed must be a whole number in 0\.\.4294967295"):

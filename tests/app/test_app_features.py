@@ -107,7 +107,7 @@ def test_simpler_unavailable_shows_the_reason_in_the_page(server, monkeypatch):
 
     from panels.state import AppError
     from panels.state.core import Workbench
-    from panels.state.tab import SourceSpec
+    from panels.state.specs import SourceSpec
 
     url, config, _ = server
     page = json.loads(urllib.request.urlopen(f"{url.rstrip('/')}/config", timeout=30).read())

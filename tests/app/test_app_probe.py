@@ -10,7 +10,7 @@ from panels.probe import COLUMNS, table_rows
 from panels.state import AppConfig, AppError
 from panels.state import sessions as app_sessions
 from panels.state.core import Workbench
-from panels.state.tab import PolicySettings, SourceSpec
+from panels.state.specs import PolicySettings, SourceSpec
 from workbench.probe import ProbeError, ProbeSpec, prompt_of, run_probe
 from workbench.viz.probe_figure import REASON_COLOURS, outcome, probe_figure
 

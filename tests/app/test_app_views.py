@@ -12,8 +12,8 @@ from helpers import CHECKPOINTS
 
 from panels.state import AppConfig
 from panels.state.core import Workbench
+from panels.state.specs import PolicySettings, SourceSpec
 from panels.state.summary import outcome, status_markdown
-from panels.state.tab import PolicySettings, SourceSpec
 from workbench.records import Observation, PolicyStep, StepRecord
 from workbench.viz import blueprints
 from workbench.viz.rerun_log import rrd_entities_by_step

@@ -11,7 +11,7 @@ from helpers import expected_entities
 
 from panels.state import AppConfig, AppError
 from panels.state.core import RANDOM_POLICY, Workbench
-from panels.state.tab import PolicySettings, SourceSpec
+from panels.state.specs import PolicySettings, SourceSpec
 from workbench.episodes.lerobot import split_episode
 
 FIXTURES = helpers.FIXTURES / "lerobot"

@@ -19,7 +19,8 @@ from panels import app
 from panels.common import release_tab
 from panels.state import AppConfig
 from panels.state.core import Workbench
-from panels.state.tab import BLUEPRINTS, PolicySettings, SourceSpec
+from panels.state.specs import PolicySettings, SourceSpec
+from panels.state.viewer import BLUEPRINTS
 
 
 def os_threads() -> int:

@@ -294,7 +294,7 @@ def test_the_app_says_at_load_what_works_and_which_mapping(monkeypatch, fake_pat
     """Load in the app: SimplerEnv widowx_carrot_on_plate with the bundled st4vla-tiny."""
     from panels.state.config import AppConfig, AppError
     from panels.state.core import Workbench
-    from panels.state.tab import PolicySettings, SourceSpec
+    from panels.state.specs import PolicySettings, SourceSpec
 
     monkeypatch.setenv(PYTHON_ENV_VAR, sys.executable)
     monkeypatch.setenv("PYTHONPATH", fake_path)
