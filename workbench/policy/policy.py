@@ -6,6 +6,10 @@
 
 Images are [H, W, 3] uint8 arrays, one per view, at any size: they are resized to the model's frame
 (cv2.INTER_AREA, as upstream's SimplerEnv client) and answers are mapped back to the original image.
+
+`act` is upstream's path (prompt and views -> VLM -> query former -> DDIM -> unnormalise). What a
+checkpoint reads beyond it (its own spatial answer, the robot state, the answer's points) is composed
+around it as transforms chosen from the config (workbench/policy/extras.py; `policy.transforms`).
 """
 
 from __future__ import annotations
