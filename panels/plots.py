@@ -1,4 +1,8 @@
-"""Plots panel: Plotly figures of the tab's steps (actions, grounding error, stage timings)."""
+"""Plots panel: Plotly figures of the tab's steps (actions, grounding error, stage timings).
+
+Only the figure whose tab is on screen is drawn after a step (a Plotly redraw costs the page's main
+thread, which the Rerun viewer shares); choosing another figure's tab draws that one then.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,39 @@ import gradio as gr
 from panels.common import UI
 from workbench.viz import plots
 
+# tab label -> the figure drawn in it, in tab order
+FIGURES = {
+    "Actions": plots.action_figure,
+    "Grounding": plots.grounding_error_figure,
+    "Timings": plots.timings_figure,
+}
+LABELS = {
+    "Actions": "Actions: predicted chunk, executed, recorded",
+    "Grounding": "Grounding error",
+    "Timings": "Stage timings",
+}
+
 
 def render(ui: UI) -> None:
     """One tab per figure (call inside a gr.Tabs): the page stays one screen tall."""
-    with gr.Tab("Actions"):
-        actions = gr.Plot(label="Actions: predicted chunk, executed, recorded", show_label=False)
-    with gr.Tab("Grounding"):
-        grounding = gr.Plot(label="Grounding error", show_label=False)
-    with gr.Tab("Timings"):
-        timings = gr.Plot(label="Stage timings", show_label=False)
-    ui.add(plot_actions=actions, plot_grounding=grounding, plot_timings=timings)
+    for name in FIGURES:
+        with gr.Tab(name) as page:
+            plot = gr.Plot(label=LABELS[name], show_label=False)
+        ui.add(**{f"plot_tab_{name}": page, f"plot_{name}": plot})
+    ui.add(plot_shown=gr.State(next(iter(FIGURES))))  # the figure tab last chosen on this page
 
 
-def figures(tab):
+def figures(tab, shown: str) -> tuple:
+    """The shown figure, drawn from the tab's steps; the others are left as they are."""
     records = tab.records if tab is not None else []
-    return plots.action_figure(records), plots.grounding_error_figure(records), plots.timings_figure(records)
+    return tuple(draw(records) if name == shown else gr.skip() for name, draw in FIGURES.items())
 
 
 def wire(ui: UI) -> None:
-    outs = [ui["plot_actions"], ui["plot_grounding"], ui["plot_timings"]]
+    outs = [ui[f"plot_{name}"] for name in FIGURES]
     # after the viewer's refresh (panels.viewer), so the figures never delay the overlays on a 2-core box
     for event in ui.push_events or ui.step_events:
-        event.then(figures, ui.state, outs, show_progress="hidden")
+        event.then(figures, [ui.state, ui["plot_shown"]], outs, show_progress="hidden")
+    for name in FIGURES:
+        chosen = ui[f"plot_tab_{name}"].select(lambda n=name: n, None, ui["plot_shown"], queue=False)
+        chosen.then(figures, [ui.state, ui["plot_shown"]], outs, show_progress="hidden")

@@ -38,6 +38,11 @@ def test_page_steps_and_viewer_draws(chromium, artifacts, url):
     page.screenshot(path=str(shot), full_page=True)
     page.locator("#viewer").screenshot(path=str(artifacts / "viewer_after_step.png"))
     assert shot.stat().st_size > 20_000
+    # after a step only the figure on screen is drawn; choosing another figure's tab draws that one
+    assert page.locator(".js-plotly-plot:visible").count() == 1
+    page.get_by_role("tab", name="Timings").click()
+    page.wait_for_selector(".js-plotly-plot:visible :text('Stage timings')", timeout=60_000)
+    assert page.locator(".js-plotly-plot:visible :text('no timings yet')").count() == 0  # the step's timings
     # an error shows in the page, the app lives on
     page.click("#reask", no_wait_after=True)
     page.fill("#instruction textarea", "   ")
