@@ -8,10 +8,13 @@ the user sees (TabState.run).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
 
 from panels.common import UI, guard, step_outputs, step_values, tab_of
 from panels.source import SOURCE_WIDGETS, source_spec
+from panels.state.core import Workbench
 
 
 def render(ui: UI) -> None:
@@ -43,9 +46,8 @@ def render(ui: UI) -> None:
            horizon=horizon, alpha=alpha)  # fmt: skip
 
 
-def wire(ui: UI) -> None:
-    wb = ui.workbench
-    outputs = step_outputs(ui)
+def _reset_handler(wb: Workbench) -> Callable:
+    """Reset with the page's source settings; another task or recording is a warning asking for Load."""
 
     @guard
     def reset(tab, *source):
@@ -57,11 +59,21 @@ def wire(ui: UI) -> None:
             status = f"⚠️ {message}\n\n{status}"
         return state, status, summary, point, tab.current_instruction() or gr.skip()
 
+    return reset
+
+
+def _step_handler(wb: Workbench) -> Callable:
     @guard
     def step(tab):
         tab = tab_of(wb, tab)
         tab.step(1)
         return step_values(tab)
+
+    return step
+
+
+def _run_handler(wb: Workbench) -> Callable:
+    """Run N or to the end (n None), streaming each step with the viewer's bytes and its sequence number."""
 
     @guard
     def run(tab, n, progress=gr.Progress()):
@@ -77,34 +89,42 @@ def wire(ui: UI) -> None:
         end = "⏸ paused after" if tab.paused else "⏹ ran"
         yield state, f"{status}\n\n{end} {done}/{planned} steps", summary, point, tab.viewer_bytes(), tab.sent
 
+    return run
+
+
+def _branch_handler(wb: Workbench) -> Callable:
     @guard
     def branch(tab, name, instruction):
         tab = tab_of(wb, tab)
         tab.branch(name, instruction)
         return *step_values(tab), tab.current_instruction()  # the box shows what the branch asks
 
-    def pause(tab):
-        if tab is not None:
-            tab.pause()
+    return branch
 
-    def shown(tab, sequence):
-        if tab is not None:
-            tab.mark_shown(sequence)
 
+def pause(tab) -> None:
+    if tab is not None:
+        tab.pause()
+
+
+def shown(tab, sequence) -> None:
+    """The page's echo of the step it shows (its function name is the event's API name, /shown)."""
+    if tab is not None:
+        tab.mark_shown(sequence)
+
+
+def wire(ui: UI) -> None:
+    wb = ui.workbench
+    outputs = step_outputs(ui)
+    with_instruction = [*outputs, ui["instruction"]]  # Reset and Branch also say what the policies ask now
     reset_inputs = [ui.state, *(ui[name] for name in SOURCE_WIDGETS)]
-    ui.after_step(ui["reset"].click(reset, reset_inputs, [*outputs, ui["instruction"]], api_name="reset"))
-    ui.after_step(ui["step"].click(step, ui.state, outputs, api_name="step"))
-    run_outputs = [*outputs, ui["viewer"], ui["shown"]]
+    ui.after_step(ui["reset"].click(_reset_handler(wb), reset_inputs, with_instruction, api_name="reset"))
+    ui.after_step(ui["step"].click(_step_handler(wb), ui.state, outputs, api_name="step"))
+    run, run_outputs = _run_handler(wb), [*outputs, ui["viewer"], ui["shown"]]
     ui.after_step(ui["run_n"].click(run, [ui.state, ui["n"]], run_outputs, api_name="run_n"))
     ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], run_outputs, api_name="run_to_end"))
-    ui.after_step(
-        ui["branch"].click(
-            branch,
-            [ui.state, ui["branch_name"], ui["branch_instruction"]],
-            [*outputs, ui["instruction"]],
-            api_name="branch",
-        )  # fmt: skip
-    )
+    branch_inputs = [ui.state, ui["branch_name"], ui["branch_instruction"]]
+    ui.after_step(ui["branch"].click(_branch_handler(wb), branch_inputs, with_instruction, api_name="branch"))
     # Pause and the page's echo must not queue behind the run they steer: they only set this tab's flags.
     ui["pause"].click(pause, ui.state, None, api_name="pause", queue=False)
     ui["shown"].change(shown, [ui.state, ui["shown"]], None, queue=False, show_progress="hidden")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 
 import gradio as gr
@@ -14,6 +15,7 @@ import gradio as gr
 from panels.common import UI, guard, step_outputs, step_values, tab_of
 from panels.state import AppError
 from panels.state import sessions as app_sessions
+from panels.state.core import Workbench
 from workbench.probe import ProbeError, ProbeSpec
 from workbench.sweep import LOCAL
 from workbench.viz.probe_figure import probe_figure
@@ -87,9 +89,43 @@ def spec_from_page(tab, tasks, objects, instructions, seeds, max_steps, task, sp
         raise AppError(f"Probe: {e}.") from e
 
 
-def wire(ui: UI) -> None:
-    wb = ui.workbench
+def _start_sweep(tab, spec: ProbeSpec, which: str, ray: str | None, workers: int) -> tuple[queue.Queue, dict]:
+    """Run the tab's probe in a thread: each row arrives on the queue as its episode finishes, then None;
+    the dict then holds the sweep's "result", or the "error" it raised (to raise in the handler)."""
+    arrived: queue.Queue = queue.Queue()
+    box: dict = {}
 
+    def sweep():
+        try:
+            box["result"] = tab.probe(spec, which, progress=lambda d, t, row: arrived.put(row),
+                                      ray=ray, workers=workers)  # fmt: skip
+        except BaseException as e:  # raised in the handler's thread
+            box["error"] = e
+        finally:
+            arrived.put(None)
+
+    threading.Thread(target=sweep, name="probe-sweep", daemon=True).start()
+    return arrived, box
+
+
+def _row_progress(row, done: int, total: int) -> str:
+    """The progress line after a row: how many episodes are done, and this one's outcome."""
+    outcome = "success" if row.success else ("could not run" if row.status != "ok" else row.triage)
+    return f"{done}/{total}: {row.object} seed {row.seed} -> {outcome}"
+
+
+def _announce_end(tab, result, total: int) -> None:
+    """The page's messages once the sweep is over: the tab's notes, a cancel, episodes that could not run."""
+    for note in tab.take_notes():
+        gr.Warning(note)
+    if result.stopped:
+        gr.Info(f"Probe cancelled after {len(result.rows)} of {total} episodes.")
+    failed = sum(r.status != "ok" for r in result.rows)
+    if failed:
+        gr.Warning(f"{failed} episodes could not run (retried once); their rows say why.")
+
+
+def _probe_handler(wb: Workbench) -> Callable:
     @guard
     def probe(tab, objects, instructions, seeds, max_steps, task, split, which, on_ray, address, workers,
               progress=gr.Progress()):  # fmt: skip
@@ -98,40 +134,23 @@ def wire(ui: UI) -> None:
         ray, count = ray_from_page(on_ray, address, workers)
         where = "in this process" if ray is None else f"on Ray ({ray}, {count} workers)"
         progress(0, desc=f"{spec.total} episodes {where}")
-        arrived: queue.Queue = queue.Queue()  # rows as episodes finish; None when the sweep is over
-        box: dict = {}
-
-        def sweep():
-            try:
-                box["result"] = tab.probe(spec, which or "A", progress=lambda d, t, row: arrived.put(row),
-                                          ray=ray, workers=count)  # fmt: skip
-            except BaseException as e:  # raised below, in the handler's thread
-                box["error"] = e
-            finally:
-                arrived.put(None)
-
-        threading.Thread(target=sweep, name="probe-sweep", daemon=True).start()
+        arrived, box = _start_sweep(tab, spec, which or "A", ray, count)
         rows: list[dict] = []
         while (row := arrived.get()) is not None:
             rows.append(asdict(row))
             tab.probe_rows = list(rows)  # a row selected now opens what the table shows
-            outcome = "success" if row.success else ("could not run" if row.status != "ok" else row.triage)
-            progress(len(rows) / spec.total, desc=f"{len(rows)}/{spec.total}: {row.object} seed {row.seed} "
-                                                  f"-> {outcome}")  # fmt: skip
+            progress(len(rows) / spec.total, desc=_row_progress(row, len(rows), spec.total))
             yield tab, table_rows(rows), probe_figure(rows)
         if "error" in box:
             raise box["error"]
-        result = box["result"]
-        for note in tab.take_notes():
-            gr.Warning(note)
-        if result.stopped:
-            gr.Info(f"Probe cancelled after {len(result.rows)} of {spec.total} episodes.")
-        failed = sum(r.status != "ok" for r in result.rows)
-        if failed:
-            gr.Warning(f"{failed} episodes could not run (retried once); their rows say why.")
+        _announce_end(tab, box["result"], spec.total)
         rows = tab.probe_rows
         yield tab, table_rows(rows), probe_figure(rows)
 
+    return probe
+
+
+def _open_row_handler(wb: Workbench) -> Callable:
     @guard
     def open_row(tab, evt: gr.SelectData):
         tab = tab_of(wb, tab)
@@ -139,17 +158,26 @@ def wire(ui: UI) -> None:
         app_sessions.open_probe_row(tab, tab.probe_rows, int(row))
         return step_values(tab)
 
-    def cancel(tab):
-        if tab is not None:
-            tab.cancel_probe()
+    return open_row
 
+
+def cancel(tab) -> None:
+    if tab is not None:
+        tab.cancel_probe()
+
+
+PROBE_INPUTS = ("probe_objects", "probe_instructions", "probe_seeds", "probe_max_steps", "task", "split",
+                "probe_which", "probe_on_ray", "probe_ray_address", "probe_workers")  # fmt: skip
+
+
+def wire(ui: UI) -> None:
+    wb = ui.workbench
     ui["probe_run"].click(
-        probe,
-        [ui.state, ui["probe_objects"], ui["probe_instructions"], ui["probe_seeds"], ui["probe_max_steps"],
-         ui["task"], ui["split"], ui["probe_which"], ui["probe_on_ray"], ui["probe_ray_address"],
-         ui["probe_workers"]],
+        _probe_handler(wb),
+        [ui.state, *(ui[name] for name in PROBE_INPUTS)],
         [ui.state, ui["probe_table"], ui["probe_plot"]],
-        api_name="probe", concurrency_limit=1,
-    )  # fmt: skip
+        api_name="probe",
+        concurrency_limit=1,
+    )
     ui["probe_cancel"].click(cancel, ui.state, None, api_name="cancel_probe", queue=False)
-    ui.after_step(ui["probe_table"].select(open_row, ui.state, step_outputs(ui)))
+    ui.after_step(ui["probe_table"].select(_open_row_handler(wb), ui.state, step_outputs(ui)))

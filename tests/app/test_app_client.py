@@ -13,6 +13,8 @@ import pytest
 from gradio_client import Client
 from helpers import no_demo_config
 
+from panels.probe import COLUMNS
+
 pytestmark = pytest.mark.slow
 
 # ckpt, ckpt_b, A/B mode, kind, task, seed, split, object, episode path, SimplerEnv task, ddim, cfg,
@@ -119,3 +121,21 @@ def test_two_clients_at_once_do_not_see_each_other(server):
     assert results["b"]["step"] == 1 and results["b"]["instruction"] != "put the ball in the basket"
     _, again, _ = b.predict("", api_name="/reask")  # b's tab is still at its own step
     assert again["step"] == 1
+
+
+def test_probe_through_the_api_fills_the_table_and_saves_each_episode(server):
+    """The Probe panel's /probe event: one episode, its row in the table's columns, its session saved;
+    /cancel_probe and the page's /shown echo with nothing running change nothing."""
+    url, config = server
+    c = Client(url, verbose=False)
+    _load(c)
+    # objects, instructions, seeds, max steps, task, split, checkpoint, on Ray, Ray address, workers
+    table, _ = c.predict([], "", "3", 2, "tabletop_pick", "seen", "A", False, "", 1, api_name="/probe")
+    assert table["headers"] == COLUMNS and len(table["data"]) == 1
+    row = dict(zip(COLUMNS, table["data"][0], strict=True))
+    assert row["seed"] == 3 and 1 <= row["steps"] <= 2 and row["success"] in (True, False)
+    assert (config.sessions_dir / row["session"] / "steps.jsonl").is_file()
+    c.predict(api_name="/cancel_probe")
+    c.predict(7, api_name="/shown")
+    _, summary, _ = c.predict(api_name="/step")  # the tab's own episode went on untouched by the probe
+    assert summary["step"] == 1
