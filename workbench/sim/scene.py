@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import pkgutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,64 +123,106 @@ def _compound(
     return client.createMultiBody(mass, col, vis, basePosition=pos, baseOrientation=orn)
 
 
+# Each builder makes the body of one shape standing on the table at (x, y) with orientation orn and
+# returns (body id, [N, 3] surface points in the body frame). size is spec.size as float64.
+XY = tuple[float, float]
+Builder = Callable[
+    [BulletClient, ObjectSpec, np.ndarray, XY, Sequence[float], list[float]], tuple[int, np.ndarray]
+]
+
+
+def _box_body(
+    client: BulletClient, spec: ObjectSpec, size: np.ndarray, xy: XY, orn: Sequence[float], rgba: list[float]
+) -> tuple[int, np.ndarray]:
+    body = client.createMultiBody(
+        spec.mass,
+        client.createCollisionShape(pb.GEOM_BOX, halfExtents=size.tolist()),
+        client.createVisualShape(pb.GEOM_BOX, halfExtents=size.tolist(), rgbaColor=rgba),
+        basePosition=[xy[0], xy[1], size[2]],
+        baseOrientation=orn,
+    )
+    return body, _box_points(size)
+
+
+def _cylinder_body(
+    client: BulletClient, spec: ObjectSpec, size: np.ndarray, xy: XY, orn: Sequence[float], rgba: list[float]
+) -> tuple[int, np.ndarray]:
+    r, h = size  # a plate is a wide, flat cylinder
+    body = client.createMultiBody(
+        spec.mass,
+        client.createCollisionShape(pb.GEOM_CYLINDER, radius=r, height=h),
+        client.createVisualShape(pb.GEOM_CYLINDER, radius=r, length=h, rgbaColor=rgba),
+        basePosition=[xy[0], xy[1], h / 2],
+        baseOrientation=orn,
+    )
+    return body, _cylinder_points(r, -h / 2, h / 2)
+
+
+def _sphere_body(
+    client: BulletClient, spec: ObjectSpec, size: np.ndarray, xy: XY, orn: Sequence[float], rgba: list[float]
+) -> tuple[int, np.ndarray]:
+    (r,) = size
+    body = client.createMultiBody(
+        spec.mass,
+        client.createCollisionShape(pb.GEOM_SPHERE, radius=r),
+        client.createVisualShape(pb.GEOM_SPHERE, radius=r, rgbaColor=rgba),
+        basePosition=[xy[0], xy[1], r],
+        baseOrientation=orn,
+    )
+    # a little rolling friction so a released ball stays where it was put.
+    client.changeDynamics(body, -1, rollingFriction=0.002, spinningFriction=0.002)
+    return body, _sphere_points(r)
+
+
+def _basket_body(
+    client: BulletClient, spec: ObjectSpec, size: np.ndarray, xy: XY, orn: Sequence[float], rgba: list[float]
+) -> tuple[int, np.ndarray]:
+    half, wall_h = size  # inner half width, wall height
+    t = 0.006  # wall / floor half thickness
+    parts = [([half + 2 * t, half + 2 * t, t], [0, 0, t])]
+    for sx, sy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        hx = t if sx else half + 2 * t
+        hy = t if sy else half + 2 * t
+        parts.append(([hx, hy, wall_h / 2], [sx * (half + t), sy * (half + t), wall_h / 2]))
+    body = _compound(client, parts, rgba, spec.mass, [xy[0], xy[1], 0.0], orn)
+    return body, _box_points(np.array([half + 2 * t, half + 2 * t, wall_h / 2])) + [0, 0, wall_h / 2]
+
+
+def _urdf_body(
+    client: BulletClient, spec: ObjectSpec, size: np.ndarray, xy: XY, orn: Sequence[float], rgba: list[float]
+) -> tuple[int, np.ndarray]:
+    """A mesh from its URDF, dropped in above the table, then set down with its lowest point on it."""
+    body = client.loadURDF(spec.urdf, [xy[0], xy[1], 0.3], orn, globalScaling=spec.scale)
+    _, verts = client.getMeshData(body, -1)  # collision vertices in the body (inertial) frame, scaled
+    points = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+    if len(points) == 0:
+        lo, hi = (np.asarray(v) for v in client.getAABB(body))
+        points = _box_points((hi - lo) / 2) + ((hi + lo) / 2 - [xy[0], xy[1], 0.3])
+    if spec.color:
+        client.changeVisualShape(body, -1, rgbaColor=rgba)
+    if spec.mass:
+        client.changeDynamics(body, -1, mass=spec.mass)
+    client.resetBasePositionAndOrientation(body, [xy[0], xy[1], -points[:, 2].min() + 0.001], orn)
+    return body, points
+
+
+# by ObjectSpec.shape (catalog.SHAPES)
+BUILDERS: dict[str, Builder] = {
+    "box": _box_body,
+    "cylinder": _cylinder_body,
+    "plate": _cylinder_body,
+    "sphere": _sphere_body,
+    "basket": _basket_body,
+    "urdf": _urdf_body,
+}
+
+
 def spawn(client: BulletClient, spec: ObjectSpec, xy: tuple[float, float], yaw: float) -> Placed:
     """Build `spec` standing upright on the table at (x, y) with heading `yaw`."""
     orn = client.getQuaternionFromEuler([0, 0, yaw])
     rgba = list(spec.color) if spec.color else [0.7, 0.7, 0.7, 1]
     size = np.asarray(spec.size, dtype=np.float64)
-    if spec.shape == "box":
-        points = _box_points(size)
-        body = client.createMultiBody(
-            spec.mass,
-            client.createCollisionShape(pb.GEOM_BOX, halfExtents=size.tolist()),
-            client.createVisualShape(pb.GEOM_BOX, halfExtents=size.tolist(), rgbaColor=rgba),
-            basePosition=[xy[0], xy[1], size[2]],
-            baseOrientation=orn,
-        )
-    elif spec.shape in ("cylinder", "plate"):  # a plate is a wide, flat cylinder
-        r, h = size
-        points = _cylinder_points(r, -h / 2, h / 2)
-        body = client.createMultiBody(
-            spec.mass,
-            client.createCollisionShape(pb.GEOM_CYLINDER, radius=r, height=h),
-            client.createVisualShape(pb.GEOM_CYLINDER, radius=r, length=h, rgbaColor=rgba),
-            basePosition=[xy[0], xy[1], h / 2],
-            baseOrientation=orn,
-        )
-    elif spec.shape == "sphere":
-        (r,) = size
-        points = _sphere_points(r)
-        body = client.createMultiBody(
-            spec.mass,
-            client.createCollisionShape(pb.GEOM_SPHERE, radius=r),
-            client.createVisualShape(pb.GEOM_SPHERE, radius=r, rgbaColor=rgba),
-            basePosition=[xy[0], xy[1], r],
-            baseOrientation=orn,
-        )
-        # a little rolling friction so a released ball stays where it was put.
-        client.changeDynamics(body, -1, rollingFriction=0.002, spinningFriction=0.002)
-    elif spec.shape == "basket":
-        half, wall_h = size  # inner half width, wall height
-        t = 0.006  # wall / floor half thickness
-        parts = [([half + 2 * t, half + 2 * t, t], [0, 0, t])]
-        for sx, sy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            hx = t if sx else half + 2 * t
-            hy = t if sy else half + 2 * t
-            parts.append(([hx, hy, wall_h / 2], [sx * (half + t), sy * (half + t), wall_h / 2]))
-        body = _compound(client, parts, rgba, spec.mass, [xy[0], xy[1], 0.0], orn)
-        points = _box_points(np.array([half + 2 * t, half + 2 * t, wall_h / 2])) + [0, 0, wall_h / 2]
-    else:  # urdf mesh
-        body = client.loadURDF(spec.urdf, [xy[0], xy[1], 0.3], orn, globalScaling=spec.scale)
-        _, verts = client.getMeshData(body, -1)  # collision vertices in the body (inertial) frame, scaled
-        points = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
-        if len(points) == 0:
-            lo, hi = (np.asarray(v) for v in client.getAABB(body))
-            points = _box_points((hi - lo) / 2) + ((hi + lo) / 2 - [xy[0], xy[1], 0.3])
-        if spec.color:
-            client.changeVisualShape(body, -1, rgbaColor=rgba)
-        if spec.mass:
-            client.changeDynamics(body, -1, mass=spec.mass)
-        client.resetBasePositionAndOrientation(body, [xy[0], xy[1], -points[:, 2].min() + 0.001], orn)
+    body, points = BUILDERS[spec.shape](client, spec, size, xy, orn, rgba)
     client.changeDynamics(body, -1, lateralFriction=1.0)
     pos = np.asarray(client.getBasePositionAndOrientation(body)[0])
     return Placed(
