@@ -26,7 +26,8 @@ from tqdm import tqdm
 from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
 from workbench.policy.prompts import DETECT_QUESTION, exists_question, grounding_question, object_question
-from workbench.records import GroundTruth
+from workbench.records import GroundTruth, Observation
+from workbench.sim import instructions, make, to_observation
 from workbench.sim.catalog import SPLITS, objects
 from workbench.spatial import Box, Frame, Point, Trace
 
@@ -108,77 +109,95 @@ def aim_miss(expert, offset: float, seed: int) -> None:
 
 
 def generate(cfg: DataConfig) -> Path:
-    """Roll out the expert on the seen split and write successful episodes; returns the dataset root."""
-    from workbench.sim import make, to_observation
+    """Roll out the expert on the seen split and write successful episodes; returns the dataset root.
 
+    Episode seeds run on from cfg.seed across the tasks, one per reset tried (kept or not)."""
     root = Path(cfg.out)
-    writer = None
-    seed = cfg.seed
+    writer, seed = None, cfg.seed
     for task in cfg.tasks:
-        env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
-        kept = 0
-        bar = tqdm(total=cfg.episodes_per_task, desc=f"demos {task}", unit="ep")
-        for _ in range(cfg.max_attempts_factor * cfg.episodes_per_task):
-            if kept == cfg.episodes_per_task:
-                break
-            try:
-                obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": cfg.paraphrase})
-            except RuntimeError as e:  # a layout the simulator cannot place: skip this seed
-                tqdm.write(f"{task} seed {seed}: {e}")
-                continue
-            finally:
-                seed += 1
-            frames, success = [], False
-            noise = np.random.default_rng(seed - 1)  # per episode: reproducible, independent of order
-            if cfg.miss_offset:
-                aim_miss(env.expert(), cfg.miss_offset, seed - 1)
-            retry_start = None  # the index of the second attempt's first frame
-            for _step in range(env.max_episode_steps):
-                o = to_observation(env, obs)
-                expert = env.expert()
-                action = expert.act(obs)  # expert.phase is now the phase this action belongs to
-                if retry_start is None and expert.retries > 0:
-                    retry_start = len(frames)  # this action is the first of the second attempt
-                frames.append((o, action))  # the label is the expert's action, never the noisy one
-                executed = np.array(action, dtype=np.float64)
-                if perturbed(cfg, expert.phase, noise):
-                    executed[:3] += noise.normal(0.0, cfg.action_noise, 3)
-                obs, _, terminated, truncated, info = env.step(executed)
-                if terminated or truncated:
-                    success = bool(info["success"])
-                    break
-            if not success:
-                continue  # only successful demonstrations are training data
-            if cfg.miss_offset:
-                if retry_start is None:
-                    continue  # the aimed-off grasp held: no recovery to show
-                frames = frames[retry_start:]
-            if writer is None:
-                state_dim = len(frames[0][0].state)
-                features = default_features(
-                    {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=state_dim, tcp_pose=True
-                )
-                writer = LeRobotDatasetWriter(
-                    root,
-                    fps=env.control_hz,
-                    features=features,
-                    robot_type="panda",
-                    version=cfg.lerobot_version,
-                )
-            for o, a in frames:
-                writer.add_observation(o, a)
-            writer.save_episode(env.get_language_instruction(), task_name=task, seed=seed - 1, success=True)
-            kept += 1
-            bar.update(1)
-        bar.close()
-        env.close()
-        if kept < cfg.episodes_per_task:
-            print(f"warning: {task}: only {kept}/{cfg.episodes_per_task} successful demonstrations")
+        writer, seed = task_demonstrations(cfg, task, root, writer, seed)
     if writer is None:
         raise RuntimeError("the expert produced no successful demonstration: check the simulator")
     writer.finalize()
     (root / "meta" / "generation.json").write_text(json.dumps(asdict(cfg), indent=1))
     return root
+
+
+def task_demonstrations(
+    cfg: DataConfig, task: str, root: Path, writer: LeRobotDatasetWriter | None, seed: int
+) -> tuple[LeRobotDatasetWriter | None, int]:
+    """Reset `task` from episode seed `seed` on until cfg.episodes_per_task demonstrations are kept (or
+    the resets run out) and write them; returns the writer (opened at the first one kept, None while
+    none was) and the next seed."""
+    env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
+    kept = 0
+    bar = tqdm(total=cfg.episodes_per_task, desc=f"demos {task}", unit="ep")
+    for _ in range(cfg.max_attempts_factor * cfg.episodes_per_task):
+        if kept == cfg.episodes_per_task:
+            break
+        try:
+            obs, _ = env.reset(seed=seed, options={"split": "seen", "paraphrase": cfg.paraphrase})
+        except RuntimeError as e:  # a layout the simulator cannot place: skip this seed
+            tqdm.write(f"{task} seed {seed}: {e}")
+            continue
+        finally:
+            seed += 1
+        frames = demonstration(cfg, env, obs, seed - 1)
+        if frames is None:
+            continue
+        if writer is None:
+            writer = demo_writer(cfg, root, env, state_dim=len(frames[0][0].state))
+        for o, a in frames:
+            writer.add_observation(o, a)
+        writer.save_episode(env.get_language_instruction(), task_name=task, seed=seed - 1, success=True)
+        kept += 1
+        bar.update(1)
+    bar.close()
+    env.close()
+    if kept < cfg.episodes_per_task:
+        print(f"warning: {task}: only {kept}/{cfg.episodes_per_task} successful demonstrations")
+    return writer, seed
+
+
+def demonstration(cfg: DataConfig, env, obs, seed: int) -> list[tuple[Observation, np.ndarray]] | None:
+    """The expert's rollout from a reset of episode seed `seed`: its (observation, expert action) frames
+    to keep, or None when it is no training data (a failure; with miss_offset, a grasp that held)."""
+    frames, success = [], False
+    noise = np.random.default_rng(seed)  # per episode: reproducible, independent of order
+    if cfg.miss_offset:
+        aim_miss(env.expert(), cfg.miss_offset, seed)
+    retry_start = None  # the index of the second attempt's first frame
+    for _step in range(env.max_episode_steps):
+        o = to_observation(env, obs)
+        expert = env.expert()
+        action = expert.act(obs)  # expert.phase is now the phase this action belongs to
+        if retry_start is None and expert.retries > 0:
+            retry_start = len(frames)  # this action is the first of the second attempt
+        frames.append((o, action))  # the label is the expert's action, never the noisy one
+        executed = np.array(action, dtype=np.float64)
+        if perturbed(cfg, expert.phase, noise):
+            executed[:3] += noise.normal(0.0, cfg.action_noise, 3)
+        obs, _, terminated, truncated, info = env.step(executed)
+        if terminated or truncated:
+            success = bool(info["success"])
+            break
+    if not success:
+        return None  # only successful demonstrations are training data
+    if cfg.miss_offset:
+        if retry_start is None:
+            return None  # the aimed-off grasp held: no recovery to show
+        frames = frames[retry_start:]
+    return frames
+
+
+def demo_writer(cfg: DataConfig, root: Path, env, state_dim: int) -> LeRobotDatasetWriter:
+    """The demonstrations' dataset: the camera as rendered, the robot state, the TCP pose."""
+    features = default_features(
+        {CAMERA: (cfg.render_height, cfg.render_width)}, state_dim=state_dim, tcp_pose=True
+    )
+    return LeRobotDatasetWriter(
+        root, fps=env.control_hz, features=features, robot_type="panda", version=cfg.lerobot_version
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,8 +396,6 @@ class SceneConfig:
 def generate_scenes(cfg: SceneConfig) -> Path:
     """Reset-only scenes saved as one-frame LeRobot episodes with a zero action; objects from
     `cfg.split`, instructions always from the seen paraphrases."""
-    from workbench.sim import instructions, make, to_observation
-
     if cfg.seed + cfg.scenes_per_task * len(cfg.tasks) > 10_000:
         raise ValueError("scene seeds must stay below 10_000: evaluation seeds start there")
     root, writer, seed = Path(cfg.out), None, cfg.seed

@@ -169,17 +169,19 @@ def load_training_frames(roots: tuple[str, ...], image_size: int, chunk: int, he
     return train, held
 
 
-def train_stage1(cfg: Stage1Config) -> Path:
-    seed_everything(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    frames, held = load_training_frames(cfg.data, cfg.model.image_size, cfg.model.chunk, cfg.heldout_episodes)
+def load_stage1_frames(cfg: Stage1Config) -> tuple[list[FrameItem], ...]:
+    """(train, held-out) frames of the main datasets, then of the one-object curriculum ([] without one)."""
+    size, chunk, heldout = cfg.model.image_size, cfg.model.chunk, cfg.heldout_episodes
+    frames, held = load_training_frames(cfg.data, size, chunk, heldout)
     ones, held_ones = [], []
     if cfg.curriculum_data:
-        ones, held_ones = load_training_frames(
-            cfg.curriculum_data, cfg.model.image_size, cfg.model.chunk, cfg.heldout_episodes
-        )
-    tok_dir = out / "tokenizer"
+        ones, held_ones = load_training_frames(cfg.curriculum_data, size, chunk, heldout)
+    return frames, held, ones, held_ones
+
+
+def initial_policy(cfg: Stage1Config, frames: list[FrameItem], tok_dir: Path) -> ST4VLAPolicy:
+    """The policy stage 1 starts from: `cfg.init`'s weights and tokenizer (the tokenizer copied to
+    tok_dir), else fresh weights of cfg.model with a tokenizer built from the frames (once, in tok_dir)."""
     if cfg.init:
         policy = ST4VLAPolicy.load(cfg.init, name="stage1")
         if policy.config.image_size != cfg.model.image_size:
@@ -189,12 +191,37 @@ def train_stage1(cfg: Stage1Config) -> Path:
             )
         policy.tokenizer.save_pretrained(tok_dir)  # stage 2 reads the tokenizer from here
         policy.config.vlm.text_first |= cfg.model.text_first  # e.g. a stage 0, which never saw a prompt
-    else:
-        if not (tok_dir / "tokenizer.json").exists():
-            make_tokenizer(frames, tok_dir)
-        policy = ST4VLAPolicy.from_config(
-            cfg.model.config(), tokenizer_dir=tok_dir, seed=cfg.seed, name="stage1"
-        )
+        return policy
+    if not (tok_dir / "tokenizer.json").exists():
+        make_tokenizer(frames, tok_dir)
+    return ST4VLAPolicy.from_config(cfg.model.config(), tokenizer_dir=tok_dir, seed=cfg.seed, name="stage1")
+
+
+def measure(
+    policy: ST4VLAPolicy,
+    cfg: Stage1Config,
+    held: list[FrameItem],
+    held_ones: list[FrameItem],
+    running_point: float | None,
+) -> dict:
+    """A log row's measurements: grounding on the held-out frames, on the held-out one-object scenes
+    (when there is a curriculum) and the running pointing loss (when it trains)."""
+    m = measure_grounding(policy, held, cfg.eval_frames) if held else {}
+    if running_point is not None:
+        m["pointing_loss"] = round(running_point, 4)
+    if held_ones:
+        one = measure_grounding(policy, held_ones, cfg.eval_frames, task=False)
+        m["one_object_box_iou"] = one["object_box_iou"]
+        m["one_object_centre_rms"] = one["object_centre_rms"]
+    return m
+
+
+def train_stage1(cfg: Stage1Config) -> Path:
+    seed_everything(cfg.seed, cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames, held, ones, held_ones = load_stage1_frames(cfg)
+    policy = initial_policy(cfg, frames, out / "tokenizer")
     model = policy.model.train()
     vlm = model.qwen_vl_interface
     if cfg.pointing:
@@ -226,13 +253,7 @@ def train_stage1(cfg: Stage1Config) -> Path:
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            m = measure_grounding(policy, held, cfg.eval_frames) if held else {}
-            if running_point is not None:
-                m["pointing_loss"] = round(running_point, 4)
-            if held_ones:
-                one = measure_grounding(policy, held_ones, cfg.eval_frames, task=False)
-                m["one_object_box_iou"] = one["object_box_iou"]
-                m["one_object_centre_rms"] = one["object_centre_rms"]
+            m = measure(policy, cfg, held, held_ones, running_point)
             row = {"step": step, "loss": round(running, 4), "minutes": round((time.time() - t0) / 60, 2), **m}
             log.append(row)
             tqdm.write(json.dumps(row))
