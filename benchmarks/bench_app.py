@@ -7,7 +7,12 @@ cold start      python process start -> app imported and serving -> page open ->
 click->overlay  Step pressed -> the viewer's pixels change (new image + overlays drawn), per step
 
 "Visible" is measured on screenshots of the viewer element: the moment it differs from the
-previous screenshot in more than 2% of its pixels. Uses the page's default checkpoint A (the bundled
+previous screenshot in more than 2% of its pixels (0.3% for a step).
+
+Where a step's time goes, per step (the table's last rows): click -> the server's step handler
+starts (the page and Gradio's queue), the handler itself (simulator, policy, logging), handler end ->
+the viewer's bytes fetched by the page (the chained refresh and the stream), and bytes fetched ->
+pixels changed (the Rerun viewer decoding and drawing, software WebGL). Uses the page's default checkpoint A (the bundled
 demo checkpoint when present; the table says which, as the page reports it); `--b NAME` also loads a
 checkpoint B to compare (shared A/B, side-by-side views). Prints a table and writes
 benchmarks/results/bench_app.json (bench_app_ab.json with --b).
@@ -54,6 +59,41 @@ def wait_for_change(page, before: np.ndarray, timeout_s: float = 120.0, frac: fl
     raise TimeoutError(f"the viewer did not change within {timeout_s} s")
 
 
+def mark(marks: list, what: str) -> None:
+    marks.append((time.perf_counter(), what))
+
+
+def trace_server(tab_class) -> list:
+    """Wrap the tab's step handler so its start and end are marked (this process runs the server)."""
+    marks: list = []
+    step = tab_class.step
+
+    def traced(self, *a, **kw):
+        mark(marks, "step start")
+        try:
+            return step(self, *a, **kw)
+        finally:
+            mark(marks, "step end")
+
+    tab_class.step = traced
+    return marks
+
+
+def step_parts(marks: list, t_click: float, t_drawn: float) -> dict:
+    """A step's latency in four parts, from the marks (seconds; NaN where a mark is missing)."""
+    first = {}
+    for t, what in marks:
+        first.setdefault(what, t)
+    nan = float("nan")
+    start, end, got = (first.get(k, nan) for k in ("step start", "step end", "bytes"))
+    return {
+        "click -> step handler starts": start - t_click,
+        "step handler": end - start,
+        "handler end -> viewer bytes fetched": got - end,
+        "bytes fetched -> pixels changed": t_drawn - got,
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=3)
@@ -66,14 +106,20 @@ def main() -> int:
 
     from panels import app
     from panels.state import AppConfig
+    from panels.state.tab import TabState
 
     torch.set_num_threads(1)
+    marks = trace_server(TabState)
     config = AppConfig(port=args.port, sessions_dir=Path(tempfile.mkdtemp()) / "sessions")
     demo, url = app.launch(config, block=False)
     t_serving = time.perf_counter() - T_PROCESS
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on(
+            "requestfinished",
+            lambda r: "/stream/" in r.url and "playlist" not in r.url and mark(marks, "bytes"),
+        )
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#viewer canvas", timeout=120_000)
         page.wait_for_timeout(2_000)
@@ -90,13 +136,16 @@ def main() -> int:
         status = page.inner_text("#status")
         policy = " vs ".join(re.findall(r"^(.+?) said:", status, re.M)) or "?"
         page.wait_for_timeout(3_000)  # let the first frame settle before timing steps
-        latencies = []
+        latencies, parts = [], []
         for _ in range(args.steps):
             before = _pixels(page)
+            marks.clear()
+            t_click = time.perf_counter()
             page.click("#step", no_wait_after=True)
             # one control step moves the arm by a few pixels: 2% of the viewer (enough for the first
             # frame) can take longer than the step itself to change, so count a 0.3% change
             latencies.append(wait_for_change(page, before, frac=0.003))
+            parts.append(step_parts(marks, t_click, t_click + latencies[-1]))
             page.wait_for_timeout(2_000)
         browser.close()
     demo.close()
@@ -107,6 +156,7 @@ def main() -> int:
         "cold start -> first frame in viewer (s)": t_first,
         "Step click -> overlay drawn, median (s)": statistics.median(latencies),
         "Step click -> overlay drawn, max (s)": max(latencies),
+        **{f"  {k}, median (s)": statistics.median(p[k] for p in parts) for k in parts[0]},
     }
     print(f"\nbench_app: policy={policy}, {args.steps} steps, {platform.processor() or platform.machine()}")
     print(f"{'measure':<44} {'value':>8}")
@@ -114,7 +164,13 @@ def main() -> int:
         print(f"{k:<44} {v:>8.2f}")
     results = RESULTS.with_name("bench_app_ab.json") if args.b else RESULTS
     results.parent.mkdir(parents=True, exist_ok=True)
-    out = {"policy": policy, "steps": args.steps, "step_latencies_s": latencies, **rows}
+    out = {
+        "policy": policy,
+        "steps": args.steps,
+        "step_latencies_s": latencies,
+        "step_parts_s": parts,
+        **rows,
+    }
     results.write_text(json.dumps(out, indent=2))
     print(f"saved {results}")
     return 0
