@@ -32,6 +32,7 @@ from panels.common import UI, release_on_unload, release_tab
 from panels.state import AppConfig, AppError
 from panels.state.config import DEMO_NAME, HOME_ENV, default_home, home_folders
 from panels.state.core import Workbench
+from panels.state.sessions import session_path
 from panels.state.summary import point_markdown
 
 # The page never dials out: the embedded Rerun viewer checks GitHub for a newer release on start
@@ -180,8 +181,6 @@ def launch(
     `workbench`: the server's state, made from `config` when not given."""
     port = free_port(config.host, config.port)
     if config.demo_session:  # fail at start with a clear message, not in the page later
-        from panels.state.sessions import session_path
-
         session_path(config, config.demo_session)
     workbench = workbench or Workbench(config)
     demo = build_app(config, workbench)

@@ -14,6 +14,7 @@ import gradio as gr
 
 from panels.state import AppError
 from panels.state.core import Workbench
+from panels.state.summary import point_markdown, status_markdown, tab_summary
 from panels.state.tab import TabState
 
 log = logging.getLogger("workbench.app")
@@ -112,6 +113,4 @@ def step_outputs(ui: UI) -> list[Any]:
 
 
 def step_values(tab: TabState) -> tuple:
-    from panels.state.summary import point_markdown, status_markdown, tab_summary
-
     return tab, status_markdown(tab), tab_summary(tab), point_markdown(tab)

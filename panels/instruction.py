@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from panels.common import UI, guard, show_warnings, step_outputs, step_values, tab_of
+from panels.state.counterfactual import run_counterfactual
 
 
 def viewer_push(tab):
@@ -72,8 +73,6 @@ def wire(ui: UI) -> None:
 
     @guard
     def counterfactual(tab, box):
-        from panels.state.counterfactual import run_counterfactual
-
         tab = tab_of(wb, tab)
         return tab, run_counterfactual(tab, box).markdown()
 
