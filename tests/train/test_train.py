@@ -394,8 +394,8 @@ def test_answer_points_stage2_reads_the_true_points_then_its_own(data, tmp_path)
     """--answer-points: the DiT's state ends with the true answer's box centres in the joint phase, and
     with the model's own answer's in the head phase and at control time."""
     from workbench.policy.configuration import ANSWER_POINTS
-    from workbench.policy.normalization import ActionNormalizer
     from workbench.policy.extras import points_from_answer
+    from workbench.policy.normalization import ActionNormalizer
     from workbench.train.head import cache_conditions, own_answers, true_answer
     from workbench.train.stage2 import UNNORM_KEY, Stage2Config, action_batch
 

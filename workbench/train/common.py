@@ -17,7 +17,8 @@ from workbench.policy.configuration import ST4VLAConfig, tiny_config
 from workbench.policy.prompts import object_question
 from workbench.policy.tokenizer import build_tokenizer, default_corpus
 from workbench.sim.instructions import BANK
-from workbench.train.data import LATER_KINDS, QA, FrameItem, grounding_pairs, task_boxes
+from workbench.train.data import LATER_KINDS, QA, FrameItem, grounding_pairs, seen_object_names, task_boxes
+from workbench.train.nonspatial import NONSPATIAL_KINDS, nonspatial_pairs
 
 
 @dataclass
@@ -115,6 +116,11 @@ def make_tokenizer(frames: list[FrameItem], out_dir: str | Path):
     return build_tokenizer(corpus * 2, out_dir)
 
 
+# Every question kind a mix may name: the grounding questions (workbench/train/data.py), then the
+# non-spatial ones (workbench/train/nonspatial.py).
+GROUNDING_KINDS = ("object_box", "object_point", "task_box", "task_point", "trace", *sorted(LATER_KINDS))
+QUESTION_KINDS = (*GROUNDING_KINDS, *NONSPATIAL_KINDS)
+
 # Question kinds about one named object: those a contrast pair asks twice, about two objects.
 CONTRAST_KINDS = ("object_box", "object_point")
 
@@ -128,6 +134,7 @@ def sample_pairs(
     image: within the batch only the name separates the two answers, so what the batch teaches about
     choosing is not drowned by what it teaches about where objects usually are.
     """
+    check_kinds(kinds)
     names, weights = list(kinds), np.array(list(kinds.values()), dtype=np.float64)
     out = []
     while len(out) < n:
@@ -135,9 +142,7 @@ def sample_pairs(
         if item.ground_truth is None:
             continue
         kind = names[int(rng.choice(len(names), p=weights / weights.sum()))]
-        pairs = [
-            p for p in grounding_pairs(item.ground_truth, item.instruction, item.frame) if p.kind == kind
-        ]
+        pairs = [p for p in frame_pairs(item, kind) if p.kind == kind]
         if not pairs:
             continue
         if contrast and kind in CONTRAST_KINDS and len(pairs) >= 2 and len(out) + 2 <= n:
@@ -145,6 +150,23 @@ def sample_pairs(
         else:  # the bundled recipe's draw: unchanged, so its batches stay reproducible
             out.append((item.image, pairs[int(rng.integers(len(pairs)))]))
     return out
+
+
+def check_kinds(kinds: dict[str, float]) -> None:
+    """Refuse a question mix with an unknown kind or no positive weight (sampling would never end)."""
+    unknown = sorted(set(kinds) - set(QUESTION_KINDS))
+    if unknown:
+        raise ValueError(f"unknown question kinds {unknown}; known: {sorted(QUESTION_KINDS)}")
+    if not kinds or min(kinds.values()) < 0 or sum(kinds.values()) <= 0:
+        raise ValueError(f"question kinds need non-negative weights with a positive sum, got {kinds}")
+
+
+def frame_pairs(item: FrameItem, kind: str) -> list[QA]:
+    """The questions of the family `kind` belongs to that this frame's ground truth answers: non-spatial
+    (workbench/train/nonspatial.py) for the ns_* kinds, else the grounding questions."""
+    if kind in NONSPATIAL_KINDS:
+        return nonspatial_pairs(item.ground_truth, item.instruction, seen_object_names())
+    return grounding_pairs(item.ground_truth, item.instruction, item.frame)
 
 
 def grounding_inputs(vlm, pairs: list[tuple[np.ndarray, QA]]) -> dict[str, torch.Tensor]:
@@ -200,6 +222,36 @@ def measure_grounding(
     return out
 
 
+@torch.no_grad()
+def measure_nonspatial(
+    policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16
+) -> dict[str, float]:
+    """Greedy-decode one random non-spatial question per held-out frame; the share answered exactly
+    (stripped text equal to the ground truth's answer), overall and for the yes/no questions."""
+    vlm = policy.model.qwen_vl_interface
+    was_training = policy.model.training
+    policy.model.eval()
+    rng = np.random.default_rng(0)
+    picked = [frames[i] for i in rng.choice(len(frames), min(max_frames, len(frames)), replace=False)]
+    asked = []
+    for f in picked:
+        pairs = nonspatial_pairs(f.ground_truth, f.instruction, seen_object_names()) if f.ground_truth else []
+        if pairs:
+            asked.append((f, pairs[int(rng.integers(len(pairs)))]))
+    right, yes_no = [], []
+    for start in range(0, len(asked), batch):
+        chunk = asked[start : start + batch]
+        inputs = vlm.build_inputs([[f.image] for f, _ in chunk], [qa.question for _, qa in chunk])
+        for (_, qa), text in zip(chunk, vlm.generate(inputs, max_new_tokens=48), strict=True):
+            right.append(text.strip() == qa.answer)
+            if qa.kind in ("ns_exists_yes", "ns_exists_no"):
+                yes_no.append(text.strip() == qa.answer)
+    policy.model.train(was_training)
+    out = {"nonspatial_exact": float(np.mean(right)) if right else float("nan")}
+    out["nonspatial_yes_no_exact"] = float(np.mean(yes_no)) if yes_no else float("nan")
+    return out
+
+
 def _offset(answer: spatial.SpatialAnswer, truth: tuple[float, float], frame: spatial.Frame):
     off = spatial_metrics.centre_offset(answer, truth, frame.orig_width, frame.orig_height)
     return off if off is not None else spatial_metrics.UNANSWERED_OFFSET
@@ -216,6 +268,7 @@ __all__ = [
     "grounding_inputs",
     "make_tokenizer",
     "measure_grounding",
+    "measure_nonspatial",
     "sample_pairs",
     "task_boxes",
 ]

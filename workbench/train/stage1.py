@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -28,11 +28,13 @@ from workbench.train.common import (
     grounding_inputs,
     make_tokenizer,
     measure_grounding,
+    measure_nonspatial,
     model_size,
     sample_pairs,
     seed_everything,
 )
 from workbench.train.data import FrameItem, load_frames
+from workbench.train.nonspatial import NONSPATIAL_KINDS
 from workbench.train.optim import OptimConfig, build_optimizer, build_scheduler, optimizer_step, smoothed
 from workbench.train.pointing import pointing_loss, pointing_targets
 from workbench.train.state import resume_or_start, save_train_state
@@ -56,7 +58,13 @@ class Stage1Config:
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(
         default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=150)
     )
-    # question kinds and their weights in the main pool
+    # What the questions are about. "spatial": boxes, points and traces (the recipe). "nonspatial": the
+    # same scenes asked about without a coordinate (names, existence, counts, the task's object, a
+    # caption; workbench/train/nonspatial.py), the ablation's vanilla VLM pre-training (docs/ablation.md):
+    # both pools then draw the ns_* kinds, and the spatial options (pointing, detect-all, exists,
+    # contrast) are refused.
+    content: Literal["spatial", "nonspatial"] = "spatial"
+    # question kinds and their weights in the main pool (with --content nonspatial: NONSPATIAL_KINDS)
     kinds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KINDS))
     # Curriculum: scenes with a single object (`workbench train data --scenes-distractors 0`), trained on
     # alone for `curriculum_steps`, then mixed in at `curriculum_mix` of the batches. Without it the
@@ -91,6 +99,34 @@ class Stage1Config:
     seed: int = 0  # seeds weights and batches
     threads: int = 1  # torch CPU threads (1: two runs side by side)
     resume: bool = True  # continue from out/state when a training state is there (--no-resume: start over)
+
+    def __post_init__(self) -> None:
+        if self.content not in ("spatial", "nonspatial"):
+            raise ValueError(f"--content must be 'spatial' or 'nonspatial', got {self.content!r}")
+        if self.content != "nonspatial":
+            return
+        if self.kinds == DEFAULT_KINDS:
+            self.kinds = dict(NONSPATIAL_KINDS)
+        spatial = sorted(k for k, w in self.kinds.items() if w > 0 and k not in NONSPATIAL_KINDS)
+        if spatial:
+            raise ValueError(
+                f"--content nonspatial asks no spatial question, but --kinds gives {spatial} a weight: "
+                f"use kinds among {sorted(NONSPATIAL_KINDS)}"
+            )
+        given = {"--pointing": self.pointing, "--detect-all": self.detect_all, "--exists": self.exists}
+        given["--contrast"] = self.contrast
+        spatial_options = [flag for flag, value in given.items() if value]
+        if spatial_options:
+            raise ValueError(
+                f"--content nonspatial: {', '.join(spatial_options)} asks spatial questions; drop it"
+            )
+
+
+def question_mixes(cfg: Stage1Config) -> tuple[dict[str, float], dict[str, float]]:
+    """The main pool's and the one-object curriculum's question mixes."""
+    if cfg.content == "nonspatial":
+        return dict(cfg.kinds), dict(cfg.kinds)
+    return with_shares(cfg.kinds, added_kinds(cfg)), with_shares(CURRICULUM_KINDS, added_kinds(cfg))
 
 
 def with_shares(kinds: dict[str, float], shares: dict[str, float]) -> dict[str, float]:
@@ -207,6 +243,8 @@ def measure(
     """A log row's measurements: grounding on the held-out frames, on the held-out one-object scenes
     (when there is a curriculum) and the running pointing loss (when it trains)."""
     m = measure_grounding(policy, held, cfg.eval_frames) if held else {}
+    if held and cfg.content == "nonspatial":
+        m.update(measure_nonspatial(policy, held, cfg.eval_frames))
     if running_point is not None:
         m["pointing_loss"] = round(running_point, 4)
     if held_ones:
@@ -231,10 +269,7 @@ def train_stage1(cfg: Stage1Config) -> Path:
     opt = build_optimizer(groups, cfg.optim)
     sched = build_scheduler(opt, cfg.optim, cfg.steps)
     step, log = resume_or_start(out / "state", model, opt, sched, "stage 1", cfg.resume)
-    main_kinds, curriculum_kinds = (
-        with_shares(cfg.kinds, added_kinds(cfg)),
-        with_shares(CURRICULUM_KINDS, added_kinds(cfg)),
-    )
+    main_kinds, curriculum_kinds = question_mixes(cfg)
     rng = np.random.default_rng(cfg.seed + step)  # a resumed run draws fresh batches, not replays
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 1 grounding", unit="step")

@@ -61,6 +61,11 @@ class Stage2Config:
     # The vanilla baseline's starting VLM: a checkpoint never trained on grounding questions (the
     # vision pre-training that stage 1 started from, if any); None = random weights.
     base: str | None = None
+    # The spatial prompt around the instruction (ST4VLA). --no-spatial-prompt keeps --init's VLM and any
+    # co-training but gives it the plain instruction, as --vanilla does: the ablation's vanilla +
+    # co-training arm (docs/ablation.md). With --answer-points it is the ablation's control, whose DiT
+    # reads points it is given (--head-answers true; at control time an input transform supplies them).
+    spatial_prompt: bool = True
     # --size, --layers, --text-first, --merge: used only when init is None
     model: ModelSizeArg = field(default_factory=model_size)
     tokenizer: str | None = "runs/stage1/tokenizer"  # shared so both models read the same tokens
@@ -114,6 +119,15 @@ class Stage2Config:
             raise ValueError("--answer-points needs the spatial prompt; the vanilla baseline has none")
         if self.tcp and not self.state:
             raise ValueError("--tcp adds the TCP position to the robot state: it needs --state")
+        if not self.spatial_prompt and self.condition_on_answer:
+            raise ValueError(
+                "--condition-on-answer reads the spatial prompt's answer: drop --no-spatial-prompt"
+            )
+        if not self.spatial_prompt and self.answer_points and self.head.answers != "true":
+            raise ValueError(
+                "--answer-points with --no-spatial-prompt: the VLM is never asked for the answer, so the "
+                "points must be given (--head-answers true, and the true answer at control time)"
+            )
         if self.vanilla and self.grounding_data:
             raise ValueError(
                 "--grounding-data is the co-training's corpus; the vanilla baseline co-trains none"
@@ -157,7 +171,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         policy = ST4VLAPolicy.load(cfg.init)
         policy.config.answer_points = cfg.answer_points  # before the statistics: it splits the state
         policy.config.state_tcp = cfg.tcp
-        policy.config.use_spatial_prompt = not cfg.vanilla
+        policy.config.use_spatial_prompt = cfg.spatial_prompt and not cfg.vanilla
         policy.config.vlm.text_first |= cfg.model.text_first  # --text-first on a --base never grounded
         policy.config.grounding_loss_weight = cfg.grounding_loss_weight
         if state_dim != policy.config.action.state_dim:  # stage 1 never trains the action expert
@@ -170,7 +184,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         if tok is None or not (Path(tok) / "tokenizer.json").exists():
             tok = out / "tokenizer"
             make_tokenizer(frames, tok)
-        model_cfg = cfg.model.config(use_spatial_prompt=not cfg.vanilla)
+        model_cfg = cfg.model.config(use_spatial_prompt=cfg.spatial_prompt and not cfg.vanilla)
         model_cfg.grounding_loss_weight = cfg.grounding_loss_weight
         model_cfg.action.state_dim = state_dim
         model_cfg.answer_points = cfg.answer_points
@@ -178,9 +192,20 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.condition_on_answer = cfg.condition_on_answer
-    policy.config.notes["training"] = "vanilla baseline" if cfg.vanilla else "ST4VLA two-stage"
+    policy.config.notes["training"] = training_note(cfg)
     policy.name = Path(cfg.out).name
     return policy
+
+
+def training_note(cfg: Stage2Config) -> str:
+    """What the checkpoint is, in its config's notes (the app and the cards show it)."""
+    if cfg.vanilla:
+        return "vanilla baseline"
+    if cfg.spatial_prompt:
+        return "ST4VLA two-stage"
+    if cfg.answer_points:
+        return "plain instruction; the DiT reads the points of an answer it is given (control: pass answer=)"
+    return "plain instruction, co-trained" if cfg.grounding_loss_weight > 0 else "plain instruction"
 
 
 def module_groups(model) -> dict[str, list[torch.nn.Parameter]]:
