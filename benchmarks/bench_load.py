@@ -2,10 +2,11 @@
 
     python benchmarks/bench_load.py [--clients 8] [--rounds 6] [--steps 2]
 
-Starts `python app.py` (the bundled demo checkpoint, the built-in simulator) in a subprocess and, for
-each round, opens `--clients` gradio_client sessions at once; each loads the simulator and steps. All
+Starts `python app.py` (the bundled demo checkpoint, the built-in simulator) in a subprocess, waits for
+its "ready" line (the server's warm-up: the demo checkpoint read and stepped once in a tab it then
+releases; panels.app.preload) and, for each round, opens `--clients` gradio_client sessions at once; each loads the simulator and steps. All
 sessions stay open until the last round, then all are closed. Reads the server's RSS and thread count
-(/proc/<pid>/status) at start, once warm (one tab opened and closed: the model cache and the process-wide
+(/proc/<pid>/status) when it first serves, at start (ready), once warm (one tab opened and closed: the model cache and the process-wide
 pools of torch and Rerun exist from then on), at the peak and after the clients left (waiting up to
 --settle seconds for the thread count to come back to the warm one).
 Targets: RSS back within 200 MB of the start, threads back to the start count, no errors.
@@ -54,15 +55,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(sessions: Path) -> tuple[subprocess.Popen, str]:
+def start_app(sessions: Path, ready: threading.Event) -> tuple[subprocess.Popen, str]:
+    """The app in a subprocess, and its URL once it serves; `ready` is set at its "ready" line."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port), "--sessions-dir", str(sessions)],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
         env={"OMP_NUM_THREADS": "1", **__import__("os").environ},
     )
+
+    def watch() -> None:
+        for line in proc.stdout:
+            if line.startswith("workbench app: ready"):
+                ready.set()
+
+    threading.Thread(target=watch, daemon=True).start()
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -113,9 +123,14 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=60.0, help="seconds to wait for the release")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_app(Path(tmp) / "sessions")
+        ready = threading.Event()
+        proc, url = start_app(Path(tmp) / "sessions", ready)
         try:
-            time.sleep(2.0)
+            serving = proc_status(proc.pid)
+            t0 = time.monotonic()
+            if not ready.wait(timeout=300):
+                raise TimeoutError("the app printed no 'ready' line within 300 s")
+            ready_seconds = time.monotonic() - t0
             start = proc_status(proc.pid)
             # one tab opened and closed first: what stays is the process's one-time state (the model in
             # the checkpoint cache, torch's and Rerun's pools), not a tab's
@@ -162,6 +177,8 @@ def main() -> int:
         "tabs": len(clients),
         "errors": len(errors),
         "error_samples": errors[:5],
+        "serving": serving,
+        "ready_seconds_after_serving": ready_seconds,
         "start": start,
         "warm": warm,
         "peak": peak,
@@ -177,7 +194,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "machine": platform.machine()},
     }
     print(f"\n{'':14s} {'RSS MB':>8s} {'threads':>8s}")
-    for name in ("start", "warm", "peak", "after_close"):
+    for name in ("serving", "start", "warm", "peak", "after_close"):
         print(f"{name:14s} {result[name]['rss_mb']:8.0f} {result[name]['threads']:8d}")
     print(f"{len(clients)} tabs, {len(errors)} errors; after close RSS {result['rss_back_within_mb']:+.0f} MB "
           f"vs start (target <= 200), {result['rss_vs_warm_mb']:+.0f} MB vs warm; threads back to start: "

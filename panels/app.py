@@ -14,11 +14,11 @@ Errors show as a message (toast), never as a red badge over the status line or a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -115,16 +115,25 @@ def build_app(config: AppConfig, workbench: Workbench | None = None) -> gr.Block
 
 
 def preload(workbench: Workbench | None) -> threading.Thread | None:
-    """Read the demo checkpoint in the background while the page opens, so the first Load does not
-    wait for it (a Load meanwhile waits on the cache's lock). Not in demo mode: it needs no model."""
+    """Warm the server up in the background while the page opens (Workbench.warm_up: the demo
+    checkpoint read and stepped once), so the first Load and Step do not wait for one-time costs (a
+    Load meanwhile waits on the cache's lock). Prints a line when done. Not in demo mode: no model."""
     if workbench is None or workbench.config.demo_session or not workbench.default_checkpoint():
         return None
 
-    def load() -> None:
-        with contextlib.suppress(AppError):  # Load will say why, in the page
-            workbench.load_policy("")
+    def warm() -> None:
+        t0 = time.perf_counter()
+        try:
+            name = workbench.warm_up()
+        except AppError:
+            return  # Load will say why, in the page
+        except Exception as e:  # the page's own Load reports a real problem; the server stays up
+            print(f"workbench app: warm-up failed ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
+            return
+        print(f"workbench app: ready ({name} read and stepped once in {time.perf_counter() - t0:.1f} s)",
+              flush=True)  # fmt: skip
 
-    thread = threading.Thread(target=load, name="preload-checkpoint", daemon=True)
+    thread = threading.Thread(target=warm, name="warm-up", daemon=True)
     thread.start()
     return thread
 

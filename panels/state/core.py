@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from panels.state.config import AppConfig, AppError
-from panels.state.specs import SourceSpec
+from panels.state.specs import PolicySettings, SourceSpec
 from panels.state.tab import TabState
 from workbench.policy.checkpoint import is_checkpoint_dir
 
@@ -32,6 +32,19 @@ class Workbench:
         self._policies: dict[str, Any] = {}  # resolved path (or RANDOM_POLICY) -> loaded policy
         self._lock = threading.Lock()
         self._simpler: tuple[bool, str] | None = None  # (available, why not), diagnosed once
+
+    def warm_up(self) -> str:
+        """Read the demo checkpoint and step it once on the built-in simulator in a tab that is then
+        released, so that the first user's Load and Step do not pay the process's one-time costs (the
+        model read, torch's first inference, the simulator's and Rerun's set-up). Returns what it did."""
+        _, name, _ = self.load_policy("")
+        tab = self.new_tab()
+        try:
+            tab.load(SourceSpec(), [""], PolicySettings())
+            tab.step(1)
+        finally:
+            tab.release()
+        return name
 
     def new_tab(self) -> TabState:
         """A tab's state, handed the configuration, this server's checkpoint cache and source factory."""

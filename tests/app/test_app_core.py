@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import numpy as np
 import pytest
@@ -166,15 +167,18 @@ def test_seed_is_checked():
     assert SourceSpec(seed=7.0).seed == 7 and isinstance(SourceSpec(seed=7.0).seed, int)
 
 
-def test_the_demo_checkpoint_is_read_while_the_page_opens(tmp_path):
+def test_the_server_warms_up_while_the_page_opens(tmp_path, capsys):
     from helpers import CHECKPOINTS
 
     demo = CHECKPOINTS / "st4vla-tiny"
     if not demo.is_dir():
         pytest.skip("the bundled demo checkpoint is not here")
-    wb = Workbench(AppConfig(sessions_dir=tmp_path))
+    wb = Workbench(AppConfig(sessions_dir=tmp_path / "sessions"))
     app.preload(wb).join(timeout=120)
     assert str(demo) in wb._policies  # the first Load finds it in the cache
+    assert "workbench app: ready (st4vla-tiny read and stepped once in" in capsys.readouterr().out
+    assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").iterdir())  # no trace
+    assert not [t for t in threading.enumerate() if "RecordingStream" in t.name]  # its tab was released
     assert app.preload(Workbench(AppConfig(sessions_dir=tmp_path, demo_session="sample"))) is None
 
 
