@@ -174,3 +174,9 @@ def test_stage2_without_the_spatial_prompt_refuses_what_needs_it():
     control = Stage2Config(spatial_prompt=False, answer_points=True, head=HeadPhaseConfig(answers="true"))
     assert "given" in training_note(control)
     assert training_note(replace(control, answer_points=False)) == "plain instruction, co-trained"
+
+    co = Stage2Config(grounding_content="nonspatial", spatial_prompt=False)
+    assert co.grounding_kinds == NONSPATIAL_KINDS
+    assert Stage2Config().grounding_kinds == {"task_box": 0.6, "object_box": 0.4}  # the recipe's, unchanged
+    with pytest.raises(ValueError, match="task_box"):
+        Stage2Config(grounding_content="nonspatial", grounding_kinds={"task_box": 1.0})

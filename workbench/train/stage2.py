@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -44,10 +44,12 @@ from workbench.train.common import (
 )
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames
 from workbench.train.head import HeadPhaseConfig, train_head, true_answer
+from workbench.train.nonspatial import NONSPATIAL_KINDS
 from workbench.train.optim import LossProgress, OptimConfig, build_optimizer, build_scheduler, optimizer_step
 from workbench.train.state import resume_or_start, save_train_state
 
 UNNORM_KEY = "tabletop_panda"
+CO_TRAINING_KINDS = {"task_box": 0.6, "object_box": 0.4}
 
 
 @dataclass
@@ -74,7 +76,11 @@ class Stage2Config:
     grounding_batch_size: int = 4  # co-training questions per step
     grounding_loss_weight: float = 0.1  # (--grounding-weight)
     # co-training question kinds and their weights
-    grounding_kinds: dict[str, float] = field(default_factory=lambda: {"task_box": 0.6, "object_box": 0.4})
+    grounding_kinds: dict[str, float] = field(default_factory=lambda: dict(CO_TRAINING_KINDS))
+    # What the co-training asks. "nonspatial": the non-spatial questions of the same frames
+    # (workbench/train/nonspatial.py; grounding_kinds becomes NONSPATIAL_KINDS), so that a VLM
+    # pre-trained without spatial content gets the same samples per step without any (docs/ablation.md).
+    grounding_content: Literal["spatial", "nonspatial"] = "spatial"
     # The co-training's grounding corpus, when it is not the demonstrations (upstream co-trains on its
     # VLM grounding data): e.g. stage 1's scenes, so that objects stage 1 taught and no demonstration
     # shows stay grounded. Empty: the demonstrations' frames (the bundled recipe's draw).
@@ -119,6 +125,20 @@ class Stage2Config:
             raise ValueError("--answer-points needs the spatial prompt; the vanilla baseline has none")
         if self.tcp and not self.state:
             raise ValueError("--tcp adds the TCP position to the robot state: it needs --state")
+        if self.grounding_content not in ("spatial", "nonspatial"):
+            raise ValueError(
+                f"--grounding-content must be spatial or nonspatial, got {self.grounding_content!r}"
+            )
+        if self.grounding_content == "nonspatial":
+            if self.grounding_kinds == CO_TRAINING_KINDS:
+                self.grounding_kinds = dict(NONSPATIAL_KINDS)
+            spatial = sorted(
+                k for k, w in self.grounding_kinds.items() if w > 0 and k not in NONSPATIAL_KINDS
+            )
+            if spatial:
+                raise ValueError(
+                    f"--grounding-content nonspatial, but the co-training kinds {spatial} are spatial"
+                )
         if not self.spatial_prompt and self.condition_on_answer:
             raise ValueError(
                 "--condition-on-answer reads the spatial prompt's answer: drop --no-spatial-prompt"
