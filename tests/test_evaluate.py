@@ -200,3 +200,103 @@ def test_the_state_the_policy_reads_can_be_supplied(tmp_path):
 
     report = evaluate(cfg, policy=policy, transform=joints_and_two, state_mapping="neutral")
     assert report.episodes[0].steps == 2 and seen == [0, 1, 2]  # the final observation is asked too
+
+
+def test_novel_cells_are_asked_for_seeded_apart_and_skip_stack():
+    """Objects in no data at all: cells novel/seen and novel/unseen, only on request; their seeds never
+    meet the four default cells' (whose seeds stay what they were), and stack, with no novel object to
+    move, has no episode in them."""
+    import tyro
+
+    from workbench.eval_report import NOVEL_CELLS
+    from workbench.evaluate import episode_specs
+
+    assert EvalConfig(checkpoint="x").cells == CELLS
+    cfg = tyro.cli(EvalConfig, args=["--checkpoint", "x", "--cells", "novel/seen", "novel/unseen"])
+    assert cfg.cells == NOVEL_CELLS
+    everything = EvalConfig(checkpoint="x", episodes=50, seed=100, cells=CELLS + NOVEL_CELLS)
+    seeds = [episode_seed(everything, *c, k) for c in CELLS + NOVEL_CELLS for k in range(50)]
+    assert len(set(seeds)) == len(seeds)
+    assert sorted(episode_seed(everything, *c, k) for c in CELLS for k in range(50)) == list(range(100, 300))
+    specs = episode_specs(replace(cfg, episodes=2))
+    assert {s.task for s in specs} == {
+        "tabletop_put_on",
+        "tabletop_put_in",
+        "tabletop_pick",
+        "tabletop_move_near",
+    }
+    assert len(specs) == 4 * 2 * 2 and {s.objects for s in specs} == {"novel"}
+
+
+def test_report_names_the_novel_split_by_what_it_holds():
+    report = _report()
+    assert "| objects in no data at all |" not in markdown(report)  # a run without novel cells: as before
+    report.config["cells"] = [*report.config["cells"], ["novel", "seen"]]
+    for k, ok in enumerate([True, False, False]):
+        report.episodes.append(
+            EpisodeResult(
+                "tabletop_pick",
+                "novel",
+                "seen",
+                500_000 + k,
+                "pick gadget",
+                ok,
+                5,
+                0.2,
+                0.0,
+                reach_distance=0.05,
+                source="gadget 530",
+                triage="success" if ok else "grounding",
+            )  # fmt: skip
+        )
+    s = report.summary()
+    assert s["objects"]["novel"]["successes"] == 1 and s["objects"]["novel"]["n"] == 3
+    assert s["grounding"]["novel"]["box_iou"] == pytest.approx(0.2)
+    assert s["tasks"]["tabletop_pick"]["novel/seen"]["n"] == 3
+    md = markdown(report)
+    assert "objects in no data at all (cells novel/...) in no demonstration, grounding scene or corpus" in md
+    assert "| objects in no data at all | 33% [" in md  # the split table
+    assert "| objects in no data at all | 0.200 | 0.000 |" in md  # grounding
+    assert "| seen objects | unseen objects | objects in no data at all |" in md  # closest approach
+    assert "| objects seen | objects unseen | objects in no data at all | paraphrase seen |" in md  # triage
+    assert "| gadget 530 | novel (in no data at all) | 33% [" in md
+    assert s["sources"][-1]["source"] == "gadget 530"  # after the seen and unseen sources
+    assert "of the novel cells (novel/seen 0, novel/unseen 1), seed 10000 + 500000 + 2k + c" in md
+
+
+@pytest.mark.slow
+def test_evaluation_of_objects_in_no_data_at_all(tmp_path):
+    """A closed-loop run of the novel cells: each episode moves a novel mesh, called "gadget"."""
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.sim.catalog import CATALOG
+    from workbench.train.common import model_size
+
+    policy = ST4VLAPolicy.from_config(model_size("test").config(), seed=0)
+    cfg = EvalConfig(checkpoint="random-test", tasks=("tabletop_pick", "tabletop_stack"), episodes=1,
+                     max_steps=2, cells=(("novel", "seen"), ("novel", "unseen")))  # fmt: skip
+    report = evaluate(cfg, policy=policy)
+    assert [(e.task, e.objects, e.paraphrase) for e in report.episodes] == [
+        ("tabletop_pick", "novel", "seen"), ("tabletop_pick", "novel", "unseen"),
+    ]  # fmt: skip
+    assert all(e.status == "ok" and CATALOG[e.source].split == "novel" for e in report.episodes)
+    assert all(
+        "gadget" in e.instruction and not any(c.isdigit() for c in e.instruction) for e in report.episodes
+    )
+    md = markdown(report)
+    assert "| tabletop_pick | 0% [" in md and "| objects in no data at all | 0% [" in md
+
+
+def test_compare_gives_the_gap_on_objects_in_no_data_at_all():
+    from workbench.compare import gaps
+
+    def novel_report(flags):
+        r = EvalReport("x", {"cells": [["novel", "seen"]]})
+        r.episodes = [
+            EpisodeResult("tabletop_pick", "novel", "seen", k, "pick gadget", f, 5)
+            for k, f in enumerate(flags)
+        ]
+        return r
+
+    rows = {g.split: g for g in gaps(novel_report([True, True, False]), novel_report([False, True, False]))}
+    assert rows["objects in no data at all"].n == 3 and rows["objects in no data at all"].a_successes == 2
+    assert "objects in no data at all" not in {g.split for g in gaps(_report(), _report())}

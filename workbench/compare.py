@@ -28,6 +28,7 @@ SPLITS = (
     ("all", {}),
     ("seen objects", {"objects": "seen"}),
     ("unseen objects", {"objects": "unseen"}),
+    ("objects in no data at all", {"objects": "novel"}),  # a row only when both ran the novel cells
     ("seen paraphrases", {"paraphrase": "seen"}),
     ("unseen paraphrases", {"paraphrase": "unseen"}),
 )
@@ -133,6 +134,8 @@ def gaps(a: EvalReport, b: EvalReport) -> list[Gap]:
     rows = []
     for label, where in SPLITS:
         pairs = matched(a, b, **where)
+        if where.get("objects") == "novel" and not pairs:
+            continue
         difference, low, high = paired_difference(pairs)
         rows.append(
             Gap(label, len(pairs), sum(p[0] for p in pairs), sum(p[1] for p in pairs), difference, low, high)

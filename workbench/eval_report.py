@@ -24,15 +24,33 @@ import numpy as np
 
 from workbench import spatial_metrics, triage
 
-SPLITS = ("seen", "unseen")
+SPLITS = ("seen", "unseen")  # the paraphrase splits, and the object splits of the default cells
+OBJECT_SPLITS = ("seen", "unseen", "novel")  # workbench.sim.catalog.OBJECT_SPLITS
 # (objects, paraphrases); the order fixes each cell's seeds (workbench.evaluate.episode_seed)
 CELLS = (("seen", "seen"), ("seen", "unseen"), ("unseen", "seen"), ("unseen", "unseen"))
+# Objects in no data at all: run only when asked (--cells novel/seen novel/unseen), seeded apart from
+# CELLS (seed + NOVEL_SEED_OFFSET + 2k + the cell's place here) so CELLS' seeds stay what they were.
+NOVEL_CELLS = (("novel", "seen"), ("novel", "unseen"))
+ALL_CELLS = CELLS + NOVEL_CELLS
+NOVEL_SEED_OFFSET = 500_000
+# What each object split holds, as every table names it (docs/results.md, "The splits").
+OBJECT_LABELS = {
+    "seen": "seen objects",
+    "unseen": "unseen objects",
+    "novel": "objects in no data at all",
+}
+SPLIT_LEGEND = (
+    "Seen objects appear in the demonstrations; unseen objects in no demonstration (a grounding corpus "
+    "may name and box them); objects in no data at all (cells novel/...) in no demonstration, grounding "
+    'scene or corpus: held-out meshes, moved among seen objects and called "the gadget". Seen '
+    "paraphrases are the training phrasings; unseen ones are held out of all training text."
+)
 
 
 @dataclass
 class EpisodeResult:
     task: str
-    objects: str  # "seen" | "unseen"
+    objects: str  # "seen" | "unseen" | "novel" (OBJECT_SPLITS)
     paraphrase: str  # "seen" | "unseen"
     seed: int
     instruction: str
@@ -122,11 +140,18 @@ class EvalReport:
             "n": len(rows),
         }
 
+    def object_splits(self) -> tuple[str, ...]:
+        """The object splits of this run: seen and unseen always (older reports, the default cells),
+        novel when its cells were run."""
+        ran = {o for o, _ in self.config.get("cells", ())} | {e.objects for e in self.episodes}
+        return tuple(s for s in OBJECT_SPLITS if s in SPLITS or s in ran)
+
     def summary(self) -> dict:
         tasks = sorted({e.task for e in self.select()})
+        objects = self.object_splits()
         return {
             "overall": asdict(self.success()),
-            "objects": {s: asdict(self.success(objects=s)) for s in SPLITS},
+            "objects": {s: asdict(self.success(objects=s)) for s in objects},
             "paraphrase": {s: asdict(self.success(paraphrase=s)) for s in SPLITS},
             "tasks": {
                 t: {
@@ -135,8 +160,8 @@ class EvalReport:
                 }
                 for t in tasks
             },
-            "grounding": {s: self.grounding(s) for s in SPLITS},
-            "reach_distance": {s: self.reach(s) for s in SPLITS},
+            "grounding": {s: self.grounding(s) for s in objects},
+            "reach_distance": {s: self.reach(s) for s in objects},
             "triage": self.triage_counts(),
             "sources": self.by_source(),
             "errors": {
@@ -169,16 +194,17 @@ class EvalReport:
                     "box_iou": float(np.mean(ious)) if ious else float("nan"),
                 }
             )
-        return sorted(rows, key=lambda r: (SPLITS.index(r["objects"]), r["source"]))
+        return sorted(rows, key=lambda r: (OBJECT_SPLITS.index(r["objects"]), r["source"]))
 
     def triage_counts(self) -> dict[str, dict[str, int]]:
         """Episodes per triage reason, per split ("objects seen", ..., "paraphrases unseen") and "all";
         episodes of older reports, which have no reason, are left out."""
         triaged = [e for e in self.episodes if e.triage is not None]
+        axes = {"objects": self.object_splits(), "paraphrase": SPLITS}
         out = {
             f"{axis} {s}": [e.triage for e in triaged if getattr(e, axis) == s]
-            for axis in ("objects", "paraphrase")
-            for s in SPLITS
+            for axis, splits in axes.items()
+            for s in splits
         }
         out["all"] = [e.triage for e in triaged]
         return {k: triage.counts(v) for k, v in out.items()}
@@ -212,10 +238,16 @@ def _seeds(config: dict) -> str:
     if config.get("paired_scenes", True):  # reports written before the key existed were paired
         return f"seeds {seed}..{seed + n - 1} in every cell (the cells of a task share their scenes)"
     order = ", ".join(f"{o}/{p}" for o, p in CELLS)
-    return (
+    text = (
         f"{n} episodes per task and cell, each on its own scene: episode k of cell c (in the order "
         f"{order}) has seed {seed} + {len(CELLS)}k + c"
     )
+    if any(tuple(c) in NOVEL_CELLS for c in config.get("cells", ())):
+        text += (
+            f"; of the novel cells (novel/seen 0, novel/unseen 1), seed {seed} + {NOVEL_SEED_OFFSET} + 2k + c"
+            " (stack has no novel object: n/a)"
+        )
+    return text
 
 
 def markdown(report: EvalReport) -> str:
@@ -225,7 +257,9 @@ def markdown(report: EvalReport) -> str:
         f"# Evaluation of `{report.checkpoint}`",
         "",
         f"Closed loop in the built-in simulator; {_seeds(report.config)}; "
-        "success with Wilson 95% intervals. Cells are objects/paraphrases (seen or unseen).",
+        "success with Wilson 95% intervals. Cells are objects/paraphrases.",
+        "",
+        SPLIT_LEGEND,
         "",
         "| task | " + " | ".join(cells) + " |",
         "|---|" + "---|" * len(cells),
@@ -236,8 +270,7 @@ def markdown(report: EvalReport) -> str:
         "",
         "| split | success |",
         "|---|---|",
-        f"| seen objects | {_pct(s['objects']['seen'])} |",
-        f"| unseen objects | {_pct(s['objects']['unseen'])} |",
+        *[f"| {OBJECT_LABELS[o]} | {_pct(r)} |" for o, r in s["objects"].items()],
         f"| seen paraphrases | {_pct(s['paraphrase']['seen'])} |",
         f"| unseen paraphrases | {_pct(s['paraphrase']['unseen'])} |",
         f"| all | {_pct(s['overall'])} |",
@@ -245,10 +278,9 @@ def markdown(report: EvalReport) -> str:
         "| grounding (first step, source object) | mean box IoU | point in box | centre error | n |",
         "|---|---|---|---|---|",
     ]
-    for split in SPLITS:
-        g = s["grounding"][split]
+    for split, g in s["grounding"].items():
         lines.append(
-            f"| {split} objects | {g['box_iou']:.3f} | {g['point_in_box']:.3f} | {g['centre_error']:.3f} | {g['n']} |"
+            f"| {OBJECT_LABELS[split]} | {g['box_iou']:.3f} | {g['point_in_box']:.3f} | {g['centre_error']:.3f} | {g['n']} |"
         )
     lines += [
         "",
@@ -256,9 +288,11 @@ def markdown(report: EvalReport) -> str:
         "Centre error: how far the first predicted box's centre lies from the source's centre, RMS per "
         "axis as a fraction of the image (0.5 when nothing was answered).",
         "",
-        "| closest gripper-to-source distance (mean, cm) | seen objects | unseen objects |",
-        "|---|---|---|",
-        f"| all tasks | {100 * s['reach_distance']['seen']:.1f} | {100 * s['reach_distance']['unseen']:.1f} |",
+        "| closest gripper-to-source distance (mean, cm) | "
+        + " | ".join(OBJECT_LABELS[o] for o in s["reach_distance"])
+        + " |",
+        "|---|" + "---|" * len(s["reach_distance"]),
+        "| all tasks | " + " | ".join(f"{100 * d:.1f}" for d in s["reach_distance"].values()) + " |",
     ]
     lines += _triage_table(s["triage"])
     if s["errors"]["n"]:
@@ -270,9 +304,15 @@ def markdown(report: EvalReport) -> str:
     if s["sources"]:
         lines += ["", "| source object | split | success | box IoU |", "|---|---|---|---|"]
         lines += [
-            f"| {r['source']} | {r['objects']} | {_pct(r)} | {r['box_iou']:.3f} |" for r in s["sources"]
+            f"| {r['source']} | {_source_split(r['objects'])} | {_pct(r)} | {r['box_iou']:.3f} |"
+            for r in s["sources"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def _source_split(split: str) -> str:
+    """The sources table's split column: seen / unseen as before, the novel split by what it holds."""
+    return "novel (in no data at all)" if split == "novel" else split
 
 
 def _triage_table(counts: dict[str, dict[str, int]]) -> list[str]:
@@ -282,7 +322,9 @@ def _triage_table(counts: dict[str, dict[str, int]]) -> list[str]:
     splits = list(counts)
     lines = [
         "",
-        "| outcome (workbench/triage.py) | " + " | ".join(splits) + " |",
+        "| outcome (workbench/triage.py) | "
+        + " | ".join("objects in no data at all" if c == "objects novel" else c for c in splits)
+        + " |",
         "|---|" + "---|" * len(splits),
     ]
     lines += [f"| {r} | " + " | ".join(str(counts[s][r]) for s in splits) + " |" for r in triage.REASONS]

@@ -10,6 +10,8 @@ predicted box centre falls inside it) is measured on the first observation of ea
 episode is triaged (workbench/triage.py) from the sim's per-step info, with that first answer as the
 only grounding step: report.json holds each episode's reason and numbers, the summary and report.md
 count the reasons per split. The unseen split is for reporting only: nothing in workbench/train reads it.
+On request, `--cells novel/seen novel/unseen` adds objects in no data at all (workbench/sim/catalog.py:
+meshes no demonstration, scene or corpus holds), seeded apart from the four cells (`episode_seed`).
 
     workbench evaluate --checkpoint assets/checkpoints/st4vla-tiny --episodes 4 --seed 0 --out runs/eval
 writes report.md, report.json and report.html (a Plotly figure) into --out (workbench/eval_report.py
@@ -37,7 +39,15 @@ from tqdm import tqdm
 
 from workbench import spatial_metrics, sweep, triage
 from workbench.compat import IncompatibleSource
-from workbench.eval_report import CELLS, EpisodeResult, EvalReport, write_partial
+from workbench.eval_report import (
+    ALL_CELLS,
+    CELLS,
+    NOVEL_CELLS,
+    NOVEL_SEED_OFFSET,
+    EpisodeResult,
+    EvalReport,
+    write_partial,
+)
 from workbench.policy_input import InputTransform
 from workbench.runner import PolicySlot, Runner, run_episode
 from workbench.sources import SimSource
@@ -50,9 +60,9 @@ Cell = Annotated[
         nargs=1,
         metavar="OBJECTS/PARAPHRASES",
         instance_from_str=lambda args: tuple(args[0].split("/", 1)),
-        is_instance=lambda c: isinstance(c, tuple) and tuple(c) in CELLS,
+        is_instance=lambda c: isinstance(c, tuple) and tuple(c) in ALL_CELLS,
         str_from_instance=lambda c: ["/".join(c)],
-        choices=tuple("/".join(c) for c in CELLS),
+        choices=tuple("/".join(c) for c in ALL_CELLS),
     ),
 ]
 # --ray alone: a Ray started on this machine (sweep.LOCAL); --ray ADDRESS: a cluster ("auto", "ray://h:10001")
@@ -86,7 +96,9 @@ class EvalConfig:
     render_width: int = 224  # the camera image as rendered for the policy (as in training data)
     render_height: int = 168  # (pixels)
     grounding: bool = True  # also ask the spatial question at the first step
-    cells: tuple[Cell, ...] = CELLS  # a subset, e.g. the seen-object cells for validation
+    # a subset, e.g. the seen-object cells for validation; novel/seen novel/unseen: objects in no data
+    # at all (workbench.sim.catalog; stack has none, so its novel cells are skipped)
+    cells: tuple[Cell, ...] = CELLS
     # the older protocol: episode k of every cell used seed + k, so the four cells of a task replayed
     # the same scenes (research/training-notes.md, note 15); kept to reproduce the notes' older figures
     paired_scenes: bool = False
@@ -97,18 +109,23 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.cells = tuple(tuple(c) for c in self.cells)
-        unknown = [c for c in self.cells if c not in CELLS]
+        unknown = [c for c in self.cells if c not in ALL_CELLS]
         if unknown:
-            raise ValueError(f"unknown cells {unknown}: cells are (objects, paraphrases) pairs from {CELLS}")
+            raise ValueError(
+                f"unknown cells {unknown}: cells are (objects, paraphrases) pairs from {ALL_CELLS}"
+            )
 
 
 def episode_seed(cfg: EvalConfig, objects: str, paraphrase: str, k: int) -> int:
-    """The seed of episode k of a cell: seed + 4k + the cell's place in CELLS.
+    """The seed of episode k of a cell: seed + 4k + the cell's place in CELLS; for the novel cells,
+    seed + NOVEL_SEED_OFFSET + 2k + the cell's place in NOVEL_CELLS (apart from every CELLS seed).
 
     Every episode of a task gets its own scene, and a run over fewer cells (a validation on the
     seen-object cells) replays exactly the episodes of those cells in the full run."""
     if cfg.paired_scenes:
         return cfg.seed + k
+    if (objects, paraphrase) in NOVEL_CELLS:
+        return cfg.seed + NOVEL_SEED_OFFSET + len(NOVEL_CELLS) * k + NOVEL_CELLS.index((objects, paraphrase))
     return cfg.seed + len(CELLS) * k + CELLS.index((objects, paraphrase))
 
 
@@ -123,13 +140,22 @@ class EpisodeSpec:
 
 
 def episode_specs(cfg: EvalConfig) -> list[EpisodeSpec]:
-    """The run's episodes in report order: task by task, cell by cell, k = 0.. within a cell."""
+    """The run's episodes in report order: task by task, cell by cell, k = 0.. within a cell; a cell
+    whose object split holds nothing the task can move (stack on the novel split) has none."""
     return [
         EpisodeSpec(task, o, p, episode_seed(cfg, o, p, k))
         for task in cfg.tasks
         for o, p in cfg.cells
+        if _has_sources(task, o)
         for k in range(cfg.episodes)
     ]
+
+
+def _has_sources(task: str, objects: str) -> bool:
+    from workbench.sim.tasks import TASKS as SIM_TASKS
+
+    spec = SIM_TASKS.get(task)
+    return spec is None or bool(spec.sources(objects))  # an unknown task fails in its episodes
 
 
 def _centre_error(answer, truth, width: int, height: int) -> float | None:
