@@ -332,11 +332,15 @@ class TabletopEnv:
             "instruction": self.instruction,
             "rng": self._rng.bit_generator.state,
         }
-        self.restore(state)
+        self._go_back(state)  # no observation: the caller has this step's already
         return state
 
     def restore(self, state: dict) -> dict:
         """Go back to a snapshot (of this or an earlier episode); returns the observation there."""
+        self._go_back(state)
+        return self._obs()
+
+    def _go_back(self, state: dict) -> None:
         if state.get("task") != self.task_name:
             raise ValueError(f"snapshot is of task {state.get('task')!r}, this env runs {self.task_name!r}")
         self._recipe = state["recipe"]
@@ -358,7 +362,6 @@ class TabletopEnv:
         self._rng.bit_generator.state = state["rng"]
         # the same expert object carries on (callers may hold it), with the snapshot's phase
         self.expert().load_state_dict(state["expert"])
-        return self._obs()
 
 
 _MESH_RADIUS: dict[tuple[str, float], float] = {}
