@@ -7,10 +7,13 @@ One interpreter runs them all (`runpy` with `--help`), so torch is imported once
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("oracle_points.py", "grounding_breakdown.py", "linear_probe.py")
@@ -45,3 +48,67 @@ def test_product_does_not_import_research() -> None:
         for source in (ROOT / folder).rglob("*.py"):
             text = source.read_text()
             assert "import research" not in text and "from research" not in text, source
+
+
+@pytest.mark.slow
+def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None:
+    """research/ablation/run.py at its smallest budget: five loadable arms, each what docs/ablation.md says,
+    evaluated on the same episodes of three seed sets, and the paired comparisons written."""
+    from workbench.policy.policy import ST4VLAPolicy
+
+    out = tmp_path / "ablation"
+    argv = ["--scale", "0.001", "--size", "test", "--eval-tasks", "tabletop_pick", "--max-steps", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "research" / "ablation" / "run.py"), *argv, "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[ablation 28/28" in done.stdout and "finished" in done.stdout
+
+    # one tokenizer for every arm; the vanilla arms' stage 1 asked no spatial question
+    tokenizer = (out / "stage1_spatial" / "tokenizer" / "tokenizer.json").read_text()
+    assert (out / "stage1_nonspatial" / "tokenizer" / "tokenizer.json").read_text() == tokenizer
+    assert json.loads((out / "stage1_nonspatial" / "config.json").read_text())["content"] == "nonspatial"
+    assert json.loads((out / "stage1_spatial" / "config.json").read_text())["pointing"] == 0.5
+
+    arms = {}
+    for arm in ("vanilla", "vanilla_cotrain", "st4vla_upstream", "st4vla_points", "control"):
+        policy = ST4VLAPolicy.load(out / "arms" / arm / "final")
+        run = json.loads((out / "arms" / arm / "config.json").read_text())
+        arms[arm] = (policy.config, run)
+        # the same budget: steps, batches and demonstrations
+        assert (run["steps"], run["batch_size"], run["grounding_batch_size"], run["head"]["steps"]) == (
+            2,
+            12,
+            4,
+            8,
+        )
+        assert run["data"] == [str(out / "data" / "demos")]
+        assert policy.config.grounding_loss_weight == 0.1 and policy.reads_state
+        for seed in (10000, 20000, 50000):
+            report = json.loads((out / "eval" / arm / str(seed) / "report.json").read_text())
+            episodes = report["episodes"]
+            assert len(episodes) == 4 and all(e["status"] == "ok" for e in episodes)  # 1 task x 4 cells x 1
+            assert sorted(e["seed"] for e in episodes) == [seed, seed + 1, seed + 2, seed + 3]
+    spatial = {arm: cfg.use_spatial_prompt for arm, (cfg, _) in arms.items()}
+    assert spatial == {"vanilla": False, "vanilla_cotrain": False, "st4vla_upstream": True,
+                       "st4vla_points": True, "control": False}  # fmt: skip
+    assert [arm for arm, (cfg, _) in arms.items() if cfg.answer_points] == ["st4vla_points"]
+    assert [arm for arm, (_, run) in arms.items() if run["true_points"]] == ["control"]
+    stage1 = {arm: run["init"].split("/")[-2] for arm, (_, run) in arms.items()}
+    assert stage1 == {"vanilla": "stage1_nonspatial", "vanilla_cotrain": "stage1_nonspatial",
+                      "st4vla_upstream": "stage1_spatial", "st4vla_points": "stage1_spatial",
+                      "control": "stage1_nonspatial"}  # fmt: skip
+    content = {arm: run["grounding_content"] for arm, (_, run) in arms.items()}
+    assert content == {"vanilla": "nonspatial", "vanilla_cotrain": "spatial", "st4vla_upstream": "spatial",
+                       "st4vla_points": "spatial", "control": "nonspatial"}  # fmt: skip
+    assert arms["control"][0].action.state_dim == arms["vanilla"][0].action.state_dim + 4
+
+    comparisons = (out / "comparisons.md").read_text()
+    assert comparisons.count("## ") == 7 and "## st4vla_points over control" in comparisons
+    commands = (out / "commands.sh").read_text().splitlines()
+    assert sum(line.startswith("workbench train stage2") for line in commands) == 5
+    assert sum(line.startswith("workbench evaluate") for line in commands) == 15
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"stage1 spatial", "stage2 control", "evaluate control 50000"} <= set(timings)

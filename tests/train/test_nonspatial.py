@@ -164,19 +164,52 @@ def test_nonspatial_stage1_trains_on_nonspatial_questions_only(scenes, tmp_path,
 
 
 def test_stage2_without_the_spatial_prompt_refuses_what_needs_it():
-    from workbench.train.head import HeadPhaseConfig
     from workbench.train.stage2 import Stage2Config, training_note
 
     with pytest.raises(ValueError, match="condition-on-answer"):
         Stage2Config(spatial_prompt=False, condition_on_answer=True)
-    with pytest.raises(ValueError, match="--head-answers true"):
+    with pytest.raises(ValueError, match="answer-points"):
         Stage2Config(spatial_prompt=False, answer_points=True)
-    control = Stage2Config(spatial_prompt=False, answer_points=True, head=HeadPhaseConfig(answers="true"))
-    assert "given" in training_note(control)
-    assert training_note(replace(control, answer_points=False)) == "plain instruction, co-trained"
+    for bad in ({}, {"state": True, "answer_points": True}, {"state": True, "tcp": True}):
+        with pytest.raises(ValueError, match="true-points"):
+            Stage2Config(true_points=True, **bad)
+    control = Stage2Config(spatial_prompt=False, state=True, true_points=True)
+    assert "true box centres" in training_note(control)
+    assert training_note(Stage2Config(spatial_prompt=False)) == "plain instruction, co-trained"
 
     co = Stage2Config(grounding_content="nonspatial", spatial_prompt=False)
     assert co.grounding_kinds == NONSPATIAL_KINDS
     assert Stage2Config().grounding_kinds == {"task_box": 0.6, "object_box": 0.4}  # the recipe's, unchanged
     with pytest.raises(ValueError, match="task_box"):
         Stage2Config(grounding_content="nonspatial", grounding_kinds={"task_box": 1.0})
+
+
+def test_control_reads_the_true_box_centres_in_training_and_at_evaluation(scenes):
+    """--true-points: the four numbers an answer-points model is taught, from the ground truth, after the
+    joints; the evaluation's input transform appends the same four to the observation's joints."""
+    from workbench.policy.extras import points_from_answer
+    from workbench.policy_input import PolicyInput
+    from workbench.records import Observation
+    from workbench.train.control import true_points_input, with_true_points
+    from workbench.train.head import true_answer
+
+    frames, _ = scenes
+    picked = [replace(f) for f in frames[:6]]
+    joints = [f.state.copy() for f in picked]
+    with_true_points(picked)
+    for f, before in zip(picked, joints, strict=True):
+        truth = points_from_answer(true_answer(f), f.frame.width, f.frame.height)
+        np.testing.assert_allclose(f.state[: len(before)], before)
+        np.testing.assert_allclose(f.state[len(before) :], truth, atol=1e-6)
+        assert (truth[:2] > -1).all()  # the source's box is always there
+    with pytest.raises(ValueError, match="true-points"):
+        with_true_points([replace(frames[0], ground_truth=None)])
+
+    f = frames[0]
+    image = np.zeros((f.frame.orig_height, f.frame.orig_width, 3), np.uint8)
+    obs = Observation({"cam": image}, f.instruction, state=np.arange(9.0), ground_truth=f.ground_truth)
+    given = true_points_input(f.frame.width)(PolicyInput.from_observation(obs, f.instruction), 0)
+    np.testing.assert_allclose(given.state[:9], np.arange(9.0))
+    np.testing.assert_allclose(
+        given.state[9:], points_from_answer(true_answer(f), f.frame.width, f.frame.height)
+    )

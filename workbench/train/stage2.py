@@ -31,6 +31,7 @@ import tyro
 from tqdm import tqdm
 
 from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION
+from workbench.policy.extras import transforms_for
 from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
@@ -42,6 +43,7 @@ from workbench.train.common import (
     sample_pairs,
     seed_everything,
 )
+from workbench.train.control import with_true_points
 from workbench.train.data import FrameItem, fill_tcp_poses, gripper_to_model, load_frames
 from workbench.train.head import HeadPhaseConfig, train_head, true_answer
 from workbench.train.nonspatial import NONSPATIAL_KINDS
@@ -64,10 +66,13 @@ class Stage2Config:
     # vision pre-training that stage 1 started from, if any); None = random weights.
     base: str | None = None
     # The spatial prompt around the instruction (ST4VLA). --no-spatial-prompt keeps --init's VLM and any
-    # co-training but gives it the plain instruction, as --vanilla does: the ablation's vanilla +
-    # co-training arm (docs/ablation.md). With --answer-points it is the ablation's control, whose DiT
-    # reads points it is given (--head-answers true; at control time an input transform supplies them).
+    # co-training but gives it the plain instruction, as --vanilla does: the ablation's vanilla arms
+    # (docs/ablation.md).
     spatial_prompt: bool = True
+    # Not upstream, the ablation's control (workbench/train/control.py): the robot state (--state) ends
+    # with the TRUE box centres of the source and the target, from the ground truth, in training and (an
+    # input transform, true_points_input) at evaluation: an action head told where things are.
+    true_points: bool = False
     # --size, --layers, --text-first, --merge: used only when init is None
     model: ModelSizeArg = field(default_factory=model_size)
     tokenizer: str | None = "runs/stage1/tokenizer"  # shared so both models read the same tokens
@@ -143,11 +148,11 @@ class Stage2Config:
             raise ValueError(
                 "--condition-on-answer reads the spatial prompt's answer: drop --no-spatial-prompt"
             )
-        if not self.spatial_prompt and self.answer_points and self.head.answers != "true":
-            raise ValueError(
-                "--answer-points with --no-spatial-prompt: the VLM is never asked for the answer, so the "
-                "points must be given (--head-answers true, and the true answer at control time)"
-            )
+        if not self.spatial_prompt and self.answer_points:
+            raise ValueError("--answer-points reads the spatial prompt's answer: drop --no-spatial-prompt")
+        if self.true_points and (not self.state or self.answer_points or self.tcp):
+            raise ValueError("--true-points appends the true box centres to the joints: it needs --state, "
+                             "without --answer-points or --tcp")  # fmt: skip
         if self.vanilla and self.grounding_data:
             raise ValueError(
                 "--grounding-data is the co-training's corpus; the vanilla baseline co-trains none"
@@ -213,6 +218,9 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.condition_on_answer = cfg.condition_on_answer
     policy.config.notes["training"] = training_note(cfg)
+    # What act() reads besides the prompt follows the config (state, answer points), changed above after
+    # --init's checkpoint was loaded with its own: build its transforms again from the final config.
+    policy.transforms = transforms_for(policy.config)
     policy.name = Path(cfg.out).name
     return policy
 
@@ -221,10 +229,10 @@ def training_note(cfg: Stage2Config) -> str:
     """What the checkpoint is, in its config's notes (the app and the cards show it)."""
     if cfg.vanilla:
         return "vanilla baseline"
+    if cfg.true_points:
+        return "control: the robot state ends with the true box centres (workbench/train/control.py)"
     if cfg.spatial_prompt:
         return "ST4VLA two-stage"
-    if cfg.answer_points:
-        return "plain instruction; the DiT reads the points of an answer it is given (control: pass answer=)"
     return "plain instruction, co-trained" if cfg.grounding_loss_weight > 0 else "plain instruction"
 
 
@@ -272,6 +280,10 @@ def train_stage2(cfg: Stage2Config) -> Path:
     frames = load_frames(cfg.data, size, chunk)
     if cfg.tcp:
         fill_tcp_poses(frames)
+    if cfg.true_points:
+        with_true_points(
+            frames
+        )  # [S] joints -> [S + 4]: the statistics and the DiT's state then include them
     questions = load_frames(cfg.grounding_data, size, chunk) if cfg.grounding_data else frames
     policy = build_policy(cfg, frames, out)
     model = policy.model.train()

@@ -1,0 +1,343 @@
+"""The five-arm ablation (the paper's Table 3 at small scale): data, training, evaluation, paired gaps.
+
+Every arm gets the same datasets and the same number of samples through each module (docs/ablation.md
+has the table); the arms differ only in what the VLM is taught and what the action head reads:
+
+    vanilla           stage 1 on non-spatial text (--content nonspatial), plain instruction, non-spatial
+                      co-training in stage 2
+    vanilla_cotrain   the same stage 1, plain instruction, spatial grounding co-training in stage 2
+    st4vla_upstream   stage 1 on spatial grounding, spatial prompt, grounding co-training; the DiT reads
+                      the VLM's hidden states only (upstream's mechanism)
+    st4vla_points     the same, and the DiT also reads the centres of the VLM's own answer's boxes
+                      (--answer-points --head-answers true: today's st4vla-tiny recipe, without its later
+                      answer phases and head continuations)
+    control           the vanilla arm's VLM and co-training; the DiT's state also holds the centres of the
+                      TRUE boxes, in training and at evaluation (--true-points; workbench/train/control.py):
+                      an oracle localiser (the simulator's ground truth), not a learned head
+
+Each phase is one `workbench ...` command line, run in this process (torch is imported once) and
+appended to <out>/commands.sh; the control's evaluation is the one Python call (the same EvalConfig, plus
+an input transform that appends the true points to the state). A phase whose output is complete is skipped,
+and training phases resume from their states, so an interrupted run continues where it stopped.
+<out>/timings.json records every phase's wall seconds and step counts.
+
+    python research/ablation/run.py --scale 1.0 --out runs/ablation --threads 2 --workers 2
+    python research/ablation/run.py --scale 0.001 --size test --eval-tasks tabletop_pick --max-steps 3 \\
+        --out /tmp/ablation   # the smoke run (tests/test_research_scripts.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+ARMS = ("vanilla", "vanilla_cotrain", "st4vla_upstream", "st4vla_points", "control")
+SEED_SETS = (10_000, 20_000, 50_000)
+TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
+CELLS = 4  # seen/unseen objects x seen/unseen paraphrases (workbench.eval_report.CELLS)
+# Paired gaps reported, (A, B): each arm over vanilla, then the steps between neighbouring arms.
+COMPARISONS = (
+    ("vanilla_cotrain", "vanilla"),
+    ("st4vla_upstream", "vanilla"),
+    ("st4vla_points", "vanilla"),
+    ("control", "vanilla"),
+    ("st4vla_upstream", "vanilla_cotrain"),
+    ("st4vla_points", "st4vla_upstream"),
+    ("st4vla_points", "control"),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The full budget of every arm (scale 1.0). Batch sizes never scale: --scale shortens runs and
+    shrinks data, so that per-step costs measured small extrapolate to the full run."""
+
+    demos_per_task: int = 100  # expert demonstrations per task (500 in all)
+    scenes_per_task: int = 300  # seen-object grounding scenes per task
+    unseen_scenes_per_task: int = 200  # unseen-object scenes per task (named in the corpus only)
+    one_object_scenes: int = 1500  # one-object pick scenes (stage 1's curriculum), seen objects
+    one_object_unseen_scenes: int = 300  # the same, unseen objects
+    stage1_steps: int = 7000  # stage-1 steps (questions: steps x 16)
+    curriculum_steps: int = 1200  # of which on the one-object scenes alone, first
+    stage1_warmup: int = 200
+    stage1_eval_every: int = 500
+    heldout_episodes: int = 20  # stage 1's held-out scenes (grounding / answer measurements)
+    eval_frames: int = 32  # held-out frames per stage-1 measurement
+    stage2_steps: int = 2000  # joint-phase steps (frames: steps x 12, questions: steps x 4)
+    stage2_warmup: int = 100
+    head_steps: int = 8000  # head-phase steps (cached frames: steps x 32)
+    head_warmup: int = 100
+    episodes_per_cell: int = 10  # evaluation episodes per task and cell, per seed set
+    stage1_batch: int = 16  # not scaled
+    stage2_batch: int = 12  # not scaled
+    grounding_batch: int = 4  # not scaled
+    head_batch: int = 32  # not scaled
+
+    def scaled(self, scale: float) -> Budget:
+        """Every count times `scale` (at least 1), batch sizes unchanged."""
+        if scale <= 0:
+            raise ValueError(f"--scale must be positive, got {scale}")
+        fixed = {"stage1_batch", "stage2_batch", "grounding_batch", "head_batch"}
+        return replace(
+            self,
+            **{
+                f.name: max(1, round(getattr(self, f.name) * scale))
+                for f in fields(self)
+                if f.name not in fixed
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything goes under --out."""
+
+    out: Path
+
+    def data(self, name: str) -> Path:
+        return self.out / "data" / name
+
+    def stage1(self, content: str) -> Path:
+        return self.out / f"stage1_{content}"
+
+    def arm(self, arm: str) -> Path:
+        return self.out / "arms" / arm
+
+    def report(self, arm: str, seed: int) -> Path:
+        return self.out / "eval" / arm / str(seed)
+
+
+# --- the command lines --------------------------------------------------------------------------
+
+
+def data_commands(b: Budget, lay: Layout) -> list[tuple[Path, list[str]]]:
+    """(dataset root, `workbench train data` argv) for every dataset; seeds stay below 10,000."""
+    scenes = ["train", "data", "--no-demos", "--scenes-out"]
+    one = ["--scenes-tasks", "tabletop_pick", "--scenes-distractors", "0"]
+    return [
+        (lay.data("demos"), ["train", "data", "--out", str(lay.data("demos")), "--episodes-per-task", str(b.demos_per_task), "--seed", "0"]),
+        (lay.data("scenes"), [*scenes, str(lay.data("scenes")), "--scenes-per-task", str(b.scenes_per_task), "--scenes-seed", "5000"]),
+        (lay.data("scenes_unseen"), [*scenes, str(lay.data("scenes_unseen")), "--scenes-per-task", str(b.unseen_scenes_per_task), "--scenes-seed", "8600", "--scenes-split", "unseen"]),
+        (lay.data("scenes_one"), [*scenes, str(lay.data("scenes_one")), *one, "--scenes-per-task", str(b.one_object_scenes), "--scenes-seed", "3000"]),
+        (lay.data("scenes_one_unseen"), [*scenes, str(lay.data("scenes_one_unseen")), *one, "--scenes-per-task", str(b.one_object_unseen_scenes), "--scenes-seed", "9600", "--scenes-split", "unseen"]),
+    ]  # fmt: skip
+
+
+def corpus(lay: Layout) -> list[str]:
+    """The grounding corpus (stage 1's main pool and stage 2's co-training): every arm's."""
+    return [str(lay.data(n)) for n in ("demos", "scenes", "scenes_unseen")]
+
+
+def stage1_command(b: Budget, lay: Layout, content: str, size: str, threads: int) -> list[str]:
+    """Stage 1 on the corpus with the one-object curriculum; spatial adds the recipe's pointing loss."""
+    argv = ["train", "stage1", "--data", *corpus(lay),
+            "--curriculum-data", str(lay.data("scenes_one")), str(lay.data("scenes_one_unseen")),
+            "--curriculum-steps", str(b.curriculum_steps), "--steps", str(b.stage1_steps),
+            "--batch-size", str(b.stage1_batch), "--warmup", str(b.stage1_warmup), "--lr", "3e-4",
+            "--eval-every", str(b.stage1_eval_every), "--heldout-episodes", str(b.heldout_episodes),
+            "--eval-frames", str(b.eval_frames), "--text-first", "--size", size, "--threads", str(threads),
+            "--seed", "1", "--out", str(lay.stage1(content))]  # fmt: skip
+    if content == "nonspatial":
+        return [*argv, "--content", "nonspatial"]
+    return [*argv, "--pointing", "0.5", "--pointing-layer", "2" if size == "demo" else "0"]  # test: 1 layer
+
+
+ARM_OPTIONS: dict[str, tuple[str, list[str]]] = {
+    # arm -> (its stage 1, its stage-2 options)
+    "vanilla": ("nonspatial", ["--no-spatial-prompt", "--grounding-content", "nonspatial"]),
+    "vanilla_cotrain": ("nonspatial", ["--no-spatial-prompt"]),
+    "st4vla_upstream": ("spatial", []),
+    "st4vla_points": ("spatial", ["--answer-points", "--head-answers", "true"]),
+    "control": ("nonspatial", ["--no-spatial-prompt", "--grounding-content", "nonspatial", "--true-points"]),
+}  # fmt: skip
+
+
+def stage2_command(b: Budget, lay: Layout, arm: str, threads: int) -> list[str]:
+    """Stage 2 (joint phase, then the head phase) of one arm: same data, steps and batches for all."""
+    content, options = ARM_OPTIONS[arm]
+    return ["train", "stage2", "--data", str(lay.data("demos")), "--init", str(lay.stage1(content) / "final"),
+            "--grounding-data", *corpus(lay), "--steps", str(b.stage2_steps), "--batch-size", str(b.stage2_batch),
+            "--grounding-batch-size", str(b.grounding_batch), "--warmup", str(b.stage2_warmup), "--state",
+            "--head-steps", str(b.head_steps), "--head-batch-size", str(b.head_batch),
+            "--head.warmup-steps", str(b.head_warmup), "--threads", str(threads), "--seed", "0",
+            "--out", str(lay.arm(arm)), *options]  # fmt: skip
+
+
+def evaluate_command(b: Budget, lay: Layout, arm: str, seed: int, args: argparse.Namespace) -> list[str]:
+    argv = ["evaluate", "--checkpoint", str(lay.arm(arm) / "final"), "--episodes", str(b.episodes_per_cell),
+            "--seed", str(seed), "--max-steps", str(args.max_steps), "--tasks", *args.eval_tasks,
+            "--out", str(lay.report(arm, seed))]  # fmt: skip
+    if args.workers > 1 and arm != "control":  # the control's transform runs in this process
+        argv += ["--ray", "--workers", str(args.workers)]
+    return argv
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+class Run:
+    """Runs the phases in order, prints progress, logs command lines and timings."""
+
+    def __init__(self, out: Path, total: int):
+        self.out, self.total, self.done, self.t0 = out, total, 0, time.time()
+        self.timings_path = out / "timings.json"
+        self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+
+    def phase(self, name: str, command: list[str] | None, complete: bool, fn, units: dict | None = None,
+              note: str = "") -> None:  # fmt: skip
+        """Run fn() unless `complete`; log `command` (a `workbench` argv) with its note to commands.sh."""
+        self.done += 1
+        head = f"[ablation {self.done}/{self.total}, {(time.time() - self.t0) / 60:.1f} min] {name}"
+        line = shlex.join(["workbench", *command]) + note if command is not None else ""
+        if line:
+            with (self.out / "commands.sh").open("a") as f:
+                f.write(line + "\n")
+        if complete:
+            print(f"{head}: done before, skipped", flush=True)
+            return
+        print(f"{head}: {line}", flush=True)
+        start = time.time()
+        fn()
+        self.timings[name] = {"seconds": round(time.time() - start, 2), **(units or {})}
+        self.timings_path.write_text(json.dumps(self.timings, indent=1))
+
+
+def workbench(argv: list[str]) -> None:
+    """`workbench <argv>` (train, evaluate or compare) in this process; a failure stops the run."""
+    from workbench.train.command import main
+
+    code = main(argv[0], argv[1:])
+    if code != 0:
+        raise SystemExit(f"workbench {shlex.join(argv)} exited with {code}")
+
+
+def evaluate_control(argv: list[str], image_size: int) -> None:
+    """The control's evaluation: the EvalConfig of the same command line, plus the true answer."""
+    from workbench.eval_report import markdown, write_report
+    from workbench.evaluate import evaluate
+    from workbench.train.command import parse_evaluate
+    from workbench.train.control import true_points_input
+
+    cfg = parse_evaluate(argv[1:])
+    # the state the control reads (joints + 4 points) is no sim state: "neutral" lets the runner start,
+    # the transform then gives the joints and the true points
+    transform = true_points_input(image_size)
+    report = evaluate(cfg, transform=transform, state_mapping="neutral", out=cfg.out)
+    write_report(report, cfg.out)
+    print(markdown(report))
+    if report.errors():
+        raise SystemExit(f"{len(report.errors())} control episodes could not run (summary.errors)")
+
+
+def report_complete(path: Path, expected: int) -> bool:
+    """Whether an evaluation wrote all its episodes, none of them an error."""
+    report = path / "report.json"
+    if not report.exists():
+        return False
+    episodes = json.loads(report.read_text()).get("episodes", [])
+    return len(episodes) == expected and all(e.get("status", "ok") != "error" for e in episodes)
+
+
+def compare(lay: Layout, a: str, b: str, seeds: tuple[int, ...]) -> str:
+    """`workbench compare` of arm a over arm b, pooled over the seed sets, as markdown."""
+    argv = [
+        "compare",
+        *(str(lay.report(a, s)) for s in seeds),
+        "--vs",
+        *(str(lay.report(b, s)) for s in seeds),
+    ]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        workbench(argv)
+    return f"## {a} over {b}\n\n    workbench {shlex.join(argv)}\n\n{buffer.getvalue()}\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="budget scale: 1.0 the full budget, 0.001 a smoke run"
+    )
+    ap.add_argument(
+        "--out", required=True, help="output folder (data, stage-1 runs, arms, reports, comparisons)"
+    )
+    ap.add_argument(
+        "--size", default="demo", choices=("demo", "test"), help="model size preset (test: smoke runs)"
+    )
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of every training phase")
+    ap.add_argument("--workers", type=int, default=1, help="evaluation episodes at once on Ray (arms 1-4)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEED_SETS), help="evaluation seed sets")
+    ap.add_argument(
+        "--eval-tasks", nargs="+", default=list(TASKS), help="tasks evaluated (all five for the table)"
+    )
+    ap.add_argument("--max-steps", type=int, default=50, help="episode step cap (the cards' 50)")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to train and evaluate")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = Budget().scaled(args.scale)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lay, seeds = Layout(out), tuple(args.seeds)
+    (out / "budget.json").write_text(json.dumps({**asdict(budget), **vars(args)}, indent=1))
+    (out / "commands.sh").write_text("# the ablation's command lines, in order (research/ablation/run.py)\n")
+    contents = sorted({ARM_OPTIONS[a][0] for a in args.arms}, reverse=True)  # spatial first: the tokenizer
+    expected = len(args.eval_tasks) * CELLS * budget.episodes_per_cell
+    total = len(data_commands(budget, lay)) + len(contents) + len(args.arms) * (1 + len(seeds)) + 1
+    run = Run(out, total)
+    print(f"[ablation] scale {args.scale}: {json.dumps(asdict(budget))}", flush=True)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    for root, argv in data_commands(budget, lay):
+        done = (root / "meta" / "info.json").exists()
+        run.phase(f"data {root.name}", argv, done, lambda a=argv: workbench(a))
+    for content in contents:
+        argv, run_dir = stage1_command(budget, lay, content, args.size, args.threads), lay.stage1(content)
+        shared = lay.stage1("spatial") / "tokenizer"  # one tokenizer for every arm
+        if content == "nonspatial" and shared.exists() and not (run_dir / "tokenizer").exists():
+            shutil.copytree(shared, run_dir / "tokenizer")
+        units = {"steps": budget.stage1_steps, "batch": budget.stage1_batch}
+        done = (run_dir / "final" / "config.json").exists()
+        run.phase(f"stage1 {content}", argv, done, lambda a=argv: workbench(a), units)
+    for arm in args.arms:
+        argv = stage2_command(budget, lay, arm, args.threads)
+        units = {"steps": budget.stage2_steps, "head_steps": budget.head_steps}
+        done = (lay.arm(arm) / "final" / "config.json").exists()
+        run.phase(f"stage2 {arm}", argv, done, lambda a=argv: workbench(a), units)
+    for arm in args.arms:
+        size = json.loads((lay.arm(arm) / "final" / "config.json").read_text())["image_size"]
+        for seed in seeds:
+            argv = evaluate_command(budget, lay, arm, seed, args)
+            fn = (
+                (lambda a=argv, s=size: evaluate_control(a, s))
+                if arm == "control"
+                else (lambda a=argv: workbench(a))
+            )
+            done = report_complete(lay.report(arm, seed), expected)
+            note = "  # plus the true answer (run.py's evaluate_control)" if arm == "control" else ""
+            run.phase(f"evaluate {arm} {seed}", argv, done, fn, {"episodes": expected}, note)
+    pairs = [(a, b) for a, b in COMPARISONS if a in args.arms and b in args.arms]
+
+    def comparisons() -> None:
+        text = "".join(compare(lay, a, b, seeds) for a, b in pairs)
+        (out / "comparisons.md").write_text(text)
+        print(text)
+
+    run.phase("compare (pooled over the seed sets)", None, False, comparisons)
+    print(f"[ablation] finished in {(time.time() - run.t0) / 60:.1f} min: {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
