@@ -65,6 +65,22 @@ def test_episodes_are_matched_by_task_cell_and_seed(tmp_path):
     assert "| all | 3/3 | 1/3 | +67 [" in text and "1 episodes of a have no match" in text
 
 
+def test_a_report_written_before_the_rename_reads_its_source_as_the_object(tmp_path):
+    report = _report("a", {("seen", 1): True, ("unseen", 2): False})
+    report.episodes[0].object = "red cube"
+    write_report(report, tmp_path / "a")
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    for e in data["episodes"]:  # the older report.json: the object to move under "source"
+        e["source"] = e.pop("object")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.json").write_text(json.dumps(data))
+    old = load_report(tmp_path / "old")
+    assert old.episodes == report.episodes and [e.object for e in old.episodes] == ["red cube", None]
+    assert old.summary()["by_object"][0]["object"] == "red cube"
+    assert "| all | 1/2 | 1/2 | +0 [" in compare(tmp_path / "old", tmp_path / "a")
+    assert EpisodeResult.from_json({**data["episodes"][0], "object": "pink cube"}).object == "pink cube"
+
+
 def test_bad_reports_get_a_clear_error(tmp_path, capsys):
     write_report(_report("a", {("seen", 1): True}), tmp_path / "a")
     write_report(_report("b", {("seen", 2): True}), tmp_path / "b")

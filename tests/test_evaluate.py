@@ -59,7 +59,7 @@ def _report() -> EvalReport:
                     0.5 if o == "seen" else 0.1,
                     1.0,
                     centre_error=0.1 * (k + 1) if o == "seen" else None,  # None: a report from before it
-                    source=("red cube" if k == 0 else "green cube") if o == "seen" else "pink cube",
+                    object=("red cube" if k == 0 else "green cube") if o == "seen" else "pink cube",
                 )  # fmt: skip
             )
     return report
@@ -79,10 +79,11 @@ def test_report_splits_and_files(tmp_path):
     assert "| seen objects | 0.500 | 1.000 | 0.158 | 4 |" in md
     assert "| tabletop_pick | 100% [" in md and "unseen objects | 25% [" in md
     assert "each on its own scene" in md and "seed 10000 + 4k + c" in md
-    # per source object, seen split first: green cube 1/2, red cube 2/2 (seen), pink cube 1/4 (unseen)
-    assert [(r["source"], r["successes"], r["n"]) for r in s["sources"]] == [
+    # per object to move, seen split first: green cube 1/2, red cube 2/2 (seen), pink cube 1/4 (unseen)
+    assert [(r["object"], r["successes"], r["n"]) for r in s["by_object"]] == [
         ("green cube", 1, 2), ("red cube", 2, 2), ("pink cube", 1, 4),
     ]  # fmt: skip
+    assert "| object | split | success | box IoU |" in md
     assert "| pink cube | unseen | 25% [" in md and "| red cube | seen | 100% [" in md
     paths = write_report(report, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
@@ -127,11 +128,11 @@ def test_evaluation_on_a_handful_of_seeds_writes_the_report(tmp_path):
     assert all(e.centre_error >= 0.0 for e in report.episodes)  # an untrained model's answer, scored
     # every episode triaged from the sim's ground truth (3 steps: never a success)
     assert all(e.triage in ("grounding", "reach", "grasp", "time") for e in report.episodes)
-    assert all(e.triage_evidence["min_tcp_to_source"] > 0 for e in report.episodes)
+    assert all(e.triage_evidence["min_tcp_to_object"] > 0 for e in report.episodes)
     assert all(e.triage_evidence["steps"] == 4 for e in report.episodes)  # the reset and 3 steps
     from workbench.sim.catalog import CATALOG
 
-    assert all(CATALOG[e.source].split == e.objects for e in report.episodes)  # the object moved, named
+    assert all(CATALOG[e.object].split == e.objects for e in report.episodes)  # the object moved, named
     # unseen paraphrases are drawn from the unseen bank
     from workbench.sim.instructions import BANK
 
@@ -245,7 +246,7 @@ def test_report_names_the_novel_split_by_what_it_holds():
                 0.2,
                 0.0,
                 reach_distance=0.05,
-                source="gadget 530",
+                object="gadget 530",
                 triage="success" if ok else "grounding",
             )  # fmt: skip
         )
@@ -260,7 +261,7 @@ def test_report_names_the_novel_split_by_what_it_holds():
     assert "| seen objects | unseen objects | objects in no data at all |" in md  # closest approach
     assert "| objects seen | objects unseen | objects in no data at all | paraphrase seen |" in md  # triage
     assert "| gadget 530 | novel (in no data at all) | 33% [" in md
-    assert s["sources"][-1]["source"] == "gadget 530"  # after the seen and unseen sources
+    assert s["by_object"][-1]["object"] == "gadget 530"  # after the seen and unseen objects
     assert "of the novel cells (novel/seen 0, novel/unseen 1), seed 10000 + 500000 + 2k + c" in md
 
 
@@ -278,7 +279,7 @@ def test_evaluation_of_objects_in_no_data_at_all(tmp_path):
     assert [(e.task, e.objects, e.paraphrase) for e in report.episodes] == [
         ("tabletop_pick", "novel", "seen"), ("tabletop_pick", "novel", "unseen"),
     ]  # fmt: skip
-    assert all(e.status == "ok" and CATALOG[e.source].split == "novel" for e in report.episodes)
+    assert all(e.status == "ok" and CATALOG[e.object].split == "novel" for e in report.episodes)
     assert all(
         "gadget" in e.instruction and not any(c.isdigit() for c in e.instruction) for e in report.episodes
     )

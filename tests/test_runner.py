@@ -240,7 +240,7 @@ def test_one_seeding_rule_episode_seed_times_1000_plus_step(policy, task):
 def test_step_0_carries_what_the_sim_said_at_reset(policy, task):
     """The reset's info (the built-in sim's distances) is step 0's, so triage reads the start too."""
     record = Runner(make_source(task), [slot(policy)]).reset(seed=0)
-    assert record.info["episode_seed"] == 0 and record.info["tcp_to_source"] > 0
+    assert record.info["episode_seed"] == 0 and record.info["tcp_to_object"] > 0
 
 
 def test_sinks_get_every_step_and_the_session_replays_as_a_source(policy, task, tmp_path):
@@ -435,16 +435,16 @@ def test_the_drawn_path_follows_the_gripper_of_a_turned_base(task, yaw):
 
 def test_the_expert_acts_in_the_base_frame_of_a_turned_base(task):
     """The scripted expert's translations are base-frame deltas too: with the base turned a quarter,
-    its actions still bring the gripper to the source object."""
+    its actions still bring the gripper to the object to move."""
     from workbench.sim import make
 
     env = make(task, render=False, base_yaw_deg=90.0)
     try:
         obs, info = env.reset(seed=0)
-        start = info["tcp_to_source"]
+        start = info["tcp_to_object"]
         expert = env.expert()
         for _ in range(6):
             obs, _, _, _, info = env.step(expert.act(obs))
-        assert info["tcp_to_source"] < start - 0.15  # 0.40 -> 0.16 m; world-frame deltas reach 0.33 m
+        assert info["tcp_to_object"] < start - 0.15  # 0.40 -> 0.16 m; world-frame deltas reach 0.33 m
     finally:
         env.close()

@@ -28,10 +28,10 @@ from workbench.spatial_metrics import (
     centre_offset,
     discrete_frechet,
     grounding_metrics,
+    object_centre,
     point_distance,
     point_in_box,
     resample_trace,
-    source_centre,
     trace_final_distance,
     trace_mean_distance,
 )
@@ -516,9 +516,9 @@ def test_centre_offset_is_a_fraction_of_the_image_from_the_first_box_or_point():
     assert centre_offset(parse("no idea"), (0.0, 0.0), 100, 100) is None
 
 
-def test_source_centre_prefers_the_key_point_then_the_box():
+def test_object_centre_prefers_the_key_point_then_the_box():
     boxes = [Box(0, 0, 10, 10, "carrot"), Box(50, 50, 60, 70, "plate")]
     truth = GroundTruth(objects=boxes, key_points=[Point(3, 4, "Carrot")], source_label="carrot")
-    assert source_centre(truth) == (3, 4)
-    assert source_centre(GroundTruth(objects=boxes, source_label="plate")) == (55, 60)
-    assert source_centre(GroundTruth(objects=boxes, source_label="duck")) is None
+    assert object_centre(truth) == (3, 4)
+    assert object_centre(GroundTruth(objects=boxes, source_label="plate")) == (55, 60)
+    assert object_centre(GroundTruth(objects=boxes, source_label="duck")) is None

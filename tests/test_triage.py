@@ -16,11 +16,11 @@ NO_ANSWER = {"num_predicted": 0.0, "box_iou": 0.0, "box_center_in_box": 0.0}
 
 
 def episode(tcp, goal=None, grasped=(), metrics=HIT, success_at=None):
-    """Facts for one episode: tcp_to_source per step, source_to_goal (default 0.3 m), grasp steps."""
+    """Facts for one episode: tcp_to_object per step, object_to_goal (default 0.3 m), grasp steps."""
     goal = goal if goal is not None else [0.3] * len(tcp)
     out = []
     for i, (d, g) in enumerate(zip(tcp, goal, strict=True)):
-        info = {"tcp_to_source": d, "source_to_goal": g, "is_src_obj_grasped": i in grasped,
+        info = {"tcp_to_object": d, "object_to_goal": g, "is_src_obj_grasped": i in grasped,
                 "success": i == success_at}  # fmt: skip
         out.append(StepFacts.from_info(i, info, metrics(i) if callable(metrics) else metrics))
     return out
@@ -45,7 +45,24 @@ def test_grounding_when_most_answers_miss_and_the_gripper_stays_away():
 def test_a_minority_of_misses_is_not_grounding_but_reach():
     t = triage(episode(flat(0.15), metrics=lambda i: MISS if i < 10 else HIT))  # exactly half miss
     assert t.reason == "reach"
-    assert t.evidence["min_tcp_to_source"] == 0.15 and "15.0 cm" in t.sentence()
+    assert t.evidence["min_tcp_to_object"] == 0.15 and "15.0 cm" in t.sentence()
+
+
+def test_steps_saved_under_the_older_distance_names_read_the_same():
+    new = episode(flat(0.15), goal=flat(0.2), grasped=range(3))
+    old = [
+        StepFacts.from_info(
+            f.step,
+            {
+                "tcp_to_source": f.tcp_to_object,
+                "source_to_goal": f.object_to_goal,
+                "is_src_obj_grasped": f.grasped,
+            },
+            HIT,
+        )  # fmt: skip
+        for f in new
+    ]
+    assert old == new and triage(old).evidence["min_object_to_goal"] == 0.2
 
 
 def test_a_small_box_centred_on_the_object_is_a_hit():
@@ -112,7 +129,7 @@ def test_sim_reports_the_distances_and_the_expert_succeeds():
     env = make("tabletop_move_near", width=64, height=48, depth=False)
     try:
         obs, info = env.reset(seed=1)
-        assert info["tcp_to_source"] > 0.05 and info["source_to_goal"] > 0.1
+        assert info["tcp_to_object"] > 0.05 and info["object_to_goal"] > 0.1
         facts = []
         for t in range(env.max_episode_steps):
             obs, _, term, trunc, info = env.step(env.expert().act(obs))
@@ -123,7 +140,7 @@ def test_sim_reports_the_distances_and_the_expert_succeeds():
         env.close()
     verdict = triage(facts)
     assert verdict.reason == "success"
-    assert verdict.evidence["min_tcp_to_source"] < 0.01  # the expert grasps within 1 cm
+    assert verdict.evidence["min_tcp_to_object"] < 0.01  # the expert grasps within 1 cm
     assert verdict.evidence["first_grasp_step"] is not None  # move_near reports its grasp flag
 
 
@@ -144,7 +161,7 @@ def test_a_real_failed_probe_episode_has_a_reason():
     assert not row.success
     assert row.triage in tr.FAILURES
     assert row.triage != "grounding"  # vanilla writes no spatial answer: never blamed on it
-    assert row.evidence["min_tcp_to_source"] > 0 and row.evidence["answered_steps"] == 0
+    assert row.evidence["min_tcp_to_object"] > 0 and row.evidence["answered_steps"] == 0
     assert row.why and row.why.startswith(tr.DESCRIPTIONS[row.triage])
 
 
@@ -158,7 +175,7 @@ def _records(tcp, branch="main", start=0, truncated_at=None):
         step = start + k
         obs = Observation(images={"cam": np.zeros((4, 4, 3), np.uint8)}, instruction="pick")
         out.append(StepRecord(step, obs, {"A": PolicyStep("A", "pick", metrics=NO_ANSWER)},
-                              info={"tcp_to_source": d, "source_to_goal": 0.3, "success": False},
+                              info={"tcp_to_object": d, "object_to_goal": 0.3, "success": False},
                               truncated=step == truncated_at, branch=branch))  # fmt: skip
     return out
 

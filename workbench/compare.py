@@ -56,7 +56,7 @@ def load_report(path: str | Path) -> EvalReport:
         )
     data = json.loads(path.read_text())
     try:
-        episodes = [EpisodeResult(**e) for e in data["episodes"]]
+        episodes = [EpisodeResult.from_json(e) for e in data["episodes"]]
         return EvalReport(data["checkpoint"], data["config"], episodes)
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a workbench evaluation report: {e}") from e

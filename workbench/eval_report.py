@@ -4,7 +4,8 @@ An EvalReport holds one EpisodeResult per episode, in sweep order (task by task,
 within a cell; workbench.evaluate runs them). Rates count only the episodes that ran (status "ok"): an
 episode that could not run (status "error") is kept in the report with its error and counted apart.
 Older reports (written before a field existed) load with that field's default, and every statistic
-skips what they do not hold. The files are
+skips what they do not hold; EpisodeResult.from_json reads the older names of renamed fields. The files
+are
 
     report.json   {"checkpoint", "config", "summary" (EvalReport.summary), "episodes" [EpisodeResult]}
     report.md     the summary's tables (markdown)
@@ -58,19 +59,27 @@ class EpisodeResult:
     steps: int
     box_iou: float | None = None
     point_in_box: float | None = None
-    # how far the answer's first box centre lies from the source's centre: RMS over x and y, as a
+    # how far the answer's first box centre lies from the object's centre: RMS over x and y, as a
     # fraction of the image (0.5 when unanswered); the unit of the oracle table in
     # research/training-notes.md
     centre_error: float | None = None
-    reach_distance: float | None = None  # closest the gripper came to the source object (metres)
+    reach_distance: float | None = None  # closest the gripper came to the object to move (metres)
     seconds: float = 0.0
-    source: str | None = None  # the object to move (catalog name); absent in older reports
+    object: str | None = None  # the object to move (catalog name); absent in older reports
     triage: str | None = None  # why it failed (workbench.triage.REASONS); absent in older reports
     triage_evidence: dict | None = None  # the numbers the reason was decided on
     # "ok", or "error": the episode could not run (its error below); not a policy failure, left out of
     # every rate (absent in older reports: ok)
     status: str = "ok"
     error: str | None = None
+
+    @classmethod
+    def from_json(cls, d: dict) -> EpisodeResult:
+        """One of report.json's episodes; reports written before the rename name the object "source"."""
+        d = dict(d)
+        older = d.pop("source", None)
+        d.setdefault("object", older)
+        return cls(**d)
 
 
 @dataclass
@@ -163,7 +172,7 @@ class EvalReport:
             "grounding": {s: self.grounding(s) for s in objects},
             "reach_distance": {s: self.reach(s) for s in objects},
             "triage": self.triage_counts(),
-            "sources": self.by_source(),
+            "by_object": self.by_object(),
             "errors": {
                 "n": len(self.errors()),
                 "episodes": [
@@ -179,22 +188,22 @@ class EvalReport:
             },  # fmt: skip
         }
 
-    def by_source(self) -> list[dict]:
-        """Success and box IoU per source object, seen split first: where a failure on unseen objects
+    def by_object(self) -> list[dict]:
+        """Success and box IoU per object to move, seen split first: where a failure on unseen objects
         is one object's (a mesh the grounding never places) or all of them."""
         rows = []
-        for name in sorted({e.source for e in self.episodes if e.source is not None}):
-            eps = self.select(source=name)
+        for name in sorted({e.object for e in self.episodes if e.object is not None}):
+            eps = self.select(object=name)
             ious = [e.box_iou for e in eps if e.box_iou is not None]
             rows.append(
                 {
-                    "source": name,
+                    "object": name,
                     "objects": eps[0].objects,
                     **asdict(rate([e.success for e in eps])),
                     "box_iou": float(np.mean(ious)) if ious else float("nan"),
                 }
             )
-        return sorted(rows, key=lambda r: (OBJECT_SPLITS.index(r["objects"]), r["source"]))
+        return sorted(rows, key=lambda r: (OBJECT_SPLITS.index(r["objects"]), r["object"]))
 
     def triage_counts(self) -> dict[str, dict[str, int]]:
         """Episodes per triage reason, per split ("objects seen", ..., "paraphrases unseen") and "all";
@@ -210,7 +219,7 @@ class EvalReport:
         return {k: triage.counts(v) for k, v in out.items()}
 
     def reach(self, objects: str | None = None) -> float:
-        """Mean over episodes of the closest gripper-to-source distance (metres); NaN if not measured."""
+        """Mean over episodes of the closest gripper-to-object distance (metres); NaN if not measured."""
         d = [
             e.reach_distance
             for e in self.episodes
@@ -275,7 +284,7 @@ def markdown(report: EvalReport) -> str:
         f"| unseen paraphrases | {_pct(s['paraphrase']['unseen'])} |",
         f"| all | {_pct(s['overall'])} |",
         "",
-        "| grounding (first step, source object) | mean box IoU | point in box | centre error | n |",
+        "| grounding (first step, the object to move) | mean box IoU | point in box | centre error | n |",
         "|---|---|---|---|---|",
     ]
     for split, g in s["grounding"].items():
@@ -284,11 +293,11 @@ def markdown(report: EvalReport) -> str:
         )
     lines += [
         "",
-        "Point in box: the centre of the best predicted box lies inside the source object's true box. "
-        "Centre error: how far the first predicted box's centre lies from the source's centre, RMS per "
+        "Point in box: the centre of the best predicted box lies inside the object's true box. "
+        "Centre error: how far the first predicted box's centre lies from the object's centre, RMS per "
         "axis as a fraction of the image (0.5 when nothing was answered).",
         "",
-        "| closest gripper-to-source distance (mean, cm) | "
+        "| closest gripper-to-object distance (mean, cm) | "
         + " | ".join(OBJECT_LABELS[o] for o in s["reach_distance"])
         + " |",
         "|---|" + "---|" * len(s["reach_distance"]),
@@ -301,17 +310,17 @@ def markdown(report: EvalReport) -> str:
             f"- {e['task']} {e['objects']}/{e['paraphrase']} seed {e['seed']}: {e['error']}"
             for e in s["errors"]["episodes"]
         ]
-    if s["sources"]:
-        lines += ["", "| source object | split | success | box IoU |", "|---|---|---|---|"]
+    if s["by_object"]:
+        lines += ["", "| object | split | success | box IoU |", "|---|---|---|---|"]
         lines += [
-            f"| {r['source']} | {_source_split(r['objects'])} | {_pct(r)} | {r['box_iou']:.3f} |"
-            for r in s["sources"]
+            f"| {r['object']} | {_object_split(r['objects'])} | {_pct(r)} | {r['box_iou']:.3f} |"
+            for r in s["by_object"]
         ]
     return "\n".join(lines) + "\n"
 
 
-def _source_split(split: str) -> str:
-    """The sources table's split column: seen / unseen as before, the novel split by what it holds."""
+def _object_split(split: str) -> str:
+    """The per-object table's split column: seen / unseen as before, the novel split by what it holds."""
     return "novel (in no data at all)" if split == "novel" else split
 
 
@@ -330,10 +339,10 @@ def _triage_table(counts: dict[str, dict[str, int]]) -> list[str]:
     lines += [f"| {r} | " + " | ".join(str(counts[s][r]) for s in splits) + " |" for r in triage.REASONS]
     lines += [
         "",
-        "Failures by the first rule that holds: grounding (the first answer missed the source and the gripper "
+        "Failures by the first rule that holds: grounding (the first answer missed the object and the gripper "
         "never came near it), time (still closing in at the end), place (grasped, not placed), grasp "
         "(reached, never grasped), reach (never within "
-        f"{100 * triage.REACH_DISTANCE:.0f} cm of the source).",
+        f"{100 * triage.REACH_DISTANCE:.0f} cm of the object).",
     ]
     return lines
 

@@ -5,7 +5,7 @@ its seeding rule (act() at step k of the episode of seed s gets s * 1000 + k) an
 policy-input adapter (workbench.policy_input). For every task, episodes are rolled out in four cells: seen/unseen objects x seen/unseen instruction
 paraphrases, each episode on a scene of its own (`episode_seed`), so that the Wilson intervals, which
 count episodes as independent, are not too narrow. Success comes from the simulator; the grounding
-accuracy of the policy's spatial answer (box IoU with the source object's true box, and whether the
+accuracy of the policy's spatial answer (box IoU with the true box of the object to move, and whether the
 predicted box centre falls inside it) is measured on the first observation of each episode. Every
 episode is triaged (workbench/triage.py) from the sim's per-step info, with that first answer as the
 only grounding step: report.json holds each episode's reason and numbers, the summary and report.md
@@ -146,23 +146,23 @@ def episode_specs(cfg: EvalConfig) -> list[EpisodeSpec]:
         EpisodeSpec(task, o, p, episode_seed(cfg, o, p, k))
         for task in cfg.tasks
         for o, p in cfg.cells
-        if _has_sources(task, o)
+        if _can_move(task, o)
         for k in range(cfg.episodes)
     ]
 
 
-def _has_sources(task: str, objects: str) -> bool:
+def _can_move(task: str, objects: str) -> bool:
     from workbench.sim.tasks import TASKS as SIM_TASKS
 
     spec = SIM_TASKS.get(task)
-    return spec is None or bool(spec.sources(objects))  # an unknown task fails in its episodes
+    return spec is None or bool(spec.objects_to_move(objects))  # an unknown task fails in its episodes
 
 
 def _centre_error(answer, truth, width: int, height: int) -> float | None:
-    source = spatial_metrics.source_centre(truth)
-    if source is None:
+    centre = spatial_metrics.object_centre(truth)
+    if centre is None:
         return None
-    offset = spatial_metrics.centre_offset(answer, source, width, height)
+    offset = spatial_metrics.centre_offset(answer, centre, width, height)
     dx, dy = offset or spatial_metrics.UNANSWERED_OFFSET
     return math.sqrt((dx * dx + dy * dy) / 2)
 
@@ -201,7 +201,7 @@ def episode_result(
     truth, answer = first.observation.ground_truth, first.policies[slot].spatial
     result = EpisodeResult(
         task, objects, paraphrase, seed, first.policies[slot].instruction, success=False,
-        steps=len(records) - 1, source=truth.source_label if truth is not None else None,
+        steps=len(records) - 1, object=truth.source_label if truth is not None else None,
     )  # fmt: skip
     if answer is not None and truth is not None:
         m = first.policies[slot].metrics
@@ -209,7 +209,7 @@ def episode_result(
         result.box_iou = float(m.get("box_iou", 0.0))
         result.point_in_box = float(m.get("box_center_in_box", 0.0))
         result.centre_error = _centre_error(answer, truth, image.shape[1], image.shape[0])
-    reach = [r.info["tcp_to_source"] for r in records[1:] if r.info.get("tcp_to_source") is not None]
+    reach = [r.info["tcp_to_object"] for r in records[1:] if r.info.get("tcp_to_object") is not None]
     result.reach_distance = float(min(reach)) if reach else None
     result.success = any(bool(r.info.get("success")) for r in records[1:])
     verdict = triage.triage([triage.StepFacts.from_record(r, slot) for r in records])

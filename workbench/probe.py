@@ -117,7 +117,7 @@ class EpisodeOutcome:
     success: bool
     steps: int  # control steps taken
     instruction: str  # the instruction used
-    source: str  # the object the episode was about (ground truth's source label)
+    object: str  # the object the episode moves (the ground truth's label of it)
     target: str  # the target object or region ("" for tasks without one)
     triage: Triage
 
@@ -132,7 +132,7 @@ def probe_episode(
     runner = Runner(source, [slot], sinks=list(sinks or []), branching=False)
     options = {"split": spec.split}
     if obj:
-        options["source"] = obj
+        options["object"] = obj
     if instruction:
         options["instruction"] = instruction
     try:
@@ -142,21 +142,19 @@ def probe_episode(
     first, last = records[0], records[-1]
     truth = first.observation.ground_truth
     success = bool(last.info.get("success", False))
-    source_name, target = (truth.source_label, truth.target_label) if truth else (obj, "")
+    moved, target = (truth.source_label, truth.target_label) if truth else (obj, "")
     verdict = triage([StepFacts.from_record(r, slot.name) for r in records])
-    return EpisodeOutcome(
-        success, len(records) - 1, first.observation.instruction, source_name, target, verdict
-    )
+    return EpisodeOutcome(success, len(records) - 1, first.observation.instruction, moved, target, verdict)
 
 
-def prompt_of(instruction: str, used: str, source: str, target: str = "") -> str:
+def prompt_of(instruction: str, used: str, obj: str, target: str = "") -> str:
     """The grid column of an episode: the spec's line, or the used one with the object and the target
     generalised."""
     if instruction:
         return instruction
-    if not source or source not in used:
+    if not obj or obj not in used:
         return "(the task's own)"
-    prompt = used.replace(source, OBJECT_SLOT)
+    prompt = used.replace(obj, OBJECT_SLOT)
     return prompt.replace(target, TARGET_SLOT) if target else prompt
 
 
@@ -199,9 +197,9 @@ class ProbeWorker:
             if writer is not None:
                 writer.close()
         seconds = round(time.perf_counter() - t0, 1)
-        return ProbeRow(ep.object or out.source or "(default)", out.instruction, int(ep.seed), out.success,
+        return ProbeRow(ep.object or out.object or "(default)", out.instruction, int(ep.seed), out.success,
                         out.steps, seconds, session, triage=out.triage.reason, why=out.triage.sentence(),
-                        prompt=prompt_of(ep.instruction, out.instruction, out.source, out.target),
+                        prompt=prompt_of(ep.instruction, out.instruction, out.object, out.target),
                         evidence=dict(out.triage.evidence))  # fmt: skip
 
 

@@ -135,8 +135,8 @@ def rms(values) -> float:
     return float(np.sqrt(np.mean(np.square(values)))) if values.size else float("nan")
 
 
-def source_centre(truth: GroundTruth) -> tuple[float, float] | None:
-    """The source object's key point, or its box centre when it has none (original-image pixels)."""
+def object_centre(truth: GroundTruth) -> tuple[float, float] | None:
+    """The key point of the object to move, or its box centre when it has none (original-image pixels)."""
     label = truth.source_label
     for p in truth.key_points:
         if _same(p.label, label):

@@ -6,31 +6,32 @@ them) and returns a `Triage`: one reason and the numbers it was decided on. It r
     the driving policy's grounding metrics (PolicyStep.metrics, workbench/spatial_metrics.py):
         box_iou, box_center_in_box, num_predicted
     the env info of the built-in simulator (workbench/sim/tasks.py):
-        tcp_to_source (m), source_to_goal (m), is_src_obj_grasped or is_grasped, success
+        tcp_to_object (m), object_to_goal (m), is_src_obj_grasped or is_grasped, success
+    (steps saved under the older names tcp_to_source and source_to_goal read the same: OLD_INFO_KEYS)
 
 The rules, applied in this order (the first that holds is the reason):
 
     success    the sim reported success on some step.
-    unknown    no step carries tcp_to_source (a source without ground truth, e.g. SimplerEnv or a
+    unknown    no step carries tcp_to_object (a source without ground truth, e.g. SimplerEnv or a
                recorded episode): nothing below can be judged.
-    place      the source was grasped (the sim's grasp flag on GRASP_STEPS consecutive steps, the sim's
+    place      the object was grasped (the sim's grasp flag on GRASP_STEPS consecutive steps, the sim's
                own consecutive_grasp) and the episode ended without success, and it was not
                progressing at the end (see time).
-    grasp      the TCP came within REACH_DISTANCE of the source's centre on some step, the source was
+    grasp      the TCP came within REACH_DISTANCE of the object's centre on some step, the object was
                never grasped (a touch of both fingers for fewer than GRASP_STEPS steps is no grasp), and
                it was not progressing at the end.
-    grounding  the gripper never came within REACH_DISTANCE, and the spatial answer missed the source
+    grounding  the gripper never came within REACH_DISTANCE, and the spatial answer missed the object
                on more than GROUNDING_MISS_FRACTION of the steps it answered. An answer misses when its
-               best box has IoU below GROUNDING_IOU with the source's true box and that box's centre
-               lies outside the true box. Steps with no readable box, or where the source is out of
+               best box has IoU below GROUNDING_IOU with the object's true box and that box's centre
+               lies outside the true box. Steps with no readable box, or where the object is out of
                view, do not count either way; a policy that never answers is never blamed here
                (evidence answered_steps = 0).
     time       not success, and the episode was still progressing when it ended: the stage's distance
-               (source_to_goal from the first step of a grasp, tcp_to_source before) fell by at
+               (object_to_goal from the first step of a grasp, tcp_to_object before) fell by at
                least PROGRESS_DISTANCE over the last PROGRESS_WINDOW steps (first of the window's
                predecessor to the last step). Checked before reach, grasp and place, after grounding.
     reach      otherwise: the answer was right (or not judged) and the gripper never came within
-               REACH_DISTANCE of the source.
+               REACH_DISTANCE of the object.
 
 Invariants: the reason is one of REASONS; evidence values are floats, ints or None (JSON-ready, no
 inf or NaN); triage never raises on missing keys, it reports "unknown".
@@ -46,14 +47,16 @@ from typing import Any
 REASONS = ("success", "grounding", "reach", "grasp", "place", "time", "unknown")
 FAILURES = ("grounding", "reach", "grasp", "place", "time")
 
-GROUNDING_IOU = 0.3  # an answer box with at least this IoU with the source's true box is a hit
+GROUNDING_IOU = 0.3  # an answer box with at least this IoU with the object's true box is a hit
 GROUNDING_MISS_FRACTION = 0.5  # grounding failed when more than this fraction of answered steps miss
-REACH_DISTANCE = 0.03  # metres from the TCP to the source's centre (the expert grasps within 1 cm)
+REACH_DISTANCE = 0.03  # metres from the TCP to the object's centre (the expert grasps within 1 cm)
 GRASP_STEPS = 5  # consecutive control steps held (workbench.sim.tasks.CONSECUTIVE_GRASP, 1 s at 5 Hz)
 PROGRESS_WINDOW = 5  # control steps (1 s at the sim's 5 Hz)
 PROGRESS_DISTANCE = 0.02  # metres the stage's distance must fall over the window to count as progress
 
 GRASP_KEYS = ("is_src_obj_grasped", "is_grasped")  # SimplerEnv's names, also the built-in sim's
+# Older names of the built-in sim's distances, as steps saved earlier (saved sessions) carry them.
+OLD_INFO_KEYS = {"tcp_to_object": "tcp_to_source", "object_to_goal": "source_to_goal"}
 
 DESCRIPTIONS = {
     "success": "succeeded",
@@ -71,11 +74,11 @@ class StepFacts:
     """What triage reads from one step (None: not measured at this step)."""
 
     step: int
-    box_iou: float | None = None  # best predicted box vs the source's true box
+    box_iou: float | None = None  # best predicted box vs the object's true box
     centre_in_box: bool | None = None  # that box's centre inside the true box
     answered: bool = False  # the answer held at least one readable geometry
-    tcp_to_source: float | None = None
-    source_to_goal: float | None = None
+    tcp_to_object: float | None = None
+    object_to_goal: float | None = None
     grasped: bool = False
     success: bool = False
 
@@ -91,8 +94,8 @@ class StepFacts:
             box_iou=None if iou is None else float(iou),
             centre_in_box=None if inside is None else bool(inside),
             answered=answered,
-            tcp_to_source=_finite(info.get("tcp_to_source")),
-            source_to_goal=_finite(info.get("source_to_goal")),
+            tcp_to_object=_finite(_read(info, "tcp_to_object")),
+            object_to_goal=_finite(_read(info, "object_to_goal")),
             grasped=any(bool(info.get(k, False)) for k in GRASP_KEYS),
             success=bool(info.get("success", False)),
         )
@@ -106,7 +109,7 @@ class StepFacts:
 
     @property
     def misses(self) -> bool | None:
-        """Whether this step's answer missed the source; None when not judged."""
+        """Whether this step's answer missed the object; None when not judged."""
         if not self.answered or self.box_iou is None:
             return None
         return self.box_iou < GROUNDING_IOU and not self.centre_in_box
@@ -128,16 +131,16 @@ class Triage:
         if self.reason == "grounding":
             return f"{text}: {e['missed_steps']} of {e['answered_steps']} answers missed (mean IoU {e['mean_iou']:.2f})"
         if self.reason == "reach":
-            return f"{text}: closest {_cm(e['min_tcp_to_source'])} (needs {_cm(REACH_DISTANCE)})"
+            return f"{text}: closest {_cm(e['min_tcp_to_object'])} (needs {_cm(REACH_DISTANCE)})"
         if self.reason == "grasp":
             held = (
                 f"held {e['longest_grasp']} steps at most (needs {GRASP_STEPS})"
                 if e["longest_grasp"]
                 else "never grasped"
             )
-            return f"{text}: closest {_cm(e['min_tcp_to_source'])}, {held}"
+            return f"{text}: closest {_cm(e['min_tcp_to_object'])}, {held}"
         if self.reason == "place":
-            return f"{text}: held {e['longest_grasp']} steps, ended {_cm(e['final_source_to_goal'])} from the goal"
+            return f"{text}: held {e['longest_grasp']} steps, ended {_cm(e['final_object_to_goal'])} from the goal"
         if self.reason == "time":
             return f"{text}: {_cm(e['progress'])} closer over the last {PROGRESS_WINDOW} steps"
         return text
@@ -149,10 +152,10 @@ def triage(steps: Sequence[Any], policy: str | None = None) -> Triage:
     evidence = _evidence(facts)
     if any(f.success for f in facts):
         return Triage("success", evidence)
-    if evidence["min_tcp_to_source"] is None:
+    if evidence["min_tcp_to_object"] is None:
         return Triage("unknown", evidence)
     grasped = evidence["longest_grasp"] >= GRASP_STEPS
-    reached = evidence["min_tcp_to_source"] <= REACH_DISTANCE
+    reached = evidence["min_tcp_to_object"] <= REACH_DISTANCE
     if not (grasped or reached) and _grounding_missed(evidence):
         return Triage("grounding", evidence)
     if evidence["progress"] is not None and evidence["progress"] >= PROGRESS_DISTANCE:
@@ -162,6 +165,11 @@ def triage(steps: Sequence[Any], policy: str | None = None) -> Triage:
     return Triage("grasp" if reached else "reach", evidence)
 
 
+def _read(info: dict[str, Any], key: str) -> Any:
+    """info[key], or the value under its older name (OLD_INFO_KEYS) in steps recorded before."""
+    return info[key] if key in info else info.get(OLD_INFO_KEYS[key])
+
+
 def _grounding_missed(evidence: dict) -> bool:
     answered = evidence["answered_steps"]
     return answered > 0 and evidence["missed_steps"] > GROUNDING_MISS_FRACTION * answered
@@ -169,26 +177,26 @@ def _grounding_missed(evidence: dict) -> bool:
 
 def _evidence(facts: list[StepFacts]) -> dict[str, float | int | None]:
     judged = [f for f in facts if f.misses is not None]
-    tcp = [f.tcp_to_source for f in facts if f.tcp_to_source is not None]
+    tcp = [f.tcp_to_object for f in facts if f.tcp_to_object is not None]
     runs = _grasp_runs(facts)  # (first index, length) of each run of grasped steps
     first_grasp = next((i for i, n in runs if n >= GRASP_STEPS), None)
-    # the stage's distance: to the source before the first grasp, the source's to the goal after it
+    # the stage's distance: to the object before the first grasp, the object's to the goal after it
     if first_grasp is None:
         stage = tcp
     else:
-        stage = [f.source_to_goal for f in facts[first_grasp:] if f.source_to_goal is not None]
-    goal = [f.source_to_goal for f in facts if f.source_to_goal is not None]
+        stage = [f.object_to_goal for f in facts[first_grasp:] if f.object_to_goal is not None]
+    goal = [f.object_to_goal for f in facts if f.object_to_goal is not None]
     return {
         "steps": len(facts),
         "answered_steps": len(judged),
         "missed_steps": sum(bool(f.misses) for f in judged),
         "mean_iou": _round(sum(f.box_iou for f in judged) / len(judged)) if judged else None,
-        "min_tcp_to_source": _round(min(tcp)) if tcp else None,
+        "min_tcp_to_object": _round(min(tcp)) if tcp else None,
         "grasped_steps": sum(f.grasped for f in facts),
         "longest_grasp": max((n for _, n in runs), default=0),
         "first_grasp_step": facts[first_grasp].step if first_grasp is not None else None,
-        "min_source_to_goal": _round(min(goal)) if goal else None,
-        "final_source_to_goal": _round(goal[-1]) if goal else None,
+        "min_object_to_goal": _round(min(goal)) if goal else None,
+        "final_object_to_goal": _round(goal[-1]) if goal else None,
         "progress": _round(stage[-1 - PROGRESS_WINDOW] - stage[-1]) if len(stage) > PROGRESS_WINDOW else None,
     }
 

@@ -26,7 +26,7 @@ class SourceSpec:
     kind: str = "sim"  # "sim" | "episode" (a LeRobot episode or a saved session) | "simpler"
     task: str = ""  # built-in task name ("" = the first one), or the SimplerEnv task for "simpler"
     seed: int = 0
-    object: str = ""  # source object ("" = the task's default); a catalog name or a custom one
+    object: str = ""  # the object to move ("" = the task's default); a catalog name or a custom one
     split: str = "seen"  # which catalog split the object comes from
     instruction: str = ""  # "" = the task's own instruction
     path: str = ""  # recorded episode or saved session (inside the allowed data folders)
@@ -58,12 +58,12 @@ class PolicySettings:
 
 
 def reset_options(spec: SourceSpec) -> dict[str, str]:
-    """Reset options of the built-in sim (object split, source object, instruction); {} for the others."""
+    """Reset options of the built-in sim (object split, the object to move, instruction); {} for the others."""
     if spec.kind != "sim":
         return {}
     options = {"split": spec.split}
     if spec.object:
-        options["source"] = spec.object
+        options["object"] = spec.object
     if spec.instruction:
         options["instruction"] = spec.instruction
     return options

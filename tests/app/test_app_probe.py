@@ -82,7 +82,7 @@ def test_probe_runs_every_episode_and_saves_them(workbench):
     assert all(r.steps <= 2 for r in result.rows)
     # each row triaged (2 steps of a random policy: a failure with its numbers), seconds to 0.1 s
     assert all(r.triage in ("grounding", "reach", "grasp", "time") and r.why for r in result.rows)
-    assert all(r.evidence["min_tcp_to_source"] > 0 for r in result.rows)
+    assert all(r.evidence["min_tcp_to_object"] > 0 for r in result.rows)
     assert all(r.seconds == round(r.seconds, 1) for r in result.rows)
     # the grid's columns: the task's own instruction with the object generalised, and the typed one
     assert "<object>" in result.rows[0].prompt and result.rows[0].object not in result.rows[0].prompt
@@ -121,7 +121,7 @@ def test_status_line_says_why_the_episode_failed():
     def record(step, tcp, truncated=False):
         obs = Observation(images={"cam": np.zeros((8, 8, 3), np.uint8)}, instruction="pick the cube")
         return StepRecord(step, obs, {"A": PolicyStep("A", "pick the cube")}, truncated=truncated,
-                          info={"tcp_to_source": tcp, "source_to_goal": 0.02, "success": False})  # fmt: skip
+                          info={"tcp_to_object": tcp, "object_to_goal": 0.02, "success": False})  # fmt: skip
 
     tab = Workbench(AppConfig()).new_tab()
     tab.records = [record(k, 0.2 - 0.001 * k) for k in range(6)]

@@ -37,7 +37,7 @@ def test_novel_meshes_are_random_urdfs_no_other_entry_uses():
 
 
 def test_no_data_split_can_draw_a_novel_object():
-    """Every pool a training generator draws from (sources, targets, distractors of each task, for
+    """Every pool a training generator draws from (objects to move, targets, distractors of each task, for
     each split data may use) is free of novel objects, and data configs refuse the novel split."""
     from workbench.train.data import SceneConfig
 
@@ -46,7 +46,7 @@ def test_no_data_split_can_draw_a_novel_object():
         assert catalog.scene_split(split) == split
         pools = [catalog.objects(split, kind="object")]
         for task in TASKS.values():
-            pools += [task.sources(split), task.targets(split)]
+            pools += [task.objects_to_move(split), task.targets(split)]
         assert not {s.name for pool in pools for s in pool} & NOVEL, split
     with pytest.raises(ValueError, match="split"):
         SceneConfig(split=catalog.NOVEL)
@@ -98,15 +98,15 @@ def test_a_novel_scene_moves_a_novel_object_among_seen_ones(task):
     try:
         for seed in range(3):
             e.reset(seed=seed, options={"split": catalog.NOVEL, "paraphrase": "unseen"})
-            assert e.source.name in NOVEL
-            others = [o for o in e.objects if o is not e.source]
+            assert e.obj.name in NOVEL
+            others = [o for o in e.objects if o is not e.obj]
             assert others and all(o.spec.split == "seen" for o in others)
             # instructions call it "gadget" (the only gadget on the table), reports by its own name
             target = e.target.name if e.target else ""
             said = e.get_language_instruction()
             assert said in instructions.paraphrases(task, "gadget", target, "unseen")
-            assert e.source.name.removeprefix("gadget ") not in said
-            assert e.ground_truth().source_label == e.source.name
+            assert e.obj.name.removeprefix("gadget ") not in said
+            assert e.ground_truth().source_label == e.obj.name
     finally:
         e.close()
 
@@ -126,8 +126,8 @@ def test_novel_split_errors_name_the_way_out():
         e.close()
 
 
-def _expert_success(env, seed: int, source) -> bool:
-    obs, info = env.reset(seed=seed, options={"split": catalog.NOVEL, "source": source})
+def _expert_success(env, seed: int, obj) -> bool:
+    obs, info = env.reset(seed=seed, options={"split": catalog.NOVEL, "object": obj})
     expert = env.expert()
     for _ in range(env.max_episode_steps):
         obs, _, terminated, truncated, info = env.step(expert.act(obs))

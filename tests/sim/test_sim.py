@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pybullet as pb
 import pytest
@@ -93,7 +95,7 @@ def test_interface_matches_simplerenv_layout(env):
     tcp = obs["extra"]["tcp_pose"]
     assert tcp.shape == (7,) and abs(np.linalg.norm(tcp[3:]) - 1) < 1e-5
     assert tcp[5] == pytest.approx(0, abs=0.05)  # wxyz: pointing down is a half turn about x -> |qx| ~ 1
-    assert env.get_language_instruction() == f"put {env.source.name} on {env.target.name}"
+    assert env.get_language_instruction() == f"put {env.obj.name} on {env.target.name}"
     obs, reward, terminated, truncated, info = env.step(np.zeros(7))
     assert isinstance(reward, float) and terminated is False and truncated is False
     assert TASK_KEYS["tabletop_put_on"] <= set(info) and info["elapsed_steps"] == 1
@@ -172,7 +174,7 @@ def test_ground_truth_boxes_match_segmentation(task):
 def test_ground_truth_labels_points_target_and_trace(env):
     env.reset(seed=3)
     gt = env.ground_truth()
-    assert gt.source_label == env.source.name and gt.target_label == env.target.name
+    assert gt.source_label == env.obj.name and gt.target_label == env.target.name
     assert gt.target is not None and gt.target.label == env.target.name
     for p in gt.key_points:
         box = next(b for b in gt.objects if b.label == p.label)
@@ -181,9 +183,9 @@ def test_ground_truth_labels_points_target_and_trace(env):
     assert len(trace) >= 5  # tcp, approach, descend, lift, carry, lower, ...
     tcp_px = env.camera().project(env.robot.tcp_pose()[None, :3])[0]
     np.testing.assert_allclose(trace[0], tcp_px, atol=1e-6)
-    src_box = next(b for b in gt.objects if b.label == env.source.name)
-    # the descend waypoint (the grasp) lies on the source object in the image
-    assert any(src_box.x1 <= x <= src_box.x2 and src_box.y1 <= y <= src_box.y2 for x, y in trace[1:4])
+    obj_box = next(b for b in gt.objects if b.label == env.obj.name)
+    # the descend waypoint (the grasp) lies on the object to move in the image
+    assert any(obj_box.x1 <= x <= obj_box.x2 and obj_box.y1 <= y <= obj_box.y2 for x, y in trace[1:4])
 
 
 def test_to_observation(env):
@@ -194,7 +196,7 @@ def test_to_observation(env):
     assert o.instruction == env.get_language_instruction()
     np.testing.assert_allclose(o.cameras[CAM].intrinsic, obs["camera_param"][CAM]["intrinsic_cv"], rtol=1e-6)
     assert o.tcp_pose.shape == (7,) and o.state.shape == (9,)
-    assert o.ground_truth.source_label == env.source.name
+    assert o.ground_truth.source_label == env.obj.name
 
 
 def _rollout(env, actions) -> list[tuple[np.ndarray, np.ndarray, dict]]:
@@ -245,7 +247,7 @@ def test_restore_replays_the_branch_exactly():
         e.reset(seed=11)
         obs = e.restore(snap)
         assert np.array_equal(obs["image"][CAM]["rgb"], at_snap)
-        assert e.get_language_instruction() == "put " + e.source.name + " into " + e.target.name
+        assert e.get_language_instruction() == "put " + e.obj.name + " into " + e.target.name
         assert e.expert().state_dict() == snap["expert"]
         again = _rollout(e, actions)
         for (ia, qa, fa), (ib, qb, fb) in zip(first, again, strict=True):
@@ -299,7 +301,9 @@ def test_step_before_reset_and_bad_reset_options():
         with pytest.raises(ValueError, match="unknown reset options"):
             e.reset(options={"colour": "red"})
         with pytest.raises(KeyError, match="neither a catalog object"):
-            e.reset(options={"source": "unicorn"})
+            e.reset(options={"object": "unicorn"})
+        with pytest.raises(ValueError, match=r"unknown reset options \['source'\].*options\['object'\]"):
+            e.reset(options={"source": "red cube"})  # the older name of the object to move
         with pytest.raises(ValueError, match="split"):
             e.reset(options={"split": "holdout"})
     finally:
@@ -312,21 +316,21 @@ def test_reset_options_put_any_object_and_instruction_in_a_task():
         e.reset(
             seed=0,
             options={
-                "source": "duck_vhacd.urdf@0.6",
+                "object": "duck_vhacd.urdf@0.6",
                 "target": "grey plate",
                 "instruction": "duck to plate!",
             },
         )
-        assert e.source.name == "duck vhacd" and e.target.name == "grey plate"
+        assert e.obj.name == "duck vhacd" and e.target.name == "grey plate"
         assert e.get_language_instruction() == "duck to plate!"
         e.reset(seed=1, options={"split": "unseen", "paraphrase": True})
         unseen = {s.name for s in catalog.objects("unseen")}
-        assert e.source.name in unseen and e.target.name in unseen
+        assert e.obj.name in unseen and e.target.name in unseen
         assert e.get_language_instruction() in instructions.paraphrases(
-            "tabletop_put_on", e.source.name, e.target.name, "unseen"
+            "tabletop_put_on", e.obj.name, e.target.name, "unseen"
         )
         e.reset(
-            seed=2, options={"source": catalog.get("rubber duck"), "distractors": ["pink cube", "white can"]}
+            seed=2, options={"object": catalog.get("rubber duck"), "distractors": ["pink cube", "white can"]}
         )
         assert [o.name for o in e.objects][1:] == ["rubber duck", "pink cube", "white can"]
     finally:
@@ -339,8 +343,8 @@ def test_catalog_and_instruction_bank_are_split_and_graspable():
     e = make("tabletop_pick", render=False)
     try:
         for spec in catalog.objects(kind="object"):
-            e.reset(seed=0, options={"source": spec, "distractors": 0})
-            pts = e.source.points[:, :2] - e.source.points[:, :2].mean(0)
+            e.reset(seed=0, options={"object": spec, "distractors": 0})
+            pts = e.obj.points[:, :2] - e.obj.points[:, :2].mean(0)
             minor = np.ptp(pts @ np.linalg.eigh(np.cov(pts.T))[1][:, 0])
             assert minor < 0.07, (
                 f"{spec.name} is {minor:.3f} m across its narrow side: too wide for the Panda"
@@ -417,6 +421,14 @@ def test_snapshot_bytes_restore_in_a_fresh_env_and_reject_foreign_data():
             oa, *_ = a.step(act)
             ob, *_ = b.step(act)
             assert np.array_equal(oa["image"][CAM]["rgb"], ob["image"][CAM]["rgb"])
+        old = json.loads(data)  # written before the recipe's "source_index" became "object_index"
+        old["state"]["recipe"]["source_index"] = old["state"]["recipe"].pop("object_index")
+        assert snapshot_from_bytes(json.dumps(old).encode())["recipe"] == snapshot_from_bytes(data)["recipe"]
+        assert b.restore(snapshot_from_bytes(json.dumps(old).encode()))["image"][CAM]["rgb"].shape == (
+            96,
+            96,
+            3,
+        )
         with pytest.raises(ValueError, match="not a simulator snapshot"):
             snapshot_from_bytes(b"\x80\x04 pickle")
         with pytest.raises(ValueError, match="task"):

@@ -34,7 +34,7 @@ def record(step: int, width: int = 224, height: int = 168, *, truncated: bool = 
         name: PolicyStep(name, obs.instruction, SpatialAnswer("", [Box(42.0 + 3 * i, 32, 88, 78, "carrot")]))
         for i, name in enumerate(("st4vla-tiny", "vanilla-tiny"))
     }
-    info = {"tcp_to_source": tcp, "source_to_goal": 0.3, "success": False}
+    info = {"tcp_to_object": tcp, "object_to_goal": 0.3, "success": False}
     return StepRecord(step, obs, policies, info=info, truncated=truncated)
 
 

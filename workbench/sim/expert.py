@@ -4,7 +4,7 @@ It reads the simulator's true state and emits actions in exactly the env's actio
 ([dx, dy, dz, rx, ry, rz, gripper], gripper +1 open / -1 closed), so recording (image, instruction,
 expert action) gives demonstrations a policy can imitate.
 
-Phases: approach (above the source, yaw aligned) -> descend -> close -> lift -> carry (above the place
+Phases: approach (above the object, yaw aligned) -> descend -> close -> lift -> carry (above the place
 point) -> lower -> release -> retreat -> done. Pick stops after lift and holds. If the object slips
 out while lifting or carrying, it goes back to approach (at most MAX_RETRIES times).
 """
@@ -62,11 +62,11 @@ class ScriptedExpert:
 
     # --- geometry from the true state -----------------------------------------------------------
 
-    def _source_points(self) -> np.ndarray:
-        return world_points(self.env.client, self.env.source)
+    def _object_points(self) -> np.ndarray:
+        return world_points(self.env.client, self.env.obj)
 
     def _grasp_point(self) -> np.ndarray:
-        pts = self._source_points()
+        pts = self._object_points()
         lo, hi = pts[:, 2].min(), pts[:, 2].max()
         z = max((lo + hi) / 2, hi - 0.03, 0.012)
         xy = pts[:, :2].mean(0) + (np.asarray(self.aim_offset) if self.retries == 0 else 0.0)
@@ -75,24 +75,24 @@ class ScriptedExpert:
     def _closing_angle(self) -> float:
         """World yaw the fingers should close along.
 
-        Candidates: the source's narrow side (and the other side too when its footprint is near
+        Candidates: the object's narrow side (and the other side too when its footprint is near
         square; any heading when it is round). Of those, the one whose hand footprint (about 22 cm
         long along the closing direction) stays clearest of the other objects wins, so the palm
         does not knock over a tall neighbour; ties go to the smallest turn."""
         env, client = self.env, self.env.client
-        if env.source.spec.shape in ("cylinder", "sphere"):
+        if env.obj.spec.shape in ("cylinder", "sphere"):
             candidates = list(np.linspace(0, np.pi, 8, endpoint=False))
         else:
-            _, orn = client.getBasePositionAndOrientation(env.source.body)
+            _, orn = client.getBasePositionAndOrientation(env.obj.body)
             rot = np.asarray(client.getMatrixFromQuaternion(orn)).reshape(3, 3)
-            local = env.source.points[:, :2] - env.source.points[:, :2].mean(0)
+            local = env.obj.points[:, :2] - env.obj.points[:, :2].mean(0)
             evals, evecs = np.linalg.eigh(np.cov(local.T))  # ascending: column 0 is the minor axis
             minor = rot @ np.array([evecs[0, 0], evecs[1, 0], 0.0])
             candidates = [math.atan2(minor[1], minor[0])]
             if evals[0] > 0.6 * evals[1]:
                 candidates.append(candidates[0] + np.pi / 2)
-        centre = self._source_points()[:, :2].mean(0)
-        others = [o for o in env.placed if o is not env.source]
+        centre = self._object_points()[:, :2].mean(0)
+        others = [o for o in env.placed if o is not env.obj]
         now = self._gripper_angle()
 
         def score(angle: float) -> float:
@@ -127,7 +127,7 @@ class ScriptedExpert:
         return np.array([*self._near_xy(centre[:2]), self.hold_offset + 0.01])  # move near
 
     def _near_xy(self, target_xy: np.ndarray) -> np.ndarray:
-        """A free spot for the TCP next to the target, preferring the side facing the source's start.
+        """A free spot for the TCP next to the target, preferring the side facing the object's start.
 
         The distance is set from where the held object's points lie around the TCP, so a long object
         held across its middle is put down with its near end 2 cm from the target, not on it."""
@@ -139,10 +139,10 @@ class ScriptedExpert:
         pads = [
             f[:2] + 0.012 * (f[:2] - tcp[:2]) / max(np.linalg.norm(f[:2] - tcp[:2]), 1e-6) for f in fingers
         ]
-        rel = np.concatenate([self._source_points()[:, :2], np.asarray(pads)]) - tcp[:2]
-        start = env.source.init_pos[:2] - target_xy
+        rel = np.concatenate([self._object_points()[:, :2], np.asarray(pads)]) - tcp[:2]
+        start = env.obj.init_pos[:2] - target_xy
         base = math.atan2(start[1], start[0])
-        others = [o for o in env.placed if o is not env.source and o is not env.target]
+        others = [o for o in env.placed if o is not env.obj and o is not env.target]
         best, best_score = None, -np.inf
         for da in np.linspace(0, 2 * np.pi, 12, endpoint=False):
             d = np.array([math.cos(base + da), math.sin(base + da)])
@@ -223,7 +223,7 @@ class ScriptedExpert:
         """Move to the next phase when this one is done (checked before acting)."""
         env, goals = self.env, self._goals()
         timed_out = self.phase_steps >= PHASE_TIMEOUT
-        grasped = is_grasped(env.client, env.robot.body, env.source)
+        grasped = is_grasped(env.client, env.robot.body, env.obj)
         p = self.phase
         slipped = p in ("lift", "carry", "lower") and not grasped and self.phase_steps > 1
         if slipped and self.retries < MAX_RETRIES:
@@ -239,7 +239,7 @@ class ScriptedExpert:
         elif p == "descend" and (self._reached(goals["descend"]) or timed_out):
             self._go("close")
         elif p == "close" and self.phase_steps >= CLOSE_STEPS:
-            self.hold_offset = float(env.robot.tcp_pose_matrix()[0][2] - self._source_points()[:, 2].min())
+            self.hold_offset = float(env.robot.tcp_pose_matrix()[0][2] - self._object_points()[:, 2].min())
             self._go("lift")
         elif p == "lift" and (self._reached(goals["lift"]) or timed_out):
             if env.task.kind != "pick":

@@ -14,67 +14,67 @@ from workbench.sim.catalog import SPLITS
 BANK: dict[str, dict[str, list[str]]] = {
     "tabletop_put_on": {
         "seen": [
-            "put {source} on {target}",
-            "place the {source} on the {target}",
-            "put the {source} onto the {target}",
-            "move the {source} onto the {target}",
+            "put {object} on {target}",
+            "place the {object} on the {target}",
+            "put the {object} onto the {target}",
+            "move the {object} onto the {target}",
         ],
         "unseen": [
-            "set the {source} down on top of the {target}",
-            "could you rest the {source} on the {target}",
-            "the {source} belongs on the {target}, put it there",
+            "set the {object} down on top of the {target}",
+            "could you rest the {object} on the {target}",
+            "the {object} belongs on the {target}, put it there",
         ],
     },
     "tabletop_put_in": {
         "seen": [
-            "put {source} into {target}",
-            "place the {source} in the {target}",
-            "drop the {source} into the {target}",
-            "put the {source} inside the {target}",
+            "put {object} into {target}",
+            "place the {object} in the {target}",
+            "drop the {object} into the {target}",
+            "put the {object} inside the {target}",
         ],
         "unseen": [
-            "stow the {source} in the {target}",
-            "get the {source} into the {target} please",
-            "the {source} goes in the {target}",
+            "stow the {object} in the {target}",
+            "get the {object} into the {target} please",
+            "the {object} goes in the {target}",
         ],
     },
     "tabletop_stack": {
         "seen": [
-            "stack {source} on {target}",
-            "stack the {source} on top of the {target}",
-            "put the {source} on the {target}",
-            "place the {source} on top of the {target}",
+            "stack {object} on {target}",
+            "stack the {object} on top of the {target}",
+            "put the {object} on the {target}",
+            "place the {object} on top of the {target}",
         ],
         "unseen": [
-            "build a tower with the {source} above the {target}",
-            "pile the {source} onto the {target}",
-            "balance the {source} on the {target}",
+            "build a tower with the {object} above the {target}",
+            "pile the {object} onto the {target}",
+            "balance the {object} on the {target}",
         ],
     },
     "tabletop_pick": {
         "seen": [
-            "pick {source}",
-            "pick up the {source}",
-            "lift the {source}",
-            "grab the {source} and lift it",
+            "pick {object}",
+            "pick up the {object}",
+            "lift the {object}",
+            "grab the {object} and lift it",
         ],
         "unseen": [
-            "raise the {source} off the table",
-            "take hold of the {source} and pick it up",
-            "get the {source} up in the air",
+            "raise the {object} off the table",
+            "take hold of the {object} and pick it up",
+            "get the {object} up in the air",
         ],
     },
     "tabletop_move_near": {
         "seen": [
-            "move {source} near {target}",
-            "move the {source} next to the {target}",
-            "put the {source} close to the {target}",
-            "place the {source} beside the {target}",
+            "move {object} near {target}",
+            "move the {object} next to the {target}",
+            "put the {object} close to the {target}",
+            "place the {object} beside the {target}",
         ],
         "unseen": [
-            "bring the {source} over to the {target}",
-            "slide the {source} up against the {target}",
-            "the {source} should end up by the {target}",
+            "bring the {object} over to the {target}",
+            "slide the {object} up against the {target}",
+            "the {object} should end up by the {target}",
         ],
     },
 }
@@ -88,19 +88,19 @@ def _templates(task: str, split: str) -> list[str]:
     return BANK[task][split]
 
 
-def paraphrases(task: str, source: str, target: str = "", split: str = "seen") -> list[str]:
+def paraphrases(task: str, obj: str, target: str = "", split: str = "seen") -> list[str]:
     """Every instruction of `split` for this task, filled in with the object names."""
-    return [t.format(source=source, target=target) for t in _templates(task, split)]
+    return [t.format(object=obj, target=target) for t in _templates(task, split)]
 
 
-def canonical(task: str, source: str, target: str = "") -> str:
+def canonical(task: str, obj: str, target: str = "") -> str:
     """The SimplerEnv-style instruction, e.g. 'put red cube on white plate'."""
-    return paraphrases(task, source, target, "seen")[0]
+    return paraphrases(task, obj, target, "seen")[0]
 
 
-def sample(task: str, source: str, target: str, split: str, rng: np.random.Generator) -> str:
+def sample(task: str, obj: str, target: str, split: str, rng: np.random.Generator) -> str:
     """One paraphrase of `split`, drawn with `rng`."""
-    options = paraphrases(task, source, target, split)
+    options = paraphrases(task, obj, target, split)
     return options[int(rng.integers(len(options)))]
 
 
@@ -109,4 +109,4 @@ def for_scene(env, split: str, seed: int) -> str:
     seed: how evaluation phrases an episode, and how grounding scenes of unseen objects keep seen
     phrasings."""
     target = env.target.spoken if getattr(env, "target", None) is not None else ""
-    return sample(env.task_name, env.source.spoken, target, split, np.random.default_rng(seed))
+    return sample(env.task_name, env.obj.spoken, target, split, np.random.default_rng(seed))

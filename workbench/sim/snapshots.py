@@ -50,7 +50,7 @@ def snapshot_to_bytes(state: dict) -> bytes:
     body["recipe"] = {
         "specs": [asdict(s) for s in recipe.specs],
         "poses": [list(p) for p in recipe.poses],
-        "source_index": recipe.source_index,
+        "object_index": recipe.object_index,
         "target_index": recipe.target_index,
     }
     return json.dumps({"format": FORMAT, "state": _plain(body)}).encode()
@@ -78,5 +78,6 @@ def snapshot_from_bytes(data: bytes) -> dict:
         )
         for s in r["specs"]
     ]
-    state["recipe"] = _Recipe(specs, [tuple(p) for p in r["poses"]], r["source_index"], r["target_index"])
+    object_index = r["object_index"] if "object_index" in r else r["source_index"]  # the older name
+    state["recipe"] = _Recipe(specs, [tuple(p) for p in r["poses"]], object_index, r["target_index"])
     return state

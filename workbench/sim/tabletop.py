@@ -1,7 +1,7 @@
 """The built-in tabletop simulator: a Panda at a table in pybullet, speaking SimplerEnv's interface.
 
     env = make("tabletop_put_on", width=224, height=224)
-    obs, info = env.reset(seed=0, options={"source": "red cube", "instruction": "put the red cube away"})
+    obs, info = env.reset(seed=0, options={"object": "red cube", "instruction": "put the red cube away"})
     obs, reward, terminated, truncated, info = env.step(env.expert().act(obs))
 
 Control runs at 5 Hz (WidowX's rate in SimplerEnv) with 48 physics substeps of 1/240 s. The whole
@@ -25,7 +25,7 @@ from workbench.sim.scene import CameraConfig, CameraRig, Placed, build_world, co
 from workbench.sim.tasks import NEAR_GAP, Evaluator, TaskSpec, get_task, sample_layout
 from workbench.spatial import Box, Point, Trace
 
-RESET_OPTIONS = ("source", "target", "instruction", "split", "paraphrase", "distractors")
+RESET_OPTIONS = ("object", "target", "instruction", "split", "paraphrase", "distractors")
 SETTLE_STEPS = 60  # physics substeps after dropping the objects (0.25 s)
 
 
@@ -49,9 +49,9 @@ class SimConfig:
 class _Recipe:
     """How the current scene was built, so restore() can rebuild it exactly."""
 
-    specs: list[ObjectSpec]  # spawn order: target (if any), source, distractors
+    specs: list[ObjectSpec]  # spawn order: target (if any), the object to move, distractors
     poses: list[tuple[float, float, float]]  # x, y, yaw
-    source_index: int
+    object_index: int
     target_index: int | None
 
 
@@ -81,17 +81,17 @@ class TabletopEnv:
     # --- the SimplerEnv interface -------------------------------------------------------------
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        """Build a new scene. options: source/target (catalog name, URDF path or ObjectSpec),
-        instruction (any text), split ("seen"/"unseen"/"novel", catalog.OBJECT_SPLITS; a novel scene
-        moves a novel object among seen ones, catalog.scene_split), paraphrase (True: a paraphrase of
-        the object split drawn with the scene's generator instead of the canonical phrasing;
-        "seen"/"unseen": one of that split drawn per seed, instructions.for_scene, as evaluation phrases
-        an episode),
-        distractors (int or list of objects)."""
+        """Build a new scene. options: object (the object to move) and target (each a catalog name,
+        URDF path or ObjectSpec), instruction (any text), split ("seen"/"unseen"/"novel",
+        catalog.OBJECT_SPLITS; a novel scene moves a novel object among seen ones, catalog.scene_split),
+        paraphrase (True: a paraphrase of the object split drawn with the scene's generator instead of
+        the canonical phrasing; "seen"/"unseen": one of that split drawn per seed, instructions.for_scene,
+        as evaluation phrases an episode), distractors (int or list of objects)."""
         options = dict(options or {})
         unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: {list(RESET_OPTIONS)}")
+            hint = "; the object to move is options['object']" if "source" in unknown else ""
+            raise ValueError(f"unknown reset options {sorted(unknown)}; known: {list(RESET_OPTIONS)}{hint}")
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self._recipe = self._sample_recipe(options)
@@ -150,18 +150,18 @@ class TabletopEnv:
         split = options.get("split", self.config.split)
         if split not in catalog.OBJECT_SPLITS:
             raise ValueError(f"split must be one of {catalog.OBJECT_SPLITS}, got {split!r}")
-        if options.get("source") is None and not self.task.sources(split):
+        if options.get("object") is None and not self.task.objects_to_move(split):
             raise ValueError(
                 f"task {self.task_name} has no {split} object to move (the {split} split holds none of "
-                f"its kind); evaluate it on another split, or pass options['source']"
+                f"its kind); evaluate it on another split, or pass options['object']"
             )
-        source = self._choose(options.get("source"), self.task.sources(split), "source", set())
+        obj = self._choose(options.get("object"), self.task.objects_to_move(split), "object to move", set())
         target = None
         if self.task.has_target:
-            target = self._choose(options.get("target"), self.task.targets(split), "target", {source.name})
+            target = self._choose(options.get("target"), self.task.targets(split), "target", {obj.name})
         wanted = options.get("distractors", self.task.n_distractors)
         if isinstance(wanted, int):
-            used = {source.name} | ({target.name} if target else set())
+            used = {obj.name} | ({target.name} if target else set())
             distractors = []
             for _ in range(wanted):
                 pool = catalog.objects(catalog.scene_split(split), kind="object")
@@ -170,15 +170,15 @@ class TabletopEnv:
                 distractors.append(d)
         else:
             distractors = [catalog.resolve(d) for d in wanted]
-        specs = ([target] if target else []) + [source] + distractors
+        specs = ([target] if target else []) + [obj] + distractors
         radii = [_footprint(s, self.client) for s in specs]
         first_gap = None
-        if self.task.kind == "move_near":  # start the source away from the target, others further still
+        if self.task.kind == "move_near":  # start the object away from the target, others further still
             first_gap = [0.0, NEAR_GAP + 0.04] + [0.1] * len(distractors)
         xys = sample_layout(radii, self._rng, first_gap=first_gap)
         yaws = self._rng.uniform(-np.pi, np.pi, size=len(specs))
         poses = [(float(x), float(y), float(w)) for (x, y), w in zip(xys, yaws, strict=True)]
-        return _Recipe(specs, poses, source_index=1 if target else 0, target_index=0 if target else None)
+        return _Recipe(specs, poses, object_index=1 if target else 0, target_index=0 if target else None)
 
     def _build(self, recipe: _Recipe) -> None:
         build_world(self.client, self.config.physics_hz)
@@ -193,10 +193,10 @@ class TabletopEnv:
             self.client.stepSimulation()
         for obj in self.placed:  # "moved" is measured from where objects settled
             obj.init_pos = np.asarray(self.client.getBasePositionAndOrientation(obj.body)[0])
-        self.source = self.placed[recipe.source_index]
+        self.obj = self.placed[recipe.object_index]
         self.target = self.placed[recipe.target_index] if recipe.target_index is not None else None
-        others = [o for o in self.placed if o is not self.source and o is not self.target]
-        self.evaluator = Evaluator(self.task, self.source, self.target, others)
+        others = [o for o in self.placed if o is not self.obj and o is not self.target]
+        self.evaluator = Evaluator(self.task, self.obj, self.target, others)
         self.elapsed_steps = 0
 
     def _pick_instruction(self, options: dict, seed: int | None) -> str:
@@ -216,8 +216,8 @@ class TabletopEnv:
                     f"paraphrase=True draws from the object split's paraphrases; the {split!r} split has "
                     f"none: pass paraphrase='seen' or 'unseen'"
                 )
-            return instructions.sample(self.task_name, self.source.spoken, tgt, split, self._rng)
-        return instructions.canonical(self.task_name, self.source.spoken, tgt)
+            return instructions.sample(self.task_name, self.obj.spoken, tgt, split, self._rng)
+        return instructions.canonical(self.task_name, self.obj.spoken, tgt)
 
     # --- observations and ground truth --------------------------------------------------------
 
@@ -285,7 +285,7 @@ class TabletopEnv:
             objects=boxes,
             key_points=points,
             target=target_box,
-            source_label=self.source.name,
+            source_label=self.obj.name,
             target_label=self.target.name if self.target else "",
             expert_trace=trace,
         )

@@ -13,14 +13,14 @@ Each task mirrors a SimplerEnv task and reports SimplerEnv's info keys:
                                                               is_closest_to_tgt, success
 
 Every task also reports two distances (metres, floats; failure triage reads them, workbench/triage.py):
-    tcp_to_source   from the TCP to the centre of the source object's surface points
-    source_to_goal  how far the source still is from done: the horizontal distance from its centre to
+    tcp_to_object   from the TCP to the centre of the surface points of the object to move
+    object_to_goal  how far that object still is from done: the horizontal distance from its centre to
                     the target's (tasks with a target), or the lift still missing to 2 cm (pick)
 
 Success rules (documented choices where SimplerEnv's differ in detail):
-    put on / stack: the source rests on the target (inside its footprint, bottom at its top, touching
+    put on / stack: the object rests on the target (inside its footprint, bottom at its top, touching
         it) and the gripper has let go.
-    put in: the source is inside the container's walls, below the rim, touching it, released.
+    put in: the object is inside the container's walls, below the rim, touching it, released.
     pick: grasped for `CONSECUTIVE_GRASP` control steps and lifted more than 2 cm.
     move near: released within 6 cm (edge to edge) of the target, closer to it than any other
         object, and no other object moved more than 3 cm.
@@ -56,7 +56,7 @@ class TaskSpec:
     mirrors: str  # the SimplerEnv task it mirrors
     n_distractors: int = 1
 
-    def sources(self, split: str) -> list[ObjectSpec]:
+    def objects_to_move(self, split: str) -> list[ObjectSpec]:
         """The objects to move in a scene of `split` objects ([] for stack on the novel split: it holds
         no blocks)."""
         tag = "block" if self.kind == "stack" else None
@@ -108,7 +108,7 @@ def sample_layout(
     """Non-overlapping (x, y) positions for objects of the given footprint radii, in order.
 
     first_gap[i] is extra clearance object i keeps from object 0 (move-near keeps the others clear of
-    the target so "nearest to the target" is unambiguous once the source is put next to it)."""
+    the target so "nearest to the target" is unambiguous once the object is put next to it)."""
     placed: list[tuple[np.ndarray, float]] = []
     for i, r in enumerate(radii):
         for _ in range(1000):
@@ -154,8 +154,8 @@ def _moved(client: BulletClient, obj: Placed) -> bool:
 class Evaluator:
     """Computes a task's info dict each step; keeps the grasp bookkeeping (snapshotted with the env)."""
 
-    def __init__(self, task: TaskSpec, source: Placed, target: Placed | None, others: list[Placed]):
-        self.task, self.source, self.target, self.others = task, source, target, others
+    def __init__(self, task: TaskSpec, obj: Placed, target: Placed | None, others: list[Placed]):
+        self.task, self.obj, self.target, self.others = task, obj, target, others
         self.consecutive = 0
         self.stats: dict[str, bool] = {}
 
@@ -167,12 +167,12 @@ class Evaluator:
         self.stats = dict(state["stats"])
 
     def __call__(self, client: BulletClient, robot: int) -> dict:
-        grasped = is_grasped(client, robot, self.source)
+        grasped = is_grasped(client, robot, self.obj)
         self.consecutive = self.consecutive + 1 if grasped else 0
         consecutive = self.consecutive >= CONSECUTIVE_GRASP
         kind = self.task.kind
         if kind == "pick":
-            lift = _pos(client, self.source)[2] - self.source.init_pos[2]
+            lift = _pos(client, self.obj)[2] - self.obj.init_pos[2]
             info = {
                 "is_grasped": grasped,
                 "consecutive_grasp": consecutive,
@@ -185,7 +185,7 @@ class Evaluator:
         else:
             on = self._on_target(client) if kind != "put_in" else self._in_container(client)
             info = {
-                "moved_correct_obj": _moved(client, self.source),
+                "moved_correct_obj": _moved(client, self.obj),
                 "moved_wrong_obj": any(_moved(client, o) for o in self.others),
                 "is_src_obj_grasped": grasped,
                 "consecutive_grasp": consecutive,
@@ -199,40 +199,40 @@ class Evaluator:
         return info
 
     def distances(self, client: BulletClient, tcp_xyz: np.ndarray) -> dict[str, float]:
-        """tcp_to_source and source_to_goal in metres (see the module docstring)."""
-        centre = world_points(client, self.source).mean(0)
+        """tcp_to_object and object_to_goal in metres (see the module docstring)."""
+        centre = world_points(client, self.obj).mean(0)
         if self.target is not None:
-            goal = float(np.linalg.norm(_pos(client, self.source)[:2] - _pos(client, self.target)[:2]))
+            goal = float(np.linalg.norm(_pos(client, self.obj)[:2] - _pos(client, self.target)[:2]))
         else:
-            goal = max(0.0, LIFTED - float(_pos(client, self.source)[2] - self.source.init_pos[2]))
+            goal = max(0.0, LIFTED - float(_pos(client, self.obj)[2] - self.obj.init_pos[2]))
         return {
-            "tcp_to_source": float(np.linalg.norm(np.asarray(tcp_xyz)[:3] - centre)),
-            "source_to_goal": goal,
+            "tcp_to_object": float(np.linalg.norm(np.asarray(tcp_xyz)[:3] - centre)),
+            "object_to_goal": goal,
         }
 
     def _on_target(self, client: BulletClient) -> bool:
-        src, tgt = world_points(client, self.source), world_points(client, self.target)
+        src, tgt = world_points(client, self.obj), world_points(client, self.target)
         offset = np.linalg.norm(src[:, :2].mean(0) - _pos(client, self.target)[:2])
         inside = offset < (self.target.radius * (0.8 if self.task.kind == "put_on" else 0.9))
         resting = tgt[:, 2].max() - 0.01 < src[:, 2].min() < tgt[:, 2].max() + 0.02
-        return bool(inside and resting and touching(client, self.source.body, self.target.body))
+        return bool(inside and resting and touching(client, self.obj.body, self.target.body))
 
     def _in_container(self, client: BulletClient) -> bool:
         pos, orn = client.getBasePositionAndOrientation(self.target.body)
         rot = np.asarray(client.getMatrixFromQuaternion(orn)).reshape(3, 3)
-        local = (_pos(client, self.source) - np.asarray(pos)) @ rot  # source centre in the basket frame
+        local = (_pos(client, self.obj) - np.asarray(pos)) @ rot  # the object's centre in the basket frame
         half, wall_h = self.target.spec.size
         inside = abs(local[0]) < half and abs(local[1]) < half and local[2] < wall_h
-        return bool(inside and touching(client, self.source.body, self.target.body))
+        return bool(inside and touching(client, self.obj.body, self.target.body))
 
     def _move_near(self, client: BulletClient, grasped: bool) -> dict:
         tgt = _pos(client, self.target)[:2]
-        dist = np.linalg.norm(_pos(client, self.source)[:2] - tgt)
-        near = dist < self.source.radius + self.target.radius + NEAR_GAP
+        dist = np.linalg.norm(_pos(client, self.obj)[:2] - tgt)
+        near = dist < self.obj.radius + self.target.radius + NEAR_GAP
         closest = all(dist < np.linalg.norm(_pos(client, o)[:2] - tgt) for o in self.others)
         wrong = _moved(client, self.target) or any(_moved(client, o) for o in self.others)
         return {
-            "moved_correct_obj": _moved(client, self.source),
+            "moved_correct_obj": _moved(client, self.obj),
             "moved_wrong_obj": wrong,
             "is_src_obj_grasped": grasped,
             "near_tgt_obj": near,

@@ -182,7 +182,7 @@ def measure_grounding(
     """Greedy-decode object (and, with `task`, task) box questions on `frames`; score against the truth.
 
     object_box_iou: "Locate the <name>" for a random object of the scene (choosing by name);
-    task_box_iou: the spatial prompt's own question, scored on the source object's box;
+    task_box_iou: the spatial prompt's own question, scored on the box of the object to move;
     *_centre_rms: how far the first box's centre lies from the object's centre, RMS per axis as a
     fraction of the image (unanswered questions count as 0.5: a guess at the far side of the image).
     """
@@ -211,9 +211,9 @@ def measure_grounding(
             answer = spatial.parse(text, f.frame)
             m = spatial_metrics.grounding_metrics(answer, f.ground_truth)
             task_iou.append(m.get("box_iou", 0.0))
-            source = spatial_metrics.source_centre(f.ground_truth)
-            if source is not None:
-                task_off.append(_offset(answer, source, f.frame))
+            centre = spatial_metrics.object_centre(f.ground_truth)
+            if centre is not None:
+                task_off.append(_offset(answer, centre, f.frame))
     policy.model.train(was_training)
     out = {"object_box_iou": float(np.mean(obj_iou)), "object_centre_rms": spatial_metrics.rms(obj_off)}
     if task:

@@ -320,8 +320,8 @@ def _card(cfg: Stage1Config, log: list[dict]) -> str:
         "# stage-1 grounding checkpoint\n\nQwen2.5-VL grounding pre-training on the built-in simulator "
         "(seen split). The query former and DiT are untrained.\n\n"
         "Held-out, greedy decode: mean box IoU on one-object scenes; 'Locate the <name>' among the scene's "
-        "objects; the spatial prompt's question scored on the source object, and how far its first box's "
-        "centre lies from the source's centre.\n\n"
+        "objects; the spatial prompt's question scored on the object to move, and how far its first "
+        "box's centre lies from that object's centre.\n\n"
         "| step | loss | "
         + " | ".join(CARD_COLUMNS.values())
         + " |\n|---|---|"
