@@ -5,7 +5,7 @@ checkpoint is asked "Locate the <name>" and the centre of its first box is class
   right      inside the named object's true box
   other      inside another object's box (it chose the wrong object)
   elsewhere  on no object, or unanswered
-and likewise for the spatial prompt's own question, scored on the task's source object. Of the answers
+and likewise for the spatial prompt's own question, scored on the task's object to move. Of the answers
 that land on an object, the share on the named one ("chose right") is set against chance: the mean
 of 1 / (objects in the scene), what picking an object at random would score. The centre
 error is RMS per axis as a fraction of the image, over all answers and over the "right" ones alone

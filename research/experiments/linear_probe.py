@@ -56,8 +56,8 @@ def collect(policy, data: str, episodes: np.ndarray, every: int, batch: int = 32
         for t in range(0, len(ep.frames), every):
             f = ep.frames[t]
             gt = f.ground_truth
-            src = next(k for k in gt.key_points if k.label == gt.source_label)
-            rows.append((f.images[CAMERA], ep.task, f.state, f.action, (src.x, src.y)))
+            obj = next(k for k in gt.key_points if k.label == gt.source_label)
+            rows.append((f.images[CAMERA], ep.task, f.state, f.action, (obj.x, obj.y)))
     feats: dict[str, list] = {}
     for s in tqdm(range(0, len(rows), batch), desc="features", unit="batch"):
         part = rows[s : s + batch]
@@ -68,7 +68,7 @@ def collect(policy, data: str, episodes: np.ndarray, every: int, batch: int = 32
     targets = {
         "arm_joints": state[:, :7],
         "finger_joint": state[:, -1:],
-        "source_object_xy": np.array([r[4] for r in rows], dtype=np.float64),
+        "object_xy": np.array([r[4] for r in rows], dtype=np.float64),
         "action_xyz": action[:, :3],
         "gripper_command": action[:, 6:7],
     }

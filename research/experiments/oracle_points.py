@@ -4,7 +4,7 @@ ST4VLA's premise is that an action expert which knows where things are in the im
 This measures how much better it could get on the built-in simulator if the spatial answer were
 perfect. A checkpoint's state token is widened from the joints to the joints plus four numbers
 from the simulator's ground truth, at every frame, in training and at control time alike:
-  - the source object's centre in the image,
+  - the centre of the object to move in the image,
   - the target's box centre in the image (zeros where the task has no target),
 each as a fraction of the image's width and height. The new inputs' weights start at zero, so the
 widened model starts as the checkpoint; then the head phase (workbench/train/head.py) trains the
@@ -113,7 +113,7 @@ class NoisyOracle:
 
 
 def own_point_error(checkpoint: str, data: str, episodes: int) -> dict[str, float]:
-    """How far the checkpoint's own spatial answer puts the source object, on the first frame of
+    """How far the checkpoint's own spatial answer puts the object to move, on the first frame of
     held-out demonstrations: the centre of its first box (or its first point) against the true
     centre, per axis as a fraction of the image size (comparable with --point-noise)."""
     from workbench.episodes.lerobot import LeRobotDataset
