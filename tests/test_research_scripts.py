@@ -50,6 +50,25 @@ def test_product_does_not_import_research() -> None:
             assert "import research" not in text and "from research" not in text, source
 
 
+def test_ablation_dry_run_prints_the_full_budget_and_writes_nothing(tmp_path) -> None:
+    out = tmp_path / "never"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "research" / "ablation" / "run.py"), "--out", str(out), "--dry-run"],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("workbench ")]
+    stage1 = [line for line in lines if line.startswith("workbench train stage1")]
+    stage2 = [line for line in lines if line.startswith("workbench train stage2")]
+    assert len(stage1) == 2 and all("--steps 7000 --batch-size 16" in line for line in stage1)
+    assert len(stage2) == 5 and all("--steps 2000 --batch-size 12" in line for line in stage2)
+    assert all("--head-steps 8000 --head-batch-size 32" in line for line in stage2)
+    evaluations = [line for line in lines if line.startswith("workbench evaluate")]
+    assert len(evaluations) == 15 and all("--episodes 10" in line for line in evaluations)
+    assert sum(line.startswith("workbench compare") for line in lines) == 7
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None:
     """research/ablation/run.py at its smallest budget: five loadable arms, each what docs/ablation.md says,

@@ -186,8 +186,8 @@ def evaluate_command(b: Budget, lay: Layout, arm: str, seed: int, args: argparse
 class Run:
     """Runs the phases in order, prints progress, logs command lines and timings."""
 
-    def __init__(self, out: Path, total: int):
-        self.out, self.total, self.done, self.t0 = out, total, 0, time.time()
+    def __init__(self, out: Path, total: int, dry_run: bool = False):
+        self.out, self.total, self.done, self.t0, self.dry_run = out, total, 0, time.time(), dry_run
         self.timings_path = out / "timings.json"
         self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
 
@@ -197,9 +197,12 @@ class Run:
         self.done += 1
         head = f"[ablation {self.done}/{self.total}, {(time.time() - self.t0) / 60:.1f} min] {name}"
         line = shlex.join(["workbench", *command]) + note if command is not None else ""
-        if line:
+        if line and not self.dry_run:
             with (self.out / "commands.sh").open("a") as f:
                 f.write(line + "\n")
+        if self.dry_run:
+            print(line or f"# {name}", flush=True)
+            return
         if complete:
             print(f"{head}: done before, skipped", flush=True)
             return
@@ -279,6 +282,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--max-steps", type=int, default=50, help="episode step cap (the cards' 50)")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms to train and evaluate")
+    ap.add_argument(
+        "--dry-run", action="store_true", help="print the command lines (commands.sh), run nothing"
+    )
     return ap.parse_args(argv)
 
 
@@ -286,15 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     budget = Budget().scaled(args.scale)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     lay, seeds = Layout(out), tuple(args.seeds)
-    (out / "budget.json").write_text(json.dumps({**asdict(budget), **vars(args)}, indent=1))
-    (out / "commands.sh").write_text("# the ablation's command lines, in order (research/ablation/run.py)\n")
+    if not args.dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "budget.json").write_text(json.dumps({**asdict(budget), **vars(args)}, indent=1))
+        (out / "commands.sh").write_text(
+            "# the ablation's command lines, in order (research/ablation/run.py)\n"
+        )
     contents = sorted({ARM_OPTIONS[a][0] for a in args.arms}, reverse=True)  # spatial first: the tokenizer
     expected = len(args.eval_tasks) * CELLS * budget.episodes_per_cell
     total = len(data_commands(budget, lay)) + len(contents) + len(args.arms) * (1 + len(seeds)) + 1
-    run = Run(out, total)
-    print(f"[ablation] scale {args.scale}: {json.dumps(asdict(budget))}", flush=True)
+    run = Run(out, total, args.dry_run)
+    if not args.dry_run:
+        print(f"[ablation] scale {args.scale}: {json.dumps(asdict(budget))}", flush=True)
 
     import torch
 
@@ -316,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         done = (lay.arm(arm) / "final" / "config.json").exists()
         run.phase(f"stage2 {arm}", argv, done, lambda a=argv: workbench(a), units)
     for arm in args.arms:
-        size = json.loads((lay.arm(arm) / "final" / "config.json").read_text())["image_size"]
+        config = lay.arm(arm) / "final" / "config.json"
+        size = json.loads(config.read_text())["image_size"] if config.exists() else 0  # read when it runs
         for seed in seeds:
             argv = evaluate_command(budget, lay, arm, seed, args)
             fn = (
@@ -325,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
                 else (lambda a=argv: workbench(a))
             )
             done = report_complete(lay.report(arm, seed), expected)
-            note = "  # plus the true answer (run.py's evaluate_control)" if arm == "control" else ""
+            note = (
+                "  # plus the true points: research/ablation/run.py evaluate_control"
+                if arm == "control"
+                else ""
+            )
             run.phase(f"evaluate {arm} {seed}", argv, done, fn, {"episodes": expected}, note)
     pairs = [(a, b) for a, b in COMPARISONS if a in args.arms and b in args.arms]
 
@@ -335,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
 
     run.phase("compare (pooled over the seed sets)", None, False, comparisons)
+    if args.dry_run:
+        for a, b in pairs:
+            print(shlex.join(["workbench", "compare", *(str(lay.report(a, s)) for s in seeds), "--vs",
+                              *(str(lay.report(b, s)) for s in seeds)]))  # fmt: skip
+        return 0
     print(f"[ablation] finished in {(time.time() - run.t0) / 60:.1f} min: {out}", flush=True)
     return 0
 
