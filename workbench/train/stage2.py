@@ -297,7 +297,11 @@ def train_stage2(cfg: Stage2Config) -> Path:
     bar = tqdm(
         total=cfg.steps,
         initial=step,
-        desc="stage 2 vanilla" if cfg.vanilla else "stage 2 ST4VLA",
+        desc="stage 2 vanilla"
+        if cfg.vanilla
+        else "stage 2 ST4VLA"
+        if cfg.spatial_prompt
+        else "stage 2 plain prompt",
         unit="step",
     )
     progress = LossProgress(bar, log, every=cfg.log_every)
