@@ -64,15 +64,17 @@ def test_ablation_dry_run_prints_the_full_budget_and_writes_nothing(tmp_path) ->
     assert len(stage2) == 5 and all("--steps 2000 --batch-size 12" in line for line in stage2)
     assert all("--head-steps 8000 --head-batch-size 32" in line for line in stage2)
     evaluations = [line for line in lines if line.startswith("workbench evaluate")]
-    assert len(evaluations) == 15 and all("--episodes 10" in line for line in evaluations)
-    assert sum(line.startswith("workbench compare") for line in lines) == 7
+    assert len(evaluations) == 18 and all("--episodes 10" in line for line in evaluations)
+    assert sum(line.startswith("workbench compare") for line in lines) == 10
+    (locator,) = [line for line in lines if line.startswith("workbench train locator")]
+    assert "--steps 7000 --batch-size 16" in locator and "--image-size 112" in locator
     assert not out.exists()
 
 
 @pytest.mark.slow
 def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None:
     """research/ablation/run.py at its smallest budget: five loadable arms, each what docs/ablation.md says,
-    evaluated on the same episodes of three seed sets, and the paired comparisons written."""
+    and the learned control, evaluated on the same episodes of three seed sets; the paired comparisons."""
     from workbench.policy.policy import ST4VLAPolicy
 
     out = tmp_path / "ablation"
@@ -83,7 +85,7 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "[ablation 28/28" in done.stdout and "finished" in done.stdout
+    assert "[ablation 32/32" in done.stdout and "finished" in done.stdout
 
     # one tokenizer for every arm; the vanilla arms' stage 1 asked no spatial question
     tokenizer = (out / "stage1_spatial" / "tokenizer" / "tokenizer.json").read_text()
@@ -124,10 +126,21 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
                        "st4vla_points": "spatial", "control": "nonspatial"}  # fmt: skip
     assert arms["control"][0].action.state_dim == arms["vanilla"][0].action.state_dim + 4
 
+    # the learned control: the control's checkpoint on the locator's points (trained on stage 1's budget)
+    from workbench.train.locator import load_locator
+
+    assert load_locator(out / "locator" / "final")[1] == 56  # the test size's images
+    assert json.loads((out / "locator" / "config.json").read_text())["steps"] == 7
+    for seed in (10000, 20000, 50000):
+        report = json.loads((out / "eval" / "control_learned" / str(seed) / "report.json").read_text())
+        assert len(report["episodes"]) == 4 and report["checkpoint"] == str(
+            out / "arms" / "control" / "final"
+        )
+
     comparisons = (out / "comparisons.md").read_text()
-    assert comparisons.count("## ") == 7 and "## st4vla_points over control" in comparisons
+    assert comparisons.count("## ") == 10 and "## st4vla_points over control_learned" in comparisons
     commands = (out / "commands.sh").read_text().splitlines()
     assert sum(line.startswith("workbench train stage2") for line in commands) == 5
-    assert sum(line.startswith("workbench evaluate") for line in commands) == 15
+    assert sum(line.startswith("workbench evaluate") for line in commands) == 18
     timings = json.loads((out / "timings.json").read_text())
     assert {"stage1 spatial", "stage2 control", "evaluate control 50000"} <= set(timings)

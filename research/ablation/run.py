@@ -13,7 +13,11 @@ has the table); the arms differ only in what the VLM is taught and what the acti
                       answer phases and head continuations)
     control           the vanilla arm's VLM and co-training; the DiT's state also holds the centres of the
                       TRUE boxes, in training and at evaluation (--true-points; workbench/train/control.py):
-                      an oracle localiser (the simulator's ground truth), not a learned head
+                      an oracle localiser (the simulator's ground truth)
+    control_learned   the control's checkpoint evaluated on the points of a plain localisation head
+                      (`workbench train locator`, workbench/train/locator.py) trained on the same true
+                      boxes with stage 1's number of samples: explicit coordinates without a spatially
+                      guided VLM (evaluated, not trained, as an arm: it adds the locator only)
 
 Each phase is one `workbench ...` command line, run in this process (torch is imported once) and
 appended to <out>/commands.sh; the control's evaluation is the one Python call (the same EvalConfig, plus
@@ -52,7 +56,13 @@ COMPARISONS = (
     ("st4vla_upstream", "vanilla_cotrain"),
     ("st4vla_points", "st4vla_upstream"),
     ("st4vla_points", "control"),
+    ("control_learned", "vanilla"),
+    ("st4vla_points", "control_learned"),
+    ("control", "control_learned"),
 )
+# Evaluated with an input transform, in this process: the control's true points, or a learned locator's
+# points given to the control's checkpoint (control_learned, evaluated whenever the control is trained).
+TRANSFORMED = {"control": "true points", "control_learned": "the locator's points"}
 
 
 @dataclass(frozen=True)
@@ -171,11 +181,26 @@ def stage2_command(b: Budget, lay: Layout, arm: str, threads: int) -> list[str]:
             "--out", str(lay.arm(arm)), *options]  # fmt: skip
 
 
+SIZES = {"demo": 112, "test": 56}  # the model's input size per preset (workbench.train.common.SIZES)
+
+
+def locator_command(b: Budget, lay: Layout, size: str, threads: int) -> list[str]:
+    """The learned control's localisation head: on the same frames and true boxes as stage 1, as many
+    samples (steps x batch)."""
+    names = ("demos", "scenes", "scenes_unseen", "scenes_one", "scenes_one_unseen")
+    return ["train", "locator", "--data", *(str(lay.data(n)) for n in names), "--steps", str(b.stage1_steps),
+            "--batch-size", str(b.stage1_batch), "--warmup-steps", str(b.stage1_warmup),
+            "--log-every", str(b.stage1_eval_every), "--heldout-episodes", str(b.heldout_episodes),
+            "--image-size", str(SIZES[size]), "--threads", str(threads), "--seed", "1",
+            "--out", str(lay.out / "locator")]  # fmt: skip
+
+
 def evaluate_command(b: Budget, lay: Layout, arm: str, seed: int, args: argparse.Namespace) -> list[str]:
-    argv = ["evaluate", "--checkpoint", str(lay.arm(arm) / "final"), "--episodes", str(b.episodes_per_cell),
+    checkpoint = lay.arm("control" if arm == "control_learned" else arm) / "final"
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--episodes", str(b.episodes_per_cell),
             "--seed", str(seed), "--max-steps", str(args.max_steps), "--tasks", *args.eval_tasks,
             "--out", str(lay.report(arm, seed))]  # fmt: skip
-    if args.workers > 1 and arm != "control":  # the control's transform runs in this process
+    if args.workers > 1 and arm not in TRANSFORMED:  # a transform runs in this process
         argv += ["--ray", "--workers", str(args.workers)]
     return argv
 
@@ -222,17 +247,23 @@ def workbench(argv: list[str]) -> None:
         raise SystemExit(f"workbench {shlex.join(argv)} exited with {code}")
 
 
-def evaluate_control(argv: list[str], image_size: int) -> None:
-    """The control's evaluation: the EvalConfig of the same command line, plus the true answer."""
+def evaluate_control(argv: list[str], arm: str, lay: Layout) -> None:
+    """The controls' evaluation: the EvalConfig of the same command line, plus the transform that appends
+    the points to the robot state (true ones, or the locator's)."""
     from workbench.eval_report import markdown, write_report
     from workbench.evaluate import evaluate
     from workbench.train.command import parse_evaluate
     from workbench.train.control import true_points_input
+    from workbench.train.locator import located_points_input
 
     cfg = parse_evaluate(argv[1:])
+    size = json.loads((Path(cfg.checkpoint) / "config.json").read_text())["image_size"]
     # the state the control reads (joints + 4 points) is no sim state: "neutral" lets the runner start,
-    # the transform then gives the joints and the true points
-    transform = true_points_input(image_size)
+    # the transform then gives the joints and the points
+    if arm == "control":
+        transform = true_points_input(size)
+    else:
+        transform = located_points_input(lay.out / "locator" / "final")
     report = evaluate(cfg, transform=transform, state_mapping="neutral", out=cfg.out)
     write_report(report, cfg.out)
     print(markdown(report))
@@ -301,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     contents = sorted({ARM_OPTIONS[a][0] for a in args.arms}, reverse=True)  # spatial first: the tokenizer
     expected = len(args.eval_tasks) * CELLS * budget.episodes_per_cell
-    total = len(data_commands(budget, lay)) + len(contents) + len(args.arms) * (1 + len(seeds)) + 1
+    evaluated = [*args.arms, *(["control_learned"] if "control" in args.arms else [])]
+    learned = "control" in args.arms
+    total = len(data_commands(budget, lay)) + len(contents) + len(args.arms) + learned
+    total += len(evaluated) * len(seeds) + 1
     run = Run(out, total, args.dry_run)
     if not args.dry_run:
         print(f"[ablation] scale {args.scale}: {json.dumps(asdict(budget))}", flush=True)
@@ -325,24 +359,27 @@ def main(argv: list[str] | None = None) -> int:
         units = {"steps": budget.stage2_steps, "head_steps": budget.head_steps}
         done = (lay.arm(arm) / "final" / "config.json").exists()
         run.phase(f"stage2 {arm}", argv, done, lambda a=argv: workbench(a), units)
-    for arm in args.arms:
-        config = lay.arm(arm) / "final" / "config.json"
-        size = json.loads(config.read_text())["image_size"] if config.exists() else 0  # read when it runs
+    if learned:
+        argv = locator_command(budget, lay, args.size, args.threads)
+        done = (lay.out / "locator" / "final" / "locator.json").exists()
+        units = {"steps": budget.stage1_steps, "batch": budget.stage1_batch}
+        run.phase("locator", argv, done, lambda a=argv: workbench(a), units)
+    for arm in evaluated:
         for seed in seeds:
             argv = evaluate_command(budget, lay, arm, seed, args)
             fn = (
-                (lambda a=argv, s=size: evaluate_control(a, s))
-                if arm == "control"
+                (lambda a=argv, m=arm: evaluate_control(a, m, lay))
+                if arm in TRANSFORMED
                 else (lambda a=argv: workbench(a))
             )
             done = report_complete(lay.report(arm, seed), expected)
             note = (
-                "  # plus the true points: research/ablation/run.py evaluate_control"
-                if arm == "control"
+                f"  # plus {TRANSFORMED[arm]}: research/ablation/run.py evaluate_control"
+                if arm in TRANSFORMED
                 else ""
             )
             run.phase(f"evaluate {arm} {seed}", argv, done, fn, {"episodes": expected}, note)
-    pairs = [(a, b) for a, b in COMPARISONS if a in args.arms and b in args.arms]
+    pairs = [(a, b) for a, b in COMPARISONS if a in evaluated and b in evaluated]
 
     def comparisons() -> None:
         text = "".join(compare(lay, a, b, seeds) for a, b in pairs)

@@ -213,3 +213,49 @@ def test_control_reads_the_true_box_centres_in_training_and_at_evaluation(scenes
     np.testing.assert_allclose(
         given.state[9:], points_from_answer(true_answer(f), f.frame.width, f.frame.height)
     )
+
+
+def test_locator_learns_the_true_points_and_feeds_them_to_the_control(scenes, tmp_path):
+    """`workbench train locator`: a plain localisation head fitted to the true points of the frames it
+    trains on; its transform appends its prediction (four numbers in [-1, 1]) to the joints."""
+    import torch
+
+    from workbench.policy_input import PolicyInput
+    from workbench.records import Observation
+    from workbench.train.locator import (
+        Locator,
+        LocatorConfig,
+        load_locator,
+        locate,
+        located_points_input,
+        loss_of,
+        train_locator,
+        word_ids,
+    )  # fmt: skip
+
+    assert word_ids("Pick up the red cube", 2048) == word_ids("pick UP the red cube", 2048)  # stable, cased
+    _, data = scenes
+    cfg = LocatorConfig(data=data, out=str(tmp_path / "loc"), image_size=56, steps=150, batch_size=8,
+                        lr=3e-3, warmup_steps=5, log_every=50, heldout_episodes=0)  # fmt: skip
+    torch.manual_seed(0)
+    seen = load_frames(data, 56, 1)
+    model, size = load_locator(train_locator(cfg))
+    assert size == 56
+    log = json.loads((tmp_path / "loc" / "log.json").read_text())
+    assert log[-1]["loss"] < 0.6 * log[0]["loss"], log
+    fresh = Locator(cfg.width, cfg.buckets).eval()
+    with torch.no_grad():
+        assert loss_of(model, seen)[1] < 0.7 * loss_of(fresh, seen)[1]  # closer to the truth than untrained
+
+    f = seen[0]
+    image = np.zeros((f.frame.orig_height, f.frame.orig_width, 3), np.uint8)
+    points = locate(model, image, f.instruction, size)  # a camera-size image, resized as the policy does
+    assert points.shape == (4,) and points.dtype == np.float32 and (np.abs(points) <= 1).all()
+    obs = Observation({"cam": image}, f.instruction, state=np.arange(9.0), ground_truth=None)
+    given = located_points_input(tmp_path / "loc" / "final")(
+        PolicyInput.from_observation(obs, f.instruction), 0
+    )
+    np.testing.assert_allclose(given.state[:9], np.arange(9.0))
+    np.testing.assert_allclose(given.state[9:], points)  # no ground truth is read
+    with pytest.raises(FileNotFoundError, match="locator.json"):
+        load_locator(tmp_path)

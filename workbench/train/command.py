@@ -10,7 +10,7 @@ Before it runs, a phase prints its resolved config as one JSON line; after it, t
 that config are saved as <out>/command.json and appended to the final checkpoint's card
 (workbench.train.card.record_command).
 
-    workbench train data | stage1 | stage2 | head | answers [--help]
+    workbench train data | stage1 | stage2 | head | answers | locator [--help]
     workbench evaluate --checkpoint C [--episodes 4 --seed 10000 --cells seen/seen seen/unseen ...]
     workbench compare A B | A1 A2 --vs B1 B2
 
@@ -157,6 +157,13 @@ def run_answers(cfg, command_line: str) -> int:
     return finish(command_line, cfg, tune_answers(cfg), "checkpoint")
 
 
+def run_locator(cfg, command_line: str) -> int:
+    from workbench.train.locator import train_locator
+
+    print(json.dumps(asdict(cfg)))
+    return finish(command_line, cfg, train_locator(cfg), "locator")
+
+
 def _phase_config(phase: str) -> type:
     """The phase's config class, imported only when that phase is asked for (stage 1 loads torch)."""
     if phase == "data":
@@ -173,6 +180,10 @@ def _phase_config(phase: str) -> type:
         from workbench.train.head import HeadContinueConfig
 
         return HeadContinueConfig
+    if phase == "locator":
+        from workbench.train.locator import LocatorConfig
+
+        return LocatorConfig
     from workbench.train.answers import AnswerPhaseConfig
 
     return AnswerPhaseConfig
@@ -184,6 +195,7 @@ PHASES: dict[str, tuple[str, Callable[[Any, str], int]]] = {
     "stage2": ("spatially guided action post-training (or --vanilla baseline)", run_stage2),
     "head": ("more head-phase steps for a finished checkpoint's action expert, on (new) demonstrations", run_head),
     "answers": ("the answer phase: a finished checkpoint's VLM taught its spatial prompt's true answer", run_answers),
+    "locator": ("a plain localisation head on the true boxes (the ablation's learned control)", run_locator),
 }  # fmt: skip
 
 
