@@ -6,6 +6,10 @@ are trained in stage 2. The result is a full workbench checkpoint (so the app ca
 spatial questions), plus the tokenizer every later stage reuses.
 
     workbench train stage1 --data runs/data/demos runs/data/scenes --out runs/stage1 --steps 3000
+
+With `--content nonspatial` the same frames are asked questions without a coordinate
+(workbench/train/nonspatial.py): the ablation's vanilla pre-training (docs/ablation.md); its log adds the
+share of held-out non-spatial questions answered exactly.
 """
 
 from __future__ import annotations

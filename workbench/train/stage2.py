@@ -14,6 +14,10 @@ from scratch), without the spatial prompt (the plain instruction) and without gr
     workbench train stage2 --init runs/stage1/final --out runs/st4vla
     workbench train stage2 --vanilla --out runs/vanilla
 
+The ablation (docs/ablation.md) adds three options: --no-spatial-prompt (an --init VLM given the plain
+instruction, co-training kept), --grounding-content nonspatial (co-training without coordinates) and
+--true-points (the control: the true box centres after the joints in the robot state).
+
 On this CPU the joint phase can be followed by a head phase (`--head-steps`): the DiT alone, on
 frozen and cached conditions (workbench/train/head.py; not upstream).
 """
