@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in tab.take_notes():
         print("note:", note)
     gt = tab.last_record.observation.ground_truth
-    box = next((o for o in gt.objects if o.label == gt.source_label), None) if gt else None
+    box = next((o for o in gt.objects if o.label == gt.object_label), None) if gt else None
     if box is not None:
         tab.mark_point(*box.center)
     for _ in tqdm(tab.run(args.steps), total=args.steps, desc="sample session"):

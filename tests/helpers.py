@@ -53,7 +53,7 @@ def make_record(step: int, *, policies=("A", "B"), branch: str = "main", seed: i
         objects=[Box(80, 60, 130, 100, "carrot"), Box(150, 140, 200, 190, "plate")],
         key_points=[Point(105, 80, "carrot")],
         target=Box(150, 140, 200, 190, "plate"),
-        source_label="carrot",
+        object_label="carrot",
         target_label="plate",
         expert_trace=Trace(((105.0, 80.0), (130.0, 120.0), (175.0, 165.0)), "gripper"),
     )

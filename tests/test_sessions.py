@@ -222,6 +222,15 @@ def test_export_mp4_from_a_session(tmp_path):
         export_mp4(load_session(tmp_path / "vid"), tmp_path / "x.mp4", branch="nope")
 
 
+def test_the_shipped_sample_session_reads_its_older_ground_truth_label():
+    """sessions/sample was written when the object to move was ground truth's "source_label"."""
+    assert '"source_label"' in (REPO / "sessions" / "sample" / "steps.jsonl").read_text()
+    s = load_session(REPO / "sessions" / "sample")
+    gt = s.records[0].observation.ground_truth
+    assert gt.object_label and gt.object_label in {b.label for b in gt.objects}
+    assert gt.object_label in s.records[0].observation.instruction
+
+
 @pytest.mark.slow
 def test_sample_session_is_written_by_a_real_run(tmp_path):
     from workbench.sample import write_sample_session

@@ -477,7 +477,7 @@ def test_grounding_metrics_for_the_labelled_object():
     truth = GroundTruth(
         objects=[Box(0, 0, 10, 10, "carrot"), Box(50, 50, 60, 60, "plate")],
         key_points=[Point(5, 5, "carrot")],
-        source_label="carrot",
+        object_label="carrot",
         expert_trace=Trace(((0, 0), (10, 0))),
     )
     answer = parse(
@@ -518,7 +518,7 @@ def test_centre_offset_is_a_fraction_of_the_image_from_the_first_box_or_point():
 
 def test_object_centre_prefers_the_key_point_then_the_box():
     boxes = [Box(0, 0, 10, 10, "carrot"), Box(50, 50, 60, 70, "plate")]
-    truth = GroundTruth(objects=boxes, key_points=[Point(3, 4, "Carrot")], source_label="carrot")
+    truth = GroundTruth(objects=boxes, key_points=[Point(3, 4, "Carrot")], object_label="carrot")
     assert object_centre(truth) == (3, 4)
-    assert object_centre(GroundTruth(objects=boxes, source_label="plate")) == (55, 60)
-    assert object_centre(GroundTruth(objects=boxes, source_label="duck")) is None
+    assert object_centre(GroundTruth(objects=boxes, object_label="plate")) == (55, 60)
+    assert object_centre(GroundTruth(objects=boxes, object_label="duck")) is None

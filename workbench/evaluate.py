@@ -201,7 +201,7 @@ def episode_result(
     truth, answer = first.observation.ground_truth, first.policies[slot].spatial
     result = EpisodeResult(
         task, objects, paraphrase, seed, first.policies[slot].instruction, success=False,
-        steps=len(records) - 1, object=truth.source_label if truth is not None else None,
+        steps=len(records) - 1, object=truth.object_label if truth is not None else None,
     )  # fmt: skip
     if answer is not None and truth is not None:
         m = first.policies[slot].metrics

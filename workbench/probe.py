@@ -142,7 +142,7 @@ def probe_episode(
     first, last = records[0], records[-1]
     truth = first.observation.ground_truth
     success = bool(last.info.get("success", False))
-    moved, target = (truth.source_label, truth.target_label) if truth else (obj, "")
+    moved, target = (truth.object_label, truth.target_label) if truth else (obj, "")
     verdict = triage([StepFacts.from_record(r, slot.name) for r in records])
     return EpisodeOutcome(success, len(records) - 1, first.observation.instruction, moved, target, verdict)
 

@@ -1,6 +1,7 @@
 """StepRecord <-> JSON, as a session's steps.jsonl stores it (arrays as dtype, shape and data).
 
 Images are not in the JSON: the writer stores them as files and the record keeps their names.
+Ground truth written before the rename names the object to move "source_label"; it reads as object_label.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _gt(gt: GroundTruth | None) -> dict | None:
         "objects": [_geom(b) for b in gt.objects],
         "key_points": [_geom(p) for p in gt.key_points],
         "target": _geom(gt.target) if gt.target else None,
-        "source_label": gt.source_label,
+        "object_label": gt.object_label,
         "target_label": gt.target_label,
         "expert_trace": _geom(gt.expert_trace) if gt.expert_trace else None,
     }
@@ -86,7 +87,7 @@ def _ungt(d: dict | None) -> GroundTruth | None:
         objects=[_ungeom(b) for b in d["objects"]],
         key_points=[_ungeom(p) for p in d["key_points"]],
         target=_ungeom(d["target"]) if d["target"] else None,
-        source_label=d["source_label"],
+        object_label=d["object_label"] if "object_label" in d else d["source_label"],
         target_label=d["target_label"],
         expert_trace=_ungeom(d["expert_trace"]) if d["expert_trace"] else None,
     )

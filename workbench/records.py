@@ -43,7 +43,7 @@ class GroundTruth:
     objects: list[Box] = field(default_factory=list)  # every object's 2-D box, labelled
     key_points: list[Point] = field(default_factory=list)  # e.g. each object's grasp point
     target: Box | None = None  # the region the task wants the object in
-    source_label: str = ""  # label of the object the instruction is about
+    object_label: str = ""  # label of the object to move, the one the instruction is about
     target_label: str = ""
     expert_trace: Trace | None = None  # the scripted expert's end-effector path, projected
 

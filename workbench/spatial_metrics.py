@@ -137,7 +137,7 @@ def rms(values) -> float:
 
 def object_centre(truth: GroundTruth) -> tuple[float, float] | None:
     """The key point of the object to move, or its box centre when it has none (original-image pixels)."""
-    label = truth.source_label
+    label = truth.object_label
     for p in truth.key_points:
         if _same(p.label, label):
             return (p.x, p.y)
@@ -151,7 +151,7 @@ def _same(a: str, b: str) -> bool:
 def grounding_metrics(
     answer: SpatialAnswer, truth: GroundTruth, label: str | None = None
 ) -> dict[str, float]:
-    """How well `answer` grounds the object `label` (default: truth.source_label) against `truth`.
+    """How well `answer` grounds the object `label` (default: truth.object_label) against `truth`.
 
     Keys, present when the truth has what they need:
       box_iou           best IoU of any predicted box with the labelled truth box(es) (0.0 if none)
@@ -162,9 +162,9 @@ def grounding_metrics(
       trace_mean_distance / trace_final_distance / trace_frechet: the first predicted trace
                         against truth.expert_trace (inf when no trace was predicted)
       num_predicted     how many geometries the answer holds
-    Unlabelled truth (no label given and no source_label) uses every truth object.
+    Unlabelled truth (no label given and no object_label) uses every truth object.
     """
-    label = label if label is not None else (truth.source_label or None)
+    label = label if label is not None else (truth.object_label or None)
     boxes = [b for b in truth.objects if label is None or _same(b.label, label)]
     keys = [p for p in truth.key_points if label is None or _same(p.label, label)]
     pred_boxes = [g for g in answer.geometry if isinstance(g, Box)]

@@ -90,7 +90,7 @@ def run_counterfactual(tab, box_text: str) -> Counterfactual:
     h, w = image.shape[:2]
     ps = record.policies[slot.name]
     label = next((g.label for g in (ps.spatial.geometry if ps.spatial else []) if isinstance(g, Box)), "")
-    label = label or (obs.ground_truth.source_label if obs.ground_truth else "")
+    label = label or (obs.ground_truth.object_label if obs.ground_truth else "")
     box = parse_box(box_text, w, h)
     box = Box(box.x1, box.y1, box.x2, box.y2, label)
     answer = format_answer([box], ps.spatial.frame if ps.spatial else None)

@@ -80,9 +80,9 @@ class EditsMixin:
         """Other ways to say the current task, from the simulator's instruction bank."""
         record = self.last_record
         gt = record.observation.ground_truth if record is not None else None
-        if gt is None or not gt.source_label or self.source.kind != "sim":
+        if gt is None or not gt.object_label or self.source.kind != "sim":
             return []
-        return bank_paraphrases(self.source.task, gt.source_label, gt.target_label, self.source.split)[:n]
+        return bank_paraphrases(self.source.task, gt.object_label, gt.target_label, self.source.split)[:n]
 
     # -- branch ----------------------------------------------------------------------------------
 

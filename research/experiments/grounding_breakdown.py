@@ -179,7 +179,7 @@ def breakdown(
     asks: list[tuple[FrameItem, str, str, str]] = []  # (frame, question, label, kind)
     for f in firsts:
         asks += [(f, object_question("box", b.label), b.label, "object") for b in f.ground_truth.objects]
-        asks.append((f, grounding_question("box", f.instruction), f.ground_truth.source_label, "task"))
+        asks.append((f, grounding_question("box", f.instruction), f.ground_truth.object_label, "task"))
     rows: dict[str, list] = {"object": [], "task": []}
     confusions: list[tuple[str, str | None]] = []  # (named, landed on) for "Locate the <name>"
     if detect:

@@ -56,7 +56,7 @@ def collect(policy, data: str, episodes: np.ndarray, every: int, batch: int = 32
         for t in range(0, len(ep.frames), every):
             f = ep.frames[t]
             gt = f.ground_truth
-            obj = next(k for k in gt.key_points if k.label == gt.source_label)
+            obj = next(k for k in gt.key_points if k.label == gt.object_label)
             rows.append((f.images[CAMERA], ep.task, f.state, f.action, (obj.x, obj.y)))
     feats: dict[str, list] = {}
     for s in tqdm(range(0, len(rows), batch), desc="features", unit="batch"):

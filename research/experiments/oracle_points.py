@@ -48,7 +48,7 @@ def oracle_points(gt: GroundTruth | None, width: int, height: int) -> np.ndarray
     if gt is None:
         return out
     for p in gt.key_points:
-        if p.label == gt.source_label:
+        if p.label == gt.object_label:
             out[:2] = (p.x / width, p.y / height)
             break
     if gt.target is not None:

@@ -83,7 +83,7 @@ def test_reset_applies_object_split_and_seed_or_asks_for_load(tab):
     assert message == ""
     record = tab.last_record
     assert record.step == 0 and tab.source.seed == 4
-    assert record.observation.ground_truth.source_label == unseen
+    assert record.observation.ground_truth.object_label == unseen
     assert unseen in record.observation.instruction
     # a new episode is a new recording: the old episode's steps 1..2 cannot show at the viewer's cursor
     assert tab.logger.recording_id != before and tab.runner.sinks == [tab.logger]

@@ -31,7 +31,7 @@ def _gt(t: int) -> GroundTruth:
         objects=[Box(1.0, 2.0, 30.5, 40.0, "carrot"), Box(5.0, 5.0, 9.0, 9.0, "plate")],
         key_points=[Point(10.0 + t, 12.0, "carrot")],
         target=Box(5.0, 5.0, 9.0, 9.0, "plate"),
-        source_label="carrot",
+        object_label="carrot",
         target_label="plate",
         expert_trace=Trace(((1.0, 2.0), (3.5, 4.0 + t)), "gripper"),
     )
@@ -309,6 +309,7 @@ def test_shipped_sample_episode():
     obs = episode.observation(0)
     assert obs.images[obs.main_camera].shape == (224, 224, 3)
     gt = obs.ground_truth
-    assert gt is not None and gt.source_label and gt.source_label in episode.task
+    # written when the object to move was "source_label": it reads as object_label
+    assert gt is not None and gt.object_label and gt.object_label in episode.task
     assert obs.cameras[obs.main_camera].width == 224 and obs.tcp_pose.shape == (7,)
     assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) < 2_000_000

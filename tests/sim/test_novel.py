@@ -106,7 +106,7 @@ def test_a_novel_scene_moves_a_novel_object_among_seen_ones(task):
             said = e.get_language_instruction()
             assert said in instructions.paraphrases(task, "gadget", target, "unseen")
             assert e.obj.name.removeprefix("gadget ") not in said
-            assert e.ground_truth().source_label == e.obj.name
+            assert e.ground_truth().object_label == e.obj.name
     finally:
         e.close()
 

@@ -174,7 +174,7 @@ def test_ground_truth_boxes_match_segmentation(task):
 def test_ground_truth_labels_points_target_and_trace(env):
     env.reset(seed=3)
     gt = env.ground_truth()
-    assert gt.source_label == env.obj.name and gt.target_label == env.target.name
+    assert gt.object_label == env.obj.name and gt.target_label == env.target.name
     assert gt.target is not None and gt.target.label == env.target.name
     for p in gt.key_points:
         box = next(b for b in gt.objects if b.label == p.label)
@@ -196,7 +196,7 @@ def test_to_observation(env):
     assert o.instruction == env.get_language_instruction()
     np.testing.assert_allclose(o.cameras[CAM].intrinsic, obs["camera_param"][CAM]["intrinsic_cv"], rtol=1e-6)
     assert o.tcp_pose.shape == (7,) and o.state.shape == (9,)
-    assert o.ground_truth.source_label == env.obj.name
+    assert o.ground_truth.object_label == env.obj.name
 
 
 def _rollout(env, actions) -> list[tuple[np.ndarray, np.ndarray, dict]]:

@@ -96,7 +96,7 @@ def test_nonspatial_answers_follow_from_the_ground_truth_and_not_from_positions(
             q.question.split("Is there a ")[1].split(" in the")[0] for q in by_kind["ns_exists_no"]
         } & set(labels)
         (task,) = by_kind["ns_task_object"]
-        assert task.answer == gt.source_label and f.instruction.lower() in task.question
+        assert task.answer == gt.object_label and f.instruction.lower() in task.question
         assert all(label in by_kind["ns_caption"][0].answer for label in labels)
 
         # moved and reordered objects: the same text (nothing in it depends on where things are)
@@ -104,7 +104,7 @@ def test_nonspatial_answers_follow_from_the_ground_truth_and_not_from_positions(
         moved = GroundTruth(
             objects=[Box(*(rng.uniform(0, 200, 4)), label=b.label) for b in reversed(gt.objects)],
             key_points=[Point(*rng.uniform(0, 200, 2), p.label) for p in gt.key_points],
-            source_label=gt.source_label,
+            object_label=gt.object_label,
             target_label=gt.target_label,
         )
         assert nonspatial_pairs(moved, f.instruction, seen_object_names()) == pairs

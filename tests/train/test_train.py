@@ -59,9 +59,9 @@ def test_unseen_scenes_show_unseen_objects_under_seen_phrasings(tmp_path):
     for f in frames:
         gt = f.ground_truth
         assert all(catalog.get(b.label).split == "unseen" for b in gt.objects)
-        seen = instructions.paraphrases("tabletop_put_on", gt.source_label, gt.target_label, "seen")
+        seen = instructions.paraphrases("tabletop_put_on", gt.object_label, gt.target_label, "seen")
         assert f.instruction in seen
-        unseen = instructions.paraphrases("tabletop_put_on", gt.source_label, gt.target_label, "unseen")
+        unseen = instructions.paraphrases("tabletop_put_on", gt.object_label, gt.target_label, "unseen")
         assert f.instruction not in unseen
 
 
@@ -76,7 +76,7 @@ def test_demonstrations_are_lerobot_datasets_of_successful_seen_episodes(data):
         assert ep.actions.shape[1] == 7
         assert set(np.unique(ep.actions[:, 6])) <= {-1.0, 1.0}
         gt = ep.frames[0].ground_truth
-        assert catalog.get(gt.source_label).split == "seen"  # never the unseen split
+        assert catalog.get(gt.object_label).split == "seen"  # never the unseen split
 
 
 def test_grounding_answers_parse_back_to_the_ground_truth(data):
@@ -105,7 +105,7 @@ def test_grounding_answers_parse_back_to_the_ground_truth(data):
     task = next(p for p in pairs if p.kind == "task_box")
     assert "Locate their bounding boxes" in task.question  # the spatial prompt itself
     labels = [g.label for g in spatial.parse(task.answer, item.frame).geometry]
-    assert labels[0] == item.ground_truth.source_label
+    assert labels[0] == item.ground_truth.object_label
     # "Is there a <name>?": yes for each object on the table, no for every absent seen object.
     present = {b.label for b in item.ground_truth.objects}
     yes = {p.question for p in pairs if p.kind == "exists_yes" and p.answer == "Yes"}

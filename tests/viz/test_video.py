@@ -27,7 +27,7 @@ def record(step: int, width: int = 224, height: int = 168, *, truncated: bool = 
     yy, xx = np.mgrid[0:height, 0:width]
     image = np.stack([(xx * 2 + step) % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
     gt = GroundTruth(objects=[Box(40, 30, 90, 80, "carrot"), Box(120, 90, 180, 150, "plate")],
-                     source_label="carrot", target_label="plate",
+                     object_label="carrot", target_label="plate",
                      expert_trace=Trace(((60.0, 50.0), (150.0, 120.0)), "gripper"))  # fmt: skip
     obs = Observation({"cam": image}, "put the carrot on the plate", ground_truth=gt)
     policies = {

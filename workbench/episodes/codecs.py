@@ -124,7 +124,7 @@ def ground_truth_from_json(text: str) -> GroundTruth:
         objects=[Box(**b) for b in d.get("objects", [])],
         key_points=[Point(**p) for p in d.get("key_points", [])],
         target=Box(**d["target"]) if d.get("target") else None,
-        source_label=d.get("source_label", ""),
+        object_label=d.get("object_label", d.get("source_label", "")),  # source_label: the older name
         target_label=d.get("target_label", ""),
         expert_trace=Trace(tuple(tuple(p) for p in trace["points"]), trace.get("label", ""))
         if trace

@@ -285,7 +285,7 @@ class TabletopEnv:
             objects=boxes,
             key_points=points,
             target=target_box,
-            source_label=self.obj.name,
+            object_label=self.obj.name,
             target_label=self.target.name if self.target else "",
             expert_trace=trace,
         )

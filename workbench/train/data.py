@@ -231,7 +231,7 @@ def seen_object_names() -> list[str]:
 
 def task_boxes(gt: GroundTruth) -> list[Box]:
     """The spatial prompt's answer: the boxes of the task's key objects (source, then target)."""
-    out = [b for b in (_find(gt.objects, gt.source_label), _find(gt.objects, gt.target_label)) if b]
+    out = [b for b in (_find(gt.objects, gt.object_label), _find(gt.objects, gt.target_label)) if b]
     return out
 
 

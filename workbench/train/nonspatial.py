@@ -77,8 +77,8 @@ def nonspatial_pairs(gt: GroundTruth, instruction: str, absent_names: list[str])
     for c in sorted({c for c in map(category, names) if c}):
         count = sum(category(n) == c for n in names)
         pairs.append(QA("ns_count", CATEGORY_COUNT_QUESTION.replace("{plural}", plural(c)), str(count)))
-    if gt.source_label:
+    if gt.object_label:
         question = TASK_OBJECT_QUESTION.replace("{instruction}", instruction.lower())
-        pairs.append(QA("ns_task_object", question, gt.source_label))
+        pairs.append(QA("ns_task_object", question, gt.object_label))
     pairs.append(QA("ns_caption", CAPTION_QUESTION, f"A robot arm at a table with {things}."))
     return pairs
