@@ -224,10 +224,11 @@ def measure_grounding(
 
 @torch.no_grad()
 def measure_nonspatial(
-    policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16
+    policy, frames: list[FrameItem], max_frames: int = 32, batch: int = 16, per_frame: int = 4
 ) -> dict[str, float]:
-    """Greedy-decode one random non-spatial question per held-out frame; the share answered exactly
-    (stripped text equal to the ground truth's answer), overall and for the yes/no questions."""
+    """Greedy-decode up to `per_frame` random non-spatial questions of each of up to `max_frames`
+    held-out frames; the share answered exactly (stripped text equal to the ground truth's answer),
+    overall and for the yes/no questions."""
     vlm = policy.model.qwen_vl_interface
     was_training = policy.model.training
     policy.model.eval()
@@ -236,8 +237,8 @@ def measure_nonspatial(
     asked = []
     for f in picked:
         pairs = nonspatial_pairs(f.ground_truth, f.instruction, seen_object_names()) if f.ground_truth else []
-        if pairs:
-            asked.append((f, pairs[int(rng.integers(len(pairs)))]))
+        for i in rng.choice(len(pairs), min(per_frame, len(pairs)), replace=False) if pairs else []:
+            asked.append((f, pairs[int(i)]))
     right, yes_no = [], []
     for start in range(0, len(asked), batch):
         chunk = asked[start : start + batch]
