@@ -281,12 +281,12 @@ COMMON_DEVIATIONS = [
 
 ANSWER_POINTS_DEVIATION = (
     "Not upstream: the explicit spatial prompt (`answer_points`). Before each action the VLM answers the "
-    "spatial prompt (greedy, at most 64 tokens) and the centres of its first two boxes (source, target; in "
+    "spatial prompt (greedy, at most 64 tokens) and the centres of its first two boxes (the object to move, its target; in "
     "[-1, 1] of the image) join the 9 joint positions in the DiT's state token (`action.state_dim` 13). The "
     "joint phase and the head phase teacher-force the true boxes' centres; at control time the DiT reads the "
     "model's own answers. "
     "Upstream's DiT reads the spatial prompt's hidden states only, and here those did not carry the "
-    "source's position precisely enough (research/training-notes.md, notes 12 and 14). "
+    "object's position precisely enough (research/training-notes.md, notes 12 and 14). "
     "vanilla-tiny, with no spatial prompt, has no answer to read."
 )
 
@@ -446,7 +446,7 @@ def comparison() -> str:
             f"## Comparison on the same seeds ({EPISODES} per task and cell, {20 * EPISODES} episodes each)",
             "",
             "| checkpoint | success, seen / unseen objects | success, seen / unseen paraphrases "
-            "| box IoU seen / unseen | closest gripper-to-source, cm (seen / unseen) |",
+            "| box IoU seen / unseen | closest gripper-to-object, cm (seen / unseen) |",
             "|---|---|---|---|---|",
             *rows,
             *gap,
