@@ -272,12 +272,9 @@ def action_batch(policy, frames, idx, normalizer):
     return inputs, images, torch.as_tensor(chunks, dtype=torch.float32), states
 
 
-def train_stage2(cfg: Stage2Config) -> Path:
-    seed_everything(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    size = cfg.model.image_size
-    chunk = cfg.model.chunk
+def stage2_frames(cfg: Stage2Config) -> tuple[list, list]:
+    """(demonstration frames, co-training frames) at the size and chunk of --init when given."""
+    size, chunk = cfg.model.image_size, cfg.model.chunk
     if cfg.init:
         init_cfg = json.loads((Path(cfg.init) / "config.json").read_text())
         size, chunk = init_cfg["image_size"], init_cfg["action"]["chunk_length"]
@@ -289,6 +286,19 @@ def train_stage2(cfg: Stage2Config) -> Path:
             frames
         )  # [S] joints -> [S + 4]: the statistics and the DiT's state then include them
     questions = load_frames(cfg.grounding_data, size, chunk) if cfg.grounding_data else frames
+    return frames, questions
+
+
+def progress_bar(cfg: Stage2Config, step: int) -> tqdm:
+    kind = "vanilla" if cfg.vanilla else "ST4VLA" if cfg.spatial_prompt else "plain prompt"
+    return tqdm(total=cfg.steps, initial=step, desc=f"stage 2 {kind}", unit="step")
+
+
+def train_stage2(cfg: Stage2Config) -> Path:
+    seed_everything(cfg.seed, cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames, questions = stage2_frames(cfg)
     policy = build_policy(cfg, frames, out)
     model = policy.model.train()
     normalizer = ActionNormalizer(policy.statistics, UNNORM_KEY)
@@ -298,16 +308,7 @@ def train_stage2(cfg: Stage2Config) -> Path:
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     rng = np.random.default_rng(cfg.seed + step)
     vlm = model.qwen_vl_interface
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="stage 2 vanilla"
-        if cfg.vanilla
-        else "stage 2 ST4VLA"
-        if cfg.spatial_prompt
-        else "stage 2 plain prompt",
-        unit="step",
-    )
+    bar = progress_bar(cfg, step)
     progress = LossProgress(bar, log, every=cfg.log_every)
     while step < cfg.steps:
         inputs, images, actions, states = action_batch(
