@@ -12,6 +12,7 @@ from panels.common import UI, guard, show_warnings, step_values, tab_of
 from panels.state.core import RANDOM_POLICY, Workbench
 from panels.state.specs import MODES, PolicySettings, SourceSpec
 from workbench.compat import MAPPINGS
+from workbench.sim.catalog import OBJECT_SPLITS
 
 KINDS = {"sim": "built-in sim", "episode": "recorded episode / session", "simpler": "SimplerEnv"}
 
@@ -39,7 +40,9 @@ def render(ui: UI) -> None:
         )
         with gr.Row():
             seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id="seed")
-            split = gr.Radio(["seen", "unseen"], value="seen", label="Objects", elem_id="split")
+            split = gr.Radio(OBJECT_SPLITS, value="seen", label="Objects", elem_id="split",
+                             info="seen: in the demonstrations; unseen: in none, named in grounding data; "
+                             "novel: in no data at all")  # fmt: skip
         obj = gr.Dropdown(["", *wb.list_objects("seen")], value="", label="Object (or type a custom one)",
                           allow_custom_value=True, elem_id="object",
                           info="Load or Reset applies object, split and seed")  # fmt: skip

@@ -142,6 +142,21 @@ def test_tab_needs_load_and_marks_points_inside_the_image():
     assert tab.point_report()["A"]["inside"] is False and "**outside** its box" in point_markdown(tab)
 
 
+def test_the_page_offers_every_object_split_and_a_novel_load_moves_a_novel_mesh():
+    from panels.source import OBJECT_SPLITS
+    from panels.state.specs import SourceSpec
+    from workbench.sim import catalog
+
+    assert OBJECT_SPLITS == ("seen", "unseen", "novel")
+    tab = Workbench(AppConfig(demo_checkpoint="/nonexistent")).new_tab()
+    record = tab.load(SourceSpec(task="tabletop_pick", seed=3, split="novel"), [""], PolicySettings())
+    obs = record.observation
+    assert catalog.get(obs.ground_truth.object_label).split == "novel" and "gadget" in obs.instruction
+    with pytest.raises(ValueError, match="no novel object to move"):  # the page shows this message
+        tab.load(SourceSpec(task="tabletop_stack", seed=3, split="novel"), [""], PolicySettings())
+    tab.release()
+
+
 def test_two_tabs_share_no_state():
     wb = Workbench(AppConfig())
     a, b = wb.new_tab(), wb.new_tab()
