@@ -159,3 +159,27 @@ def expected_entities(record: StepRecord, *, attention: bool = False) -> set[str
     if record.timings:
         out.add(f"{r}timings")
     return out
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The nodes a directed graph reaches from `start` (import graphs: module -> modules it imports)."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one node (each holds at least one circle), sorted."""
+    groups, done = [], set()
+    for m in sorted(graph):
+        if m in done:
+            continue
+        group = sorted(n for n in reachable(graph, m) if m in reachable(graph, n))
+        done.update(group)
+        if len(group) > 1:
+            groups.append(group)
+    return groups

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import cycles, reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "workbench"
@@ -87,29 +88,6 @@ def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:
 
         walk(ast.parse(path.read_text(), str(path)), False)
     return graph, inner
-
-
-def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), [start]
-    while todo:
-        for nxt in graph[todo.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected groups of more than one module (each holds at least one circle)."""
-    groups, done = [], set()
-    for m in sorted(graph):
-        if m in done:
-            continue
-        group = sorted(n for n in reachable(graph, m) if m in reachable(graph, n))
-        done.update(group)
-        if len(group) > 1:
-            groups.append(group)
-    return groups
 
 
 def test_the_static_check_finds_a_circle_and_a_dodge():

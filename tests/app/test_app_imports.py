@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from helpers import cycles, reachable
+
 ROOT = Path(__file__).resolve().parents[2]
 PANELS = ROOT / "panels"
 
@@ -48,37 +50,16 @@ def import_graph(with_inner: bool) -> dict[str, set[str]]:
     return graph
 
 
-def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), [start]
-    while todo:
-        for nxt in graph[todo.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
-def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The groups of more than one module that reach each other (each holds at least one circle)."""
-    groups, done = [], set()
-    for m in sorted(graph):
-        if m not in done:
-            group = sorted(n for n in reachable(graph, m) if m in reachable(graph, n))
-            done.update(group)
-            groups += [group] if len(group) > 1 else []
-    return groups
-
-
 def test_the_checker_reads_the_real_imports_and_finds_a_circle():
-    assert circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     graph = import_graph(with_inner=False)
     assert {"panels.state.stepping", "panels.state.edits", "panels.state.viewer"} <= graph["panels.state.tab"]
     assert "panels.state.sessions" in graph["panels.probe"]  # 'from panels.state import sessions'
 
 
 def test_no_import_circle_in_the_app_layer():
-    assert circles(import_graph(with_inner=False)) == [], "module-level import circles among panels modules"
-    assert circles(import_graph(with_inner=True)) == [], "circles through imports made inside functions"
+    assert cycles(import_graph(with_inner=False)) == [], "module-level import circles among panels modules"
+    assert cycles(import_graph(with_inner=True)) == [], "circles through imports made inside functions"
 
 
 def test_the_parts_of_the_tab_sit_below_it():
