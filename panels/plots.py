@@ -39,11 +39,20 @@ def figures(tab, shown: str) -> tuple:
     return tuple(draw(records) if name == shown else gr.skip() for name, draw in FIGURES.items())
 
 
+def chosen(tab, evt: gr.SelectData) -> tuple:
+    """A figure tab chosen: it becomes the shown one and is drawn (once the page has loaded something).
+    Gradio also sends `select` to the tab that loses the page (evt.selected False): that changes nothing."""
+    if not evt.selected:
+        return (gr.skip(),) * (1 + len(FIGURES))
+    if tab is None:  # nothing loaded in this page yet: no figure, as before any step
+        return evt.value, *(gr.skip(),) * len(FIGURES)
+    return evt.value, *figures(tab, evt.value)
+
+
 def wire(ui: UI) -> None:
     outs = [ui[f"plot_{name}"] for name in FIGURES]
     # after the viewer's refresh (panels.viewer), so the figures never delay the overlays on a 2-core box
     for event in ui.push_events or ui.step_events:
         event.then(figures, [ui.state, ui["plot_shown"]], outs, show_progress="hidden")
     for name in FIGURES:
-        chosen = ui[f"plot_tab_{name}"].select(lambda n=name: n, None, ui["plot_shown"], queue=False)
-        chosen.then(figures, [ui.state, ui["plot_shown"]], outs, show_progress="hidden")
+        ui[f"plot_tab_{name}"].select(chosen, ui.state, [ui["plot_shown"], *outs], show_progress="hidden")

@@ -158,7 +158,8 @@ def test_evaluate_on_ray_writes_the_report_the_serial_run_writes(local_ray, tiny
 def test_an_episode_that_cannot_run_is_reported_apart_not_as_a_policy_failure(
     local_ray, tiny_checkpoint, tmp_path
 ):
-    from workbench.evaluate import EvalConfig, evaluate, markdown
+    from workbench.eval_report import markdown
+    from workbench.evaluate import EvalConfig, evaluate
     from workbench.train.command import run_evaluate
 
     cfg = EvalConfig(checkpoint=tiny_checkpoint, tasks=("tabletop_pick", "tabletop_nope"), episodes=1,
