@@ -274,6 +274,11 @@ def test_non_upstream_options_are_transforms_composed_at_load(policy, bundled, i
     )
 
     assert policy.transforms == Transforms() and not policy.transforms.reads_answer
+    policy.config.condition_on_answer = True  # a config changed after loading (as stage 2 does) is followed
+    try:
+        assert policy.transforms == transforms_for(policy.config) and policy.transforms.reads_answer
+    finally:
+        policy.config.condition_on_answer = False
     cfg = tiny_config()
     cfg.condition_on_answer = cfg.answer_points = cfg.state_tcp = True
     cfg.action.state_dim = 4 + ANSWER_POINTS  # one joint and the TCP's x, y, z, then the points

@@ -59,9 +59,9 @@ class ST4VLAPolicy:
         self.config: ST4VLAConfig = model.config
         self.name = name
         self.device = device
-        # What the model reads besides upstream's prompt; by default what its config asks for (none
-        # for an upstream checkpoint).
-        self.transforms = extras.transforms_for(self.config) if transforms is None else transforms
+        # What the model reads besides upstream's prompt: given, or else what its config asks for now
+        # (none for an upstream checkpoint; the `transforms` property reads the config afresh).
+        self._transforms = transforms
         # Decoding settings of the spatial answer (not upstream; 0 and 1 are plain greedy decoding):
         # refine_radius > 0 writes its numbers as their local expectation over that many pixels
         # (workbench.policy.refine); answer_votes > 1 acts on the median answer of that many shifted
@@ -90,6 +90,16 @@ class ST4VLAPolicy:
     @property
     def tokenizer(self):
         return self.model.qwen_vl_interface.tokenizer
+
+    @property
+    def transforms(self) -> extras.Transforms:
+        """The steps around upstream's path: those given, else the ones the config asks for, derived
+        from it on every call, so a config changed after loading (training phases do) is followed."""
+        return extras.transforms_for(self.config) if self._transforms is None else self._transforms
+
+    @transforms.setter
+    def transforms(self, value: extras.Transforms | None) -> None:
+        self._transforms = value  # None: follow the config again
 
     @classmethod
     def from_config(

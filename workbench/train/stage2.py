@@ -35,7 +35,6 @@ import tyro
 from tqdm import tqdm
 
 from workbench.policy.configuration import ANSWER_POINTS, TCP_POSITION
-from workbench.policy.extras import transforms_for
 from workbench.policy.modeling import ActionModel
 from workbench.policy.normalization import ActionNormalizer, compute_statistics
 from workbench.policy.policy import ST4VLAPolicy
@@ -222,9 +221,6 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.condition_on_answer = cfg.condition_on_answer
     policy.config.notes["training"] = training_note(cfg)
-    # What act() reads besides the prompt follows the config (state, answer points), changed above after
-    # --init's checkpoint was loaded with its own: build its transforms again from the final config.
-    policy.transforms = transforms_for(policy.config)
     policy.name = Path(cfg.out).name
     return policy
 
