@@ -30,7 +30,7 @@ import gradio as gr
 from panels import controls, episodes, instruction, plots, probe, sessions, source, viewer
 from panels.common import UI, release_on_unload, release_tab
 from panels.state import AppConfig, AppError
-from panels.state.config import DEMO_NAME, HOME_ENV, default_home, home_folders
+from panels.state.config import DEMO_NAME, HOME_ENV, VIEWER_IMAGES, default_home, home_folders
 from panels.state.core import Workbench
 from panels.state.sessions import session_path
 from panels.state.summary import point_markdown
@@ -174,6 +174,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "workbench app") -> Ap
         "--sessions-dir", type=Path, default=None, help="where sessions are saved (default HOME/sessions)"
     )
     p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="'Run to end' stops here")
+    p.add_argument("--viewer-images", choices=VIEWER_IMAGES, default=defaults.viewer_images,
+                   help="camera images in the viewer: raw (drawn with the step's overlays) or jpeg (smaller "
+                   "for long real-camera episodes; each step's image blanks while it decodes)")  # fmt: skip
     p.add_argument("--demo", dest="demo_session", default="", metavar="SESSION",
                    help="demo mode: hide the controls and play this saved session (e.g. 'sample'); no model")  # fmt: skip
     args = vars(p.parse_args(argv))

@@ -56,6 +56,9 @@ def home_folders(home: Path) -> dict[str, object]:
     }
 
 
+VIEWER_IMAGES = ("raw", "jpeg")
+
+
 @dataclass
 class AppConfig:
     host: str = "127.0.0.1"  # binding anywhere else must be asked for explicitly
@@ -69,6 +72,10 @@ class AppConfig:
     default_task: str = ""  # "" = the simulator's first task
     max_steps: int = 120  # "run to end" stops here if the episode has not ended
     viewer_height: int = 760
+    # camera images in the viewer: "raw" pixels are drawn in the same frame as the step's overlays;
+    # "jpeg" is decoded asynchronously (the image blanks for a few frames each step) but is several
+    # times smaller for a real camera's frames (a long recorded episode)
+    viewer_images: str = "raw"
     camera_width: int = 320  # the built-in sim's camera: small keeps CPU rendering and streaming light
     camera_height: int = 240
     demo_session: str = ""  # --demo: open on this saved session, controls hidden, played step by step
@@ -79,8 +86,15 @@ class AppConfig:
         self.data_dirs = [Path(p).expanduser().resolve() for p in self.data_dirs]
         self.sessions_dir = Path(self.sessions_dir).expanduser().resolve()
         self.demo_checkpoint = Path(self.demo_checkpoint).expanduser().resolve()
+        if self.viewer_images not in VIEWER_IMAGES:
+            raise ValueError(f"viewer_images must be one of {VIEWER_IMAGES}, got {self.viewer_images!r}")
         if self.port < 0 or self.port > 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+
+    @property
+    def viewer_jpeg_quality(self) -> int | None:
+        """The live viewer's RerunLogger(jpeg_quality=...): None logs raw pixels."""
+        return None if self.viewer_images == "raw" else 75
 
     @property
     def checkpoint_paths(self) -> AllowedPaths:

@@ -143,7 +143,9 @@ def play(tab: TabState, name: str, rename: dict[str, str] | None = None) -> Iter
         raise AppError(f"Session {path.name} has no steps to replay.")
     records = [renamed(r, rename) for r in session.records]
     tab.close()
-    tab.logger = RerunLogger(stream=True, attention=tab.attention)
+    tab.logger = RerunLogger(
+        stream=True, attention=tab.attention, jpeg_quality=tab.config.viewer_jpeg_quality
+    )
     tab.records, tab.user_point, tab.replayed = [], None, path.name
     tab.mode = str(session.meta.get("loaded", {}).get("mode", "shared"))
     tab.edits = [dict(e) for e in session.edits]

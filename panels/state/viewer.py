@@ -27,7 +27,8 @@ class ViewerMixin:
         from workbench.viz.rerun_log import RerunLogger
 
         return RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True,
-                           state_names=state_names, attention=self.attention)  # fmt: skip
+                           state_names=state_names, attention=self.attention,
+                           jpeg_quality=self.config.viewer_jpeg_quality)  # fmt: skip
 
     def _new_recording(self, runner: Any) -> None:
         """A new episode gets a new Rerun recording: the old episode's later steps would otherwise

@@ -211,3 +211,36 @@ def test_load_form_carries_the_state_mapping_the_page_names():
         spec.kind == "simpler" and spec.task == "widowx_carrot_on_plate" and spec.state_mapping == "neutral"
     )
     assert [v for _, v in MAPPING_CHOICES] == ["", *MAPPINGS]
+
+
+def _streamed_image_columns(tab, tmp_path) -> set[str]:
+    """The archetype columns of the camera images in the tab's viewer stream so far."""
+    from rerun.chunk import RrdReader
+
+    path = tmp_path / f"{tab.id}.rrd"
+    path.write_bytes(tab.viewer_bytes())
+    return {
+        n
+        for chunk in RrdReader(path).stream()
+        if chunk.entity_path.endswith("world/camera/image")
+        for n in chunk.to_record_batch().schema.names
+        if ":" in n
+    }
+
+
+def test_the_viewer_gets_raw_camera_images_unless_jpeg_is_asked_for(tmp_path):
+    from panels.state.specs import SourceSpec
+
+    assert app.parse_args([]).viewer_images == "raw"
+    assert app.parse_args(["--viewer-images", "jpeg"]).viewer_images == "jpeg"
+    with pytest.raises(ValueError, match="viewer_images"):
+        AppConfig(viewer_images="png")
+    for images, column in (("raw", "Image:buffer"), ("jpeg", "EncodedImage:blob")):
+        tab = Workbench(AppConfig(demo_checkpoint="/nonexistent", viewer_images=images)).new_tab()
+        tab.load(SourceSpec(task="tabletop_pick", seed=3), [""], PolicySettings())
+        tab.step(1)
+        columns = _streamed_image_columns(tab, tmp_path)
+        assert column in columns and not any(
+            c.startswith("Encoded" if images == "raw" else "Image:") for c in columns
+        )
+        tab.release()

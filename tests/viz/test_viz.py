@@ -165,3 +165,31 @@ def test_grounding_plot_keeps_counts_off_the_iou_axis():
     axis = {t.name: t.yaxis for t in fig.data}
     assert axis == {"A: box_iou": "y", "A: num_predicted": "y2", "A: point_distance": "y2"}
     assert list(fig.layout.yaxis.range) == [-0.02, 1.05] and fig.layout.yaxis2.overlaying == "y"
+
+
+def _logged_image(path) -> tuple[list[str], bytes]:
+    """(the archetype columns of world/camera/image at step 0, its bytes) read back with Rerun's reader."""
+    from rerun.chunk import RrdReader
+
+    for chunk in RrdReader(path).stream():
+        if chunk.entity_path.lstrip("/") == "world/camera/image":
+            batch = chunk.to_record_batch()
+            names = [n for n in batch.schema.names if ":" in n]
+            data = next(n for n in names if n.endswith((":buffer", ":blob")))
+            return names, bytes(batch.column(data).to_pylist()[0][0])
+    raise AssertionError(f"no camera image in {path}")
+
+
+def test_raw_images_are_logged_pixel_for_pixel_and_jpeg_stays_the_default(tmp_path):
+    record = make_record(0, policies=("A",))
+    pixels = record.observation.images[record.observation.main_camera]
+    for name, quality in (("raw", None), ("jpeg", 75)):
+        logger = RerunLogger(rrd_path=tmp_path / f"{name}.rrd", stream=False, jpeg_quality=quality)
+        logger.write(record)
+        logger.close()
+    names, data = _logged_image(tmp_path / "raw.rrd")
+    assert "Image:buffer" in names and not any(n.startswith("EncodedImage") for n in names)
+    assert data == pixels.tobytes()  # lossless: the viewer draws exactly the frame the policy saw
+    names, data = _logged_image(tmp_path / "jpeg.rrd")
+    assert "EncodedImage:blob" in names and data[:2] == b"\xff\xd8"  # a JPEG stream
+    assert RerunLogger(stream=True).jpeg_quality == 75

@@ -2,8 +2,8 @@
 
 Entity layout (for branch "main"; another branch `b` lives under `branches/b/` with the same tree):
 
-    world/camera/image                               JPEG-compressed main camera image
-    world/cameras/{name}                              every other camera (a recording's wrist view...), JPEG
+    world/camera/image                               main camera image: JPEG, or raw pixels (jpeg_quality=None)
+    world/cameras/{name}                              every other camera (a recording's wrist view...), the same
     world/camera/ground_truth/{boxes,points,target,expert_trace}
     world/camera/{policy}/spatial/{boxes,points,trace}
     world/camera/{policy}/rollout                     the chunk's end-effector path, projected
@@ -89,15 +89,19 @@ class RerunLogger:
         rrd_path: str | Path | None = None,
         stream: bool = True,
         blueprint: rr.blueprint.Blueprint | None = None,
-        jpeg_quality: int = 75,
+        jpeg_quality: int | None = 75,
         state_names: tuple[str, ...] = (),
         attention: bool = False,
     ) -> None:
         """attention: log each policy's attention heatmap over the camera image (off: it tints the
-        whole image, and it is a second image per policy and step to stream)."""
+        whole image, and it is a second image per policy and step to stream).
+        jpeg_quality: None logs camera images as raw pixels. The web viewer then draws a step's image in
+        the same frame as its overlays; a JPEG is decoded asynchronously, so the image is blank for a
+        few frames (about 0.8 s with software WebGL). Rerun's chunks are LZ4-compressed, so a rendered
+        frame costs about as many bytes raw as JPEG; a real camera's frame costs several times more."""
         if not (stream or rrd_path):
             raise ValueError("RerunLogger needs somewhere to write: pass stream=True and/or rrd_path=")
-        if not 1 <= jpeg_quality <= 100:
+        if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
         self.recording_id = recording_id or uuid.uuid4().hex
         self.rec = rr.RecordingStream(application_id, recording_id=self.recording_id)
@@ -131,9 +135,9 @@ class RerunLogger:
         obs = record.observation
         self.rec.set_time(TIMELINE, sequence=record.step)
         image = obs.images[obs.main_camera]
-        self._log(f"{cam}/image", jpeg(image, self.jpeg_quality))
+        self._log(f"{cam}/image", self._image(image))
         for name in list(obs.images)[1:]:
-            self._log(f"{r}world/cameras/{policy_part(name)}", jpeg(obs.images[name], self.jpeg_quality))
+            self._log(f"{r}world/cameras/{policy_part(name)}", self._image(obs.images[name]))
         named = self._ground_truth(cam, obs.ground_truth)
         for name, ps in record.policies.items():
             if name not in self._policy_order:
@@ -197,6 +201,10 @@ class RerunLogger:
             self._lock_fd = None
 
     # -- pieces ----------------------------------------------------------------------------------
+
+    def _image(self, rgb: np.ndarray) -> rr.Image | rr.EncodedImage:
+        """[H, W, 3] uint8 RGB -> raw pixels (jpeg_quality None) or a JPEG."""
+        return rr.Image(rgb, color_model="RGB") if self.jpeg_quality is None else jpeg(rgb, self.jpeg_quality)
 
     def _log(self, path: str, archetype) -> None:
         self.rec.log(path, archetype)
