@@ -65,9 +65,11 @@ def _reset_handler(wb: Workbench) -> Callable:
 def _step_handler(wb: Workbench) -> Callable:
     @guard
     def step(tab):
+        """One step; the viewer's bytes go out with it (a chained refresh would cost the page a round
+        trip through the queue before the viewer could start drawing)."""
         tab = tab_of(wb, tab)
         tab.step(1)
-        return step_values(tab)
+        yield *step_values(tab), tab.viewer_bytes()
 
     return step
 
@@ -119,7 +121,8 @@ def wire(ui: UI) -> None:
     with_instruction = [*outputs, ui["instruction"]]  # Reset and Branch also say what the policies ask now
     reset_inputs = [ui.state, *(ui[name] for name in SOURCE_WIDGETS)]
     ui.after_step(ui["reset"].click(_reset_handler(wb), reset_inputs, with_instruction, api_name="reset"))
-    ui.after_step(ui["step"].click(_step_handler(wb), ui.state, outputs, api_name="step"))
+    step_with_viewer = [*outputs, ui["viewer"]]
+    ui.after_step(ui["step"].click(_step_handler(wb), ui.state, step_with_viewer, api_name="step"))
     run, run_outputs = _run_handler(wb), [*outputs, ui["viewer"], ui["shown"]]
     ui.after_step(ui["run_n"].click(run, [ui.state, ui["n"]], run_outputs, api_name="run_n"))
     ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], run_outputs, api_name="run_to_end"))

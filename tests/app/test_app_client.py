@@ -47,7 +47,7 @@ def test_reset_step_edit_reask_save(server):
     assert summary["step"] == 0 and "Step 0" in status and instruction == summary["instruction"]
     assert set(summary["policies"]) == {"random-tiny"}
 
-    _, summary, _ = c.predict(api_name="/step")
+    _, summary, _, _ = c.predict(api_name="/step")
     assert summary["step"] == 1 and len(summary["executed_action"]) == 7
 
     c.predict("  lift   the purple ball ", api_name="/set_instruction")
@@ -57,7 +57,7 @@ def test_reset_step_edit_reask_save(server):
     assert summary["policies"]["random-tiny"]["instruction"] == "lift the purple ball"
     assert "lift the purple ball" in status
 
-    _, summary, _ = c.predict(api_name="/step")
+    _, summary, _, _ = c.predict(api_name="/step")
     assert summary["step"] == 2 and summary["instruction"] == "lift the purple ball"
     status, summary, _ = c.predict("raise the purple ball", api_name="/reask")  # the box's text is asked
     assert summary["step"] == 2 and summary["instruction"] == "raise the purple ball"
@@ -93,7 +93,7 @@ def test_bad_input_is_a_message_and_the_app_lives_on(server):
         c.predict("   ", api_name="/set_instruction")
     with pytest.raises(Exception, match="keep it under"):
         c.predict("go " * 200, api_name="/set_instruction")
-    _, summary, _ = c.predict(api_name="/step")  # still alive, state intact
+    _, summary, _, _ = c.predict(api_name="/step")  # still alive, state intact
     assert summary["step"] == 1
 
 
@@ -137,5 +137,5 @@ def test_probe_through_the_api_fills_the_table_and_saves_each_episode(server):
     assert (config.sessions_dir / row["session"] / "steps.jsonl").is_file()
     c.predict(api_name="/cancel_probe")
     c.predict(7, api_name="/shown")
-    _, summary, _ = c.predict(api_name="/step")  # the tab's own episode went on untouched by the probe
+    _, summary, _, _ = c.predict(api_name="/step")  # the tab's own episode went on untouched by the probe
     assert summary["step"] == 1

@@ -67,7 +67,7 @@ def test_ab_both_policies_at_every_step(server, mode):
     assert set(summary["policies"]) == {"random-tiny", "tiny-b"} and summary["mode"] == mode
     assert len(summary["lanes"]) == (2 if mode == "independent" else 1)
     for step in (1, 2):
-        _, summary, _ = c.predict(api_name="/step")
+        _, summary, _, _ = c.predict(api_name="/step")
         assert summary["step"] == step
         for name in ("random-tiny", "tiny-b"):
             p = summary["policies"][name]
@@ -84,7 +84,7 @@ def test_recorded_episode_source_plays_recorded_actions(server):
     path = str(root / "data" / "episodes" / "sample")
     _, summary, instruction, _ = c.predict(*load_args(kind="episode", episode=path), api_name="/load")
     assert summary["step"] == 0 and instruction  # the episode's own task text
-    _, summary, _ = c.predict(api_name="/step")
+    _, summary, _, _ = c.predict(api_name="/step")
     assert summary["step"] == 1 and summary["lanes"]
     with pytest.raises(Exception, match="recording: its future cannot change"):
         c.predict("b", "", api_name="/branch")
@@ -97,7 +97,7 @@ def test_saved_session_as_a_source(server):
     c = Client(url, verbose=False)
     _, summary, _, _ = c.predict(*load_args(kind="episode", episode="sample"), api_name="/load")
     assert summary["step"] == 0
-    _, summary, _ = c.predict(api_name="/step")
+    _, summary, _, _ = c.predict(api_name="/step")
     assert summary["step"] == 1
 
 
@@ -157,7 +157,7 @@ def test_pause_stops_a_run_in_progress(server, monkeypatch):
     c.predict(api_name="/pause")
     status, summary, _, _, _ = job.result(timeout=120)
     assert 0 < summary["step"] < 60 and "paused after" in status
-    _, again, _ = c.predict(api_name="/step")  # the tab goes on from where the run stopped
+    _, again, _, _ = c.predict(api_name="/step")  # the tab goes on from where the run stopped
     assert again["step"] == summary["step"] + 1
 
 
