@@ -108,6 +108,8 @@ def build_app(config: AppConfig, workbench: Workbench | None = None) -> gr.Block
             ui.after_step(demo.load(*ui["demo_play"]))
         else:
             demo.load(lambda: point_markdown(workbench.new_tab()), None, ui["point_info"])
+            # the viewer's one-time drawing set-up, while the page opens (workbench.viz.welcome)
+            demo.load(viewer.welcome, None, ui["viewer"], show_progress="hidden")
         viewer.wire(ui)  # chains the viewer refresh after every step event
         plots.wire(ui)
         release_on_unload(demo)  # a closed page's tab frees its runner, recording and threads

@@ -16,6 +16,7 @@ from panels.state.summary import point_markdown
 from panels.state.viewer import BLUEPRINTS
 from workbench.viz import overlay
 from workbench.viz.blueprints import LAYERS
+from workbench.viz.welcome import welcome_recording
 
 
 def render(ui: UI) -> None:
@@ -30,6 +31,11 @@ def render(ui: UI) -> None:
         attention = gr.Checkbox(False, label="Attention heatmap", elem_id="attention", scale=1,
                                 info="tints the camera image with where the action queries look")  # fmt: skip
     ui.add(viewer=viewer, layout=layout, legend=legend, attention=attention, layers=layers)
+
+
+def welcome():
+    """The recording the viewer opens on: nothing loaded, press Load (workbench.viz.welcome)."""
+    yield welcome_recording()
 
 
 def legend(tab) -> str:
