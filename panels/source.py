@@ -151,8 +151,14 @@ def wire(ui: UI) -> None:
         lambda s: gr.update(choices=["", *wb.list_objects(s)], value=""), ui["split"], ui["obj"]
     )
     inputs = [ui.state, *(ui[name] for name in LOAD_WIDGETS)]  # Gradio passes them positionally
-    outputs = [ui.state, ui["status"], ui["summary"], ui["instruction"], ui["point_info"]]
-    ev = ui["load"].click(guard(lambda tab, *values: load(wb, tab, LoadForm(*values))), inputs, outputs,
-                          api_name="load")  # fmt: skip
+    outputs = [ui.state, ui["status"], ui["summary"], ui["instruction"], ui["point_info"], ui["viewer"]]
+
+    @guard
+    def load_and_show(tab, *values):
+        """Load; the viewer's first bytes go out with the reply, as Step's do (panels.controls)."""
+        replies = load(wb, tab, LoadForm(*values))
+        yield *replies, replies[0].viewer_bytes()
+
+    ev = ui["load"].click(load_and_show, inputs, outputs, api_name="load")
     ui.after_step(ev)
     ev.success(lambda: gr.Accordion(open=False), None, ui["source_box"], show_progress="hidden")

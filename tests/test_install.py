@@ -89,7 +89,7 @@ def test_the_installed_app_loads_and_steps_outside_a_checkout(installed, tmp_pat
     )  # fmt: skip
     try:
         client = _connect(f"http://127.0.0.1:{port}/", app)
-        status, summary, _, _ = client.predict(*LOAD, api_name="/load")
+        status, summary, _, _, _ = client.predict(*LOAD, api_name="/load")
         assert "Step 0" in status and set(summary["policies"]) == {DEMO_NAME}
         _, summary, _, _ = client.predict(api_name="/step")
         assert summary["step"] == 1 and len(summary["executed_action"]) == 7

@@ -43,7 +43,7 @@ def _load(client: Client, seed: int = 0):
 def test_reset_step_edit_reask_save(server):
     url, config = server
     c = Client(url, verbose=False)
-    status, summary, instruction, _ = _load(c)
+    status, summary, instruction, _, _ = _load(c)
     assert summary["step"] == 0 and "Step 0" in status and instruction == summary["instruction"]
     assert set(summary["policies"]) == {"random-tiny"}
 

@@ -63,7 +63,7 @@ def server(tmp_path_factory, server_state):
 def test_ab_both_policies_at_every_step(server, mode):
     url, _, _ = server
     c = Client(url, verbose=False)
-    status, summary, _, _ = c.predict(*load_args(ckpt_b="tiny-b", mode=mode), api_name="/load")
+    status, summary, _, _, _ = c.predict(*load_args(ckpt_b="tiny-b", mode=mode), api_name="/load")
     assert set(summary["policies"]) == {"random-tiny", "tiny-b"} and summary["mode"] == mode
     assert len(summary["lanes"]) == (2 if mode == "independent" else 1)
     for step in (1, 2):
@@ -82,7 +82,7 @@ def test_recorded_episode_source_plays_recorded_actions(server):
     url, _, root = server
     c = Client(url, verbose=False)
     path = str(root / "data" / "episodes" / "sample")
-    _, summary, instruction, _ = c.predict(*load_args(kind="episode", episode=path), api_name="/load")
+    _, summary, instruction, _, _ = c.predict(*load_args(kind="episode", episode=path), api_name="/load")
     assert summary["step"] == 0 and instruction  # the episode's own task text
     _, summary, _, _ = c.predict(api_name="/step")
     assert summary["step"] == 1 and summary["lanes"]
@@ -95,7 +95,7 @@ def test_recorded_episode_source_plays_recorded_actions(server):
 def test_saved_session_as_a_source(server):
     url, _, root = server
     c = Client(url, verbose=False)
-    _, summary, _, _ = c.predict(*load_args(kind="episode", episode="sample"), api_name="/load")
+    _, summary, _, _, _ = c.predict(*load_args(kind="episode", episode="sample"), api_name="/load")
     assert summary["step"] == 0
     _, summary, _, _ = c.predict(api_name="/step")
     assert summary["step"] == 1
@@ -125,7 +125,7 @@ def test_simpler_unavailable_shows_the_reason_in_the_page(server, monkeypatch):
     c = Client(url, verbose=False)
     with pytest.raises(Exception, match="simpler"):  # the API refuses what the page does not offer
         c.predict(*load_args(kind="simpler", simpler_task="widowx_carrot_on_plate"), api_name="/load")
-    _, summary, _, _ = c.predict(*load_args(), api_name="/load")  # the app lives on
+    _, summary, _, _, _ = c.predict(*load_args(), api_name="/load")  # the app lives on
     assert summary["step"] == 0
 
 

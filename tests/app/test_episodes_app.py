@@ -161,7 +161,7 @@ def test_the_app_plays_a_v30_episode_by_folder_and_by_repo_id_to_its_end(tmp_pat
             args = dict(ckpt="", ckpt_b="", mode="shared", kind="episode", task="", seed=0, split="seen",
                         obj="", episode=recording, simpler_task=None, ddim=1, cfg=1.5, horizon=7, alpha=0.1,
                         instruction="")  # fmt: skip
-            _, summary, instruction, _ = c.predict(*args.values(), api_name="/load")
+            _, summary, instruction, _, _ = c.predict(*args.values(), api_name="/load")
             assert summary["step"] == 0 and instruction == task
             _, summary, _, _, _ = c.predict(api_name="/run_to_end")
             assert summary["step"] == last  # not cut at --max-steps 3
