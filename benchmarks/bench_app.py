@@ -1,30 +1,37 @@
 """The app as a person feels it, in headless Chromium (software WebGL, 2 shared CPU cores):
 
-    python benchmarks/bench_app.py [--steps 3]
+    python benchmarks/bench_app.py [--steps 5]
 
 cold start      python process start -> app imported and serving -> page open -> Load pressed ->
                 the first camera frame visible in the Rerun viewer
-click->overlay  Step pressed -> the viewer's pixels change (new image + overlays drawn), per step
+click->drawn    Step pressed -> the step's frame drawn in full in the viewer (the new camera image and
+                its overlays, as they stay), per step; also the first visible change
 
-"Visible" is measured on screenshots of the viewer element: the moment it differs from the
-previous screenshot in more than 2% of its pixels (0.3% for a step).
+How it sees the screen: Chromium's own compositor frames, pushed as they are drawn (the DevTools
+screencast, each with its draw time), cropped to the viewer. A step is "drawn in full" at the first
+frame from which the viewer stays within 0.3% of its pixels of how it looks 6 s later; its "first
+change" is the first frame more than 0.3% away from how it looked before the click. (A person sees the
+overlays move at the first change and the whole new frame when it is drawn in full: with JPEG images
+the new overlays are drawn over a blank image for a few frames while the viewer decodes it.)
 
 Where a step's time goes, per step (the table's last rows): click -> the server's step handler
 starts (the page and Gradio's queue), the handler itself (simulator, policy, logging), handler end ->
 the viewer's bytes fetched by the page (the chained refresh and the stream), and bytes fetched ->
-pixels changed (the Rerun viewer decoding and drawing, software WebGL). Uses the page's default checkpoint A (the bundled
-demo checkpoint when present; the table says which, as the page reports it); `--b NAME` also loads a
-checkpoint B to compare (shared A/B, side-by-side views). Prints a table and writes
-benchmarks/results/bench_app.json (bench_app_ab.json with --b).
+drawn in full (the Rerun viewer ingesting and drawing, software WebGL). Uses the page's default
+checkpoint A (the bundled demo checkpoint when present; the table says which, as the page reports it);
+`--b NAME` also loads a checkpoint B to compare (shared A/B, side-by-side views); `--viewer-images
+jpeg` measures the app with JPEG camera images. Prints a table and writes
+benchmarks/results/bench_app.json (bench_app_ab.json with --b, bench_app_jpeg.json with jpeg).
 """
 
 from __future__ import annotations
 
 import time
 
-T_PROCESS = time.perf_counter()  # before the heavy imports: they are part of a cold start
+T_PROCESS = time.time()  # before the heavy imports: they are part of a cold start
 
 import argparse  # noqa: E402
+import base64  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -39,66 +46,131 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 RESULTS = Path(__file__).parent / "results" / "bench_app.json"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync"]  # fmt: skip
+SETTLE_S = 6.0  # a step's frame is compared with the viewer this long after the click
+CHANGED = 0.003  # fraction of the viewer's pixels that counts as a visible change
 
 
-def _pixels(page) -> np.ndarray:
+class Screencast:
+    """Chromium's compositor frames as they are drawn (DevTools Page.startScreencast): (draw time in
+    epoch seconds, PNG bytes). Nothing polls the page, so measuring takes no frames from the viewer."""
+
+    def __init__(self, page):
+        self.frames: list[tuple[float, str]] = []
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.on("Page.screencastFrame", self._frame)
+        self.cdp.send("Page.startScreencast", {"format": "png", "everyNthFrame": 1})
+
+    def _frame(self, event: dict) -> None:
+        self.cdp.send("Page.screencastFrameAck", {"sessionId": event["sessionId"]})
+        self.frames.append((event["metadata"]["timestamp"], event["data"]))
+
+    def stop(self) -> None:
+        self.cdp.send("Page.stopScreencast")
+
+
+def _crop(png_b64: str, box: dict) -> np.ndarray:
+    """A frame's viewer region, grayscale int16 [h, w] (box: the viewer's bounding box, CSS pixels = frame
+    pixels at device scale 1)."""
     import cv2
 
-    png = page.locator("#viewer").screenshot()
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.int16)
+    a = cv2.imdecode(np.frombuffer(base64.b64decode(png_b64), np.uint8), cv2.IMREAD_GRAYSCALE)
+    y0, x0 = max(0, int(box["y"])), max(0, int(box["x"]))
+    return a[y0 : y0 + int(box["height"]), x0 : x0 + int(box["width"])].astype(np.int16)
 
 
-def wait_for_change(page, before: np.ndarray, timeout_s: float = 120.0, frac: float = 0.02) -> float:
-    """Seconds until the viewer differs from `before` in more than `frac` of its pixels."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout_s:
-        now = _pixels(page)
-        if now.shape == before.shape and (np.abs(now - before) > 12).mean() > frac:
-            return time.perf_counter() - t0
-        page.wait_for_timeout(100)
-    raise TimeoutError(f"the viewer did not change within {timeout_s} s")
+def _differs(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.abs(a - b) > 12).mean()) if a.shape == b.shape else 1.0
+
+
+def timed_click(page, cast: Screencast, selector: str, wait_for: str = "") -> tuple[float, float, float]:
+    """Click, wait for `wait_for` (a selector) and SETTLE_S more, and return (click time, seconds to the
+    first change, seconds to drawn in full) from the frames drawn meanwhile (the frame before the click
+    is the reference). The viewer is cropped where it is at the end: a page that scrolls meanwhile (Load
+    folds the source form) counts as changed until it is back in place."""
+    n0 = len(cast.frames)
+    t_click = time.time()
+    page.click(selector, no_wait_after=True)
+    if wait_for:
+        page.wait_for_selector(wait_for, timeout=120_000)
+    page.wait_for_timeout(SETTLE_S * 1000)
+    box = page.locator("#viewer").bounding_box()
+    frames = [(t - t_click, _crop(png, box)) for t, png in cast.frames[max(0, n0 - 1) :]]
+    before, settled = frames[0][1], frames[-1][1]
+    first = next((t for t, a in frames[1:] if _differs(a, before) > CHANGED), float("nan"))
+    k = len(frames)
+    while k > 1 and _differs(frames[k - 1][1], settled) <= CHANGED:
+        k -= 1  # frames[k:] all look like the settled viewer
+    return t_click, first, frames[k][0] if k < len(frames) else float("nan")
+
+
+def until_still(page, cast: Screencast, t0: float, still_s: float = 3.0, timeout_s: float = 120.0) -> float:
+    """Wait until the viewer has not changed for still_s; seconds from t0 to its last change."""
+    while time.time() - t0 < timeout_s:
+        page.wait_for_timeout(500)
+        box = page.locator("#viewer").bounding_box()
+        frames = [(t, _crop(png, box)) for t, png in cast.frames if t >= t0]
+        if not frames:
+            continue
+        last = frames[-1][1]
+        k = len(frames)
+        while k > 1 and _differs(frames[k - 1][1], last) <= CHANGED:
+            k -= 1
+        if time.time() - frames[k - 1][0] >= still_s:
+            return frames[k - 1][0] - t0
+    raise TimeoutError(f"the viewer kept changing for {timeout_s} s")
 
 
 def mark(marks: list, what: str) -> None:
-    marks.append((time.perf_counter(), what))
+    marks.append((time.time(), what))
 
 
 def trace_server(tab_class) -> list:
-    """Wrap the tab's step handler so its start and end are marked (this process runs the server)."""
+    """Wrap the tab's load and step so their starts and ends are marked (this process runs the server)."""
     marks: list = []
-    step = tab_class.step
 
-    def traced(self, *a, **kw):
-        mark(marks, "step start")
-        try:
-            return step(self, *a, **kw)
-        finally:
-            mark(marks, "step end")
+    def traced(name: str, method):
+        def wrapper(self, *a, **kw):
+            mark(marks, "handler start")
+            try:
+                return method(self, *a, **kw)
+            finally:
+                mark(marks, "handler end")
 
-    tab_class.step = traced
+        wrapper.__name__ = name
+        return wrapper
+
+    for name in ("load", "step"):
+        setattr(tab_class, name, traced(name, getattr(tab_class, name)))
     return marks
 
 
-def step_parts(marks: list, t_click: float, t_drawn: float) -> dict:
-    """A step's latency in four parts, from the marks (seconds; NaN where a mark is missing)."""
-    first = {}
-    for t, what in marks:
-        first.setdefault(what, t)
+def parts(marks: list, t_click: float, t_drawn: float, what: str) -> dict:
+    """A Load's or a step's latency in four parts, from the marks (seconds; NaN where a mark is missing):
+    the first handler start, the last handler end (Load steps nothing: one load), the first bytes after it."""
     nan = float("nan")
-    start, end, got = (first.get(k, nan) for k in ("step start", "step end", "bytes"))
+    starts = [t for t, m in marks if m == "handler start"]
+    ends = [t for t, m in marks if m == "handler end"]
+    start, end = (starts[0] if starts else nan), (ends[-1] if ends else nan)
+    got = next((t for t, m in marks if m == "bytes" and t >= end), nan)
     return {
-        "click -> step handler starts": start - t_click,
-        "step handler": end - start,
+        f"click -> {what} handler starts": start - t_click,
+        f"{what} handler": end - start,
         "handler end -> viewer bytes fetched": got - end,
-        "bytes fetched -> pixels changed": t_drawn - got,
+        "bytes fetched -> drawn in full": t_drawn - got,
     }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5)
     p.add_argument("--port", type=int, default=7890)
     p.add_argument("--b", default="", help="checkpoint B to compare (a name in assets/checkpoints)")
+    p.add_argument(
+        "--viewer-images", choices=("raw", "jpeg"), default="raw", help="the app's --viewer-images"
+    )
+    p.add_argument(
+        "--viewer-height", type=int, default=0, help="the viewer's height in pixels (0: the app's)"
+    )
     args = p.parse_args()
 
     import torch
@@ -110,9 +182,11 @@ def main() -> int:
 
     torch.set_num_threads(1)
     marks = trace_server(TabState)
-    config = AppConfig(port=args.port, sessions_dir=Path(tempfile.mkdtemp()) / "sessions")
+    sessions = Path(tempfile.mkdtemp()) / "sessions"
+    config = AppConfig(port=args.port, sessions_dir=sessions, viewer_images=args.viewer_images)
+    config.viewer_height = args.viewer_height or config.viewer_height
     demo, url = app.launch(config, block=False)
-    t_serving = time.perf_counter() - T_PROCESS
+    t_serving = time.time() - T_PROCESS
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -120,55 +194,59 @@ def main() -> int:
             "requestfinished",
             lambda r: "/stream/" in r.url and "playlist" not in r.url and mark(marks, "bytes"),
         )
+        cast = Screencast(page)
+        t_open = time.time()
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#viewer canvas", timeout=120_000)
-        page.wait_for_timeout(2_000)
+        open_drawn = until_still(page, cast, t_open)  # the viewer's welcome drawn (workbench.viz.welcome)
         if args.b:
             page.fill("#ckpt-b input", args.b)
             page.keyboard.press("Enter")
-        blank = _pixels(page)
-        t_click = time.perf_counter()
-        page.click("#load", no_wait_after=True)
-        wait_for_change(page, blank)
-        t_first = time.perf_counter() - T_PROCESS
-        load_to_frame = time.perf_counter() - t_click
-        page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
+        marks.clear()
+        t_load, _, load_drawn = timed_click(page, cast, "#load", wait_for="#status :text('Step 0')")
+        load_parts = parts(marks, t_load, t_load + load_drawn, "load")
         status = page.inner_text("#status")
         policy = " vs ".join(re.findall(r"^(.+?) said:", status, re.M)) or "?"
-        page.wait_for_timeout(3_000)  # let the first frame settle before timing steps
-        latencies, parts = [], []
+        firsts, drawn, step_parts = [], [], []
         for _ in range(args.steps):
-            before = _pixels(page)
             marks.clear()
-            t_click = time.perf_counter()
-            page.click("#step", no_wait_after=True)
-            # one control step moves the arm by a few pixels: 2% of the viewer (enough for the first
-            # frame) can take longer than the step itself to change, so count a 0.3% change
-            latencies.append(wait_for_change(page, before, frac=0.003))
-            parts.append(step_parts(marks, t_click, t_click + latencies[-1]))
-            page.wait_for_timeout(2_000)
+            t_click, first, full = timed_click(page, cast, "#step")
+            firsts.append(first)
+            drawn.append(full)
+            step_parts.append(parts(marks, t_click, t_click + full, "step"))
+        cast.stop()
         browser.close()
     demo.close()
 
     rows = {
         "process start -> serving (s)": t_serving,
-        "Load click -> first frame in viewer (s)": load_to_frame,
-        "cold start -> first frame in viewer (s)": t_first,
-        "Step click -> overlay drawn, median (s)": statistics.median(latencies),
-        "Step click -> overlay drawn, max (s)": max(latencies),
-        **{f"  {k}, median (s)": statistics.median(p[k] for p in parts) for k in parts[0]},
+        "page open -> viewer drawn (welcome) (s)": open_drawn,
+        "Load click -> first frame drawn in full (s)": load_drawn,
+        **{f"  {k} (s)": v for k, v in load_parts.items()},
+        "cold start -> first frame drawn in full (s)": t_load + load_drawn - T_PROCESS,
+        "Step click -> first change, median (s)": statistics.median(firsts),
+        "Step click -> drawn in full, median (s)": statistics.median(drawn),
+        "Step click -> drawn in full, max (s)": max(drawn),
+        **{f"  {k}, median (s)": statistics.median(p[k] for p in step_parts) for k in step_parts[0]},
     }
-    print(f"\nbench_app: policy={policy}, {args.steps} steps, {platform.processor() or platform.machine()}")
-    print(f"{'measure':<44} {'value':>8}")
+    machine = platform.processor() or platform.machine()
+    view = f"{args.viewer_images} images, viewer {config.viewer_height} px tall"
+    print(f"\nbench_app: policy={policy}, {args.steps} steps, {view}, {machine}")
+    print(f"{'measure':<46} {'value':>8}")
     for k, v in rows.items():
-        print(f"{k:<44} {v:>8.2f}")
-    results = RESULTS.with_name("bench_app_ab.json") if args.b else RESULTS
+        print(f"{k:<46} {v:>8.2f}")
+    name = "bench_app_ab.json" if args.b else "bench_app.json"
+    results = RESULTS.with_name(name.replace(".json", "_jpeg.json") if args.viewer_images == "jpeg" else name)
     results.parent.mkdir(parents=True, exist_ok=True)
     out = {
         "policy": policy,
         "steps": args.steps,
-        "step_latencies_s": latencies,
-        "step_parts_s": parts,
+        "viewer_images": args.viewer_images,
+        "viewer_height": config.viewer_height,
+        "step_first_change_s": firsts,
+        "step_drawn_s": drawn,
+        "load_parts_s": load_parts,
+        "step_parts_s": step_parts,
         **rows,
     }
     results.write_text(json.dumps(out, indent=2))
