@@ -47,8 +47,9 @@ def test_reset_step_edit_reask_save(server):
     assert summary["step"] == 0 and "Step 0" in status and instruction == summary["instruction"]
     assert set(summary["policies"]) == {"random-tiny"}
 
-    _, summary, _, _ = c.predict(api_name="/step")
+    _, summary, _, viewer = c.predict(api_name="/step")
     assert summary["step"] == 1 and len(summary["executed_action"]) == 7
+    assert str(viewer).endswith("playlist.m3u8")  # the viewer's bytes come with Step's own reply
 
     c.predict("  lift   the purple ball ", api_name="/set_instruction")
     status, summary, _ = c.predict("", api_name="/reask")  # an empty box re-asks what is set
