@@ -94,6 +94,7 @@ class ProbeRow:
     evidence: dict = field(default_factory=dict)  # the numbers the triage was decided on
     status: str = "ok"  # "error": the episode could not run (see error); not a policy failure
     error: str = ""
+    capped: bool = False  # stopped at the spec's max_steps before the task ended it (not the task's verdict)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class EpisodeOutcome:
     object: str  # the object the episode moves (the ground truth's label of it)
     target: str  # the target object or region ("" for tasks without one)
     triage: Triage
+    capped: bool = False  # stopped at max_steps while the task had not ended the episode
 
 
 def probe_episode(
@@ -144,7 +146,9 @@ def probe_episode(
     success = bool(last.info.get("success", False))
     moved, target = (truth.object_label, truth.target_label) if truth else (obj, "")
     verdict = triage([StepFacts.from_record(r, slot.name) for r in records])
-    return EpisodeOutcome(success, len(records) - 1, first.observation.instruction, moved, target, verdict)
+    capped = not (success or last.terminated or last.truncated)
+    return EpisodeOutcome(success, len(records) - 1, first.observation.instruction, moved, target, verdict,
+                          capped)  # fmt: skip
 
 
 def prompt_of(instruction: str, used: str, obj: str, target: str = "") -> str:
@@ -197,10 +201,13 @@ class ProbeWorker:
             if writer is not None:
                 writer.close()
         seconds = round(time.perf_counter() - t0, 1)
+        why = out.triage.sentence()
+        if out.capped:
+            why += f" (stopped at the probe's {spec.max_steps}-step cap; the task had not ended the episode)"
         return ProbeRow(ep.object or out.object or "(default)", out.instruction, int(ep.seed), out.success,
-                        out.steps, seconds, session, triage=out.triage.reason, why=out.triage.sentence(),
+                        out.steps, seconds, session, triage=out.triage.reason, why=why,
                         prompt=prompt_of(ep.instruction, out.instruction, out.object, out.target),
-                        evidence=dict(out.triage.evidence))  # fmt: skip
+                        evidence=dict(out.triage.evidence), capped=out.capped)  # fmt: skip
 
 
 def failed_row(ep: ProbeEpisode, error: str | None) -> ProbeRow:

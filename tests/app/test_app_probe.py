@@ -84,6 +84,8 @@ def test_probe_runs_every_episode_and_saves_them(workbench):
     assert all(r.triage in ("grounding", "reach", "grasp", "time") and r.why for r in result.rows)
     assert all(r.evidence["min_tcp_to_object"] > 0 for r in result.rows)
     assert all(r.seconds == round(r.seconds, 1) for r in result.rows)
+    # 2 steps of a task that allows many more: each row says the probe's cap ended it, not the task
+    assert all(r.capped and "2-step cap" in r.why for r in result.rows)
     # the grid's columns: the task's own instruction with the object generalised, and the typed one
     assert "<object>" in result.rows[0].prompt and result.rows[0].object not in result.rows[0].prompt
     assert result.rows[1].prompt == "lift the object"
