@@ -22,19 +22,20 @@ class ViewerMixin:
     """The viewer half of `TabState` (panels/state/tab.py), whose fields it reads: id, logger, runner,
     records, policy_names, mode, parents, blueprint, hidden_layers, attention, view_titles."""
 
-    def _open_recording(self, state_names: Any) -> Any:
-        """A new streamed Rerun recording for this tab (workbench.viz.rerun_log.RerunLogger)."""
+    def _open_recording(self, state_names: Any, action_names: Any = ()) -> Any:
+        """A new streamed Rerun recording for this tab (workbench.viz.rerun_log.RerunLogger); the names
+        are the source's own for its state's and its recorded actions' dimensions."""
         from workbench.viz.rerun_log import RerunLogger
 
         return RerunLogger(recording_id=f"tab-{self.id}-{uuid.uuid4().hex[:6]}", stream=True,
-                           state_names=state_names, attention=self.attention,
-                           jpeg_quality=self.config.viewer_jpeg_quality)  # fmt: skip
+                           state_names=state_names, recorded_action_names=action_names,
+                           attention=self.attention, jpeg_quality=self.config.viewer_jpeg_quality)  # fmt: skip
 
     def _new_recording(self, runner: Any) -> None:
         """A new episode gets a new Rerun recording: the old episode's later steps would otherwise
         stay in the viewer at their times, and the time cursor (at the latest step) would show them."""
         old = self.logger
-        self.logger = self._open_recording(old.state_names)
+        self.logger = self._open_recording(old.state_names, old.recorded_action_names)
         runner.sinks = [self.logger if s is old else s for s in runner.sinks]
         old.close()
 

@@ -171,3 +171,23 @@ def test_the_app_plays_a_v30_episode_by_folder_and_by_repo_id_to_its_end(tmp_pat
             os.environ.pop("HF_LEROBOT_HOME", None)
         else:
             os.environ["HF_LEROBOT_HOME"] = old
+
+
+def test_the_viewer_labels_a_recorded_action_as_the_dataset_does(wb, tmp_path):
+    """The fixture was written by the real lerobot package; its info.json names the action's dimensions
+    (dx dy dz drx dry drz gripper), which are not the workbench's own names (rx ry rz)."""
+    from rerun.chunk import RrdReader
+
+    tab = wb.new_tab()
+    tab.load(SourceSpec(kind="episode", path="v30_av1#2"), [RANDOM_POLICY], PolicySettings(num_ddim_steps=1))
+    tab.step(1)
+    path = tmp_path / "viewer.rrd"
+    path.write_bytes(tab.viewer_bytes())
+    names = {}
+    for chunk in RrdReader(path).stream():
+        batch = chunk.to_record_batch()
+        if "SeriesLines:names" in batch.schema.names:
+            names[chunk.entity_path.lstrip("/")] = batch.column("SeriesLines:names").to_pylist()[0]
+    assert names["actions/recorded"] == ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"]
+    assert names["actions/executed"][3:6] == ["rx", "ry", "rz"]
+    tab.release()

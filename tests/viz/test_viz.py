@@ -8,7 +8,7 @@ from helpers import expected_entities, make_record
 
 from workbench.spatial import Box
 from workbench.viz import blueprints, overlay
-from workbench.viz.rerun_log import RerunLogger, rrd_entities_by_step
+from workbench.viz.rerun_log import ACTION_DIMS, RerunLogger, rrd_entities_by_step
 
 
 def test_rrd_holds_expected_entities_at_every_step(tmp_path):
@@ -193,3 +193,26 @@ def test_raw_images_are_logged_pixel_for_pixel_and_jpeg_stays_the_default(tmp_pa
     names, data = _logged_image(tmp_path / "jpeg.rrd")
     assert "EncodedImage:blob" in names and data[:2] == b"\xff\xd8"  # a JPEG stream
     assert RerunLogger(stream=True).jpeg_quality == 75
+
+
+def _series_names(path, entity: str) -> list[str]:
+    from rerun.chunk import RrdReader
+
+    for chunk in RrdReader(path).stream():
+        batch = chunk.to_record_batch()
+        if chunk.entity_path.lstrip("/") == entity and "SeriesLines:names" in batch.schema.names:
+            return batch.column("SeriesLines:names").to_pylist()[0]
+    raise AssertionError(f"no series names for {entity} in {path}")
+
+
+def test_a_recorded_action_is_labelled_as_its_dataset_names_it(tmp_path):
+    names = ("x", "y", "z", "roll", "pitch", "yaw", "gripper_open")  # e.g. a dataset's info.json names
+    record = make_record(0, policies=("A",))
+    record.recorded_action = np.zeros(7)
+    for given, expected in ((names, list(names)), (names[:3], list(ACTION_DIMS))):  # 3 names: unusable
+        path = tmp_path / f"{len(given)}.rrd"
+        logger = RerunLogger(rrd_path=path, stream=False, recorded_action_names=given)
+        logger.write(record)
+        logger.close()
+        assert _series_names(path, "actions/recorded") == expected
+        assert _series_names(path, "actions/executed") == list(ACTION_DIMS)  # the workbench's own actions
