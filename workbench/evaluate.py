@@ -48,6 +48,7 @@ from workbench.eval_report import (
     EvalReport,
     write_partial,
 )
+from workbench.policy.decoding import AnswerDecoding
 from workbench.policy_input import InputTransform
 from workbench.runner import PolicySlot, Runner, run_episode
 from workbench.sources import SimSource
@@ -91,8 +92,8 @@ class EvalConfig:
     ddim_steps: int = 5  # the action sampler's denoising steps
     cfg_scale: float = 1.5  # classifier-free guidance (1: none)
     ensemble_horizon: int = 2  # chunks averaged per executed action (1: the latest)
-    refine_radius: int = 0  # > 0: sub-pixel answer coordinates (ST4VLAPolicy.refine_radius)
-    answer_votes: int = 1  # > 1: the median answer of shifted frames (ST4VLAPolicy.answer_votes)
+    refine_radius: int = 0  # > 0: sub-pixel answer coordinates (workbench.policy.decoding)
+    answer_votes: int = 1  # > 1: the median answer of shifted frames (workbench.policy.decoding)
     render_width: int = 224  # the camera image as rendered for the policy (as in training data)
     render_height: int = 168  # (pixels)
     grounding: bool = True  # also ask the spatial question at the first step
@@ -304,5 +305,5 @@ class EvalWorker:
 
 def answer_settings(policy, refine_radius: int, answer_votes: int) -> None:
     """How the policy answers its spatial prompt at control time (inference settings, not weights)."""
-    if hasattr(policy, "refine_radius"):  # remote and random policies answer as they answer
-        policy.refine_radius, policy.answer_votes = refine_radius, answer_votes
+    if hasattr(policy, "decoding"):  # remote and random policies answer as they answer
+        policy.decoding = AnswerDecoding(refine_radius, answer_votes)

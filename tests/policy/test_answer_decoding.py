@@ -10,6 +10,7 @@ import torch
 
 from workbench import spatial
 from workbench.policy.consensus import SHIFTS, answer_with_votes, consensus, shifted
+from workbench.policy.decoding import AnswerDecoding
 from workbench.policy.refine import NumberTable, refine_text, refined_value
 
 
@@ -56,11 +57,11 @@ def test_refined_answers_stay_within_the_radius_of_the_greedy_ones(bundled):
     views = [[rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)] for _ in range(2)]
     instructions = ["put red cube on white plate", "pick green bar"]
     greedy = bundled.answer_spatial_prompt(views, instructions)
-    bundled.refine_radius = 2
+    bundled.decoding = AnswerDecoding(refine_radius=2)
     try:
         refined = bundled.answer_spatial_prompt(views, instructions)
     finally:
-        bundled.refine_radius = 0
+        bundled.decoding = AnswerDecoding()
     for g, r in zip(greedy, refined, strict=True):
         gb = [b for b in spatial.parse(g, None).geometry if isinstance(b, spatial.Box)]
         rb = [b for b in spatial.parse(r, None).geometry if isinstance(b, spatial.Box)]
@@ -116,3 +117,23 @@ def test_votes_find_a_detector_answer_again_through_every_shift():
     assert box.center == (23.5, 17.5)
     with pytest.raises(ValueError, match="votes"):
         answer_with_votes(detector, [[img]], ["find the dot"], votes=len(SHIFTS) + 1)
+
+
+def test_decoding_settings_are_checked_and_evaluate_sets_them_on_a_policy_that_has_them():
+    from workbench.evaluate import answer_settings
+
+    with pytest.raises(ValueError, match="refine_radius"):
+        AnswerDecoding(refine_radius=-1)
+    with pytest.raises(ValueError, match="votes"):
+        AnswerDecoding(votes=0)
+
+    class Remote:  # a policy that answers as it answers (a server, a random policy): left alone
+        pass
+
+    class Local:
+        decoding = AnswerDecoding()
+
+    remote, local = Remote(), Local()
+    answer_settings(remote, 2, 3)
+    answer_settings(local, 2, 3)
+    assert not hasattr(remote, "decoding") and local.decoding == AnswerDecoding(refine_radius=2, votes=3)

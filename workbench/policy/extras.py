@@ -15,7 +15,7 @@ Each step takes one sample's `Conditioning` and returns it completed (openpi's c
 Invariants: `Conditioning.vlm_inputs` None means the prompt alone (upstream); `Conditioning.expert`
 holds the DiT's inputs besides the query tokens, each 1-D, in order (robot state, then the answer's
 points) and becomes one [1, S] tensor; an `answer` given to transforms that read none is refused. The
-answer is written with the policy's decoding settings (`write_answers`: refine_radius, answer_votes).
+answer is written with the policy's decoding settings (`write_answers`: workbench.policy.decoding).
 """
 
 from __future__ import annotations
@@ -178,16 +178,16 @@ class AnswerPoints:
 def write_answers(policy: ST4VLAPolicy, views: list[list[np.ndarray]], instructions: list[str]) -> list[str]:
     """Greedy answers to the spatial prompt for a batch (views model-sized). Batched decoding gives the
     same tokens as one sample at a time. The policy's decoding settings apply: refine_radius > 0 writes
-    each number as its local expectation (workbench.policy.refine); answer_votes > 1 asks on that many
+    each number as its local expectation (workbench.policy.refine); votes > 1 asks on that many
     shifted copies of the frame and keeps their median answer (workbench.policy.consensus)."""
     vlm = policy.model.qwen_vl_interface
 
     def greedy(batch: list[list[np.ndarray]], texts: list[str]) -> list[str]:
         inputs = vlm.build_inputs(batch, [policy.prompt(t) for t in texts])
-        return vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS, refine_radius=policy.refine_radius)
+        return vlm.generate(inputs, max_new_tokens=ANSWER_TOKENS, refine_radius=policy.decoding.refine_radius)
 
-    if policy.answer_votes > 1:
-        return consensus.answer_with_votes(greedy, views, instructions, policy.answer_votes)
+    if policy.decoding.votes > 1:
+        return consensus.answer_with_votes(greedy, views, instructions, policy.decoding.votes)
     return greedy(views, instructions)
 
 

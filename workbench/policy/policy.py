@@ -28,6 +28,7 @@ from workbench import spatial
 from workbench.policy import checkpoint as ckpt
 from workbench.policy import extras, upstream_run
 from workbench.policy.configuration import ST4VLAConfig
+from workbench.policy.decoding import AnswerDecoding
 from workbench.policy.modeling import ST4VLAModel
 from workbench.policy.normalization import ActionNormalizer, StateNormalizer
 from workbench.policy.prompts import grounding_question
@@ -62,12 +63,7 @@ class ST4VLAPolicy:
         # What the model reads besides upstream's prompt: given, or else what its config asks for now
         # (none for an upstream checkpoint; the `transforms` property reads the config afresh).
         self._transforms = transforms
-        # Decoding settings of the spatial answer (not upstream; 0 and 1 are plain greedy decoding):
-        # refine_radius > 0 writes its numbers as their local expectation over that many pixels
-        # (workbench.policy.refine); answer_votes > 1 acts on the median answer of that many shifted
-        # copies of the frame (workbench.policy.consensus).
-        self.refine_radius = 0
-        self.answer_votes = 1
+        self.decoding = AnswerDecoding()  # how the spatial answer is decoded (default: greedy, upstream's)
         self.set_statistics(statistics, unnorm_key)
 
     def set_statistics(self, statistics: dict[str, Any], unnorm_key: str | None = None) -> None:
@@ -221,7 +217,9 @@ class ST4VLAPolicy:
         vlm = self.model.qwen_vl_interface
         t0 = time.perf_counter()
         inputs = vlm.build_inputs([views], [question])
-        text = vlm.generate(inputs, max_new_tokens=max_new_tokens, refine_radius=self.refine_radius)[0]
+        text = vlm.generate(inputs, max_new_tokens=max_new_tokens, refine_radius=self.decoding.refine_radius)[
+            0
+        ]
         answer = answer_from_text(text, frames[0])
         self.last_spatial_seconds = time.perf_counter() - t0
         return answer
