@@ -2,8 +2,9 @@
 
     python benchmarks/bench_app.py [--steps 5]
 
-cold start      python process start -> app imported and serving -> page open -> Load pressed ->
-                the first camera frame visible in the Rerun viewer
+page open       page opened -> the viewer drawn (its welcome recording, workbench.viz.welcome)
+cold start      python process start -> app imported and serving -> page open -> the viewer drawn
+                and still for 3 s -> Load pressed -> the first camera frame drawn in full
 click->drawn    Step pressed -> the step's frame drawn in full in the viewer (the new camera image and
                 its overlays, as they stay), per step; also the first visible change
 
