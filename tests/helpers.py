@@ -6,6 +6,8 @@ file sits in, so tests find it through these constants, never relative to their 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +185,28 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if len(group) > 1:
             groups.append(group)
     return groups
+
+
+def run_together(*fns: Callable[[], None], timeout: float = 240.0) -> None:
+    """Run the functions at the same time, one thread each; re-raise the first error a thread met, and
+    fail if one is still running after `timeout` seconds."""
+    errors: list[BaseException] = []
+
+    def guarded(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:  # handed to the test's thread below
+                errors.append(e)
+
+        return run
+
+    threads = [threading.Thread(target=guarded(fn)) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    if any(t.is_alive() for t in threads):
+        raise AssertionError(f"a thread was still running after {timeout} s")
+    if errors:
+        raise errors[0]

@@ -7,11 +7,10 @@ not depend on it): what is checked is the wiring, per-tab state and error messag
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from gradio_client import Client
-from helpers import no_demo_config
+from helpers import no_demo_config, run_together
 
 from panels.probe import COLUMNS
 
@@ -113,11 +112,7 @@ def test_two_clients_at_once_do_not_see_each_other(server):
         _load(b, seed=5)
         results["b"] = b.predict(api_name="/step")[1]
 
-    threads = [threading.Thread(target=drive_a), threading.Thread(target=drive_b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
+    run_together(drive_a, drive_b)
     assert results["a"]["step"] == 3 and results["a"]["instruction"] == "put the ball in the basket"
     assert results["b"]["step"] == 1 and results["b"]["instruction"] != "put the ball in the basket"
     _, again, _ = b.predict("", api_name="/reask")  # b's tab is still at its own step

@@ -8,13 +8,12 @@ bundled demo checkpoints: the wiring, per-tab state and messages are what is che
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 
 import pytest
 import torch
 from gradio_client import Client
-from helpers import REPO
+from helpers import REPO, run_together
 
 from panels import app
 from panels.state import AppConfig
@@ -189,11 +188,7 @@ def test_two_tabs_with_new_features_keep_apart(server):
                   api_name="/load")  # fmt: skip
         out["b"] = b.predict(api_name="/step")[1]
 
-    threads = [threading.Thread(target=drive_a), threading.Thread(target=drive_b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
+    run_together(drive_a, drive_b)
     assert out["a"]["mode"] == "independent" and set(out["a"]["policies"]) == {"random-tiny", "tiny-b"}
     assert out["a"]["step"] == 2 and len(out["a"]["lanes"]) == 2
     assert out["b"]["mode"] == "shared" and set(out["b"]["policies"]) == {"random-tiny"}
