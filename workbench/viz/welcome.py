@@ -17,11 +17,11 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
-from workbench.viz.overlay import GROUND_TRUTH, POLICY_COLORS
 from workbench.viz.rerun_log import APPLICATION_ID, TIMELINE
 
 WELCOME_ID = f"{APPLICATION_ID}-welcome"
 MESSAGE = "Press Load to start"
+GREY = (110, 110, 110)
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,15 +40,15 @@ def welcome_recording(width: int = 320, height: int = 240) -> bytes:
     )
     rec.send_blueprint(rrb.Blueprint(rrb.Vertical(camera, bottom, row_shares=[3, 2]), collapse_panels=True))
     rec.set_time(TIMELINE, sequence=0)
-    w, h, colour = width, height, POLICY_COLORS[0]
+    w, h = width, height  # every mark grey: nothing here is an answer, a rollout or ground truth
     rec.log("world/camera/image", rr.Image(np.full((h, w, 3), 230, np.uint8), color_model="RGB"))
-    box = [[0.3 * w, 0.4 * h, 0.7 * w, 0.6 * h]]
+    box = [[0.25 * w, 0.42 * h, 0.75 * w, 0.58 * h]]  # a frame around the message
     rec.log("world/camera/box", rr.Boxes2D(array=box, array_format=rr.Box2DFormat.XYXY, labels=[MESSAGE],
-                                           colors=[GROUND_TRUTH], radii=0.5))  # fmt: skip
-    rec.log("world/camera/point", rr.Points2D([[0.5 * w, 0.5 * h]], colors=[colour], radii=1.5))
-    path = [[[0.2 * w, 0.8 * h], [0.5 * w, 0.5 * h], [0.8 * w, 0.8 * h]]]
-    rec.log("world/camera/path", rr.LineStrips2D(path, colors=[colour], radii=1.5))
-    rec.log("actions", rr.SeriesLines(names=["none"]), static=True)
+                                           colors=[GREY], radii=0.5))  # fmt: skip
+    rec.log("world/camera/point", rr.Points2D([[0.5 * w, 0.5 * h]], colors=[GREY], radii=1.5))
+    rec.log("world/camera/path", rr.LineStrips2D([[[0.3 * w, 0.65 * h], [0.7 * w, 0.65 * h]]], colors=[GREY],
+                                                 radii=0.5))  # fmt: skip
+    rec.log("actions", rr.SeriesLines(names=["no actions yet"], colors=[GREY]), static=True)
     rec.log("actions", rr.Scalars([0.0]))
     rec.log("log", rr.TextLog(f"{MESSAGE}: nothing is loaded yet.", level="INFO"))
     rec.flush()
