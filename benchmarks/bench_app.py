@@ -83,6 +83,14 @@ def _differs(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.abs(a - b) > 12).mean()) if a.shape == b.shape else 1.0
 
 
+def _settled_from(frames: list[tuple[float, np.ndarray]]) -> int:
+    """The index k (>= 1) from which frames[k:] all look like the last frame (the settled viewer)."""
+    k = len(frames)
+    while k > 1 and _differs(frames[k - 1][1], frames[-1][1]) <= CHANGED:
+        k -= 1
+    return k
+
+
 def timed_click(page, cast: Screencast, selector: str, wait_for: str = "") -> tuple[float, float, float]:
     """Click, wait for `wait_for` (a selector) and SETTLE_S more, and return (click time, seconds to the
     first change, seconds to drawn in full) from the frames drawn meanwhile (the frame before the click
@@ -96,11 +104,9 @@ def timed_click(page, cast: Screencast, selector: str, wait_for: str = "") -> tu
     page.wait_for_timeout(SETTLE_S * 1000)
     box = page.locator("#viewer").bounding_box()
     frames = [(t - t_click, _crop(png, box)) for t, png in cast.frames[max(0, n0 - 1) :]]
-    before, settled = frames[0][1], frames[-1][1]
+    before = frames[0][1]
     first = next((t for t, a in frames[1:] if _differs(a, before) > CHANGED), float("nan"))
-    k = len(frames)
-    while k > 1 and _differs(frames[k - 1][1], settled) <= CHANGED:
-        k -= 1  # frames[k:] all look like the settled viewer
+    k = _settled_from(frames)
     return t_click, first, frames[k][0] if k < len(frames) else float("nan")
 
 
@@ -112,10 +118,7 @@ def until_still(page, cast: Screencast, t0: float, still_s: float = 3.0, timeout
         frames = [(t, _crop(png, box)) for t, png in cast.frames if t >= t0]
         if not frames:
             continue
-        last = frames[-1][1]
-        k = len(frames)
-        while k > 1 and _differs(frames[k - 1][1], last) <= CHANGED:
-            k -= 1
+        k = _settled_from(frames)
         if time.time() - frames[k - 1][0] >= still_s:
             return frames[k - 1][0] - t0
     raise TimeoutError(f"the viewer kept changing for {timeout_s} s")

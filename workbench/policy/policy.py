@@ -217,9 +217,8 @@ class ST4VLAPolicy:
         vlm = self.model.qwen_vl_interface
         t0 = time.perf_counter()
         inputs = vlm.build_inputs([views], [question])
-        text = vlm.generate(inputs, max_new_tokens=max_new_tokens, refine_radius=self.decoding.refine_radius)[
-            0
-        ]
+        refine = self.decoding.refine_radius
+        text = vlm.generate(inputs, max_new_tokens=max_new_tokens, refine_radius=refine)[0]
         answer = answer_from_text(text, frames[0])
         self.last_spatial_seconds = time.perf_counter() - t0
         return answer

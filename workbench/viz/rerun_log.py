@@ -110,8 +110,9 @@ class RerunLogger:
         self.jpeg_quality = jpeg_quality
         self.state_names = tuple(state_names)  # used when they match the state's length
         # the source's own names of its recorded actions' dimensions (a dataset's info.json): a recorded
-        # action is labelled as the dataset labels it, not with the workbench's ACTION_DIMS
-        self.recorded_action_names = tuple(recorded_action_names)
+        # action is labelled as the dataset labels it; without one name per dimension, ACTION_DIMS
+        given = tuple(recorded_action_names)
+        self.recorded_action_names = given if len(given) == len(ACTION_DIMS) else ACTION_DIMS
         self.attention = bool(attention)
         self.rrd_path = Path(rrd_path) if rrd_path else None
         self._lock_fd: int | None = None
@@ -148,10 +149,7 @@ class RerunLogger:
                 self._policy_order.append(name)
             self._policy(r, cam, ps, self._policy_order.index(name), image.shape[:2], named)
         self._scalars(f"{r}actions/executed", ACTION_DIMS, _action(record.executed_action))
-        recorded_names = self.recorded_action_names
-        if len(recorded_names) != len(ACTION_DIMS):
-            recorded_names = ACTION_DIMS
-        self._scalars(f"{r}actions/recorded", recorded_names, _action(record.recorded_action))
+        self._scalars(f"{r}actions/recorded", self.recorded_action_names, _action(record.recorded_action))
         state = None if obs.state is None else np.asarray(obs.state, dtype=np.float64).reshape(-1)
         names = self.state_names
         if state is not None and len(names) != len(state):
