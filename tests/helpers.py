@@ -210,3 +210,22 @@ def run_together(*fns: Callable[[], None], timeout: float = 240.0) -> None:
         raise AssertionError(f"a thread was still running after {timeout} s")
     if errors:
         raise errors[0]
+
+
+def rrd_columns(path: Path) -> dict[str, dict[str, list]]:
+    """A Rerun recording read back with Rerun's own RrdReader: entity (no leading "/") -> archetype
+    column (e.g. "Boxes2D:labels") -> its rows, in the order they were logged."""
+    import warnings
+
+    from rerun.chunk import RrdReader
+
+    out: dict[str, dict[str, list]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a stream's bytes have no footer: fine for reading
+        for chunk in RrdReader(path).stream():
+            batch = chunk.to_record_batch()
+            columns = out.setdefault(chunk.entity_path.lstrip("/"), {})
+            for name in batch.schema.names:
+                if ":" in name:
+                    columns.setdefault(name, []).extend(batch.column(name).to_pylist())
+    return out

@@ -94,7 +94,9 @@ class AppConfig:
     @property
     def viewer_jpeg_quality(self) -> int | None:
         """The live viewer's RerunLogger(jpeg_quality=...): None logs raw pixels."""
-        return None if self.viewer_images == "raw" else 75
+        from workbench.viz.rerun_log import JPEG_QUALITY
+
+        return None if self.viewer_images == "raw" else JPEG_QUALITY
 
     @property
     def checkpoint_paths(self) -> AllowedPaths:

@@ -132,7 +132,6 @@ def play(tab: TabState, name: str, rename: dict[str, str] | None = None) -> Iter
     of steps shown so far. No model is loaded. The user's clicked points saved with the session are
     drawn again at their steps, and the last one is reported as if just clicked."""
     from workbench.sessions import SessionError, load_session
-    from workbench.viz.rerun_log import RerunLogger
 
     path = session_path(tab.config, name)
     try:
@@ -143,9 +142,7 @@ def play(tab: TabState, name: str, rename: dict[str, str] | None = None) -> Iter
         raise AppError(f"Session {path.name} has no steps to replay.")
     records = [renamed(r, rename) for r in session.records]
     tab.close()
-    tab.logger = RerunLogger(
-        stream=True, attention=tab.attention, jpeg_quality=tab.config.viewer_jpeg_quality
-    )
+    tab.logger = tab.open_recording(state_names=())
     tab.records, tab.user_point, tab.replayed = [], None, path.name
     tab.mode = str(session.meta.get("loaded", {}).get("mode", "shared"))
     tab.edits = [dict(e) for e in session.edits]

@@ -101,7 +101,7 @@ class TabState(SteppingMixin, EditsMixin, ViewerMixin):
             raise AppError(str(e)) from e
         source.state_mapping_used = slots[0].state_mapping or ""
         self.close()
-        self.logger = self._open_recording(getattr(env, "state_names", ()), getattr(env, "action_names", ()))
+        self.logger = self.open_recording(getattr(env, "state_names", ()), getattr(env, "action_names", ()))
         try:
             runner = Runner(env, slots, mode=mode if len(slots) > 1 else "shared", sinks=[self.logger])
         except ValueError as e:  # e.g. a source that cannot be copied for independent mode

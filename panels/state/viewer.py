@@ -22,7 +22,7 @@ class ViewerMixin:
     """The viewer half of `TabState` (panels/state/tab.py), whose fields it reads: id, logger, runner,
     records, policy_names, mode, parents, blueprint, hidden_layers, attention, view_titles."""
 
-    def _open_recording(self, state_names: Any, action_names: Any = ()) -> Any:
+    def open_recording(self, state_names: Any, action_names: Any = ()) -> Any:
         """A new streamed Rerun recording for this tab (workbench.viz.rerun_log.RerunLogger); the names
         are the source's own for its state's and its recorded actions' dimensions."""
         from workbench.viz.rerun_log import RerunLogger
@@ -35,7 +35,7 @@ class ViewerMixin:
         """A new episode gets a new Rerun recording: the old episode's later steps would otherwise
         stay in the viewer at their times, and the time cursor (at the latest step) would show them."""
         old = self.logger
-        self.logger = self._open_recording(old.state_names, old.recorded_action_names)
+        self.logger = self.open_recording(old.state_names, old.recorded_action_names)
         runner.sinks = [self.logger if s is old else s for s in runner.sinks]
         old.close()
 

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import rrd_columns
 
 from panels import app
 from panels.state import AllowedPaths, AppConfig, AppError, PathNotAllowedError, clean_instruction
@@ -215,16 +216,10 @@ def test_load_form_carries_the_state_mapping_the_page_names():
 
 def _streamed_image_columns(tab, tmp_path) -> set[str]:
     """The archetype columns of the camera images in the tab's viewer stream so far."""
-    from rerun.chunk import RrdReader
-
     path = tmp_path / f"{tab.id}.rrd"
     path.write_bytes(tab.viewer_bytes())
     return {
-        n
-        for chunk in RrdReader(path).stream()
-        if chunk.entity_path.endswith("world/camera/image")
-        for n in chunk.to_record_batch().schema.names
-        if ":" in n
+        n for e, columns in rrd_columns(path).items() if e.endswith("world/camera/image") for n in columns
     }
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import helpers
 import pytest
-from helpers import expected_entities
+from helpers import expected_entities, rrd_columns
 
 from panels.state import AppConfig, AppError
 from panels.state.core import RANDOM_POLICY, Workbench
@@ -176,18 +176,12 @@ def test_the_app_plays_a_v30_episode_by_folder_and_by_repo_id_to_its_end(tmp_pat
 def test_the_viewer_labels_a_recorded_action_as_the_dataset_does(wb, tmp_path):
     """The fixture was written by the real lerobot package; its info.json names the action's dimensions
     (dx dy dz drx dry drz gripper), which are not the workbench's own names (rx ry rz)."""
-    from rerun.chunk import RrdReader
-
     tab = wb.new_tab()
     tab.load(SourceSpec(kind="episode", path="v30_av1#2"), [RANDOM_POLICY], PolicySettings(num_ddim_steps=1))
     tab.step(1)
     path = tmp_path / "viewer.rrd"
     path.write_bytes(tab.viewer_bytes())
-    names = {}
-    for chunk in RrdReader(path).stream():
-        batch = chunk.to_record_batch()
-        if "SeriesLines:names" in batch.schema.names:
-            names[chunk.entity_path.lstrip("/")] = batch.column("SeriesLines:names").to_pylist()[0]
+    names = {e: c["SeriesLines:names"][0] for e, c in rrd_columns(path).items() if "SeriesLines:names" in c}
     assert names["actions/recorded"] == ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"]
     assert names["actions/executed"][3:6] == ["rx", "ry", "rz"]
     tab.release()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import expected_entities, make_record
+from helpers import expected_entities, make_record, rrd_columns
 
 from workbench.spatial import Box
 from workbench.viz import blueprints, overlay
@@ -107,21 +107,13 @@ def test_camera_views_are_pinned_to_the_image_when_its_size_is_known():
 
 
 def _logged_labels(path) -> dict[str, list[str]]:
-    """entity -> the non-empty text labels logged there (read back with Rerun's RrdReader)."""
-    import warnings
-
-    from rerun.chunk import RrdReader
-
-    out: dict[str, list[str]] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for chunk in RrdReader(path).stream():
-            batch = chunk.to_record_batch()
-            for name in batch.schema.names:
-                if name.endswith(":labels"):
-                    rows = batch.column(name).to_pylist()
-                    out[chunk.entity_path.lstrip("/")] = [t for row in rows if row for t in row if t]
-    return out
+    """entity -> the non-empty text labels logged there."""
+    return {
+        entity: [t for row in rows if row for t in row if t]
+        for entity, columns in rrd_columns(path).items()
+        for name, rows in columns.items()
+        if name.endswith(":labels")
+    }
 
 
 def test_one_label_per_object_and_no_attention_by_default(tmp_path):
@@ -168,16 +160,10 @@ def test_grounding_plot_keeps_counts_off_the_iou_axis():
 
 
 def _logged_image(path) -> tuple[list[str], bytes]:
-    """(the archetype columns of world/camera/image at step 0, its bytes) read back with Rerun's reader."""
-    from rerun.chunk import RrdReader
-
-    for chunk in RrdReader(path).stream():
-        if chunk.entity_path.lstrip("/") == "world/camera/image":
-            batch = chunk.to_record_batch()
-            names = [n for n in batch.schema.names if ":" in n]
-            data = next(n for n in names if n.endswith((":buffer", ":blob")))
-            return names, bytes(batch.column(data).to_pylist()[0][0])
-    raise AssertionError(f"no camera image in {path}")
+    """(the archetype columns of world/camera/image, its first image's bytes)."""
+    columns = rrd_columns(path)["world/camera/image"]
+    data = next(n for n in columns if n.endswith((":buffer", ":blob")))
+    return list(columns), bytes(columns[data][0][0])
 
 
 def test_raw_images_are_logged_pixel_for_pixel_and_jpeg_stays_the_default(tmp_path):
@@ -196,13 +182,7 @@ def test_raw_images_are_logged_pixel_for_pixel_and_jpeg_stays_the_default(tmp_pa
 
 
 def _series_names(path, entity: str) -> list[str]:
-    from rerun.chunk import RrdReader
-
-    for chunk in RrdReader(path).stream():
-        batch = chunk.to_record_batch()
-        if chunk.entity_path.lstrip("/") == entity and "SeriesLines:names" in batch.schema.names:
-            return batch.column("SeriesLines:names").to_pylist()[0]
-    raise AssertionError(f"no series names for {entity} in {path}")
+    return rrd_columns(path)[entity]["SeriesLines:names"][0]
 
 
 def test_a_recorded_action_is_labelled_as_its_dataset_names_it(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rerun.chunk import RrdReader
+from helpers import rrd_columns
 
 from workbench.viz.rerun_log import APPLICATION_ID
 from workbench.viz.welcome import MESSAGE, WELCOME_ID, welcome_recording
@@ -11,17 +11,10 @@ from workbench.viz.welcome import MESSAGE, WELCOME_ID, welcome_recording
 def test_the_welcome_draws_each_kind_of_thing_a_step_draws_and_says_nothing_is_loaded(tmp_path):
     path = tmp_path / "welcome.rrd"
     path.write_bytes(welcome_recording())
-    columns: dict[str, set[str]] = {}
-    labels, logs = [], []
-    for chunk in RrdReader(path).stream():
-        batch = chunk.to_record_batch()
-        names = {n for n in batch.schema.names if ":" in n}
-        columns.setdefault(chunk.entity_path.lstrip("/"), set()).update(names)
-        if "Boxes2D:labels" in names:
-            labels += batch.column("Boxes2D:labels").to_pylist()[0]
-        if "TextLog:text" in names:
-            logs += batch.column("TextLog:text").to_pylist()[0]
-    kinds = set().union(*columns.values())
+    columns = rrd_columns(path)
+    labels = [t for c in columns.values() for row in c.get("Boxes2D:labels", []) for t in row]
+    logs = [t for c in columns.values() for row in c.get("TextLog:text", []) for t in row]
+    kinds = {name for c in columns.values() for name in c}
     for kind in ("Image:buffer", "Boxes2D:half_sizes", "Points2D:positions", "LineStrips2D:strips", "Scalars:scalars",
                  "TextLog:text"):  # fmt: skip
         assert kind in kinds, (kind, sorted(kinds))

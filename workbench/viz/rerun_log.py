@@ -74,6 +74,9 @@ def _finite(points) -> list[tuple[float, float]]:
     return [(x, y) for x, y in points if np.isfinite(x) and np.isfinite(y)]
 
 
+JPEG_QUALITY = 75  # a camera image logged as JPEG (RerunLogger(jpeg_quality=...))
+
+
 class RerunLogger:
     """Writes StepRecords into one RecordingStream. Sink protocol: write(record), close().
 
@@ -89,7 +92,7 @@ class RerunLogger:
         rrd_path: str | Path | None = None,
         stream: bool = True,
         blueprint: rr.blueprint.Blueprint | None = None,
-        jpeg_quality: int | None = 75,
+        jpeg_quality: int | None = JPEG_QUALITY,
         state_names: tuple[str, ...] = (),
         recorded_action_names: tuple[str, ...] = (),
         attention: bool = False,
