@@ -59,9 +59,14 @@ OFFLINE_HEAD = """<script>
 
 # A failed event's outputs get Gradio's red "Error" badge over them (the status line, the instruction
 # box); the message is already in the toast, so the badge is hidden and the widgets stay readable.
+# A busy Step button (panels.controls) is dimmed and ends in "…", drawn once: nothing animates (Gradio's
+# buttons fade between states, which redraws the page for 0.2 s).
 PAGE_CSS = """
 [data-testid="status-tracker"]:has(.error), [data-testid="status-tracker"].error { display: none !important; }
 #status { min-height: 4.5em; }
+#step { transition: none !important; }
+#step[aria-busy="true"] { opacity: 0.6; cursor: progress; }
+#step[aria-busy="true"]::after { content: " …"; }
 """
 
 

@@ -46,6 +46,21 @@ def render(ui: UI) -> None:
            horizon=horizon, alpha=alpha)  # fmt: skip
 
 
+# The Step button's busy mark (aria-busy, styled by panels.app.PAGE_CSS), set and cleared in the page.
+# It appears only when a step takes longer than window.stepBusyDelayMs (1 s unless set): a repaint of
+# the page while the viewer draws costs the viewer's frame time on software WebGL, so a quick step
+# changes nothing on the page but its result.
+BUSY_ON = """() => {
+  clearTimeout(window.stepBusyTimer);
+  window.stepBusyTimer = setTimeout(() => document.getElementById('step')?.setAttribute('aria-busy', 'true'),
+                                    window.stepBusyDelayMs ?? 1000);
+}"""
+BUSY_OFF = """() => {
+  clearTimeout(window.stepBusyTimer);
+  document.getElementById('step')?.removeAttribute('aria-busy');
+}"""
+
+
 def _reset_handler(wb: Workbench) -> Callable:
     """Reset with the page's source settings; another task or recording is a warning asking for Load."""
 
@@ -122,7 +137,14 @@ def wire(ui: UI) -> None:
     reset_inputs = [ui.state, *(ui[name] for name in SOURCE_WIDGETS)]
     ui.after_step(ui["reset"].click(_reset_handler(wb), reset_inputs, with_instruction, api_name="reset"))
     step_with_viewer = [*outputs, ui["viewer"]]
-    ui.after_step(ui["step"].click(_step_handler(wb), ui.state, step_with_viewer, api_name="step"))
+    # A step animates nothing but its result: Gradio's progress display over the outputs redraws the
+    # page about 30 times a second, which on two cores delayed the viewer's frame by about 0.2 s
+    # (benchmarks/bench_app.py). A slow step's button says it is busy instead, without animating.
+    ui["step"].click(None, js=BUSY_ON, api_visibility="private")
+    stepped = ui["step"].click(_step_handler(wb), ui.state, step_with_viewer, api_name="step",
+                               show_progress="hidden")  # fmt: skip
+    stepped.then(None, js=BUSY_OFF, api_visibility="private")  # also after a failed step
+    ui.after_step(stepped)
     run, run_outputs = _run_handler(wb), [*outputs, ui["viewer"], ui["shown"]]
     ui.after_step(ui["run_n"].click(run, [ui.state, ui["n"]], run_outputs, api_name="run_n"))
     ui.after_step(ui["run_end"].click(run, [ui.state, gr.State(None)], run_outputs, api_name="run_to_end"))

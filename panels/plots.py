@@ -24,6 +24,11 @@ LABELS = {
 }
 
 
+# Resolves when the page's main thread is next idle (or after 1 s); Gradio awaits it before the
+# next event of the chain.
+WHEN_IDLE = "() => new Promise(done => requestIdleCallback(() => done(), {timeout: 1000}))"
+
+
 def render(ui: UI) -> None:
     """One tab per figure (call inside a gr.Tabs): the page stays one screen tall."""
     for name in FIGURES:
@@ -51,8 +56,10 @@ def chosen(tab, evt: gr.SelectData) -> tuple:
 
 def wire(ui: UI) -> None:
     outs = [ui[f"plot_{name}"] for name in FIGURES]
-    # after the viewer's refresh (panels.viewer), so the figures never delay the overlays on a 2-core box
+    # After the viewer's refresh (panels.viewer) and once the page is idle: the viewer draws the step on
+    # the page's main thread, and a Plotly redraw there delayed its frame on a 2-core box.
     for event in ui.push_events or ui.step_events:
-        event.then(figures, [ui.state, ui["plot_shown"]], outs, show_progress="hidden")
+        idle = event.then(None, js=WHEN_IDLE, api_visibility="private")
+        idle.then(figures, [ui.state, ui["plot_shown"]], outs, show_progress="hidden")
     for name in FIGURES:
         ui[f"plot_tab_{name}"].select(chosen, ui.state, [ui["plot_shown"], *outs], show_progress="hidden")

@@ -80,14 +80,17 @@ def wire(ui: UI) -> None:
         tab.set_attention(on)
         return tab
 
-    def around(tab, current):
-        """The legend, and the layout radio following what Load or a replay chose (one request)."""
-        return legend(tab), follow_layout(tab, current)
+    def around(tab, shown_legend, current):
+        """The legend, and the layout radio following what Load or a replay chose (one request). What
+        is unchanged is skipped: after a step, the page redraws nothing here."""
+        new = legend(tab)
+        return (gr.skip() if new == shown_legend else new), follow_layout(tab, current)
 
     for event in ui.step_events:
         # the viewer's bytes first: the plots (panels.plots) are drawn after them, not beside them
         ui.after_push(event.success(push, ui.state, ui["viewer"], show_progress="hidden"))
-        event.success(around, [ui.state, ui["layout"]], [ui["legend"], ui["layout"]], show_progress="hidden")
+        event.success(around, [ui.state, ui["legend"], ui["layout"]], [ui["legend"], ui["layout"]],
+                      show_progress="hidden")  # fmt: skip
     ui["layout"].change(set_layout, [ui.state, ui["layout"]], ui.state).success(push, ui.state, ui["viewer"])
 
     @guard

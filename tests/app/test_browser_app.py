@@ -15,6 +15,21 @@ pytestmark = [
 ]
 
 
+# Records, from here on, the Step button's aria-busy values and the classes of Gradio's progress
+# displays ("status-tracker"; a shown one lacks the class "hide").
+WATCH_STEP = """() => {
+  window.__busy = []; window.__trackers = [];
+  const step = document.getElementById('step');
+  new MutationObserver(() => window.__busy.push(step.getAttribute('aria-busy')))
+    .observe(step, {attributes: true, attributeFilter: ['aria-busy']});
+  new MutationObserver(ms => { for (const m of ms) {
+    const t = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+    const tracker = t && t.closest('[data-testid="status-tracker"]');
+    if (tracker) window.__trackers.push(tracker.className);
+  } }).observe(document.body, {subtree: true, attributes: true, childList: true, characterData: true});
+}"""
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, launch_app):
     return launch_app(no_demo_config(tmp_path_factory.mktemp("browser"), 7880))
@@ -30,8 +45,15 @@ def test_page_steps_and_viewer_draws(chromium, artifacts, url):
     page.wait_for_selector("#status :text('Step 0')", timeout=120_000)
     page.wait_for_selector("#viewer canvas", timeout=60_000)
     page.wait_for_timeout(3_000)  # the viewer's wasm starts on the page's main thread
+    page.evaluate(WATCH_STEP)
+    page.evaluate("window.stepBusyDelayMs = 0")  # the busy mark at once (a slow model's step)
     page.click("#step", timeout=120_000, no_wait_after=True)
     page.wait_for_selector("#status :text('Step 1')", timeout=120_000)
+    page.wait_for_function("() => !document.getElementById('step').hasAttribute('aria-busy')")
+    # the button said it was busy, and no progress display was drawn over the outputs meanwhile
+    assert page.evaluate("window.__busy") == ["true", None]
+    shown = page.evaluate("window.__trackers")
+    assert shown and not [c for c in shown if "hide" not in c.split()], shown
     page.wait_for_timeout(12_000)  # software WebGL: let the viewer draw the streamed frames
     shot = artifacts / "app_after_step.png"
     page.locator("#viewer").scroll_into_view_if_needed()
