@@ -224,7 +224,8 @@ def main() -> int:
         t_load, _, load_drawn, _ = timed_click(page, cast, "#load", wait_for="#status :text('Step 0')")
         load_parts = parts(marks, t_load, t_load + load_drawn, "load")
         status = page.inner_text("#status")
-        policy = " vs ".join(re.findall(r"^(.+?) said:", status, re.M)) or "?"
+        # each policy's answer line: "NAME said: ..." or "NAME: not asked for a spatial answer ..."
+        policy = " vs ".join(re.findall(r"^(.+?)(?: said:|: not asked for)", status, re.M)) or "?"
         firsts, drawn, camera, step_parts = [], [], [], []
         for _ in range(args.steps):
             marks.clear()

@@ -121,7 +121,9 @@ def _answer_lines(tab: TabState, name: str, ps) -> list[str]:
     text = ps.spatial.text.strip() if ps.spatial else ""
     if not text:
         if tab.writes_no_answer(name):
-            return [f"- **{name}**: this model writes no spatial answer (it acts without one)"]
+            return [
+                f"- **{name}**: not asked for a spatial answer (trained without one; it acts without one)"
+            ]
         return [f"- **{name}** wrote no spatial answer at this step (empty text)"]
     lines = [f"- **{name}** said: `{_short(text)}`"]
     if ps.spatial.problems:

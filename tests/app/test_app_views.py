@@ -152,8 +152,13 @@ def test_a_model_without_spatial_answers_says_so(tmp_path):
     tab.load(SourceSpec(kind="sim", task="tabletop_pick", seed=0), [str(vanilla)], FAST)
     try:
         assert tab.writes_no_answer("vanilla-tiny")
+        assert tab.runner.slots[0].spatial_query is None  # not asked: it would write nothing readable
+        tab.step(1)
+        assert tab.records[-1].policies["vanilla-tiny"].spatial is None
         status = status_markdown(tab)
-        assert "this model writes no spatial answer" in status and "could not read" not in status
+        assert (
+            "not asked for a spatial answer (trained without one" in status and "could not read" not in status
+        )
     finally:
         tab.close()
 

@@ -224,6 +224,12 @@ class ST4VLAPolicy:
         return answer
 
     @property
+    def trained_to_answer(self) -> bool:
+        """False for a model trained with no spatial answer at all (no grounding loss and no spatial
+        prompt, e.g. vanilla-tiny): asked the grounding question, it writes nothing readable."""
+        return self.config.grounding_loss_weight != 0 or self.config.use_spatial_prompt
+
+    @property
     def acts_on_its_box_answer(self) -> bool:
         """Whether act() first answers exactly the "box" grounding question (its spatial prompt): then
         `read_answer(images, chunk.answer)` is that answer, with no second decode."""
