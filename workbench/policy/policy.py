@@ -226,7 +226,8 @@ class ST4VLAPolicy:
     @property
     def trained_to_answer(self) -> bool:
         """False for a model trained with no spatial answer at all (no grounding loss and no spatial
-        prompt, e.g. vanilla-tiny): asked the grounding question, it writes nothing readable."""
+        prompt): it was never taught to answer the grounding question (asked it, vanilla-tiny writes
+        only tokens that print as nothing)."""
         return self.config.grounding_loss_weight != 0 or self.config.use_spatial_prompt
 
     @property
