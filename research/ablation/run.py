@@ -271,6 +271,23 @@ def evaluate_control(argv: list[str], arm: str, lay: Layout) -> None:
         raise SystemExit(f"{len(report.errors())} control episodes could not run (summary.errors)")
 
 
+def check_heldout(roots: list[Path], out: Path) -> None:
+    """Every instruction of every training dataset, checked against the held-out paraphrases
+    (workbench.sim.instructions.heldout): written to <out>/heldout_check.json; any found stops the run."""
+    from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.sim.instructions import heldout
+
+    datasets = {root.name: LeRobotDataset(root) for root in roots}
+    found = {name: heldout({task for _, task, _ in d.listing()}) for name, d in datasets.items()}
+    counts = {name: len({task for _, task, _ in d.listing()}) for name, d in datasets.items()}
+    check = {"instructions": counts, "held_out_paraphrases_found": found}
+    (out / "heldout_check.json").write_text(json.dumps(check, indent=1))
+    print(f"[ablation] held-out paraphrases in the training data: {sum(map(len, found.values()))} "
+          f"of {sum(counts.values())} distinct instructions", flush=True)  # fmt: skip
+    if any(found.values()):
+        raise SystemExit(f"held-out paraphrases in the training data: {found}")
+
+
 def report_complete(path: Path, expected: int) -> bool:
     """Whether an evaluation wrote all its episodes, none of them an error."""
     report = path / "report.json"
@@ -334,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = len(args.eval_tasks) * CELLS * budget.episodes_per_cell
     evaluated = [*args.arms, *(["control_learned"] if "control" in args.arms else [])]
     learned = "control" in args.arms
-    total = len(data_commands(budget, lay)) + len(contents) + len(args.arms) + learned
+    total = len(data_commands(budget, lay)) + 1 + len(contents) + len(args.arms) + learned
     total += len(evaluated) * len(seeds) + 1
     run = Run(out, total, args.dry_run)
     if not args.dry_run:
@@ -346,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     for root, argv in data_commands(budget, lay):
         done = (root / "meta" / "info.json").exists()
         run.phase(f"data {root.name}", argv, done, lambda a=argv: workbench(a))
+    roots = [root for root, _ in data_commands(budget, lay)]
+    run.phase(
+        "check: no held-out paraphrase in the training data", None, False, lambda: check_heldout(roots, out)
+    )
     for content in contents:
         argv, run_dir = stage1_command(budget, lay, content, args.size, args.threads), lay.stage1(content)
         shared = lay.stage1("spatial") / "tokenizer"  # one tokenizer for every arm

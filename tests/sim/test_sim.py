@@ -359,6 +359,14 @@ def test_catalog_and_instruction_bank_are_split_and_graspable():
         assert all("red cube" in t for t in s + u)
 
 
+def test_heldout_finds_every_unseen_paraphrase_whatever_the_names_and_no_seen_one():
+    for task in list_tasks():
+        unseen = instructions.paraphrases(task, "rubber duck", "grey plate", "unseen")
+        seen = instructions.paraphrases(task, "red cube", "white plate", "seen")
+        assert instructions.heldout(seen + unseen) == unseen
+    assert instructions.heldout(["stow it", "pile them up", "put red cube on white plate"]) == []
+
+
 @pytest.mark.parametrize("task", sorted(TASK_KEYS))
 def test_expert_solves_each_task(task):
     e = make(task, render=False)

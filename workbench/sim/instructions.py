@@ -7,6 +7,9 @@ policy follows language it was never trained on.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 import numpy as np
 
 from workbench.sim.catalog import SPLITS
@@ -110,3 +113,18 @@ def for_scene(env, split: str, seed: int) -> str:
     phrasings."""
     target = env.target.spoken if getattr(env, "target", None) is not None else ""
     return sample(env.task_name, env.obj.spoken, target, split, np.random.default_rng(seed))
+
+
+def heldout(texts: Iterable[str]) -> list[str]:
+    """The texts that are one of the bank's unseen (held-out) paraphrases, whatever the object names: a
+    training set should hold none, since evaluation's unseen-paraphrase split is never trained on."""
+    patterns = [_pattern(t) for templates in BANK.values() for t in templates["unseen"]]
+    return [text for text in texts if any(p.fullmatch(text) for p in patterns)]
+
+
+def _pattern(template: str) -> re.Pattern:
+    """A template as a regular expression: each name placeholder stands for any text."""
+    escaped = re.escape(template)
+    for name in ("{object}", "{target}"):
+        escaped = escaped.replace(re.escape(name), ".+")
+    return re.compile(escaped)
