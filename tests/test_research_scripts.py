@@ -86,11 +86,12 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[ablation 33/33" in done.stdout and "finished" in done.stdout
-    check = json.loads(
-        (out / "heldout_check.json").read_text()
-    )  # every dataset's instructions, none held out
+    # every dataset's instructions and objects were read; nothing held out was where its split says not
+    check = json.loads((out / "heldout_check.json").read_text())
     assert len(check["instructions"]) == 5 and all(n > 0 for n in check["instructions"].values())
+    assert all(check["objects"].values()) and check["unseen_objects_in_demonstrations"] == []
     assert not any(check["held_out_paraphrases_found"].values())
+    assert not any(check["novel_objects_found"].values())
 
     # one tokenizer for every arm; the vanilla arms' stage 1 asked no spatial question
     tokenizer = (out / "stage1_spatial" / "tokenizer" / "tokenizer.json").read_text()

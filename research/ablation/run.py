@@ -272,20 +272,44 @@ def evaluate_control(argv: list[str], arm: str, lay: Layout) -> None:
 
 
 def check_heldout(roots: list[Path], out: Path) -> None:
-    """Every instruction of every training dataset, checked against the held-out paraphrases
-    (workbench.sim.instructions.heldout): written to <out>/heldout_check.json; any found stops the run."""
+    """What evaluation holds out must be where its split says: no instruction that is a held-out
+    paraphrase (workbench.sim.instructions.heldout) and no object of the catalog's novel split in any
+    frame's ground truth of any training dataset, and no unseen object in the demonstrations. Written to
+    <out>/heldout_check.json; anything found stops the run."""
     from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.sim import catalog
     from workbench.sim.instructions import heldout
 
-    datasets = {root.name: LeRobotDataset(root) for root in roots}
-    found = {name: heldout({task for _, task, _ in d.listing()}) for name, d in datasets.items()}
-    counts = {name: len({task for _, task, _ in d.listing()}) for name, d in datasets.items()}
-    check = {"instructions": counts, "held_out_paraphrases_found": found}
+    novel = {spec.name for spec in catalog.objects(catalog.NOVEL)}
+    unseen = {spec.name for spec in catalog.objects("unseen")}
+    instructions = {root.name: {task for _, task, _ in LeRobotDataset(root).listing()} for root in roots}
+    objects = {root.name: _ground_truth_labels(root) for root in roots}
+    check = {
+        "instructions": {name: len(texts) for name, texts in instructions.items()},
+        "held_out_paraphrases_found": {name: heldout(texts) for name, texts in instructions.items()},
+        "objects": {name: sorted(labels) for name, labels in objects.items()},
+        "novel_objects_found": {name: sorted(labels & novel) for name, labels in objects.items()},
+        "unseen_objects_in_demonstrations": sorted(objects.get("demos", set()) & unseen),
+    }
     (out / "heldout_check.json").write_text(json.dumps(check, indent=1))
-    print(f"[ablation] held-out paraphrases in the training data: {sum(map(len, found.values()))} "
-          f"of {sum(counts.values())} distinct instructions", flush=True)  # fmt: skip
-    if any(found.values()):
-        raise SystemExit(f"held-out paraphrases in the training data: {found}")
+    found = [*check["held_out_paraphrases_found"].values(), *check["novel_objects_found"].values(),
+             check["unseen_objects_in_demonstrations"]]  # fmt: skip
+    print(f"[ablation] in the training data ({sum(check['instructions'].values())} distinct instructions, "
+          f"{len(set().union(*objects.values()))} objects): {sum(map(len, found))} held-out paraphrases, "
+          "novel objects or unseen objects in a demonstration", flush=True)  # fmt: skip
+    if any(found):
+        raise SystemExit(f"held-out text or objects where their split says they are not: {check}")
+
+
+def _ground_truth_labels(root: Path) -> set[str]:
+    """Every object named in a workbench dataset's ground truth (its observation.ground_truth column)."""
+    import pyarrow.parquet as pq
+
+    labels: set[str] = set()
+    for path in sorted((root / "data").rglob("*.parquet")):
+        for text in pq.read_table(path, columns=["observation.ground_truth"]).column(0).to_pylist():
+            labels.update(o["label"] for o in json.loads(text or "{}").get("objects", []))
+    return labels
 
 
 def report_complete(path: Path, expected: int) -> bool:
