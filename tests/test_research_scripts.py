@@ -64,8 +64,11 @@ def test_ablation_dry_run_prints_the_full_budget_and_writes_nothing(tmp_path) ->
     assert len(stage2) == 5 and all("--steps 2000 --batch-size 12" in line for line in stage2)
     assert all("--head-steps 8000 --head-batch-size 32" in line for line in stage2)
     evaluations = [line for line in lines if line.startswith("workbench evaluate")]
-    assert len(evaluations) == 18 and all("--episodes 10" in line for line in evaluations)
-    assert sum(line.startswith("workbench compare") for line in lines) == 10
+    assert len(evaluations) == 24
+    novel = [line for line in evaluations if "--cells novel/seen novel/unseen" in line]
+    assert len(novel) == 6 and all("--episodes 30 --seed 60000" in line for line in novel)
+    assert all("--episodes 10" in line for line in evaluations if line not in novel)
+    assert sum(line.startswith("workbench compare") for line in lines) == 20
     (locator,) = [line for line in lines if line.startswith("workbench train locator")]
     assert "--steps 7000 --batch-size 16" in locator and "--image-size 112" in locator
     assert not out.exists()
@@ -85,7 +88,7 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "[ablation 33/33" in done.stdout and "finished" in done.stdout
+    assert "[ablation 39/39" in done.stdout and "finished" in done.stdout
     # every dataset's instructions and objects were read; nothing held out was where its split says not
     check = json.loads((out / "heldout_check.json").read_text())
     assert len(check["instructions"]) == 5 and all(n > 0 for n in check["instructions"].values())
@@ -144,9 +147,19 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
         )
 
     comparisons = (out / "comparisons.md").read_text()
-    assert comparisons.count("## ") == 10 and "## st4vla_points over control_learned" in comparisons
+    assert comparisons.count("## ") == 20 and "## st4vla_points over control_learned" in comparisons
+    assert "# Objects in no data at all (the novel split, seed 60000)" in comparisons
     commands = (out / "commands.sh").read_text().splitlines()
     assert sum(line.startswith("workbench train stage2") for line in commands) == 5
-    assert sum(line.startswith("workbench evaluate") for line in commands) == 18
+    assert sum(line.startswith("workbench evaluate") for line in commands) == 24
     timings = json.loads((out / "timings.json").read_text())
-    assert {"stage1 spatial", "stage2 control", "evaluate control 50000"} <= set(timings)
+    assert {"stage1 spatial", "stage2 control", "evaluate control 50000", "evaluate control 60000"} <= set(
+        timings
+    )
+    # every arm on objects in no data at all: the pick task's two novel cells, one episode each at this scale
+    for arm in (*arms, "control_learned"):
+        episodes = json.loads((out / "eval" / arm / "60000" / "report.json").read_text())["episodes"]
+        assert sorted((e["objects"], e["paraphrase"]) for e in episodes) == [
+            ("novel", "seen"),
+            ("novel", "unseen"),
+        ]

@@ -45,6 +45,9 @@ from pathlib import Path
 
 ARMS = ("vanilla", "vanilla_cotrain", "st4vla_upstream", "st4vla_points", "control")
 SEED_SETS = (10_000, 20_000, 50_000)
+# Objects in no data at all (the catalog's novel split): one seed set, apart from the three, as the cards'.
+NOVEL_SEED = 60_000
+NOVEL_CELLS = ("novel/seen", "novel/unseen")
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
 CELLS = 4  # seen/unseen objects x seen/unseen paraphrases (workbench.eval_report.CELLS)
 # Paired gaps reported, (A, B): each arm over vanilla, then the steps between neighbouring arms.
@@ -86,6 +89,7 @@ class Budget:
     head_steps: int = 8000  # head-phase steps (cached frames: steps x 32)
     head_warmup: int = 100
     episodes_per_cell: int = 10  # evaluation episodes per task and cell, per seed set
+    novel_episodes_per_cell: int = 30  # per task and novel cell (stack has none), seed NOVEL_SEED
     stage1_batch: int = 16  # not scaled
     stage2_batch: int = 12  # not scaled
     grounding_batch: int = 4  # not scaled
@@ -196,10 +200,14 @@ def locator_command(b: Budget, lay: Layout, size: str, threads: int) -> list[str
 
 
 def evaluate_command(b: Budget, lay: Layout, arm: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """The four default cells at a seed set's seed; at NOVEL_SEED, the two cells of objects in no data."""
     checkpoint = lay.arm("control" if arm == "control_learned" else arm) / "final"
-    argv = ["evaluate", "--checkpoint", str(checkpoint), "--episodes", str(b.episodes_per_cell),
+    episodes = b.novel_episodes_per_cell if seed == NOVEL_SEED else b.episodes_per_cell
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--episodes", str(episodes),
             "--seed", str(seed), "--max-steps", str(args.max_steps), "--tasks", *args.eval_tasks,
             "--out", str(lay.report(arm, seed))]  # fmt: skip
+    if seed == NOVEL_SEED:
+        argv += ["--cells", *NOVEL_CELLS]
     if args.workers > 1 and arm not in TRANSFORMED:  # a transform runs in this process
         argv += ["--ray", "--workers", str(args.workers)]
     return argv
@@ -312,6 +320,14 @@ def _ground_truth_labels(root: Path) -> set[str]:
     return labels
 
 
+def planned_episodes(argv: list[str]) -> int:
+    """How many episodes an evaluate command line runs (workbench.evaluate.episode_specs)."""
+    from workbench.evaluate import episode_specs
+    from workbench.train.command import parse_evaluate
+
+    return len(episode_specs(parse_evaluate(argv[1:])))
+
+
 def report_complete(path: Path, expected: int) -> bool:
     """Whether an evaluation wrote all its episodes, none of them an error."""
     report = path / "report.json"
@@ -372,11 +388,10 @@ def main(argv: list[str] | None = None) -> int:
             "# the ablation's command lines, in order (research/ablation/run.py)\n"
         )
     contents = sorted({ARM_OPTIONS[a][0] for a in args.arms}, reverse=True)  # spatial first: the tokenizer
-    expected = len(args.eval_tasks) * CELLS * budget.episodes_per_cell
     evaluated = [*args.arms, *(["control_learned"] if "control" in args.arms else [])]
     learned = "control" in args.arms
     total = len(data_commands(budget, lay)) + 1 + len(contents) + len(args.arms) + learned
-    total += len(evaluated) * len(seeds) + 1
+    total += len(evaluated) * (len(seeds) + 1) + 1  # the seed sets and the novel split
     run = Run(out, total, args.dry_run)
     if not args.dry_run:
         print(f"[ablation] scale {args.scale}: {json.dumps(asdict(budget))}", flush=True)
@@ -410,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         units = {"steps": budget.stage1_steps, "batch": budget.stage1_batch}
         run.phase("locator", argv, done, lambda a=argv: workbench(a), units)
     for arm in evaluated:
-        for seed in seeds:
+        for seed in (*seeds, NOVEL_SEED):
             argv = evaluate_command(budget, lay, arm, seed, args)
+            expected = planned_episodes(argv)
             fn = (
                 (lambda a=argv, m=arm: evaluate_control(a, m, lay))
                 if arm in TRANSFORMED
@@ -427,15 +443,19 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(a, b) for a, b in COMPARISONS if a in evaluated and b in evaluated]
 
     def comparisons() -> None:
-        text = "".join(compare(lay, a, b, seeds) for a, b in pairs)
+        text = "# Seen and unseen objects (in no demonstration, named in the grounding data)\n\n"
+        text += "".join(compare(lay, a, b, seeds) for a, b in pairs)
+        text += f"# Objects in no data at all (the novel split, seed {NOVEL_SEED})\n\n"
+        text += "".join(compare(lay, a, b, (NOVEL_SEED,)) for a, b in pairs)
         (out / "comparisons.md").write_text(text)
         print(text)
 
-    run.phase("compare (pooled over the seed sets)", None, False, comparisons)
+    run.phase("compare (pooled over the seed sets; then the novel split)", None, False, comparisons)
     if args.dry_run:
-        for a, b in pairs:
-            print(shlex.join(["workbench", "compare", *(str(lay.report(a, s)) for s in seeds), "--vs",
-                              *(str(lay.report(b, s)) for s in seeds)]))  # fmt: skip
+        for group in (seeds, (NOVEL_SEED,)):
+            for a, b in pairs:
+                print(shlex.join(["workbench", "compare", *(str(lay.report(a, s)) for s in group), "--vs",
+                                  *(str(lay.report(b, s)) for s in group)]))  # fmt: skip
         return 0
     print(f"[ablation] finished in {(time.time() - run.t0) / 60:.1f} min: {out}", flush=True)
     return 0
