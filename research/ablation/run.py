@@ -49,7 +49,6 @@ SEED_SETS = (10_000, 20_000, 50_000)
 NOVEL_SEED = 60_000
 NOVEL_CELLS = ("novel/seen", "novel/unseen")
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
-CELLS = 4  # seen/unseen objects x seen/unseen paraphrases (workbench.eval_report.CELLS)
 # Paired gaps reported, (A, B): each arm over vanilla, then the steps between neighbouring arms.
 COMPARISONS = (
     ("vanilla_cotrain", "vanilla"),
@@ -404,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         run.phase(f"data {root.name}", argv, done, lambda a=argv: workbench(a))
     roots = [root for root, _ in data_commands(budget, lay)]
     run.phase(
-        "check: no held-out paraphrase in the training data", None, False, lambda: check_heldout(roots, out)
+        "check: nothing held out is in the training data", None, False, lambda: check_heldout(roots, out)
     )
     for content in contents:
         argv, run_dir = stage1_command(budget, lay, content, args.size, args.threads), lay.stage1(content)
