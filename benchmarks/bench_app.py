@@ -12,10 +12,10 @@ click->drawn    Step pressed -> the step's camera view drawn in full (the new ca
 How it sees the screen: Chromium's own compositor frames, pushed as they are drawn (the DevTools
 screencast, each with its draw time), cropped to the viewer. A step is "drawn in full" at the first
 frame from which the viewer (or its camera view: the viewer's top 55%) stays within 0.3% of its pixels
-of how it looks 6 s later; its "first
-change" is the first frame more than 0.3% away from how it looked before the click. (A person sees the
-overlays move at the first change and the whole new frame when it is drawn in full: with JPEG images
-the new overlays are drawn over a blank image for a few frames while the viewer decodes it.)
+of how it looks 6 s later; its "first change" is the first frame more than 0.3% away from how it
+looked before the click. (A person sees the overlays move at the first change and the whole new frame
+when it is drawn in full: with JPEG images the new overlays are drawn over a blank image for a few
+frames while the viewer decodes it.)
 
 Where a step's time goes, per step (the table's last rows): click -> the server's step handler
 starts (the page and Gradio's queue), the handler itself (simulator, policy, logging), handler end ->
@@ -96,6 +96,12 @@ def _settled_from(frames: list[tuple[float, np.ndarray]]) -> int:
     return k
 
 
+def _drawn_at(frames: list[tuple[float, np.ndarray]]) -> float:
+    """The time of the first frame from which the frames stay as they end (NaN: still changing)."""
+    k = _settled_from(frames)
+    return frames[k][0] if k < len(frames) else float("nan")
+
+
 def timed_click(
     page, cast: Screencast, selector: str, wait_for: str = ""
 ) -> tuple[float, float, float, float]:
@@ -116,12 +122,7 @@ def timed_click(
     first = next((t for t, a in frames[1:] if _differs(a, before) > CHANGED), float("nan"))
     rows = int(CAMERA_SHARE * frames[0][1].shape[0])
     camera = [(t, a[:rows]) for t, a in frames]
-
-    def drawn(frames: list) -> float:
-        k = _settled_from(frames)
-        return frames[k][0] if k < len(frames) else float("nan")
-
-    return t_click, first, drawn(frames), drawn(camera)
+    return t_click, first, _drawn_at(frames), _drawn_at(camera)
 
 
 def until_still(page, cast: Screencast, t0: float, still_s: float = 3.0, timeout_s: float = 120.0) -> float:
