@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workbench.cli import main
-from workbench.compare import compare, gaps, load_report, matched, paired_difference, pool
+from workbench.compare import compare, gaps, load_report, matched, paired_difference, pool, success_table
 from workbench.eval_report import EpisodeResult, EvalReport, wilson, write_report
 from workbench.evaluate import EvalConfig
 
@@ -63,6 +63,29 @@ def test_episodes_are_matched_by_task_cell_and_seed(tmp_path):
     assert load_report(tmp_path / "a").episodes == a.episodes
     text = compare(tmp_path / "a", tmp_path / "b" / "report.json")
     assert "| all | 3/3 | 1/3 | +67 [" in text and "1 episodes of a have no match" in text
+
+
+def test_the_success_table_has_a_row_per_checkpoint_and_keeps_the_novel_split_apart():
+    a = _report("a", {("seen", 1): True, ("seen", 2): False, ("unseen", 3): True, ("novel", 4): False})
+    b = _report("b", {("seen", 1): True, ("unseen", 3): False})
+    lines = success_table([("a", a), ("b", b), ("c", None)]).splitlines()
+    assert lines[0] == (
+        "| | seen and unseen objects | seen objects | unseen objects | seen paraphrases | unseen paraphrases "
+        "| objects in no data at all |"
+    )
+
+    def cell(k: int, n: int) -> str:
+        low, high = wilson(k, n)
+        return f"{100 * k / n:.0f}% [{100 * low:.0f}, {100 * high:.0f}] ({k}/{n})"
+
+    # the novel episode is in its own column only; every episode here has a seen paraphrase
+    assert (
+        lines[2] == f"| a | {cell(2, 3)} | {cell(1, 2)} | {cell(1, 1)} | {cell(2, 3)} | n/a | {cell(0, 1)} |"
+    )
+    assert lines[3] == f"| b | {cell(1, 2)} | {cell(1, 1)} | {cell(0, 1)} | {cell(1, 2)} | n/a | n/a |"
+    assert lines[4] == "| c |" + " not evaluated |" * 6
+    # without a novel episode anywhere, no novel column
+    assert "in no data at all" not in success_table([("b", b)])
 
 
 def test_a_report_written_before_the_rename_reads_its_source_as_the_object(tmp_path):

@@ -149,6 +149,12 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
     comparisons = (out / "comparisons.md").read_text()
     assert comparisons.count("## ") == 20 and "## st4vla_points over control_learned" in comparisons
     assert "# Objects in no data at all (the novel split, seed 60000)" in comparisons
+    # the success table: a row per evaluated arm, its 12 seed-set episodes apart from its 2 novel ones
+    rows = [line for line in comparisons.splitlines() if line.startswith("| ") and "(" in line]
+    table = {
+        row.split(" | ")[0][2:]: row for row in rows if row.split(" | ")[0][2:] in (*arms, "control_learned")
+    }
+    assert len(table) == 6 and all(row.count("/12)") == 1 and row.endswith("/2) |") for row in table.values())
     commands = (out / "commands.sh").read_text().splitlines()
     assert sum(line.startswith("workbench train stage2") for line in commands) == 5
     assert sum(line.startswith("workbench evaluate") for line in commands) == 24

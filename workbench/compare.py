@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.eval_report import EpisodeResult, EvalReport, wilson
+from workbench.eval_report import EpisodeResult, EvalReport, rate, wilson
 
 # (row label, episode filter): the splits the issue's targets are stated on
 SPLITS = (
@@ -152,6 +152,42 @@ def markdown(a_name: str, b_name: str, rows: list[Gap]) -> str:
         gap = "n/a" if not g.n else f"{100 * g.difference:+.0f} [{100 * g.low:+.0f}, {100 * g.high:+.0f}]"
         lines.append(f"| {g.split} | {g.a_successes}/{g.n} | {g.b_successes}/{g.n} | {gap} |")
     return "\n".join(lines)
+
+
+# (column label, episode filter) of success_table: the default cells' splits, then the novel cells apart,
+# so that no column mixes objects in no data at all into the default cells' figures
+_DEFAULT = ("seen", "unseen")
+TABLE_COLUMNS = (
+    ("seen and unseen objects", lambda e: e.objects in _DEFAULT),
+    ("seen objects", lambda e: e.objects == "seen"),
+    ("unseen objects", lambda e: e.objects == "unseen"),
+    ("seen paraphrases", lambda e: e.objects in _DEFAULT and e.paraphrase == "seen"),
+    ("unseen paraphrases", lambda e: e.objects in _DEFAULT and e.paraphrase == "unseen"),
+    ("objects in no data at all", lambda e: e.objects == "novel"),
+)
+
+
+def success_table(named: list[tuple[str, EvalReport | None]]) -> str:
+    """One row per checkpoint: success with its 95% Wilson interval on each of TABLE_COLUMNS (the novel
+    column only when some report ran the novel cells). A None report is a row of "not evaluated"."""
+    novel = any(r is not None and r.select(objects="novel") for _, r in named)
+    columns = TABLE_COLUMNS if novel else TABLE_COLUMNS[:-1]
+    lines = ["| | " + " | ".join(label for label, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, report in named:
+        if report is None:
+            cells = ["not evaluated"] * len(columns)
+        else:
+            cells = [_rate_cell([e.success for e in report.select() if keep(e)]) for _, keep in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _rate_cell(flags: list[bool]) -> str:
+    """'42% [37, 48] (253/600)', or n/a without an episode."""
+    r = rate(flags)
+    if not r.n:
+        return "n/a"
+    return f"{100 * r.rate:.0f}% [{100 * r.low:.0f}, {100 * r.high:.0f}] ({r.successes}/{r.n})"
 
 
 def compare(a_path: str | Path | list[str | Path], b_path: str | Path | list[str | Path]) -> str:

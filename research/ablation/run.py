@@ -350,6 +350,24 @@ def compare(lay: Layout, a: str, b: str, seeds: tuple[int, ...]) -> str:
     return f"## {a} over {b}\n\n    workbench {shlex.join(argv)}\n\n{buffer.getvalue()}\n"
 
 
+def success_per_arm(lay: Layout, arms: list[str], seeds: tuple[int, ...]) -> str:
+    """Each arm's success on every split, its seed sets and the novel split pooled, as markdown."""
+    from workbench.compare import load_report, pool, success_table
+    from workbench.eval_report import SPLIT_LEGEND
+
+    rows = []
+    for arm in arms:
+        found = [
+            lay.report(arm, s) for s in (*seeds, NOVEL_SEED) if (lay.report(arm, s) / "report.json").exists()
+        ]
+        rows.append((arm, pool([load_report(p) for p in found]) if found else None))
+    return (
+        f"# Success per arm (seed sets {', '.join(map(str, seeds))}; objects in no data at all: seed "
+        f"{NOVEL_SEED})\n\n{success_table(rows)}\n\nSuccess [95% Wilson interval] (successes/episodes). "
+        f"{SPLIT_LEGEND}\n\n"
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -442,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(a, b) for a, b in COMPARISONS if a in evaluated and b in evaluated]
 
     def comparisons() -> None:
-        text = "# Seen and unseen objects (in no demonstration, named in the grounding data)\n\n"
+        text = success_per_arm(lay, evaluated, seeds)
+        text += "# Seen and unseen objects (in no demonstration, named in the grounding data)\n\n"
         text += "".join(compare(lay, a, b, seeds) for a, b in pairs)
         text += f"# Objects in no data at all (the novel split, seed {NOVEL_SEED})\n\n"
         text += "".join(compare(lay, a, b, (NOVEL_SEED,)) for a, b in pairs)

@@ -82,6 +82,50 @@ def test_generated_scenes_hold_no_novel_object(split, tmp_path, monkeypatch):
     assert not set(spawned) & NOVEL
 
 
+def test_the_corpus_meshes_are_none_that_evaluation_holds_out():
+    """The mesh corpus (grounding scenes only) shares no random_urdfs id with the novel split or the
+    unseen gadgets, refuses a novel id, and scales its meshes by the rule the novel split was built by."""
+    corpus = {f"{i:03d}" for i in catalog.CORPUS_MESH_IDS}
+    assert len(corpus) == 400
+    meshes = [_urdf_file(s) for s in catalog.objects() if s.urdf and s.urdf.startswith("random_urdfs")]
+    assert len(meshes) == 20 and not corpus & {f.split(os.sep)[1] for f in meshes}
+    for i, scale in catalog.NOVEL_MESHES:  # pybullet_data's own .obj and .urdf files
+        assert catalog.mesh_scale(f"random_urdfs/{i:03d}/{i:03d}.urdf") == scale
+        with pytest.raises(ValueError, match="not a corpus mesh"):
+            catalog.corpus_mesh(i)
+    spec = catalog.corpus_mesh(123)
+    assert (spec.name, spec.spoken, spec.split, spec.urdf) == (
+        "gadget 123",
+        "gadget",
+        "unseen",
+        "random_urdfs/123/123.urdf",
+    )
+
+
+def test_mesh_scenes_move_a_corpus_mesh_among_seen_objects(tmp_path, monkeypatch):
+    """`workbench train data --scenes-split meshes`: the object to move is corpus mesh seed % 400, called
+    "gadget" in a seen paraphrase; everything else is seen; no novel object anywhere."""
+    from workbench.episodes.lerobot import LeRobotDataset
+    from workbench.train.data import SceneConfig, generate_scenes
+
+    spawned = _spy_spawns(monkeypatch)
+    tasks = ("tabletop_pick", "tabletop_put_in")
+    cfg = SceneConfig(
+        str(tmp_path / "m"), tasks, 3, seed=6799, render_width=32, render_height=24, split="meshes"
+    )
+    generate_scenes(cfg)
+    gadgets = [n for n in spawned if n.startswith("gadget")]
+    # seeds 6799..6804: 6799 % 400 = 399, id 499; then ids 100, 101, ... (the put-in scenes go on)
+    assert gadgets == ["gadget 499", "gadget 100", "gadget 101", "gadget 102", "gadget 103", "gadget 104"]
+    assert all(catalog.get(n).split == "seen" for n in spawned if not n.startswith("gadget"))
+    assert not set(spawned) & NOVEL
+    listing = LeRobotDataset(tmp_path / "m").listing()
+    for _, instruction, _ in listing:
+        assert "gadget" in instruction and not instructions.heldout([instruction])
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        SceneConfig(str(tmp_path / "s"), ("tabletop_stack",), 1, split="meshes")
+
+
 def test_generated_demonstrations_hold_no_novel_object(tmp_path, monkeypatch):
     """`workbench train data`'s expert demonstrations, every task."""
     from workbench.train.data import DataConfig, generate

@@ -23,7 +23,11 @@ Containers/targets (kind "target") are built from primitives: a plate (flat disk
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pybullet_data
 
 # The splits training data may draw objects from (and the instruction bank's paraphrase splits).
 SPLITS = ("seen", "unseen")
@@ -206,6 +210,46 @@ def _same_urdf(a: str, b: str) -> bool:
     return os.path.normpath(a) == os.path.normpath(b) or (
         os.path.isabs(b) and os.path.normpath(b).endswith(os.sep + os.path.normpath(a))
     )
+
+
+# --- the grounding corpus's meshes -------------------------------------------------------------------
+# The small-scale analogue of web-scale grounding data: hundreds of random_urdfs meshes that only grounding
+# scenes show (`workbench train data --scenes-split meshes`), never a demonstration or an evaluation. Their
+# ids lie between the unseen gadgets (003-033) and the novel split (500-950), so no corpus mesh is a mesh
+# evaluation holds out. Like the novel meshes they are scaled to a largest extent of MESH_EXTENT, keep
+# their URDFs' colours, and are called "gadget" in instructions.
+CORPUS_MESH_IDS = range(100, 500)
+MESH_EXTENT = 0.055  # metres
+
+
+def corpus_mesh(i: int) -> ObjectSpec:
+    """The grounding corpus's mesh `i` (random_urdfs id in CORPUS_MESH_IDS): in no demonstration, so of
+    the unseen split; named "gadget <id>" in its ground truth."""
+    if i not in CORPUS_MESH_IDS:
+        raise ValueError(
+            f"random_urdfs id {i} is not a corpus mesh (ids {CORPUS_MESH_IDS.start}-{CORPUS_MESH_IDS.stop - 1}; "
+            "the novel split holds 500-950 out of all data)"
+        )
+    urdf = f"random_urdfs/{i:03d}/{i:03d}.urdf"
+    return ObjectSpec(
+        f"gadget {i:03d}", "urdf", "unseen", None, urdf=urdf, scale=mesh_scale(urdf), called="gadget"
+    )
+
+
+def mesh_scale(urdf: str) -> float:
+    """The scale (2 decimals) that gives a pybullet_data mesh URDF a largest extent of MESH_EXTENT, from
+    its .obj vertices and the URDF's own mesh scale (the novel split's scales are these)."""
+    path = os.path.join(pybullet_data.getDataPath(), urdf)
+    with open(path) as f:
+        text = f.read()
+    mesh = re.search(r'<collision>.*?<mesh filename="([^"]+)" scale="([^" ]+)', text, re.S)
+    if mesh is None:
+        raise ValueError(f"{path}: no collision mesh with a scale")
+    obj = os.path.join(os.path.dirname(path), mesh.group(1))
+    with open(obj) as f:
+        vertices = np.array([line.split()[1:4] for line in f if line.startswith("v ")], dtype=np.float64)
+    extent = float(np.ptp(vertices, axis=0).max()) * float(mesh.group(2))
+    return round(MESH_EXTENT / extent, 2)
 
 
 def renamed(spec: ObjectSpec, name: str) -> ObjectSpec:

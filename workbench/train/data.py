@@ -27,12 +27,14 @@ from workbench import spatial, spatial_metrics
 from workbench.episodes.lerobot import LeRobotDataset, LeRobotDatasetWriter, default_features
 from workbench.policy.prompts import DETECT_QUESTION, exists_question, grounding_question, object_question
 from workbench.records import GroundTruth, Observation
-from workbench.sim import instructions, make, to_observation
+from workbench.sim import catalog, instructions, make, to_observation
 from workbench.sim.catalog import SPLITS, objects
 from workbench.spatial import Box, Frame, Point, Trace
 
 TASKS = ("tabletop_put_on", "tabletop_put_in", "tabletop_stack", "tabletop_pick", "tabletop_move_near")
 CAMERA = "3rd_view_camera"
+MESHES = "meshes"  # the scene split of the corpus meshes (SceneConfig.split)
+SCENE_SPLITS = (*SPLITS, MESHES)
 
 
 @dataclass
@@ -383,14 +385,33 @@ class SceneConfig:
     render_height: int = 168  # (pixels)
     distractors: int | None = None  # None: the task's own count; 0 with "tabletop_pick": one object
     # The objects' split. "unseen" widens the grounding corpus beyond the demonstrations' objects, as
-    # the paper's web-scale grounding data names objects its robot data never shows; the instruction
-    # stays a seen paraphrase, so unseen phrasings never reach training.
+    # the paper's web-scale grounding data names objects its robot data never shows; "meshes" moves one
+    # of the catalog's hundreds of corpus meshes (catalog.CORPUS_MESH_IDS, called "gadget") among seen
+    # objects (the scene of seed s moves mesh CORPUS_MESH_IDS[s % 400]). The instruction stays a seen
+    # paraphrase, so unseen phrasings never reach training.
     split: str = "seen"
     lerobot_version: str = "v3.0"  # the LeRobot layout written ("v2.1" for LeRobot 0.3.x); both are read
 
     def __post_init__(self) -> None:
-        if self.split not in SPLITS:
-            raise ValueError(f"scene split must be one of {SPLITS}, got {self.split!r}")
+        if self.split not in SCENE_SPLITS:
+            raise ValueError(f"scene split must be one of {SCENE_SPLITS}, got {self.split!r}")
+        if self.split == MESHES and "tabletop_stack" in self.tasks:
+            raise ValueError(
+                "scene split 'meshes' moves a mesh, which cannot be stacked: leave tabletop_stack out of "
+                "the scene tasks (--scenes-tasks)"
+            )
+
+
+def scene_options(cfg: SceneConfig, seed: int) -> dict:
+    """The reset options of the scene of `seed`."""
+    if cfg.split == MESHES:
+        ids = catalog.CORPUS_MESH_IDS
+        options = {"split": "seen", "paraphrase": False, "object": catalog.corpus_mesh(ids[seed % len(ids)])}
+    else:  # the seen split keeps its original draw (the bundled recipe's scenes regenerate byte for byte)
+        options = {"split": cfg.split, "paraphrase": cfg.split == "seen"}
+    if cfg.distractors is not None:
+        options["distractors"] = cfg.distractors
+    return options
 
 
 def generate_scenes(cfg: SceneConfig) -> Path:
@@ -401,13 +422,9 @@ def generate_scenes(cfg: SceneConfig) -> Path:
     root, writer, seed = Path(cfg.out), None, cfg.seed
     for task in cfg.tasks:
         env = make(task, width=cfg.render_width, height=cfg.render_height, depth=False)
-        # The seen split keeps its original draw (the bundled recipe's scenes regenerate byte for byte).
-        options = {"split": cfg.split, "paraphrase": cfg.split == "seen"}
-        if cfg.distractors is not None:
-            options["distractors"] = cfg.distractors
         for _ in tqdm(range(cfg.scenes_per_task), desc=f"scenes {task}", unit="scene"):
             try:
-                obs, _ = env.reset(seed=seed, options=options)
+                obs, _ = env.reset(seed=seed, options=scene_options(cfg, seed))
             except RuntimeError as e:  # a layout the simulator cannot place: skip this seed
                 tqdm.write(f"{task} seed {seed}: {e}")
                 continue
