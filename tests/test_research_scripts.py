@@ -125,6 +125,10 @@ def test_ablation_runs_every_arm_end_to_end_at_the_smoke_scale(tmp_path) -> None
     assert spatial == {"vanilla": False, "vanilla_cotrain": False, "st4vla_upstream": True,
                        "st4vla_points": True, "control": False}  # fmt: skip
     assert [arm for arm, (cfg, _) in arms.items() if cfg.answer_points] == ["st4vla_points"]
+    # taught spatial answers: by the spatial stage 1 or by spatial co-training; the app asks only those
+    taught = {arm: cfg.spatial_answers for arm, (cfg, _) in arms.items()}
+    assert taught == {"vanilla": False, "vanilla_cotrain": True, "st4vla_upstream": True,
+                      "st4vla_points": True, "control": False}  # fmt: skip
     assert [arm for arm, (_, run) in arms.items() if run["true_points"]] == ["control"]
     stage1 = {arm: run["init"].split("/")[-2] for arm, (_, run) in arms.items()}
     assert stage1 == {"vanilla": "stage1_nonspatial", "vanilla_cotrain": "stage1_nonspatial",

@@ -64,6 +64,22 @@ def test_save_load_gives_identical_outputs(policy, saved):
     assert loaded.spatial([IMAGE], "pick the can", max_new_tokens=8).text == text_a
 
 
+def test_whether_it_was_taught_spatial_answers_is_read_back_or_inferred(saved, tmp_path):
+    """config.spatial_answers, where recorded, decides trained_to_answer; a config written before the
+    field infers it from the grounding loss and the spatial prompt."""
+    older = copy_dir(saved, tmp_path / "older")
+    config = json.loads((older / "config.json").read_text())
+    config.pop("spatial_answers", None)
+    for weight, prompt, expected in ((0.1, False, True), (0.0, True, True), (0.0, False, False)):
+        config.update(grounding_loss_weight=weight, use_spatial_prompt=prompt)
+        (older / "config.json").write_text(json.dumps(config))
+        loaded = ST4VLAPolicy.load(older)
+        assert loaded.config.spatial_answers is None and loaded.trained_to_answer is expected
+    config.update(grounding_loss_weight=0.1, use_spatial_prompt=False, spatial_answers=False)
+    (older / "config.json").write_text(json.dumps(config))  # e.g. co-trained on non-spatial questions
+    assert ST4VLAPolicy.load(older).trained_to_answer is False
+
+
 def test_wrong_or_ambiguous_unnorm_key_lists_the_keys(saved, tmp_path):
     with pytest.raises(CheckpointError, match=r"Unknown unnorm_key 'oxe_rt1'.*bridge_dataset"):
         ST4VLAPolicy.load(saved, unnorm_key="oxe_rt1")

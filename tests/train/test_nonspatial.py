@@ -175,7 +175,12 @@ def test_stage2_without_the_spatial_prompt_refuses_what_needs_it():
             Stage2Config(true_points=True, **bad)
     control = Stage2Config(spatial_prompt=False, state=True, true_points=True)
     assert "true box centres" in training_note(control)
-    assert training_note(Stage2Config(spatial_prompt=False)) == "plain instruction, co-trained"
+    assert (
+        training_note(Stage2Config(spatial_prompt=False))
+        == "plain instruction, co-trained on spatial questions"
+    )
+    nonspatial = Stage2Config(spatial_prompt=False, grounding_content="nonspatial")
+    assert training_note(nonspatial) == "plain instruction, co-trained on nonspatial questions"
 
     co = Stage2Config(grounding_content="nonspatial", spatial_prompt=False)
     assert co.grounding_kinds == NONSPATIAL_KINDS

@@ -150,6 +150,10 @@ class ST4VLAConfig:
     # note 17).
     state_tcp: bool = False
     grounding_loss_weight: float = 0.1
+    # Whether a training phase taught the VLM to write spatial answers (boxes, points, traces): stage 1
+    # on spatial questions, or co-training on them. None: not recorded (checkpoints written before the
+    # field), then a spatial prompt or a grounding loss is taken to mean it was (ST4VLAPolicy.trained_to_answer).
+    spatial_answers: bool | None = None
     notes: dict[str, Any] = field(default_factory=dict)  # free-form (deviations, provenance)
 
     def __post_init__(self) -> None:

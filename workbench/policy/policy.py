@@ -225,9 +225,11 @@ class ST4VLAPolicy:
 
     @property
     def trained_to_answer(self) -> bool:
-        """False for a model trained with no spatial answer at all (no grounding loss and no spatial
-        prompt): it was never taught to answer the grounding question (asked it, vanilla-tiny writes
-        only tokens that print as nothing)."""
+        """Whether a training phase taught the model to write a spatial answer (config.spatial_answers).
+        Where that is not recorded, a model with neither a grounding loss nor a spatial prompt was not:
+        asked the grounding question, such a model writes only tokens that print as nothing."""
+        if self.config.spatial_answers is not None:
+            return self.config.spatial_answers
         return self.config.grounding_loss_weight != 0 or self.config.use_spatial_prompt
 
     @property

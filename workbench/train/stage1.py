@@ -231,10 +231,13 @@ def initial_policy(cfg: Stage1Config, frames: list[FrameItem], tok_dir: Path) ->
             )
         policy.tokenizer.save_pretrained(tok_dir)  # stage 2 reads the tokenizer from here
         policy.config.vlm.text_first |= cfg.model.text_first  # e.g. a stage 0, which never saw a prompt
+        policy.config.spatial_answers = policy.trained_to_answer or cfg.content == "spatial"
         return policy
     if not (tok_dir / "tokenizer.json").exists():
         make_tokenizer(frames, tok_dir)
-    return ST4VLAPolicy.from_config(cfg.model.config(), tokenizer_dir=tok_dir, seed=cfg.seed, name="stage1")
+    policy = ST4VLAPolicy.from_config(cfg.model.config(), tokenizer_dir=tok_dir, seed=cfg.seed, name="stage1")
+    policy.config.spatial_answers = cfg.content == "spatial"
+    return policy
 
 
 def measure(

@@ -195,8 +195,10 @@ def state_dim_of(cfg: Stage2Config, frames: list[FrameItem]) -> int:
 def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VLAPolicy:
     stats = statistics_for(frames, cfg.tcp)
     state_dim = state_dim_of(cfg, frames)
+    cotrained = cfg.grounding_loss_weight > 0 and cfg.grounding_content == "spatial"
     if cfg.init:
         policy = ST4VLAPolicy.load(cfg.init)
+        policy.config.spatial_answers = policy.trained_to_answer or cotrained  # the init's, then this run's
         policy.config.answer_points = cfg.answer_points  # before the statistics: it splits the state
         policy.config.state_tcp = cfg.tcp
         policy.config.use_spatial_prompt = cfg.spatial_prompt and not cfg.vanilla
@@ -217,6 +219,7 @@ def build_policy(cfg: Stage2Config, frames: list[FrameItem], out: Path) -> ST4VL
         model_cfg.action.state_dim = state_dim
         model_cfg.answer_points = cfg.answer_points
         model_cfg.state_tcp = cfg.tcp
+        model_cfg.spatial_answers = cotrained
         policy = ST4VLAPolicy.from_config(model_cfg, tokenizer_dir=tok, statistics=stats, seed=cfg.seed)
     policy.config.action.repeated_diffusion_steps = cfg.repeated_diffusion_steps
     policy.config.condition_on_answer = cfg.condition_on_answer
@@ -233,7 +236,9 @@ def training_note(cfg: Stage2Config) -> str:
         return "control: the robot state ends with the true box centres (workbench/train/control.py)"
     if cfg.spatial_prompt:
         return "ST4VLA two-stage"
-    return "plain instruction, co-trained" if cfg.grounding_loss_weight > 0 else "plain instruction"
+    if cfg.grounding_loss_weight > 0:
+        return f"plain instruction, co-trained on {cfg.grounding_content} questions"
+    return "plain instruction"
 
 
 def module_groups(model) -> dict[str, list[torch.nn.Parameter]]:
