@@ -91,7 +91,7 @@ class TabState(SteppingMixin, EditsMixin, ViewerMixin):
                 PolicySlot(
                     label, policy, num_ddim_steps=int(settings.num_ddim_steps), cfg_scale=float(settings.cfg_scale),
                     ensemble_horizon=int(settings.ensemble_horizon), ensemble_alpha=float(settings.ensemble_alpha),
-                    # a model trained with no spatial answer is not asked one: vanilla-tiny wrote 128
+                    # a model never taught a spatial answer is not asked one: vanilla-tiny wrote 128
                     # tokens that print as nothing, 0.45 s of every step
                     spatial_query="box" if getattr(policy, "trained_to_answer", True) else None,
                 )
@@ -194,8 +194,8 @@ class TabState(SteppingMixin, EditsMixin, ViewerMixin):
         return lanes[0] if lanes else None
 
     def writes_no_answer(self, policy: str) -> bool:
-        """Whether the loaded policy `policy` was trained with no spatial answer at all (no grounding
-        loss, no spatial prompt, e.g. vanilla-tiny): it is not asked one (see load)."""
+        """Whether the loaded policy `policy` was never taught a spatial answer (ST4VLAPolicy.
+        trained_to_answer, e.g. vanilla-tiny): it is not asked one (see load)."""
         slots = self.runner.slots if self.runner is not None else []
         return any(s.name == policy and not getattr(s.policy, "trained_to_answer", True) for s in slots)
 
