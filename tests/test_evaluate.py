@@ -301,3 +301,37 @@ def test_compare_gives_the_gap_on_objects_in_no_data_at_all():
     rows = {g.split: g for g in gaps(novel_report([True, True, False]), novel_report([False, True, False]))}
     assert rows["objects in no data at all"].n == 3 and rows["objects in no data at all"].a_successes == 2
     assert "objects in no data at all" not in {g.split for g in gaps(_report(), _report())}
+
+
+def test_a_stopped_evaluation_resumes_only_when_the_same_evaluation_wrote_it(tmp_path, capsys):
+    """`workbench evaluate --resume` keeps the finished episodes of --out's report and runs the rest;
+    other flags or other weights in the same --out are refused, naming the field."""
+    from workbench.cli import main
+    from workbench.policy.policy import ST4VLAPolicy
+    from workbench.train.common import model_size
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "eval"
+    ST4VLAPolicy.from_config(model_size("test").config(), seed=0).save(ckpt)
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--tasks", "tabletop_pick", "--episodes", "1",
+            "--max-steps", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    full = json.loads((out / "report.json").read_text())
+    assert len(full["episodes"]) == 4 and len(full["config"]["weights_sha256"]) == 64
+    # stopped after two episodes; the second marked, so that a rerun of it would show
+    stopped = {**full, "episodes": full["episodes"][:2]}
+    stopped["episodes"][1] = {**stopped["episodes"][1], "steps": 99}
+    (out / "report.json").write_text(json.dumps(stopped))
+    assert main([*argv, "--resume"]) == 0
+    resumed = json.loads((out / "report.json").read_text())["episodes"]
+    assert [e["seed"] for e in resumed] == [e["seed"] for e in full["episodes"]]
+    assert resumed[1]["steps"] == 99  # kept, not run again
+    assert [e["success"] for e in resumed[2:]] == [e["success"] for e in full["episodes"][2:]]
+    assert [e["instruction"] for e in resumed[2:]] == [e["instruction"] for e in full["episodes"][2:]]
+
+    capsys.readouterr()
+    assert main([*argv[:-2], "--max-steps", "3", "--out", str(out), "--resume"]) == 2
+    assert "max_steps: 2 there, 3 now" in capsys.readouterr().err
+    ST4VLAPolicy.from_config(model_size("test").config(), seed=1).save(ckpt)  # other weights, same path
+    assert main([*argv, "--resume"]) == 2
+    assert "weights_sha256" in capsys.readouterr().err
+    assert len(json.loads((out / "report.json").read_text())["episodes"]) == 4  # nothing lost

@@ -48,6 +48,7 @@ from workbench.eval_report import (
     EvalReport,
     write_partial,
 )
+from workbench.eval_resume import finished_episodes, weights_sha256
 from workbench.policy.decoding import AnswerDecoding
 from workbench.policy_input import InputTransform
 from workbench.runner import PolicySlot, Runner, run_episode
@@ -107,6 +108,9 @@ class EvalConfig:
     # "ray://host:10001"); the checkpoint must be readable at the same path on every node
     ray: RayAddress = None
     workers: int = 1  # episodes at once, on Ray (each worker loads the checkpoint once); 1 without --ray
+    # keep the finished episodes of --out's report.json and run the rest, if the same evaluation wrote
+    # it (the same flags but --out, --ray and --workers, and the same weights: workbench.eval_resume)
+    resume: bool = False
 
     def __post_init__(self) -> None:
         self.cells = tuple(tuple(c) for c in self.cells)
@@ -232,7 +236,8 @@ def evaluate(
     feed it more (research/experiments/oracle_points.py) pass their own.
     With `cfg.ray` the episodes run on Ray, `cfg.workers` at once, each worker loading the checkpoint
     once; the report is the one this process writes alone (same seeds, same order). With `out`,
-    report.json and report.md there are rewritten as each episode finishes."""
+    report.json and report.md there are rewritten as each episode finishes; with `cfg.resume` too, the
+    episodes a stopped run of the same evaluation finished there are kept (workbench.eval_resume)."""
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
     if cfg.workers < 1:
@@ -247,17 +252,27 @@ def evaluate(
             "on Ray every worker loads cfg.checkpoint: pass no policy, transform or state_mapping"
         )
     specs = episode_specs(cfg)
-    report = EvalReport(cfg.checkpoint, {**asdict(cfg), "cells": [list(c) for c in cfg.cells]})
+    config = {
+        **asdict(cfg),
+        "cells": [list(c) for c in cfg.cells],
+        "weights_sha256": weights_sha256(cfg.checkpoint),
+    }
+    report = EvalReport(cfg.checkpoint, config)
+    keys = [(s.task, s.objects, s.paraphrase, s.seed) for s in specs]
+    done: dict[int, EpisodeResult] = finished_episodes(config, keys, out) if cfg.resume and out else {}
+    todo = [i for i in range(len(specs)) if i not in done]
+    report.episodes = [done[i] for i in sorted(done)]
     if cfg.ray is None:
         make_worker = partial(EvalWorker, cfg, policy, transform, state_mapping)
     else:  # the workers may run elsewhere: they get the checkpoint's absolute path
         make_worker = partial(EvalWorker, replace(cfg, checkpoint=str(Path(cfg.checkpoint).resolve())))
-    done: dict[int, EpisodeResult] = {}
-    bar = tqdm(total=len(specs), desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
+    bar = tqdm(total=len(specs), initial=len(done), desc=f"evaluate {Path(cfg.checkpoint).name}", unit="ep")
     # a checkpoint the sim cannot feed fails every episode alike: raised, not retried
-    runs = sweep.run(specs, make_worker, ray=cfg.ray, workers=cfg.workers, fatal=(IncompatibleSource,))
+    runs = sweep.run([specs[i] for i in todo], make_worker, ray=cfg.ray, workers=cfg.workers,
+                     fatal=(IncompatibleSource,))  # fmt: skip
     for outcome in runs:
-        done[outcome.index] = outcome.result if outcome.ok else failed_result(outcome.spec, outcome.error)
+        result = outcome.result if outcome.ok else failed_result(outcome.spec, outcome.error)
+        done[todo[outcome.index]] = result
         report.episodes = [done[i] for i in sorted(done)]
         if out is not None:
             write_partial(report, out)

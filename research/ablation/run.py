@@ -204,7 +204,7 @@ def evaluate_command(b: Budget, lay: Layout, arm: str, seed: int, args: argparse
     episodes = b.novel_episodes_per_cell if seed == NOVEL_SEED else b.episodes_per_cell
     argv = ["evaluate", "--checkpoint", str(checkpoint), "--episodes", str(episodes),
             "--seed", str(seed), "--max-steps", str(args.max_steps), "--tasks", *args.eval_tasks,
-            "--out", str(lay.report(arm, seed))]  # fmt: skip
+            "--out", str(lay.report(arm, seed)), "--resume"]  # fmt: skip
     if seed == NOVEL_SEED:
         argv += ["--cells", *NOVEL_CELLS]
     if args.workers > 1 and arm not in TRANSFORMED:  # a transform runs in this process

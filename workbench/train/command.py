@@ -228,10 +228,15 @@ def main(command: str, argv: list[str]) -> int:
 
 
 def run_evaluate(cfg) -> int:
+    from workbench.eval_resume import ResumeError
     from workbench.evaluate import evaluate
 
     print(json.dumps(asdict(cfg)))
-    report = evaluate(cfg, out=cfg.out)  # report.json and report.md rewritten as episodes finish
+    try:
+        report = evaluate(cfg, out=cfg.out)  # report.json and report.md rewritten as episodes finish
+    except ResumeError as e:
+        print(f"workbench evaluate: {e}", file=sys.stderr)
+        return 2
     paths = write_report(report, cfg.out)
     print(markdown(report))
     print("report:", ", ".join(str(p) for p in paths.values()))
