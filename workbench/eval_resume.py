@@ -14,6 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from workbench.compare import load_report
 from workbench.eval_report import EpisodeResult
 
 # EvalConfig fields a resumed run may change: where it runs, where it writes, and --resume itself
@@ -46,12 +47,12 @@ def finished_episodes(config: dict, keys: list[tuple], out: str | Path) -> dict[
     if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text())
-        old, episodes = data["config"], [EpisodeResult.from_json(e) for e in data["episodes"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        report = load_report(path)
+    except (OSError, ValueError) as e:
         raise ResumeError(
             f"{path} is not a readable evaluation report ({e}): --resume cannot continue it"
         ) from e
+    old, episodes = report.config, report.episodes
     new = json.loads(json.dumps(config))  # tuples as JSON lists, as the report holds them
     if old.get("weights_sha256") is None:  # a report written before the field: the weights are unknown
         old = {**old, "weights_sha256": new.get("weights_sha256")}

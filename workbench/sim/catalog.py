@@ -22,6 +22,7 @@ Containers/targets (kind "target") are built from primitives: a plate (flat disk
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -236,6 +237,7 @@ def corpus_mesh(i: int) -> ObjectSpec:
     )
 
 
+@functools.cache  # a scene generator asks for the same meshes again and again
 def mesh_scale(urdf: str) -> float:
     """The scale (2 decimals) that gives a pybullet_data mesh URDF a largest extent of MESH_EXTENT, from
     its .obj vertices and the URDF's own mesh scale (the novel split's scales are these)."""
