@@ -183,12 +183,15 @@ def test_bad_flags_are_refused_with_a_message(capsys):
 
 
 def documented_commands() -> list[str]:
-    """Every `workbench train|evaluate|compare` line in a code block of the README and docs/, and every
-    command string of scripts/make_cards.py (placeholders such as <name> filled in)."""
+    """Every `workbench train|evaluate|compare` line of the README and docs/ (indented or fenced), and every
+    command string of scripts/make_cards.py (placeholders such as <name> or $ARM filled in)."""
     lines = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = re.sub(r"\\\n\s*", " ", path.read_text())
-        lines += re.findall(r"^\s+(workbench (?:train|evaluate|compare) .*)$", text, re.M)
+        for name, value in re.findall(r'^[ \t]*([A-Z][A-Z0-9_]*)="([^"]*)"$', text, re.M):
+            text = text.replace(f"${name}", value)  # a shell variable the block sets (docs/ablation.md)
+        text = re.sub(r"\$[A-Z][A-Z0-9_]*", "1", text)  # one it loops over (an arm, a seed): a placeholder
+        lines += re.findall(r"^[ \t]*(workbench (?:train|evaluate|compare) .*)$", text, re.M)
     lines += [c for c in _strings(_load(ROOT / "scripts" / "make_cards.py")) if c.startswith("workbench ")]
     out = []
     for line in lines:
